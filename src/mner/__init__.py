@@ -1,0 +1,19 @@
+"""mner: multimodal named entity recognition for social-media posts (text + image + knowledge).
+
+The import is light: torch and the model code load only when a tagger is used.
+"""
+
+from mner.data import ENTITY_TYPES, MnerInputError, Post, Span, tokenize
+
+__version__ = "0.1.0"
+
+__all__ = ["ENTITY_TYPES", "MnerInputError", "Post", "Span", "Tagger", "load_tagger", "tokenize", "__version__"]
+
+
+def __getattr__(name: str):
+    # Tagger pulls in torch; resolve it only when asked for.
+    if name in ("Tagger", "load_tagger"):
+        from mner import tagger
+
+        return getattr(tagger, name)
+    raise AttributeError(f"module 'mner' has no attribute {name!r}")

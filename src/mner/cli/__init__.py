@@ -1,0 +1,18 @@
+"""The ``mner`` command line: one command per verb; heavy imports happen inside the commands."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="mner",
+    help="Multimodal named entity recognition for social-media posts (text + image + knowledge).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,306 @@
+"""Posts, spans and the file formats mner reads and writes.
+
+Formats:
+- CoNLL with image ids (Twitter-2015/2017): ``IMGID:<id>``, then ``token<TAB>tag`` lines, a blank line
+  between posts. Twitter-2017's ``MISC`` is read as ``OTHER``.
+- Captions: TSV ``image_id<TAB>caption`` with a header line.
+- JSONL posts: ``{"id", "text" | "tokens", "image"?, "caption"?}`` per line; tagged output adds
+  ``"entities": [{"start", "end", "type", "text"}]`` (token offsets, end exclusive).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ENTITY_TYPES: tuple[str, ...] = ("PER", "LOC", "ORG", "OTHER")
+TYPE_ALIASES: dict[str, str] = {"MISC": "OTHER"}
+TAGS: tuple[str, ...] = ("O",) + tuple(f"{p}-{t}" for t in ENTITY_TYPES for p in ("B", "I"))
+
+
+class MnerInputError(ValueError):
+    """Bad user input: names the file, the line and what was expected."""
+
+    def __init__(self, message: str, path: str | Path | None = None, line: int | None = None):
+        self.path = None if path is None else str(path)
+        self.line = line
+        self.reason = message
+        where = ""
+        if path is not None:
+            where = f"{Path(path).name}:{line}: " if line is not None else f"{Path(path).name}: "
+        super().__init__(where + message)
+
+
+@dataclass(frozen=True)
+class Span:
+    """An entity: tokens ``start`` to ``end`` (exclusive) of one post, with its type."""
+
+    start: int
+    end: int
+    type: str
+    text: str
+    score: float | None = None
+
+    def to_dict(self) -> dict:
+        out = {"start": self.start, "end": self.end, "type": self.type, "text": self.text}
+        if self.score is not None:
+            out["score"] = round(self.score, 4)
+        return out
+
+
+@dataclass(frozen=True)
+class Post:
+    """One social-media post: tokens, optional gold tags, optional image reference and caption."""
+
+    tokens: tuple[str, ...]
+    id: str = ""
+    tags: tuple[str, ...] | None = None
+    image: str | None = None
+    caption: str | None = None
+    extra: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self):
+        if self.tags is not None and len(self.tags) != len(self.tokens):
+            raise ValueError(f"post {self.id!r}: {len(self.tokens)} tokens but {len(self.tags)} tags")
+
+
+# --------------------------------------------------------------------------------------------- tags
+
+
+def normalise_tag(tag: str) -> str | None:
+    """Return the tag in mner's label set (``MISC`` → ``OTHER``), or None if it is not BIO over it."""
+    if tag == "O":
+        return tag
+    prefix, sep, etype = tag.partition("-")
+    if not sep or prefix not in ("B", "I"):
+        return None
+    etype = TYPE_ALIASES.get(etype, etype)
+    return f"{prefix}-{etype}" if etype in ENTITY_TYPES else None
+
+
+def spans_from_tags(tags: Iterable[str], tokens: Iterable[str] | None = None) -> list[Span]:
+    """Entity spans from BIO tags, with conlleval's rules (an ``I-`` after ``O`` or another type opens a span)."""
+    tags = list(tags)
+    tokens = list(tokens) if tokens is not None else [""] * len(tags)
+    spans: list[Span] = []
+    start, etype = None, None
+    for i, tag in enumerate(tags + ["O"]):
+        prefix, _, t = tag.partition("-")
+        begins = prefix == "B" or (prefix == "I" and t != etype)
+        if etype is not None and (tag == "O" or begins):
+            spans.append(Span(start, i, etype, " ".join(tokens[start:i])))
+            start, etype = None, None
+        if tag != "O" and begins:
+            start, etype = i, t
+    return spans
+
+
+def tags_from_spans(spans: Iterable[Span], length: int) -> list[str]:
+    """BIO tags of ``length`` tokens from non-overlapping spans."""
+    tags = ["O"] * length
+    for span in spans:
+        tags[span.start] = f"B-{span.type}"
+        for i in range(span.start + 1, span.end):
+            tags[i] = f"I-{span.type}"
+    return tags
+
+
+# ------------------------------------------------------------------------------------------- CoNLL
+
+
+def _read_text(path: Path) -> str:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise MnerInputError("file not found", path) from None
+    except IsADirectoryError:
+        raise MnerInputError("expected a file, got a directory", path) from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise MnerInputError(f"not UTF-8 (byte 0x{raw[err.start]:02x} at offset {err.start})", path, line) from None
+
+
+def iter_conll(path: str | Path) -> Iterator[Post]:
+    """Posts from a CoNLL file with ``IMGID:`` lines; raises MnerInputError naming the bad line."""
+    path = Path(path)
+    text = _read_text(path)
+    if not text.strip():
+        raise MnerInputError("file is empty: expected CoNLL posts ('IMGID:<id>' then 'token<TAB>tag' lines)", path)
+    image_id, id_line, tokens, tags = None, None, [], []
+
+    def finish():
+        if image_id is not None and not tokens:
+            raise MnerInputError(f"IMGID:{image_id} has no tokens after it", path, id_line)
+        post = Post(tuple(tokens), id=image_id or f"{path.stem}-{id_line}", tags=tuple(tags), image=image_id)
+        return post
+
+    for line_no, line in enumerate(text.splitlines(), start=1):  # splitlines accepts CRLF
+        if line.startswith("IMGID:"):
+            if tokens or image_id is not None:
+                yield finish()
+            image_id, id_line, tokens, tags = line[len("IMGID:"):].strip(), line_no, [], []
+            if not image_id:
+                raise MnerInputError("expected 'IMGID:<id>', got an empty id", path, line_no)
+            continue
+        if not line.strip():
+            if tokens or image_id is not None:
+                yield finish()
+            image_id, id_line, tokens, tags = None, line_no, [], []
+            continue
+        fields = line.split("\t")
+        if len(fields) != 2:
+            raise MnerInputError(f"expected 'token<TAB>tag', got {len(fields)} field{'s' * (len(fields) != 1)}",
+                                 path, line_no)
+        token, tag = fields
+        if not token.strip():
+            raise MnerInputError("expected 'token<TAB>tag', got an empty token", path, line_no)
+        norm = normalise_tag(tag.strip())
+        if norm is None:
+            raise MnerInputError(f"tag {tag!r} is not BIO over {'/'.join(ENTITY_TYPES)} (or MISC)", path, line_no)
+        if id_line is None:
+            id_line = line_no
+        tokens.append(token)
+        tags.append(norm)
+    if tokens or image_id is not None:
+        yield finish()
+
+
+def read_conll(path: str | Path) -> list[Post]:
+    """All posts of a CoNLL file."""
+    return list(iter_conll(path))
+
+
+def write_conll(posts: Iterable[Post], path: str | Path, tags: Iterable[Iterable[str]] | None = None) -> None:
+    """Write posts as CoNLL; ``tags`` (one sequence per post) overrides the posts' own tags."""
+    tag_rows = iter(tags) if tags is not None else None
+    with open(path, "w", encoding="utf-8", newline="\n") as out:
+        for post in posts:
+            row = list(next(tag_rows)) if tag_rows is not None else list(post.tags or ["O"] * len(post.tokens))
+            if post.image is not None:
+                out.write(f"IMGID:{post.image}\n")
+            for token, tag in zip(post.tokens, row, strict=True):
+                out.write(f"{token}\t{tag}\n")
+            out.write("\n")
+
+
+# ----------------------------------------------------------------------------------------- captions
+
+
+def read_captions(path: str | Path) -> dict[str, str]:
+    """Captions by image id from a TSV with a header ``image_id<TAB>caption``."""
+    path = Path(path)
+    lines = _read_text(path).splitlines()
+    if not lines:
+        raise MnerInputError("file is empty: expected a header 'image_id<TAB>caption'", path)
+    header = lines[0].split("\t")
+    if len(header) != 2 or header[0].strip() != "image_id":
+        raise MnerInputError(f"expected the header 'image_id<TAB>caption', got {lines[0][:60]!r}", path, 1)
+    captions: dict[str, str] = {}
+    for line_no, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        if len(fields) != 2 or not fields[0].strip():
+            raise MnerInputError(f"expected 'image_id<TAB>caption', got {len(fields)} field(s)", path, line_no)
+        captions[fields[0].strip()] = fields[1].strip()
+    return captions
+
+
+def write_captions(captions: dict[str, str], path: str | Path) -> None:
+    """Write captions as TSV with a header; tabs and newlines inside captions become spaces."""
+    with open(path, "w", encoding="utf-8", newline="\n") as out:
+        out.write("image_id\tcaption\n")
+        for image_id, caption in captions.items():
+            out.write(f"{image_id}\t{' '.join(caption.split())}\n")
+
+
+# -------------------------------------------------------------------------------------------- JSONL
+
+
+def post_from_json(obj: object, where: str = "") -> Post:
+    """A Post from one decoded JSONL object; raises ValueError saying what was expected."""
+    if not isinstance(obj, dict):
+        raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
+    tokens = obj.get("tokens")
+    text = obj.get("text")
+    if tokens is not None:
+        if not isinstance(tokens, list) or not all(isinstance(t, str) and t.strip() for t in tokens):
+            raise ValueError("'tokens' must be a list of non-empty strings")
+    elif isinstance(text, str):
+        tokens = tokenize(text)
+    else:
+        raise ValueError("expected 'text' (a string) or 'tokens' (a list of strings)")
+    if not tokens:
+        raise ValueError("the post is empty: 'text' has no tokens")
+    for key in ("image", "caption"):
+        if obj.get(key) is not None and not isinstance(obj[key], str):
+            raise ValueError(f"'{key}' must be a string")
+    post_id = obj.get("id", where)
+    return Post(tuple(tokens), id=str(post_id), image=obj.get("image"), caption=obj.get("caption"),
+                extra={"text": text} if text is not None else {})
+
+
+def iter_jsonl_posts(path: str | Path) -> Iterator[tuple[int, Post | MnerInputError]]:
+    """(line number, Post or the error for that line) for every non-blank line; one bad line stops nothing."""
+    path = Path(path)
+    for line_no, line in enumerate(_read_text(path).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            yield line_no, post_from_json(json.loads(line), where=f"{path.stem}-{line_no}")
+        except json.JSONDecodeError as err:
+            yield line_no, MnerInputError(f"not JSON ({err.msg} at column {err.colno})", path, line_no)
+        except ValueError as err:
+            yield line_no, MnerInputError(str(err), path, line_no)
+
+
+def post_to_json(post: Post, spans: Iterable[Span] | None = None) -> dict:
+    """The JSONL object of a post, with ``entities`` when spans are given."""
+    obj: dict = {"id": post.id}
+    if "text" in post.extra:
+        obj["text"] = post.extra["text"]
+    obj["tokens"] = list(post.tokens)
+    if post.image is not None:
+        obj["image"] = post.image
+    if post.caption is not None:
+        obj["caption"] = post.caption
+    if spans is not None:
+        obj["entities"] = [s.to_dict() for s in spans]
+    return obj
+
+
+def write_jsonl(objects: Iterable[dict], path: str | Path) -> None:
+    """Write one JSON object per line (UTF-8, no ASCII escaping)."""
+    with open(path, "w", encoding="utf-8", newline="\n") as out:
+        for obj in objects:
+            out.write(json.dumps(obj, ensure_ascii=False) + "\n")
+
+
+# ---------------------------------------------------------------------------------------- tokenizer
+
+_EMOJI = "[\u2600-\u27bf\u2b00-\u2bff\U0001f000-\U0001faff]"
+_EMOJI_MOD = "[\ufe0f\U0001f3fb-\U0001f3ff]"
+_TOKEN_RE = re.compile(
+    r"""
+    (?:https?://|www\.)\S+                               # URL, kept whole
+    | [A-Za-z]+://\S+
+    | &[A-Za-z]+;?                                       # HTML entity as tweeted (&amp)
+    | [@＠]\w+                                           # @user
+    | [#＃]\w+                                           # #hashtag
+    | \w+(?:-\w+)*                                       # words, numbers, hyphenated words
+    | """ + f"{_EMOJI}{_EMOJI_MOD}*(?:\u200d{_EMOJI}{_EMOJI_MOD}*)*" + r"""  # one emoji, ZWJ sequences kept
+    | \.{2,} | -{2,} | …                                 # ellipses and dashes
+    | \S                                                 # any other single character
+    """,
+    re.VERBOSE,
+)
+
+
+def tokenize(text: str) -> list[str]:
+    """Split raw tweet text as the Twitter-2015 files are split (``@user``, ``#tag``, URLs, emoji whole)."""
+    return _TOKEN_RE.findall(text)
