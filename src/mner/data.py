@@ -157,7 +157,7 @@ def iter_conll(path: str | Path) -> Iterator[Post]:
             raise MnerInputError(f"expected 'token<TAB>tag', got {len(fields)} field{'s' * (len(fields) != 1)}",
                                  path, line_no)
         token, tag = fields
-        if not token.strip():
+        if token == "":
             raise MnerInputError("expected 'token<TAB>tag', got an empty token", path, line_no)
         norm = normalise_tag(tag.strip())
         if norm is None:
@@ -229,7 +229,7 @@ def post_from_json(obj: object, where: str = "") -> Post:
     tokens = obj.get("tokens")
     text = obj.get("text")
     if tokens is not None:
-        if not isinstance(tokens, list) or not all(isinstance(t, str) and t.strip() for t in tokens):
+        if not isinstance(tokens, list) or not all(isinstance(t, str) and t for t in tokens):
             raise ValueError("'tokens' must be a list of non-empty strings")
     elif isinstance(text, str):
         tokens = tokenize(text)

@@ -16,3 +16,6 @@ app = typer.Typer(
 def main() -> None:
     """Console-script entry point."""
     app()
+
+
+from mner.cli import core as _core  # noqa: E402,F401  (registers train/evaluate/predict/demo)

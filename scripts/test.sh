@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Set up mner with its test extras and run the whole test suite (slow tests included; those that need
+# ../shared/ skip with a reason where it is absent). Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh test
+set +e
+.venv/bin/python -m pytest -q "$@"
+status=$?
+set -e
+if [ "$status" -eq 5 ]; then
+  echo "error: pytest collected no tests" >&2
+  exit 1
+fi
+exit "$status"

@@ -1,0 +1,154 @@
+"""``mner train``, ``evaluate``, ``predict`` and ``demo``."""
+
+from __future__ import annotations
+
+import functools
+import json
+import shlex
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from mner.cli import app
+from mner.data import MnerInputError
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "posts.jsonl"
+
+
+def fail(message: str) -> None:
+    """Print one clear line to stderr and exit 2 (bad input, not a crash)."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def user_errors(func):
+    """Turn MnerInputError (and missing files) into ``error: ...`` and exit code 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except MnerInputError as err:
+            fail(str(err))
+        except OSError as err:
+            fail(f"{err.filename or ''}: {err.strerror or err}")
+
+    return wrapper
+
+
+@app.command()
+@user_errors
+def train(
+    train_file: Annotated[Path, typer.Option("--train", help="Training data, CoNLL with IMGID lines.")],
+    dev_file: Annotated[Path, typer.Option("--dev", help="Dev data (CoNLL) for checkpoint selection.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder to write the model to.")],
+    seed: Annotated[Optional[int], typer.Option(help="Random seed (overrides the config's).")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="TOML file with [model] and [train] tables.")] = None,
+    test_file: Annotated[Optional[Path], typer.Option("--test", help="Score this CoNLL file once at the end "
+                                                      "and record it in the model card.")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Maximum epochs (overrides the config's).")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="torch.set_num_threads for training.")] = None,
+) -> None:
+    """Train a tagger on CoNLL data; the epoch with the best dev F1 is kept."""
+    from mner.data import read_conll
+    from mner.train import read_run_config, train as run_training, write_model
+
+    run = read_run_config(config)
+    if seed is not None:
+        run.train.seed = seed
+    if epochs is not None:
+        run.train.epochs = epochs
+    if threads is not None:
+        run.train.threads = threads
+    train_posts, dev_posts = read_conll(train_file), read_conll(dev_file)
+    test_posts = read_conll(test_file) if test_file else None
+
+    def report(row: dict) -> None:
+        typer.echo(f"epoch {row['epoch']:>3}  loss {row['loss']:8.3f}  dev F1 {row['dev_f1']:6.2f}  "
+                   f"{row['seconds']:5.1f} s", err=True)
+
+    tagger, _ = run_training(train_posts, dev_posts, run, on_epoch=report)
+    given = [("--train", train_file), ("--dev", dev_file), ("--test", test_file), ("--config", config),
+             ("--seed", seed), ("--epochs", epochs), ("--threads", threads), ("--out", out)]
+    command = "mner train " + " ".join(f"{flag} {shlex.quote(str(v))}" for flag, v in given if v is not None)
+    scores = write_model(tagger, out, command, {"train": train_file, "dev": dev_file, "test": test_file},
+                         test_posts)
+    typer.echo(f"best epoch {tagger.record['training']['best_epoch']}, dev F1 "
+               f"{tagger.record['training']['dev_f1']:.2f}" + (f", test F1 {scores['f1']:.2f}" if scores else "")
+               + f"; model written to {out}")
+
+
+@app.command()
+@user_errors
+def evaluate(
+    model: Annotated[Path, typer.Option(help="Model folder.")],
+    data: Annotated[Path, typer.Option(help="CoNLL file with gold tags.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Entity-level P/R/F1 (conlleval-compatible) of a model on gold data."""
+    from mner.data import read_conll
+    from mner.evaluate import entity_scores, format_scores
+    from mner.tagger import load_tagger
+
+    tagger = load_tagger(model)
+    posts = read_conll(data)
+    scores = entity_scores([list(p.tags) for p in posts], tagger.predict_tags(posts))
+    typer.echo(json.dumps(scores.to_json()) if as_json else format_scores(scores))
+
+
+@app.command()
+@user_errors
+def predict(
+    text: Annotated[str, typer.Option(help="The post's text (tokenised like the Twitter-2015 files).")],
+    model: Annotated[Optional[Path], typer.Option(help="Model folder (default: the shipped model).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print {tokens, entities} as JSON.")] = False,
+) -> None:
+    """Tag one post and print its entities."""
+    from mner.data import Post, tokenize
+    from mner.tagger import load_tagger
+
+    tokens = tokenize(text)
+    if not tokens:
+        fail("--text is empty: expected the words of a post")
+    tagger = load_tagger(model)
+    spans = tagger.predict([Post(tuple(tokens))])[0]
+    if as_json:
+        typer.echo(json.dumps({"tokens": tokens, "entities": [s.to_dict() for s in spans]}, ensure_ascii=False))
+    else:
+        typer.echo(highlight(tokens, spans))
+        for s in spans:
+            typer.echo(f"  {s.type:<6} {s.text}  (tokens {s.start}–{s.end})")
+
+
+@app.command()
+@user_errors
+def demo(
+    model: Annotated[Optional[Path], typer.Option(help="Model folder (default: the shipped model).")] = None,
+) -> None:
+    """Tag the example posts that ship with mner and print their entities."""
+    from mner.data import iter_jsonl_posts
+    from mner.tagger import load_tagger
+
+    tagger = load_tagger(model)
+    posts = [p for _, p in iter_jsonl_posts(EXAMPLES)]
+    typer.echo(f"model: {model or 'shipped default'}  ({', '.join(tagger.config.channels)})\n")
+    for post, spans in zip(posts, tagger.predict(posts)):
+        typer.echo(highlight(list(post.tokens), spans))
+        typer.echo("  " + ("; ".join(f"{s.text} → {s.type}" for s in spans) or "no entities") + "\n")
+
+
+def highlight(tokens: list[str], spans) -> str:
+    """The post with each entity as ``[text TYPE]``, coloured by type on a terminal."""
+    colours = {"PER": "cyan", "LOC": "green", "ORG": "magenta", "OTHER": "yellow"}
+    starts = {s.start: s for s in spans}
+    out, i = [], 0
+    while i < len(tokens):
+        if i in starts:
+            s = starts[i]
+            out.append(typer.style(f"[{s.text} {s.type}]", fg=colours.get(s.type), bold=True))
+            i = s.end
+        else:
+            out.append(tokens[i])
+            i += 1
+    return " ".join(out)

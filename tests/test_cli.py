@@ -1,0 +1,131 @@
+"""The command line, through Typer's CliRunner: the contract's flags, JSON shapes and clear errors."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from mner.cli import app
+from mner.tagger import DEFAULT_MODEL
+
+runner = CliRunner()
+
+TRAIN = """IMGID:1
+Kobe\tB-PER
+Bryant\tI-PER
+scores\tO
+
+IMGID:2
+flying\tO
+to\tO
+Paris\tB-LOC
+
+IMGID:3
+Google\tB-ORG
+hires\tO
+Sarah\tB-PER
+"""
+CONFIG = """[model]
+hidden = 16
+char_dim = 8
+char_filters = 8
+dropout = 0.0
+[train]
+epochs = 40
+lr = 0.03
+batch_size = 3
+min_word_count = 1
+progress = false
+"""
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cli")
+    (d / "train.txt").write_text(TRAIN)
+    (d / "c.toml").write_text(CONFIG)
+    result = runner.invoke(app, ["train", "--train", str(d / "train.txt"), "--dev", str(d / "train.txt"),
+                                 "--test", str(d / "train.txt"), "--out", str(d / "model"), "--seed", "4",
+                                 "--config", str(d / "c.toml")])
+    assert result.exit_code == 0, result.output
+    return d
+
+
+def test_train_writes_a_model_folder_with_card(trained):
+    card = (trained / "model" / "README.md").read_text()
+    config = json.loads((trained / "model" / "config.json").read_text())
+    assert config["training"]["train"]["seed"] == 4
+    assert "--seed 4" in card and "| overall | 100.00 | 100.00 | 100.00 | 4 |" in card
+
+
+def test_evaluate_json_contract(trained):
+    result = runner.invoke(app, ["evaluate", "--model", str(trained / "model"), "--data", str(trained / "train.txt"),
+                                 "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert set(out) == {"precision", "recall", "f1", "gold_entities", "per_type"}
+    assert out["gold_entities"] == 4 and out["f1"] == 100.0
+    assert out["per_type"]["PER"] == {"precision": 100.0, "recall": 100.0, "f1": 100.0, "support": 2}
+
+
+def test_evaluate_human_table(trained):
+    result = runner.invoke(app, ["evaluate", "--model", str(trained / "model"), "--data", str(trained / "train.txt")])
+    assert result.exit_code == 0 and "overall" in result.output and "100.00" in result.output
+
+
+def test_predict_json_contract(trained):
+    result = runner.invoke(app, ["predict", "--model", str(trained / "model"), "--text", "Kobe Bryant scores",
+                                 "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == {"tokens": ["Kobe", "Bryant", "scores"],
+                                         "entities": [{"start": 0, "end": 2, "type": "PER", "text": "Kobe Bryant"}]}
+
+
+def test_predict_human_output(trained):
+    result = runner.invoke(app, ["predict", "--model", str(trained / "model"), "--text", "flying to Paris"])
+    assert result.exit_code == 0
+    assert "[Paris LOC]" in result.output and "LOC    Paris" in result.output
+
+
+@pytest.mark.parametrize("args,message", [
+    (["predict", "--text", "   "], "error: --text is empty: expected the words of a post"),
+    (["predict", "--text", "hi", "--model", "/nonexistent/m"], "error: m: model folder not found"),
+    (["evaluate", "--model", "MODEL", "--data", "/nonexistent/x.txt"], "error: x.txt: file not found"),
+    (["train", "--train", "BAD", "--dev", "BAD", "--out", "OUT"], "error: bad.txt:2: expected 'token<TAB>tag', "
+                                                                   "got 3 fields"),
+    (["train", "--train", "EMPTY", "--dev", "EMPTY", "--out", "OUT"], "error: empty.txt: file is empty"),
+    (["train", "--train", "TRAIN", "--dev", "TRAIN", "--out", "OUT", "--config", "/nonexistent/c.toml"],
+     "error: c.toml: config file not found"),
+])
+def test_errors_are_one_clear_line(trained, tmp_path, args, message):
+    (tmp_path / "bad.txt").write_text("IMGID:1\nKobe\tB-PER\tx\n")
+    (tmp_path / "empty.txt").write_text("")
+    subst = {"MODEL": str(trained / "model"), "BAD": str(tmp_path / "bad.txt"), "EMPTY": str(tmp_path / "empty.txt"),
+             "TRAIN": str(trained / "train.txt"), "OUT": str(tmp_path / "out")}
+    result = runner.invoke(app, [subst.get(a, a) for a in args])
+    assert result.exit_code == 2
+    assert result.stderr.startswith(message)
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_help_lists_the_commands():
+    result = runner.invoke(app, ["--help"])
+    for command in ("train", "evaluate", "predict", "demo"):
+        assert command in result.output
+
+
+@pytest.mark.skipif(not (DEFAULT_MODEL / "model.safetensors").is_file(), reason="no shipped model in the package")
+def test_shipped_model_tags_a_sentence_without_model_flag():
+    result = runner.invoke(app, ["predict", "--text", "Barack Obama visits Paris with the New York Yankees", "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    found = {(e["text"], e["type"]) for e in out["entities"]}
+    assert ("Barack Obama", "PER") in found and ("Paris", "LOC") in found
+
+
+@pytest.mark.skipif(not (DEFAULT_MODEL / "model.safetensors").is_file(), reason="no shipped model in the package")
+def test_demo_tags_the_example_posts():
+    result = runner.invoke(app, ["demo"])
+    assert result.exit_code == 0, result.output
+    assert "Kobe Bryant → PER" in result.output

@@ -1,0 +1,150 @@
+"""Readers, writers and the tokenizer: round trips, real files, and exact error messages."""
+
+import json
+
+import pytest
+
+from mner.data import (MnerInputError, Post, Span, iter_jsonl_posts, post_to_json, read_captions, read_conll,
+                       spans_from_tags, tags_from_spans, tokenize, write_captions, write_conll, write_jsonl)
+from tests.conftest import TWITTER2015, needs_twitter2015
+
+GOOD = "IMGID:11\nKobe\tB-PER\nBryant\tI-PER\nrules\tO\n\nIMGID:12\nNew\tB-LOC\nYork\tI-LOC\n"
+
+
+def write(tmp_path, text, name="data.txt", encoding="utf-8"):
+    path = tmp_path / name
+    path.write_bytes(text.encode(encoding) if isinstance(text, str) else text)
+    return path
+
+
+def test_conll_reads_posts_and_round_trips(tmp_path):
+    posts = read_conll(write(tmp_path, GOOD))
+    assert [p.tokens for p in posts] == [("Kobe", "Bryant", "rules"), ("New", "York")]
+    assert [p.image for p in posts] == ["11", "12"]
+    assert posts[0].tags == ("B-PER", "I-PER", "O")
+    out = tmp_path / "out.txt"
+    write_conll(posts, out)
+    assert read_conll(out) == posts
+
+
+def test_conll_accepts_crlf_bom_and_missing_final_blank(tmp_path):
+    text = "\ufeff" + GOOD.replace("\n", "\r\n").rstrip()
+    assert [p.tokens for p in read_conll(write(tmp_path, text))] == [("Kobe", "Bryant", "rules"), ("New", "York")]
+
+
+def test_conll_maps_twitter2017_misc_to_other(tmp_path):
+    posts = read_conll(write(tmp_path, "IMGID:1\nWorld\tB-MISC\nCup\tI-MISC\n"))
+    assert posts[0].tags == ("B-OTHER", "I-OTHER")
+
+
+def test_conll_without_imgid_lines(tmp_path):
+    posts = read_conll(write(tmp_path, "a\tO\nParis\tB-LOC\n\nb\tO\n"))
+    assert [p.tokens for p in posts] == [("a", "Paris"), ("b",)]
+    assert posts[0].image is None
+
+
+@pytest.mark.parametrize("text,message", [
+    ("IMGID:1\nKobe\n", "data.txt:2: expected 'token<TAB>tag', got 1 field"),
+    ("IMGID:1\nKobe\tB-PER\textra\n", "data.txt:2: expected 'token<TAB>tag', got 3 fields"),
+    ("IMGID:1\nKobe\tB-PERSON\n", "data.txt:2: tag 'B-PERSON' is not BIO over PER/LOC/ORG/OTHER (or MISC)"),
+    ("IMGID:1\nKobe\tE-PER\n", "data.txt:2: tag 'E-PER' is not BIO over PER/LOC/ORG/OTHER (or MISC)"),
+    ("IMGID:1\n\nIMGID:2\nx\tO\n", "data.txt:1: IMGID:1 has no tokens after it"),
+    ("IMGID:1\nx\tO\n\nIMGID:2\n", "data.txt:4: IMGID:2 has no tokens after it"),
+    ("IMGID:\nx\tO\n", "data.txt:1: expected 'IMGID:<id>', got an empty id"),
+    ("\tO\n", "data.txt:1: expected 'token<TAB>tag', got an empty token"),
+    ("", "data.txt: file is empty: expected CoNLL posts ('IMGID:<id>' then 'token<TAB>tag' lines)"),
+    ("\n\n", "data.txt: file is empty: expected CoNLL posts ('IMGID:<id>' then 'token<TAB>tag' lines)"),
+])
+def test_conll_errors_name_file_line_and_expectation(tmp_path, text, message):
+    with pytest.raises(MnerInputError) as err:
+        read_conll(write(tmp_path, text))
+    assert str(err.value) == message
+
+
+def test_conll_not_utf8_names_the_line(tmp_path):
+    path = write(tmp_path, "IMGID:1\nx\tO\nM\xfcnchen\tB-LOC\n".encode("latin-1"))
+    with pytest.raises(MnerInputError, match=r"^data.txt:3: not UTF-8 \(byte 0xfc at offset 13\)$"):
+        read_conll(path)
+
+
+def test_missing_file_is_a_clear_error(tmp_path):
+    with pytest.raises(MnerInputError, match="^nope.txt: file not found$"):
+        read_conll(tmp_path / "nope.txt")
+
+
+def test_captions_round_trip_and_errors(tmp_path):
+    captions = {"11": "a man holding a ball", "12": "a city\tat night"}
+    path = tmp_path / "captions.tsv"
+    write_captions(captions, path)
+    assert read_captions(path) == {"11": "a man holding a ball", "12": "a city at night"}
+    with pytest.raises(MnerInputError, match=r"^c.tsv:1: expected the header 'image_id<TAB>caption', got '11\\ta'$"):
+        read_captions(write(tmp_path, "11\ta\n", "c.tsv"))
+    with pytest.raises(MnerInputError, match=r"^c.tsv:3: expected 'image_id<TAB>caption', got 1 field\(s\)$"):
+        read_captions(write(tmp_path, "image_id\tcaption\n1\tok\nbroken\n", "c.tsv"))
+
+
+def test_jsonl_posts_good_and_bad_lines(tmp_path):
+    lines = [
+        json.dumps({"id": "a", "text": "Kobe Bryant in LA", "image": "a.jpg"}),
+        json.dumps({"id": "b", "tokens": ["New", "York"], "caption": "a city"}),
+        "{not json",
+        json.dumps({"id": "c"}),
+        json.dumps({"id": "d", "text": "   "}),
+        json.dumps(["a list"]),
+        "",
+        json.dumps({"text": "no id here"}),
+    ]
+    results = list(iter_jsonl_posts(write(tmp_path, "\n".join(lines), "posts.jsonl")))
+    assert [n for n, _ in results] == [1, 2, 3, 4, 5, 6, 8]
+    good = {n: r for n, r in results if isinstance(r, Post)}
+    bad = {n: str(r) for n, r in results if isinstance(r, MnerInputError)}
+    assert good[1].tokens == ("Kobe", "Bryant", "in", "LA") and good[1].image == "a.jpg"
+    assert good[2].caption == "a city" and good[8].id == "posts-8"
+    assert bad == {
+        3: "posts.jsonl:3: not JSON (Expecting property name enclosed in double quotes at column 2)",
+        4: "posts.jsonl:4: expected 'text' (a string) or 'tokens' (a list of strings)",
+        5: "posts.jsonl:5: the post is empty: 'text' has no tokens",
+        6: "posts.jsonl:6: expected a JSON object, got list",
+    }
+
+
+def test_jsonl_output_shape(tmp_path):
+    post = Post(("Kobe", "Bryant", "rules"), id="x", extra={"text": "Kobe Bryant rules"})
+    obj = post_to_json(post, [Span(0, 2, "PER", "Kobe Bryant")])
+    assert obj == {"id": "x", "text": "Kobe Bryant rules", "tokens": ["Kobe", "Bryant", "rules"],
+                   "entities": [{"start": 0, "end": 2, "type": "PER", "text": "Kobe Bryant"}]}
+    write_jsonl([obj], tmp_path / "o.jsonl")
+    assert json.loads((tmp_path / "o.jsonl").read_text(encoding="utf-8")) == obj
+
+
+@pytest.mark.parametrize("text,tokens", [
+    ("RT @JayKenMinaj: Me outside of where George Zimmerman got shot at.",
+     ["RT", "@JayKenMinaj", ":", "Me", "outside", "of", "where", "George", "Zimmerman", "got", "shot", "at", "."]),
+    ("Loving #NewYork!! http://t.co/Z3neVBQ7vF", ["Loving", "#NewYork", "!", "!", "http://t.co/Z3neVBQ7vF"]),
+    ("I've a record-breaking day... 🙌🏽 wow &amp fun",
+     ["I", "'", "ve", "a", "record-breaking", "day", "...", "🙌🏽", "wow", "&amp", "fun"]),
+    ("family 👨‍👩‍👧 time", ["family", "👨‍👩‍👧", "time"]),
+    ("@ThisKid_Erik (Tower Bridge)", ["@ThisKid_Erik", "(", "Tower", "Bridge", ")"]),
+    ("", []),
+])
+def test_tokenizer_splits_like_twitter2015(text, tokens):
+    assert tokenize(text) == tokens
+
+
+def test_spans_follow_conlleval_rules():
+    tags = ["I-PER", "I-PER", "O", "B-LOC", "I-ORG", "B-ORG", "B-ORG", "I-ORG"]
+    spans = spans_from_tags(tags, list("abcdefgh"))
+    assert [(s.start, s.end, s.type) for s in spans] == [(0, 2, "PER"), (3, 4, "LOC"), (4, 5, "ORG"),
+                                                         (5, 6, "ORG"), (6, 8, "ORG")]
+    assert spans[0].text == "a b"
+    assert tags_from_spans(spans, 8) == ["B-PER", "I-PER", "O", "B-LOC", "B-ORG", "B-ORG", "B-ORG", "I-ORG"]
+
+
+@pytest.mark.slow
+@needs_twitter2015
+def test_reads_the_real_twitter2015_files():
+    counts = {name: len(read_conll(TWITTER2015 / f"{name}.txt")) for name in ("train", "valid", "test")}
+    assert counts == {"train": 4000, "valid": 1000, "test": 3257}
+    captions = read_captions(TWITTER2015 / "image_captions.tsv")
+    test_ids = {p.image for p in read_conll(TWITTER2015 / "test.txt")}
+    assert test_ids <= set(captions)

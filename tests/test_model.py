@@ -1,0 +1,175 @@
+"""The tagger: it can learn, it saves and loads exactly, and bad model folders fail clearly."""
+
+import json
+
+import pytest
+import torch
+
+from mner.data import MnerInputError, Post, spans_from_tags
+from mner.model import ModelConfig
+from mner.tagger import load_tagger
+from mner.train import RunConfig, TrainConfig, read_run_config, train
+
+SMALL = {"hidden": 32, "char_dim": 16, "char_filters": 16, "dropout": 0.0}
+
+POSTS = [
+    Post(("Kobe", "Bryant", "scores", "again"), id="1", tags=("B-PER", "I-PER", "O", "O")),
+    Post(("flying", "to", "Paris", "today"), id="2", tags=("O", "O", "B-LOC", "O")),
+    Post(("Google", "hires", "Sarah"), id="3", tags=("B-ORG", "O", "B-PER")),
+    Post(("watching", "Game", "of", "Thrones"), id="4", tags=("O", "B-OTHER", "I-OTHER", "I-OTHER")),
+    Post(("RT", "@nasa", ":", "Mars", "looks", "red"), id="5", tags=("O", "O", "O", "B-LOC", "O", "O")),
+]
+
+
+@pytest.fixture(scope="module")
+def overfit():
+    torch.manual_seed(0)
+    run = RunConfig(dict(SMALL), TrainConfig(epochs=60, lr=0.02, batch_size=5, patience=60, min_word_count=1,
+                                             progress=False, seed=3))
+    tagger, history = train(POSTS, POSTS, run)
+    return tagger, history
+
+
+def test_tiny_model_overfits_five_posts(overfit):
+    tagger, history = overfit
+    assert history[-1]["loss"] < history[0]["loss"] / 5
+    assert tagger.predict_tags(POSTS) == [list(p.tags) for p in POSTS]
+    assert tagger.record["training"]["dev_f1"] == 100.0
+
+
+def test_predict_returns_spans_and_does_not_mutate_input(overfit):
+    tagger, _ = overfit
+    posts = [Post(p.tokens, id=p.id) for p in POSTS]
+    before = [Post(p.tokens, id=p.id) for p in POSTS]
+    spans = tagger.predict(posts)
+    assert posts == before
+    assert spans[0][0].text == "Kobe Bryant" and spans[0][0].type == "PER"
+    assert [[(s.start, s.end, s.type) for s in row] for row in spans] == \
+        [[(s.start, s.end, s.type) for s in spans_from_tags(p.tags)] for p in POSTS]
+
+
+def test_save_load_gives_identical_predictions(overfit, tmp_path):
+    tagger, _ = overfit
+    tagger.save(tmp_path / "m")
+    assert sorted(f.name for f in (tmp_path / "m").iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    loaded = load_tagger(tmp_path / "m")
+    posts = POSTS + [Post(("unseen", "Words", "from", "Berlin", "#Wow"))]
+    assert loaded.predict_tags(posts) == tagger.predict_tags(posts)
+    with torch.inference_mode():
+        from mner.model import encode_batch
+        batch = encode_batch(posts, loaded.config, loaded.vectors)
+        assert torch.equal(loaded.network.emissions(batch), tagger.network.emissions(batch))
+
+
+def test_same_seed_same_model():
+    run = RunConfig(dict(SMALL), TrainConfig(epochs=3, batch_size=2, progress=False, seed=5, min_word_count=1))
+    a, ha = train(POSTS, POSTS, run)
+    b, hb = train(POSTS, POSTS, run)
+    assert [h["loss"] for h in ha] == [h["loss"] for h in hb]
+    for (ka, va), (kb, vb) in zip(a.network.state_dict().items(), b.network.state_dict().items()):
+        assert ka == kb and torch.equal(va, vb)
+
+
+def test_long_post_is_tagged_in_windows_not_truncated(overfit, caplog):
+    tagger, _ = overfit
+    limit = tagger.config.max_post_tokens
+    tokens = ("Kobe", "Bryant", "scores", "again") * (limit // 2)  # 2 × limit tokens
+    tags = tagger.predict_tags([Post(tokens, id="long")])[0]
+    assert len(tags) == len(tokens)
+    assert tags[-4:] == ["B-PER", "I-PER", "O", "O"]
+    assert "has 400 tokens (model limit 200): tagged in 2 windows" in caplog.text
+
+
+def test_training_rejects_posts_over_the_limit():
+    run = RunConfig({**SMALL, "max_post_tokens": 3}, TrainConfig(epochs=1, progress=False))
+    with pytest.raises(MnerInputError, match=r"4 training post\(s\) exceed max_post_tokens=3"):
+        train(POSTS, POSTS, run)
+
+
+def test_empty_post_is_an_error(overfit):
+    tagger, _ = overfit
+    with pytest.raises(MnerInputError, match="post 'e' is empty: expected at least one token"):
+        tagger.predict([Post((), id="e")])
+
+
+@pytest.fixture()
+def saved(overfit, tmp_path):
+    return overfit[0].save(tmp_path / "m")
+
+
+def test_missing_weights(saved):
+    (saved / "model.safetensors").unlink()
+    with pytest.raises(MnerInputError, match="model.safetensors: missing: expected the model weights here"):
+        load_tagger(saved)
+
+
+def test_corrupt_weights(saved):
+    (saved / "model.safetensors").write_bytes(b"\x00garbage" * 10)
+    with pytest.raises(MnerInputError, match=r"^model.safetensors: corrupt safetensors file"):
+        load_tagger(saved)
+
+
+def test_truncated_weights(saved):
+    data = (saved / "model.safetensors").read_bytes()
+    (saved / "model.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(MnerInputError, match=r"^model.safetensors: corrupt safetensors file"):
+        load_tagger(saved)
+
+
+def test_config_with_unknown_keys(saved):
+    config = json.loads((saved / "config.json").read_text())
+    config["model"]["hiden"] = 3
+    (saved / "config.json").write_text(json.dumps(config))
+    with pytest.raises(MnerInputError, match=r"config.json: bad 'model' section: unknown model config key\(s\) "
+                                             r"\['hiden'\]"):
+        load_tagger(saved)
+    config["model"].pop("hiden")
+    config["extra"] = 1
+    (saved / "config.json").write_text(json.dumps(config))
+    with pytest.raises(MnerInputError, match=r"config.json: unknown key\(s\) \['extra'\]"):
+        load_tagger(saved)
+
+
+def test_config_weights_mismatch(saved):
+    config = json.loads((saved / "config.json").read_text())
+    config["model"]["hidden"] = 8
+    (saved / "config.json").write_text(json.dumps(config))
+    with pytest.raises(MnerInputError, match="model.safetensors: weights do not match config.json"):
+        load_tagger(saved)
+
+
+def test_missing_folder_and_config(tmp_path):
+    with pytest.raises(MnerInputError, match="^nowhere: model folder not found$"):
+        load_tagger(tmp_path / "nowhere")
+    (tmp_path / "m").mkdir()
+    with pytest.raises(MnerInputError, match="^config.json: missing: expected the model config here$"):
+        load_tagger(tmp_path / "m")
+    (tmp_path / "m" / "config.json").write_text("{broken")
+    with pytest.raises(MnerInputError, match=r"^config.json: not valid JSON"):
+        load_tagger(tmp_path / "m")
+
+
+def test_model_config_rejects_unknown_keys_and_channels():
+    with pytest.raises(ValueError, match=r"unknown model config key\(s\) \['colour'\]"):
+        ModelConfig.from_dict({"tags": [], "words": [], "chars": [], "colour": 1})
+    with pytest.raises(ValueError, match=r"unknown channel\(s\) \['smell'\]"):
+        ModelConfig(tags=[], words=[], chars=[], channels=["text", "smell"])
+
+
+@pytest.mark.parametrize("text,message", [
+    ("[model]\nhiden = 3\n", r"c.toml: unknown \[model\] key\(s\) \['hiden'\]"),
+    ("[train]\nepochz = 3\n", r"c.toml: unknown train config key\(s\) \['epochz'\]"),
+    ("[optim]\nlr = 3\n", r"c.toml: unknown section\(s\) \['optim'\]"),
+    ("[model\n", r"c.toml: not valid TOML"),
+    ("[model]\nwords = []\n", r"c.toml: unknown \[model\] key\(s\) \['words'\]"),
+])
+def test_run_config_errors(tmp_path, text, message):
+    (tmp_path / "c.toml").write_text(text)
+    with pytest.raises(MnerInputError, match=message):
+        read_run_config(tmp_path / "c.toml")
+
+
+def test_run_config_reads_model_and_train(tmp_path):
+    (tmp_path / "c.toml").write_text("[model]\nhidden = 64\n[train]\nepochs = 7\nlr = 0.01\n")
+    run = read_run_config(tmp_path / "c.toml")
+    assert run.model == {"hidden": 64} and run.train.epochs == 7 and run.train.lr == 0.01
