@@ -7,6 +7,7 @@ from typer.testing import CliRunner
 
 from mner.cli import app
 from mner.tagger import DEFAULT_MODEL
+from tests.conftest import TWITTER2015, needs_twitter2015
 
 runner = CliRunner()
 
@@ -129,3 +130,18 @@ def test_demo_tags_the_example_posts():
     result = runner.invoke(app, ["demo"])
     assert result.exit_code == 0, result.output
     assert "Kobe Bryant → PER" in result.output
+
+
+@pytest.mark.slow
+@needs_twitter2015
+@pytest.mark.skipif(not (DEFAULT_MODEL / "model.safetensors").is_file(), reason="no shipped model in the package")
+def test_shipped_model_reproduces_its_model_card_on_twitter2015_test():
+    recorded = json.loads((DEFAULT_MODEL / "config.json").read_text())["scores"]["test"]
+    result = runner.invoke(app, ["evaluate", "--model", str(DEFAULT_MODEL), "--data", str(TWITTER2015 / "test.txt"),
+                                 "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert out["gold_entities"] == 5207
+    assert out == recorded
+    assert f"| overall | {out['precision']:.2f} | {out['recall']:.2f} | {out['f1']:.2f} | 5207 |" in \
+        (DEFAULT_MODEL / "README.md").read_text()
