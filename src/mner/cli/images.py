@@ -1,0 +1,72 @@
+"""``mner images``: image features (ImageNet attributes, regional features, image vectors) and their cache."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mner.data import MnerInputError
+
+app = typer.Typer(
+    help="Image features: ImageNet attributes, 7×7 regional features and image vectors (EfficientNet-Lite).",
+    no_args_is_help=True,
+)
+
+Backbone = Annotated[str, typer.Option(help="Image encoder: lite0 (224 px), lite1 (240 px) or lite2 (260 px).")]
+
+
+def _fail(err: MnerInputError) -> typer.Exit:
+    typer.echo(f"error: {err}", err=True)
+    return typer.Exit(2)
+
+
+@app.command()
+def extract(
+    images: Annotated[Path, typer.Option("--images", help="Folder of images; an image's id is its file stem.")],
+    out: Annotated[Path, typer.Option("--out", help="Feature cache file (SQLite); created, or added to.")],
+    backbone: Backbone = "lite0",
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 16,
+    threads: Annotated[int | None, typer.Option(min=1, help="Torch threads for the forward pass (default: "
+                                                "torch's); 1 leaves a core to JPEG decoding, which runs "
+                                                "alongside, and is faster where other jobs share the CPU.")] = None,
+) -> None:
+    """Encode every image of a folder into a feature cache; images already there are skipped."""
+    from mner.vision import EncoderConfig, extract_folder
+
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    try:
+        summary = extract_folder(images, out, EncoderConfig.for_backbone(backbone), batch_size, progress=True)
+    except MnerInputError as err:
+        raise _fail(err) from None
+    for line in summary.lines():
+        typer.echo(line)
+
+
+@app.command()
+def attributes(
+    path: Annotated[Path, typer.Argument(help="An image file.")],
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON: attributes and the regions' shape.")] = False,
+    backbone: Backbone = "lite0",
+    top_k: Annotated[int, typer.Option(min=1, max=1000, help="How many ImageNet classes to show.")] = 5,
+) -> None:
+    """Print an image's top ImageNet classes with their probabilities."""
+    from mner.vision import EncoderConfig, load_encoder
+    from mner.vision.decode import load_pixels
+
+    try:
+        config = EncoderConfig.for_backbone(backbone, top_k=top_k)
+        pixels = load_pixels(path, config)  # a bad file fails here, before the model loads
+    except MnerInputError as err:
+        raise _fail(err) from None
+    features = load_encoder(config).encode_pixels(pixels[None])[0]
+    if json_output:
+        typer.echo(json.dumps(features.to_json()))
+        return
+    for label, probability in features.attributes:
+        typer.echo(f"{probability:.3f}  {label}")
