@@ -135,7 +135,8 @@ def train(train_posts: Sequence[Post], dev_posts: Sequence[Post], run: RunConfig
         order_rng.shuffle(order)
         batches = [order[i:i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
         total = 0.0
-        bar = tqdm(batches, desc=f"epoch {epoch}", disable=not cfg.progress, leave=False, unit="batch")
+        bar = tqdm(batches, desc=f"epoch {epoch}", disable=not cfg.progress, leave=False, unit="batch",
+                   mininterval=1.0)
         for idx in bar:
             batch = encode_batch([train_posts[i] for i in idx], config, tagger.vectors, with_tags=True)
             loss = net.loss(batch)
@@ -144,7 +145,7 @@ def train(train_posts: Sequence[Post], dev_posts: Sequence[Post], run: RunConfig
             torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
             optimiser.step()
             total += loss.item() * len(idx)
-            bar.set_postfix(loss=f"{loss.item():.3f}")
+            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
         seconds = time.perf_counter() - start
         dev = entity_scores(gold_dev, tagger.predict_tags(dev_posts))
         row = {"epoch": epoch, "loss": total / len(train_posts), "dev_f1": 100 * dev.f1, "seconds": seconds}
