@@ -60,8 +60,8 @@ def main() -> None:
         "## Text-only baseline (BiLSTM-CRF) on Twitter-2015 test",
         "",
         "Channels: **text** only (GloVe-6B-50d + char-CNN + word shape → BiLSTM → CRF). Trained on train.txt,",
-        "checkpoint chosen on valid.txt, test.txt scored once; entity-level micro scores over 4 types, "
-        f"{runs[0]['test']['gold_entities']} gold test entities.",
+        ("checkpoint chosen on valid.txt, test.txt scored once; entity-level micro scores over 4 types, "
+        f"{runs[0]['test']['gold_entities']} gold test entities."),
         "",
         "| system | PER F1 | LOC F1 | ORG F1 | OTHER F1 | P | R | F1 |",
         "|---|---|---|---|---|---|---|---|",
@@ -77,8 +77,8 @@ def main() -> None:
     lines += [f"| {r['seed']} | {r['best_epoch']} | {r['epochs_run']} | {r['dev_f1']:.2f} | {r['test']['f1']:.2f} | "
               f"{r['seconds_per_epoch']:.1f} | {r['wall']:.0f} |" for r in runs]
     lines += ["", f"Median seconds per epoch on this 2-core CPU with {args.threads} torch thread(s): {per_epoch:.1f}.", "",
-              f"Command: `python benchmarks/bench_baseline.py --seeds {' '.join(map(str, args.seeds))} "
-              f"--threads {args.threads}`", ""]
+              (f"Command: `python benchmarks/bench_baseline.py --seeds {' '.join(map(str, args.seeds))} "
+              f"--threads {args.threads}`"), ""]
     report = "\n".join(lines)
     print(report)
     args.report.write_text(report, encoding="utf-8")

@@ -92,8 +92,8 @@ def test_predict_human_output(trained):
     (["predict", "--text", "   "], "error: --text is empty: expected the words of a post"),
     (["predict", "--text", "hi", "--model", "/nonexistent/m"], "error: m: model folder not found"),
     (["evaluate", "--model", "MODEL", "--data", "/nonexistent/x.txt"], "error: x.txt: file not found"),
-    (["train", "--train", "BAD", "--dev", "BAD", "--out", "OUT"], "error: bad.txt:2: expected 'token<TAB>tag', "
-                                                                   "got 3 fields"),
+    (["train", "--train", "BAD", "--dev", "BAD", "--out", "OUT"], ("error: bad.txt:2: expected 'token<TAB>tag', "
+                                                                   "got 3 fields")),
     (["train", "--train", "EMPTY", "--dev", "EMPTY", "--out", "OUT"], "error: empty.txt: file is empty"),
     (["train", "--train", "TRAIN", "--dev", "TRAIN", "--out", "OUT", "--config", "/nonexistent/c.toml"],
      "error: c.toml: config file not found"),

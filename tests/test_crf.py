@@ -70,7 +70,7 @@ def test_constrained_decoding_never_emits_invalid_bio():
     emissions[0, 1, 2] = 5.0   # strongly I-PER: O → I-PER is forbidden
     path = crf.decode(emissions, torch.ones(1, 2, dtype=torch.bool))[0]
     assert [tags[i] for i in path] in (["B-PER", "I-PER"], ["O", "B-PER"], ["O", "O"])
-    _, scores, best = brute_force(crf, emissions[0], 2, constrained=True)
+    _, _, best = brute_force(crf, emissions[0], 2, constrained=True)
     assert path == best
     assert not allowed[tags.index("B-LOC"), tags.index("I-PER")]
     assert allowed[tags.index("B-PER"), tags.index("I-PER")] and not start[tags.index("I-LOC")]

@@ -4,8 +4,21 @@ import json
 
 import pytest
 
-from mner.data import (MnerInputError, Post, Span, iter_jsonl_posts, post_to_json, read_captions, read_conll,
-                       spans_from_tags, tags_from_spans, tokenize, write_captions, write_conll, write_jsonl)
+from mner.data import (
+    MnerInputError,
+    Post,
+    Span,
+    iter_jsonl_posts,
+    post_to_json,
+    read_captions,
+    read_conll,
+    spans_from_tags,
+    tags_from_spans,
+    tokenize,
+    write_captions,
+    write_conll,
+    write_jsonl,
+)
 from tests.conftest import TWITTER2015, needs_twitter2015
 
 GOOD = "IMGID:11\nKobe\tB-PER\nBryant\tI-PER\nrules\tO\n\nIMGID:12\nNew\tB-LOC\nYork\tI-LOC\n"

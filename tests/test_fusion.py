@@ -3,7 +3,13 @@
 import pytest
 import torch
 
-from mner.fusion import FeatureWiseAlignment, Gate, GuidedVisualAttention, ModalityFusion, masked_feature_softmax
+from mner.fusion import (
+    FeatureWiseAlignment,
+    Gate,
+    GuidedVisualAttention,
+    ModalityFusion,
+    masked_feature_softmax,
+)
 
 
 def test_feature_softmax_normalises_each_feature_over_real_items_only():

@@ -7,7 +7,7 @@ from mner.data import ENTITY_TYPES, MnerInputError, Post, Span, tokenize
 
 __version__ = "0.1.0"
 
-__all__ = ["ENTITY_TYPES", "MnerInputError", "Post", "Span", "Tagger", "load_tagger", "tokenize", "__version__"]
+__all__ = ["ENTITY_TYPES", "MnerInputError", "Post", "Span", "Tagger", "__version__", "load_tagger", "tokenize"]
 
 
 def __getattr__(name: str):

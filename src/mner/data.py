@@ -183,8 +183,7 @@ def write_conll(posts: Iterable[Post], path: str | Path, tags: Iterable[Iterable
             row = list(next(tag_rows)) if tag_rows is not None else list(post.tags or ["O"] * len(post.tokens))
             if post.image is not None:
                 out.write(f"IMGID:{post.image}\n")
-            for token, tag in zip(post.tokens, row, strict=True):
-                out.write(f"{token}\t{tag}\n")
+            out.writelines(f"{token}\t{tag}\n" for token, tag in zip(post.tokens, row, strict=True))
             out.write("\n")
 
 
@@ -215,8 +214,7 @@ def write_captions(captions: dict[str, str], path: str | Path) -> None:
     """Write captions as TSV with a header; tabs and newlines inside captions become spaces."""
     with open(path, "w", encoding="utf-8", newline="\n") as out:
         out.write("image_id\tcaption\n")
-        for image_id, caption in captions.items():
-            out.write(f"{image_id}\t{' '.join(caption.split())}\n")
+        out.writelines(f"{image_id}\t{' '.join(caption.split())}\n" for image_id, caption in captions.items())
 
 
 # -------------------------------------------------------------------------------------------- JSONL
@@ -277,8 +275,7 @@ def post_to_json(post: Post, spans: Iterable[Span] | None = None) -> dict:
 def write_jsonl(objects: Iterable[dict], path: str | Path) -> None:
     """Write one JSON object per line (UTF-8, no ASCII escaping)."""
     with open(path, "w", encoding="utf-8", newline="\n") as out:
-        for obj in objects:
-            out.write(json.dumps(obj, ensure_ascii=False) + "\n")
+        out.writelines(json.dumps(obj, ensure_ascii=False) + "\n" for obj in objects)
 
 
 # ---------------------------------------------------------------------------------------- tokenizer

@@ -22,7 +22,7 @@ class Scores:
 
     def to_json(self) -> dict:
         """Percentages with two decimals, the shape ``mner evaluate --json`` prints."""
-        pct = lambda x: round(100 * x, 2)  # noqa: E731
+        pct = lambda x: round(100 * x, 2)
         return {
             "precision": pct(self.precision),
             "recall": pct(self.recall),

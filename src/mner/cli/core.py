@@ -2,39 +2,17 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import shlex
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from mner.cli import app
-from mner.data import MnerInputError
+from mner.cli.errors import fail, user_errors
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "posts.jsonl"
-
-
-def fail(message: str) -> None:
-    """Print one clear line to stderr and exit 2 (bad input, not a crash)."""
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(2)
-
-
-def user_errors(func):
-    """Turn MnerInputError (and missing files) into ``error: ...`` and exit code 2."""
-
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        try:
-            return func(*args, **kwargs)
-        except MnerInputError as err:
-            fail(str(err))
-        except OSError as err:
-            fail(f"{err.filename or ''}: {err.strerror or err}")
-
-    return wrapper
 
 
 @app.command()
@@ -43,16 +21,17 @@ def train(
     train_file: Annotated[Path, typer.Option("--train", help="Training data, CoNLL with IMGID lines.")],
     dev_file: Annotated[Path, typer.Option("--dev", help="Dev data (CoNLL) for checkpoint selection.")],
     out: Annotated[Path, typer.Option("--out", help="Folder to write the model to.")],
-    seed: Annotated[Optional[int], typer.Option(help="Random seed (overrides the config's).")] = None,
-    config: Annotated[Optional[Path], typer.Option(help="TOML file with [model] and [train] tables.")] = None,
-    test_file: Annotated[Optional[Path], typer.Option("--test", help="Score this CoNLL file once at the end "
+    seed: Annotated[int | None, typer.Option(help="Random seed (overrides the config's).")] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML file with [model] and [train] tables.")] = None,
+    test_file: Annotated[Path | None, typer.Option("--test", help="Score this CoNLL file once at the end "
                                                       "and record it in the model card.")] = None,
-    epochs: Annotated[Optional[int], typer.Option(help="Maximum epochs (overrides the config's).")] = None,
-    threads: Annotated[Optional[int], typer.Option(help="torch.set_num_threads for training.")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Maximum epochs (overrides the config's).")] = None,
+    threads: Annotated[int | None, typer.Option(help="torch.set_num_threads for training.")] = None,
 ) -> None:
     """Train a tagger on CoNLL data; the epoch with the best dev F1 is kept."""
     from mner.data import read_conll
-    from mner.train import read_run_config, train as run_training, write_model
+    from mner.train import read_run_config, write_model
+    from mner.train import train as run_training
 
     run = read_run_config(config)
     if seed is not None:
@@ -101,7 +80,7 @@ def evaluate(
 @user_errors
 def predict(
     text: Annotated[str, typer.Option(help="The post's text (tokenised like the Twitter-2015 files).")],
-    model: Annotated[Optional[Path], typer.Option(help="Model folder (default: the shipped model).")] = None,
+    model: Annotated[Path | None, typer.Option(help="Model folder (default: the shipped model).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print {tokens, entities} as JSON.")] = False,
 ) -> None:
     """Tag one post and print its entities."""
@@ -124,7 +103,7 @@ def predict(
 @app.command()
 @user_errors
 def demo(
-    model: Annotated[Optional[Path], typer.Option(help="Model folder (default: the shipped model).")] = None,
+    model: Annotated[Path | None, typer.Option(help="Model folder (default: the shipped model).")] = None,
 ) -> None:
     """Tag the example posts that ship with mner and print their entities."""
     from mner.data import iter_jsonl_posts

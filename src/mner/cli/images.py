@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from mner.cli.errors import error_exit as _fail
 from mner.data import MnerInputError
 
 app = typer.Typer(
@@ -16,11 +17,6 @@ app = typer.Typer(
 )
 
 Backbone = Annotated[str, typer.Option(help="Image encoder: lite0 (224 px), lite1 (240 px) or lite2 (260 px).")]
-
-
-def _fail(err: MnerInputError) -> typer.Exit:
-    typer.echo(f"error: {err}", err=True)
-    return typer.Exit(2)
 
 
 @app.command()

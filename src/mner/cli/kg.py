@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from mner.cli.errors import error_exit as _fail
 from mner.data import MnerInputError
 
 app = typer.Typer(
@@ -17,11 +18,6 @@ app = typer.Typer(
 )
 
 KGPath = Annotated[Path, typer.Option("--kg", help="The KG file (built by 'mner kg build').")]
-
-
-def _fail(err: MnerInputError) -> typer.Exit:
-    typer.echo(f"error: {err}", err=True)
-    return typer.Exit(2)
 
 
 @app.command()

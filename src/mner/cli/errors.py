@@ -1,0 +1,35 @@
+"""How every ``mner`` command reports bad input: one line ``error: ...`` on stderr and exit status 2."""
+
+from __future__ import annotations
+
+import functools
+
+import typer
+
+from mner.data import MnerInputError
+
+
+def error_exit(err: MnerInputError | str) -> typer.Exit:
+    """Print ``error: <err>`` to stderr and return the Exit(2) to raise."""
+    typer.echo(f"error: {err}", err=True)
+    return typer.Exit(2)
+
+
+def fail(message: str) -> None:
+    """Print one clear line to stderr and exit 2 (bad input, not a crash)."""
+    raise error_exit(message)
+
+
+def user_errors(func):
+    """Turn MnerInputError (and unreadable files) into ``error: ...`` and exit status 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except MnerInputError as err:
+            raise error_exit(err) from None
+        except OSError as err:
+            raise error_exit(f"{err.filename or ''}: {err.strerror or err}") from None
+
+    return wrapper
