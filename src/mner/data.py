@@ -60,6 +60,7 @@ class Post:
     tags: tuple[str, ...] | None = None
     image: str | None = None
     caption: str | None = None
+    knowledge: tuple[str, ...] | None = None
     extra: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self):

@@ -19,7 +19,8 @@ from mner.crf import CRF, bio_allowed_transitions
 from mner.data import Post
 from mner.embeddings import SHAPES, WordVectors, word_key, word_shape
 
-CHANNELS = ("text",)
+CHANNELS = ("text", "caption", "knowledge")
+CONTEXT_CHANNELS = ("caption", "knowledge")  # word sequences a post carries besides its text
 
 
 @dataclass
@@ -40,11 +41,17 @@ class ModelConfig:
     max_word_chars: int = 25
     max_post_tokens: int = 200
     channels: list[str] = field(default_factory=lambda: ["text"])
+    fusion: bool = False
+    max_context_tokens: int = 40
 
     def __post_init__(self):
         unknown = [c for c in self.channels if c not in CHANNELS]
         if unknown:
             raise ValueError(f"unknown channel(s) {unknown}: expected some of {list(CHANNELS)}")
+        if "text" not in self.channels:
+            raise ValueError("the 'text' channel cannot be switched off")
+        if self.context_channels and not self.fusion:
+            raise ValueError(f"channel(s) {self.context_channels} need fusion = true")
         if self.max_post_tokens < 1 or self.max_word_chars < 1:
             raise ValueError("max_post_tokens and max_word_chars must be positive")
 
@@ -60,6 +67,10 @@ class ModelConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    @property
+    def context_channels(self) -> list[str]:
+        return [c for c in self.channels if c in CONTEXT_CHANNELS]
+
     def index(self, name: str) -> dict[str, int]:
         """``{item: id}`` for the vocabulary ``name`` ("words", "chars" or "tags"), built once."""
         cache = self.__dict__.setdefault("_indexes", {})
@@ -69,31 +80,36 @@ class ModelConfig:
 
 
 @dataclass
-class TextBatch:
-    """Padded model inputs for a batch of posts."""
+class TokenFeatures:
+    """Padded per-token inputs of a batch of word sequences."""
 
     word_vectors: torch.Tensor  # shape: (batch, seq_len, word_dim), frozen GloVe rows
     word_ids: torch.Tensor      # shape: (batch, seq_len), tuned-vocabulary ids
     char_ids: torch.Tensor      # shape: (batch, seq_len, max_word_chars)
     shape_ids: torch.Tensor     # shape: (batch, seq_len)
-    mask: torch.Tensor          # shape: (batch, seq_len), bool
-    tags: torch.Tensor | None   # shape: (batch, seq_len), or None at prediction time
+    mask: torch.Tensor          # shape: (batch, seq_len), bool; a post with no words has no True
 
 
-def encode_batch(posts: Sequence[Post], config: ModelConfig, vectors: WordVectors,
-                 with_tags: bool = False) -> TextBatch:
-    """Turn posts (each at most ``config.max_post_tokens`` long) into padded tensors."""
-    batch, seq_len, wlen = len(posts), max(len(p.tokens) for p in posts), config.max_word_chars
-    word_index, char_index, tag_index = config.index("words"), config.index("chars"), config.index("tags")
+@dataclass
+class TextBatch(TokenFeatures):
+    """Model inputs for a batch of posts: the text, gold tags, and context word sequences by channel."""
+
+    tags: torch.Tensor | None = None  # shape: (batch, seq_len), or None at prediction time
+    context: dict[str, TokenFeatures] = field(default_factory=dict)
+
+
+def encode_tokens(sequences: Sequence[Sequence[str]], config: ModelConfig, vectors: WordVectors) -> TokenFeatures:
+    """Padded GloVe rows, vocabulary, character and shape ids for word sequences (any may be empty)."""
+    batch, seq_len, wlen = len(sequences), max(1, *(len(s) for s in sequences)), config.max_word_chars
+    word_index, char_index = config.index("words"), config.index("chars")
     rows = np.zeros((batch, seq_len), dtype=np.int64)
     found = np.zeros((batch, seq_len), dtype=bool)
     word_ids = np.zeros((batch, seq_len), dtype=np.int64)
     char_ids = np.zeros((batch, seq_len, wlen), dtype=np.int64)
     shape_ids = np.zeros((batch, seq_len), dtype=np.int64)
     mask = np.zeros((batch, seq_len), dtype=bool)
-    tags = np.zeros((batch, seq_len), dtype=np.int64)
-    for b, post in enumerate(posts):
-        for t, token in enumerate(post.tokens):
+    for b, tokens in enumerate(sequences):
+        for t, token in enumerate(tokens):
             key = word_key(token)
             row = vectors.index.get(key)
             if row is not None:
@@ -102,15 +118,36 @@ def encode_batch(posts: Sequence[Post], config: ModelConfig, vectors: WordVector
             char_ids[b, t, : min(len(token), wlen)] = [char_index.get(c, 1) for c in token[:wlen]]
             shape_ids[b, t] = word_shape(token)
             mask[b, t] = True
-            if with_tags:
-                tags[b, t] = tag_index[post.tags[t]]
     # Gather only the rows used from the memory-mapped table; words GloVe lacks get zeros here and
     # rely on the tuned vocabulary and the char-CNN.
     word_vectors = np.zeros((batch, seq_len, vectors.dim), dtype=np.float32)
     word_vectors[found] = vectors.vectors[rows[found]]
-    return TextBatch(torch.from_numpy(word_vectors), torch.from_numpy(word_ids), torch.from_numpy(char_ids),
-                     torch.from_numpy(shape_ids), torch.from_numpy(mask),
-                     torch.from_numpy(tags) if with_tags else None)
+    return TokenFeatures(torch.from_numpy(word_vectors), torch.from_numpy(word_ids), torch.from_numpy(char_ids),
+                         torch.from_numpy(shape_ids), torch.from_numpy(mask))
+
+
+def context_tokens(post: Post, channel: str, limit: int) -> tuple[str, ...]:
+    """The words a post carries for a context channel (its caption, its knowledge triples), at most ``limit``."""
+    if channel == "caption":
+        words = tuple(post.caption.split()) if post.caption else ()
+    else:
+        words = post.knowledge or ()
+    return words[:limit]
+
+
+def encode_batch(posts: Sequence[Post], config: ModelConfig, vectors: WordVectors,
+                 with_tags: bool = False) -> TextBatch:
+    """Turn posts (each at most ``config.max_post_tokens`` long) into padded tensors."""
+    text = encode_tokens([p.tokens for p in posts], config, vectors)
+    tags = None
+    if with_tags:
+        tag_index = config.index("tags")
+        tags = torch.zeros(text.mask.shape, dtype=torch.long)
+        for b, post in enumerate(posts):
+            tags[b, : len(post.tags)] = torch.tensor([tag_index[t] for t in post.tags])
+    context = {c: encode_tokens([context_tokens(p, c, config.max_context_tokens) for p in posts], config, vectors)
+               for c in config.context_channels}
+    return TextBatch(**vars(text), tags=tags, context=context)
 
 
 class CharCNN(nn.Module):
@@ -143,20 +180,41 @@ class BiLstmCrfTagger(nn.Module):
         in_dim = config.word_dim + config.char_filters + config.shape_dim
         self.dropout = nn.Dropout(config.dropout)
         self.lstm = nn.LSTM(in_dim, config.hidden, batch_first=True, bidirectional=True)
+        if config.fusion:
+            from mner.fusion import ModalityFusion
+
+            # Context words are embedded like the text, then projected to the BiLSTM's width.
+            self.context_proj = nn.Linear(in_dim, 2 * config.hidden)
+            self.fusion = ModalityFusion(2 * config.hidden)
         self.emit = nn.Linear(2 * config.hidden, len(config.tags))
         allowed, allowed_start = bio_allowed_transitions(config.tags)
         self.crf = CRF(len(config.tags), allowed, allowed_start)
 
+    def embed(self, tokens: TokenFeatures) -> torch.Tensor:
+        """Word-char embeddings, shape (batch, seq_len, word_dim + char_filters + shape_dim)."""
+        words = tokens.word_vectors + self.tuned(tokens.word_ids)  # shape: (batch, seq_len, word_dim)
+        return torch.cat([words, self.chars(tokens.char_ids), self.shape(tokens.shape_ids)], dim=-1)
+
     def emissions(self, batch: TextBatch) -> torch.Tensor:
         """Per-token tag scores, shape (batch, seq_len, num_tags)."""
-        words = batch.word_vectors + self.tuned(batch.word_ids)  # shape: (batch, seq_len, word_dim)
-        x = torch.cat([words, self.chars(batch.char_ids), self.shape(batch.shape_ids)], dim=-1)
+        x = self.embed(batch)
         lengths = batch.mask.sum(1).cpu()
         packed = nn.utils.rnn.pack_padded_sequence(self.dropout(x), lengths, batch_first=True,
                                                    enforce_sorted=False)
         h, _ = self.lstm(packed)
         h, _ = nn.utils.rnn.pad_packed_sequence(h, batch_first=True, total_length=x.size(1))
+        if self.config.fusion:
+            h = self._fuse(h, batch)
         return self.emit(self.dropout(h))  # shape: (batch, seq_len, num_tags)
+
+    def _fuse(self, h: torch.Tensor, batch: TextBatch) -> torch.Tensor:
+        """Eq. 2–14 with the memory X ∪ context words (text queries h: (batch, seq_len, 2·hidden))."""
+        memory, masks = [h], [batch.mask]
+        for channel in self.config.context_channels:
+            ctx = batch.context[channel]
+            memory.append(self.context_proj(self.dropout(self.embed(ctx))))  # shape: (batch, ctx_len, 2·hidden)
+            masks.append(ctx.mask)
+        return self.fusion(h, torch.cat(memory, dim=1), torch.cat(masks, dim=1))
 
     def loss(self, batch: TextBatch) -> torch.Tensor:
         """Mean negative log-likelihood of the gold tags."""

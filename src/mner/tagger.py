@@ -6,6 +6,7 @@ A model folder holds ``config.json`` (the model config, labels, versions, traini
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Sequence
@@ -55,7 +56,7 @@ class Tagger:
                 log.warning("post %r has %d tokens (model limit %d): tagged in %d windows", post.id,
                             len(post.tokens), limit, -(-len(post.tokens) // limit))
             for s in range(0, len(post.tokens), limit):
-                pieces.append((i, Post(post.tokens[s:s + limit], id=post.id)))
+                pieces.append((i, dataclasses.replace(post, tokens=post.tokens[s:s + limit], tags=None)))
         tags: list[list[str]] = [[] for _ in posts]
         self.network.eval()
         with torch.inference_mode():

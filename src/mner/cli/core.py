@@ -27,6 +27,10 @@ def train(
                                                       "and record it in the model card.")] = None,
     epochs: Annotated[int | None, typer.Option(help="Maximum epochs (overrides the config's).")] = None,
     threads: Annotated[int | None, typer.Option(help="torch.set_num_threads for training.")] = None,
+    captions: Annotated[Path | None, typer.Option(help="Captions TSV (image_id<TAB>caption) for the "
+                                                  "'caption' channel.")] = None,
+    kg: Annotated[Path | None, typer.Option(help="Knowledge-graph file (mner kg build) for the "
+                                            "'knowledge' channel.")] = None,
 ) -> None:
     """Train a tagger on CoNLL data; the epoch with the best dev F1 is kept."""
     from mner.data import read_conll
@@ -40,8 +44,13 @@ def train(
         run.train.epochs = epochs
     if threads is not None:
         run.train.threads = threads
-    train_posts, dev_posts = read_conll(train_file), read_conll(dev_file)
-    test_posts = read_conll(test_file) if test_file else None
+    caption_map, store = load_context(captions, kg)
+    from mner.prepare import check_channels
+
+    check_channels(run.model.get("channels", ["text"]), caption_map, store)
+    train_posts = with_context(read_conll(train_file), caption_map, store, "train")
+    dev_posts = with_context(read_conll(dev_file), caption_map, store, "dev")
+    test_posts = with_context(read_conll(test_file), caption_map, store, "test") if test_file else None
 
     def report(row: dict) -> None:
         typer.echo(f"epoch {row['epoch']:>3}  loss {row['loss']:8.3f}  dev F1 {row['dev_f1']:6.2f}  "
@@ -49,6 +58,7 @@ def train(
 
     tagger, _ = run_training(train_posts, dev_posts, run, on_epoch=report)
     given = [("--train", train_file), ("--dev", dev_file), ("--test", test_file), ("--config", config),
+             ("--captions", captions), ("--kg", kg),
              ("--seed", seed), ("--epochs", epochs), ("--threads", threads), ("--out", out)]
     command = "mner train " + " ".join(f"{flag} {shlex.quote(str(v))}" for flag, v in given if v is not None)
     scores = write_model(tagger, out, command, {"train": train_file, "dev": dev_file, "test": test_file},
@@ -64,6 +74,9 @@ def evaluate(
     model: Annotated[Path, typer.Option(help="Model folder.")],
     data: Annotated[Path, typer.Option(help="CoNLL file with gold tags.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    captions: Annotated[Path | None, typer.Option(help="Captions TSV for models with a 'caption' channel.")] = None,
+    kg: Annotated[Path | None, typer.Option(help="Knowledge-graph file for models with a 'knowledge' "
+                                               "channel.")] = None,
 ) -> None:
     """Entity-level P/R/F1 (conlleval-compatible) of a model on gold data."""
     from mner.data import read_conll
@@ -71,7 +84,8 @@ def evaluate(
     from mner.tagger import load_tagger
 
     tagger = load_tagger(model)
-    posts = read_conll(data)
+    caption_map, store = load_context(captions, kg)
+    posts = with_context(read_conll(data), caption_map, store, "data")
     scores = entity_scores([list(p.tags) for p in posts], tagger.predict_tags(posts))
     typer.echo(json.dumps(scores.to_json()) if as_json else format_scores(scores))
 
@@ -82,6 +96,10 @@ def predict(
     text: Annotated[str, typer.Option(help="The post's text (tokenised like the Twitter-2015 files).")],
     model: Annotated[Path | None, typer.Option(help="Model folder (default: the shipped model).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print {tokens, entities} as JSON.")] = False,
+    caption: Annotated[str | None, typer.Option(help="A caption of the post's image (models with a "
+                                                   "'caption' channel).")] = None,
+    kg: Annotated[Path | None, typer.Option(help="Knowledge-graph file (models with a 'knowledge' "
+                                               "channel).")] = None,
 ) -> None:
     """Tag one post and print its entities."""
     from mner.data import Post, tokenize
@@ -91,7 +109,9 @@ def predict(
     if not tokens:
         fail("--text is empty: expected the words of a post")
     tagger = load_tagger(model)
-    spans = tagger.predict([Post(tuple(tokens))])[0]
+    _, store = load_context(None, kg)
+    post = with_context([Post(tuple(tokens), caption=caption or None)], None, store, None)[0]
+    spans = tagger.predict([post])[0]
     if as_json:
         typer.echo(json.dumps({"tokens": tokens, "entities": [s.to_dict() for s in spans]}, ensure_ascii=False))
     else:
@@ -115,6 +135,31 @@ def demo(
     for post, spans in zip(posts, tagger.predict(posts)):
         typer.echo(highlight(list(post.tokens), spans))
         typer.echo("  " + ("; ".join(f"{s.text} → {s.type}" for s in spans) or "no entities") + "\n")
+
+
+def load_context(captions: Path | None, kg: Path | None):
+    """(captions by image id or None, an open KG store or None) from the command's flags."""
+    from mner.data import read_captions
+
+    caption_map = read_captions(captions) if captions else None
+    store = None
+    if kg is not None:
+        from mner.knowledge import open_kg
+
+        store = open_kg(kg)
+    return caption_map, store
+
+
+def with_context(posts, caption_map, store, name: str | None):
+    """Posts joined with captions and knowledge; reports what was found on stderr."""
+    if caption_map is None and store is None:
+        return posts
+    from mner.prepare import attach_context
+
+    posts, report = attach_context(posts, caption_map, store)
+    if name:
+        typer.echo(f"{name}: {report.summary()}", err=True)
+    return posts
 
 
 def highlight(tokens: list[str], spans) -> str:

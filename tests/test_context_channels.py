@@ -1,0 +1,111 @@
+"""Context channels through the paper's fusion: a caption decides what the text alone cannot."""
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from mner.cli import app
+from mner.data import MnerInputError, Post
+from mner.model import ModelConfig
+from mner.prepare import attach_context, check_channels
+from mner.tagger import load_tagger
+from mner.train import RunConfig, TrainConfig, train
+
+SMALL = {"hidden": 24, "char_dim": 8, "char_filters": 8, "dropout": 0.0}
+# The same sentence is a person or a thing depending only on what the image shows (here: its caption).
+POSTS = [
+    Post(("Chelsea", "is", "sleeping"), id="1", tags=("B-PER", "O", "O"), caption="a woman asleep on a couch"),
+    Post(("Chelsea", "is", "sleeping"), id="2", tags=("B-OTHER", "O", "O"), caption="a cat curled up on a rug"),
+    Post(("Chelsea", "is", "sleeping"), id="3", tags=("B-PER", "O", "O"), caption="a young man in bed"),
+    Post(("Chelsea", "is", "sleeping"), id="4", tags=("B-OTHER", "O", "O"), caption="a kitten in a basket"),
+]
+
+
+def fit(channels, fusion):
+    torch.manual_seed(0)
+    run = RunConfig({**SMALL, "channels": channels, "fusion": fusion},
+                    TrainConfig(epochs=80, lr=0.02, batch_size=4, patience=80, min_word_count=1, progress=False,
+                                seed=2))
+    return train(POSTS, POSTS, run)[0]
+
+
+@pytest.fixture(scope="module")
+def caption_model():
+    return fit(["text", "caption"], True)
+
+
+def test_caption_channel_learns_what_text_alone_cannot(caption_model):
+    assert caption_model.predict_tags(POSTS) == [list(p.tags) for p in POSTS]
+    text_only = fit(["text"], True)
+    predicted = text_only.predict_tags(POSTS)
+    assert len({tuple(p) for p in predicted}) == 1  # identical inputs, identical outputs
+    assert sum(p == list(g.tags) for p, g in zip(predicted, POSTS)) == 2
+
+
+def test_unseen_captions_generalise_by_their_words(caption_model):
+    new = [Post(("Chelsea", "is", "sleeping"), caption="a cat on a rug"),
+           Post(("Chelsea", "is", "sleeping"), caption="a woman on a couch")]
+    assert [t[0] for t in caption_model.predict_tags(new)] == ["B-OTHER", "B-PER"]
+
+
+def test_a_post_without_caption_is_still_tagged(caption_model):
+    tags = caption_model.predict_tags([Post(("Chelsea", "is", "sleeping"))])[0]
+    assert len(tags) == 3 and tags[0] in ("B-PER", "B-OTHER")
+
+
+def test_fusion_model_saves_and_loads_identically(caption_model, tmp_path):
+    caption_model.save(tmp_path / "m")
+    loaded = load_tagger(tmp_path / "m")
+    assert loaded.config.channels == ["text", "caption"] and loaded.config.fusion
+    assert loaded.predict_tags(POSTS) == caption_model.predict_tags(POSTS)
+
+
+def test_context_channels_need_fusion_and_text():
+    with pytest.raises(ValueError, match=r"channel\(s\) \['caption'\] need fusion = true"):
+        ModelConfig(tags=[], words=[], chars=[], channels=["text", "caption"])
+    with pytest.raises(ValueError, match="the 'text' channel cannot be switched off"):
+        ModelConfig(tags=[], words=[], chars=[], channels=["caption"], fusion=True)
+
+
+def test_attach_context_joins_captions_and_counts_missing_ones():
+    posts = [Post(("a",), id="p1", image="1"), Post(("b",), id="p2", image="2"),
+             Post(("c",), id="p3", image="3", caption="own caption")]
+    joined, report = attach_context(posts, {"1": "a dog", "3": "ignored"})
+    assert [p.caption for p in joined] == ["a dog", None, "own caption"]
+    assert posts[0].caption is None  # inputs untouched
+    assert report.with_caption == 2 and report.missing_captions == ["2"]
+    assert report.summary() == "3 posts, 2 with a caption (1 image ids without one)"
+
+
+def test_channels_without_data_fail_at_the_start():
+    with pytest.raises(MnerInputError, match="enables the 'caption' channel: pass --captions FILE"):
+        check_channels(["text", "caption"], None, None)
+    with pytest.raises(MnerInputError, match="enables the 'knowledge' channel: pass --kg FILE"):
+        check_channels(["text", "knowledge"], {}, None)
+
+
+def test_cli_trains_and_evaluates_with_captions(tmp_path):
+    conll = "".join(f"IMGID:{p.id}\n" + "".join(f"{t}\t{g}\n" for t, g in zip(p.tokens, p.tags)) + "\n"
+                    for p in POSTS)
+    (tmp_path / "d.txt").write_text(conll)
+    (tmp_path / "c.tsv").write_text("image_id\tcaption\n" + "".join(f"{p.id}\t{p.caption}\n" for p in POSTS))
+    (tmp_path / "m.toml").write_text('[model]\nchannels = ["text", "caption"]\nfusion = true\nhidden = 24\n'
+                                     'dropout = 0.0\n[train]\nepochs = 60\nlr = 0.02\nbatch_size = 4\n'
+                                     'min_word_count = 1\nprogress = false\npatience = 60\n')
+    runner = CliRunner()
+    args = ["train", "--train", str(tmp_path / "d.txt"), "--dev", str(tmp_path / "d.txt"), "--out",
+            str(tmp_path / "out"), "--config", str(tmp_path / "m.toml")]
+    missing = runner.invoke(app, args)
+    assert missing.exit_code == 2
+    assert "error: the model config enables the 'caption' channel: pass --captions FILE" in missing.stderr
+    result = runner.invoke(app, [*args, "--captions", str(tmp_path / "c.tsv")])
+    assert result.exit_code == 0, result.output
+    assert "train: 4 posts, 4 with a caption (0 image ids without one)" in result.stderr
+    scored = runner.invoke(app, ["evaluate", "--model", str(tmp_path / "out"), "--data", str(tmp_path / "d.txt"),
+                                 "--captions", str(tmp_path / "c.tsv"), "--json"])
+    assert scored.exit_code == 0 and json.loads(scored.stdout)["f1"] == 100.0
+    one = runner.invoke(app, ["predict", "--model", str(tmp_path / "out"), "--text", "Chelsea is sleeping",
+                              "--caption", "a cat curled up on a rug", "--json"])
+    assert json.loads(one.stdout)["entities"][0]["type"] == "OTHER"
