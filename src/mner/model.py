@@ -19,8 +19,9 @@ from mner.crf import CRF, bio_allowed_transitions
 from mner.data import Post
 from mner.embeddings import SHAPES, WordVectors, word_key, word_shape
 
-CHANNELS = ("text", "caption", "knowledge")
+CHANNELS = ("text", "caption", "knowledge", "attributes", "image")
 CONTEXT_CHANNELS = ("caption", "knowledge")  # word sequences a post carries besides its text
+IMAGE_CHANNELS = ("attributes", "image")  # from the post's image features (mner.vision)
 
 
 @dataclass
@@ -43,6 +44,8 @@ class ModelConfig:
     channels: list[str] = field(default_factory=lambda: ["text"])
     fusion: bool = False
     max_context_tokens: int = 40
+    image_backbone: str = "lite0"  # the mner.vision encoder whose features the image channels expect
+    image_dim: int = 1280
 
     def __post_init__(self):
         unknown = [c for c in self.channels if c not in CHANNELS]
@@ -50,8 +53,9 @@ class ModelConfig:
             raise ValueError(f"unknown channel(s) {unknown}: expected some of {list(CHANNELS)}")
         if "text" not in self.channels:
             raise ValueError("the 'text' channel cannot be switched off")
-        if self.context_channels and not self.fusion:
-            raise ValueError(f"channel(s) {self.context_channels} need fusion = true")
+        needs_fusion = [c for c in self.channels if c != "text"]
+        if needs_fusion and not self.fusion:
+            raise ValueError(f"channel(s) {needs_fusion} need fusion = true")
         if self.max_post_tokens < 1 or self.max_word_chars < 1:
             raise ValueError("max_post_tokens and max_word_chars must be positive")
 
@@ -96,6 +100,40 @@ class TextBatch(TokenFeatures):
 
     tags: torch.Tensor | None = None  # shape: (batch, seq_len), or None at prediction time
     context: dict[str, TokenFeatures] = field(default_factory=dict)
+    image: ImageInputs | None = None
+
+
+@dataclass
+class ImageInputs:
+    """A batch's image features; ``has_image`` is False for posts whose image is missing or unreadable."""
+
+    has_image: torch.Tensor          # shape: (batch,), bool
+    attribute_words: TokenFeatures   # (batch * top_k) label word sequences
+    attribute_probs: torch.Tensor    # shape: (batch, top_k)
+    regions: torch.Tensor            # shape: (batch, num_regions, image_dim); zeros where has_image is False
+
+
+def encode_images(posts: Sequence[Post], images, config: ModelConfig, vectors: WordVectors) -> ImageInputs:
+    """Look up each post's image features (``images[post.image]``, an ``ImageFeatures`` or None)."""
+    found = [images.get(p.image) if (images is not None and p.image is not None) else None for p in posts]
+    top_k = max([len(f.attributes) for f in found if f is not None], default=1)
+    n_regions = max([f.regions.shape[0] for f in found if f is not None], default=1)
+    labels: list[tuple[str, ...]] = []
+    probs = torch.zeros(len(posts), top_k)
+    regions = torch.zeros(len(posts), n_regions, config.image_dim)
+    for b, feats in enumerate(found):
+        attributes = list(feats.attributes) if feats is not None else []
+        for k in range(top_k):
+            label, prob = attributes[k] if k < len(attributes) else ("", 0.0)
+            labels.append(tuple(label.split()))
+            probs[b, k] = prob
+        if feats is not None:
+            if feats.regions.shape[1] != config.image_dim:
+                raise ValueError(f"image {posts[b].image!r}: expected {config.image_dim}-d regions "
+                                 f"({config.image_backbone}), got {feats.regions.shape[1]}")
+            regions[b, : feats.regions.shape[0]] = torch.from_numpy(np.asarray(feats.regions, dtype=np.float32))
+    has_image = torch.tensor([f is not None for f in found], dtype=torch.bool)
+    return ImageInputs(has_image, encode_tokens(labels, config, vectors), probs, regions)
 
 
 def encode_tokens(sequences: Sequence[Sequence[str]], config: ModelConfig, vectors: WordVectors) -> TokenFeatures:
@@ -136,8 +174,10 @@ def context_tokens(post: Post, channel: str, limit: int) -> tuple[str, ...]:
 
 
 def encode_batch(posts: Sequence[Post], config: ModelConfig, vectors: WordVectors,
-                 with_tags: bool = False) -> TextBatch:
-    """Turn posts (each at most ``config.max_post_tokens`` long) into padded tensors."""
+                 with_tags: bool = False, images=None) -> TextBatch:
+    """Turn posts (each at most ``config.max_post_tokens`` long) into padded tensors.
+
+    ``images`` maps image ids to ``mner.vision.ImageFeatures`` (a dict or a ``FeatureCache``)."""
     text = encode_tokens([p.tokens for p in posts], config, vectors)
     tags = None
     if with_tags:
@@ -147,7 +187,10 @@ def encode_batch(posts: Sequence[Post], config: ModelConfig, vectors: WordVector
             tags[b, : len(post.tags)] = torch.tensor([tag_index[t] for t in post.tags])
     context = {c: encode_tokens([context_tokens(p, c, config.max_context_tokens) for p in posts], config, vectors)
                for c in config.context_channels}
-    return TextBatch(**vars(text), tags=tags, context=context)
+    image = None
+    if any(c in IMAGE_CHANNELS for c in config.channels):
+        image = encode_images(posts, images, config, vectors)
+    return TextBatch(**vars(text), tags=tags, context=context, image=image)
 
 
 class CharCNN(nn.Module):
@@ -186,6 +229,12 @@ class BiLstmCrfTagger(nn.Module):
             # Context words are embedded like the text, then projected to the BiLSTM's width.
             self.context_proj = nn.Linear(in_dim, 2 * config.hidden)
             self.fusion = ModalityFusion(2 * config.hidden)
+        if "attributes" in config.channels:
+            # "a two-layer fully connected network" over the probability-weighted attribute embeddings
+            self.attribute_fc = nn.Sequential(nn.Linear(in_dim, 2 * config.hidden), nn.Tanh(),
+                                              nn.Linear(2 * config.hidden, 2 * config.hidden))
+        if "image" in config.channels:
+            self.region_proj = nn.Linear(config.image_dim, 2 * config.hidden)
         self.emit = nn.Linear(2 * config.hidden, len(config.tags))
         allowed, allowed_start = bio_allowed_transitions(config.tags)
         self.crf = CRF(len(config.tags), allowed, allowed_start)
@@ -214,7 +263,25 @@ class BiLstmCrfTagger(nn.Module):
             ctx = batch.context[channel]
             memory.append(self.context_proj(self.dropout(self.embed(ctx))))  # shape: (batch, ctx_len, 2·hidden)
             masks.append(ctx.mask)
-        return self.fusion(h, torch.cat(memory, dim=1), torch.cat(masks, dim=1))
+        regions = has_image = None
+        if batch.image is not None:
+            has_image = batch.image.has_image
+            if "attributes" in self.config.channels:
+                memory.append(self._attribute_vector(batch.image).unsqueeze(1))  # shape: (batch, 1, 2·hidden)
+                masks.append(has_image.unsqueeze(1))
+            if "image" in self.config.channels:
+                regions = self.region_proj(self.dropout(batch.image.regions))  # shape: (batch, N, 2·hidden)
+        return self.fusion(h, torch.cat(memory, dim=1), torch.cat(masks, dim=1), regions, has_image)
+
+    def _attribute_vector(self, image: ImageInputs) -> torch.Tensor:
+        """The probability-weighted average of the top-k attribute embeddings through two layers."""
+        words = image.attribute_words
+        emb = self.embed(words)  # shape: (batch*top_k, label_len, in_dim)
+        mask = words.mask.unsqueeze(-1).to(emb.dtype)
+        labels = (emb * mask).sum(1) / mask.sum(1).clamp(min=1)  # shape: (batch*top_k, in_dim)
+        labels = labels.view(image.attribute_probs.size(0), image.attribute_probs.size(1), -1)
+        weights = image.attribute_probs / image.attribute_probs.sum(1, keepdim=True).clamp(min=1e-6)
+        return self.attribute_fc((weights.unsqueeze(-1) * labels).sum(1))  # shape: (batch, 2·hidden)
 
     def loss(self, batch: TextBatch) -> torch.Tensor:
         """Mean negative log-likelihood of the gold tags."""

@@ -54,8 +54,11 @@ def attach_context(posts: Sequence[Post], captions: dict[str, str] | None = None
     return out, report
 
 
-def check_channels(channels: Sequence[str], captions: dict | None, kg) -> None:
+def check_channels(channels: Sequence[str], captions: dict | None, kg, images=None) -> None:
     """A config enabling a channel with no data for it fails at the start, not after an epoch."""
+    for channel in ("attributes", "image"):
+        if channel in channels and images is None:
+            raise MnerInputError(f"the model config enables the '{channel}' channel: pass --images-cache FILE")
     if "caption" in channels and captions is None:
         raise MnerInputError("the model config enables the 'caption' channel: pass --captions FILE")
     if "knowledge" in channels and kg is None:

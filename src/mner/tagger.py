@@ -38,14 +38,14 @@ class Tagger:
     def new(cls, config: ModelConfig) -> Tagger:
         return cls(BiLstmCrfTagger(config))
 
-    def predict(self, posts: Sequence[Post], batch_size: int = 64) -> list[list[Span]]:
+    def predict(self, posts: Sequence[Post], batch_size: int = 64, images=None) -> list[list[Span]]:
         """Entity spans for each post. Posts longer than ``max_post_tokens`` are tagged in consecutive
         windows of that length (logged), so no token is dropped."""
         return [spans_from_tags(tags, post.tokens)
-                for post, tags in zip(posts, self.predict_tags(posts, batch_size), strict=True)]
+                for post, tags in zip(posts, self.predict_tags(posts, batch_size, images), strict=True)]
 
-    def predict_tags(self, posts: Sequence[Post], batch_size: int = 64) -> list[list[str]]:
-        """BIO tags for each post, one per token."""
+    def predict_tags(self, posts: Sequence[Post], batch_size: int = 64, images=None) -> list[list[str]]:
+        """BIO tags for each post, one per token; ``images`` maps image ids to image features."""
         for post in posts:
             if not post.tokens:
                 raise MnerInputError(f"post {post.id!r} is empty: expected at least one token")
@@ -62,7 +62,7 @@ class Tagger:
         with torch.inference_mode():
             for s in range(0, len(pieces), batch_size):
                 chunk = pieces[s:s + batch_size]
-                batch = encode_batch([p for _, p in chunk], self.config, self.vectors)
+                batch = encode_batch([p for _, p in chunk], self.config, self.vectors, images=images)
                 for (i, _), row in zip(chunk, self.network.decode(batch)):
                     tags[i].extend(row)
         return tags

@@ -96,7 +96,7 @@ def set_seed(seed: int) -> None:
 
 
 def train(train_posts: Sequence[Post], dev_posts: Sequence[Post], run: RunConfig | None = None,
-          on_epoch: Callable[[dict], None] | None = None):
+          on_epoch: Callable[[dict], None] | None = None, images=None):
     """Train a tagger; return ``(tagger, history)`` with the weights of the best dev-F1 epoch.
 
     Raises:
@@ -138,7 +138,8 @@ def train(train_posts: Sequence[Post], dev_posts: Sequence[Post], run: RunConfig
         bar = tqdm(batches, desc=f"epoch {epoch}", disable=not cfg.progress, leave=False, unit="batch",
                    mininterval=1.0)
         for idx in bar:
-            batch = encode_batch([train_posts[i] for i in idx], config, tagger.vectors, with_tags=True)
+            batch = encode_batch([train_posts[i] for i in idx], config, tagger.vectors, with_tags=True,
+                                 images=images)
             loss = net.loss(batch)
             optimiser.zero_grad()
             loss.backward()
@@ -147,7 +148,7 @@ def train(train_posts: Sequence[Post], dev_posts: Sequence[Post], run: RunConfig
             total += loss.item() * len(idx)
             bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
         seconds = time.perf_counter() - start
-        dev = entity_scores(gold_dev, tagger.predict_tags(dev_posts))
+        dev = entity_scores(gold_dev, tagger.predict_tags(dev_posts, images=images))
         row = {"epoch": epoch, "loss": total / len(train_posts), "dev_f1": 100 * dev.f1, "seconds": seconds}
         history.append(row)
         if dev.f1 > best["f1"]:
@@ -172,13 +173,14 @@ def _check_lengths(posts: Sequence[Post], limit: int) -> None:
                              f"max_post_tokens in the [model] config or split the posts")
 
 
-def write_model(tagger, out: str | Path, command: str, data: dict, test_posts: Sequence[Post] | None = None):
+def write_model(tagger, out: str | Path, command: str, data: dict, test_posts: Sequence[Post] | None = None,
+                images=None):
     """Save the tagger with a model card; score ``test_posts`` once if given and return those scores."""
     from mner.evaluate import entity_scores
 
     scores = None
     if test_posts:
-        result = entity_scores([list(p.tags) for p in test_posts], tagger.predict_tags(test_posts))
+        result = entity_scores([list(p.tags) for p in test_posts], tagger.predict_tags(test_posts, images=images))
         scores = result.to_json()
         tagger.record["scores"] = {"test": scores}
     tagger.save(out, card=model_card(tagger, command, data, scores))

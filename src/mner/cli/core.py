@@ -31,6 +31,8 @@ def train(
                                                   "'caption' channel.")] = None,
     kg: Annotated[Path | None, typer.Option(help="Knowledge-graph file (mner kg build) for the "
                                             "'knowledge' channel.")] = None,
+    images_cache: Annotated[Path | None, typer.Option(help="Image feature cache (mner images extract) for "
+                                                      "the 'attributes' and 'image' channels.")] = None,
 ) -> None:
     """Train a tagger on CoNLL data; the epoch with the best dev F1 is kept."""
     from mner.data import read_conll
@@ -47,7 +49,8 @@ def train(
     caption_map, store = load_context(captions, kg)
     from mner.prepare import check_channels
 
-    check_channels(run.model.get("channels", ["text"]), caption_map, store)
+    images = open_images(images_cache, run.model.get("image_backbone", "lite0"))
+    check_channels(run.model.get("channels", ["text"]), caption_map, store, images)
     train_posts = with_context(read_conll(train_file), caption_map, store, "train")
     dev_posts = with_context(read_conll(dev_file), caption_map, store, "dev")
     test_posts = with_context(read_conll(test_file), caption_map, store, "test") if test_file else None
@@ -56,13 +59,13 @@ def train(
         typer.echo(f"epoch {row['epoch']:>3}  loss {row['loss']:8.3f}  dev F1 {row['dev_f1']:6.2f}  "
                    f"{row['seconds']:5.1f} s", err=True)
 
-    tagger, _ = run_training(train_posts, dev_posts, run, on_epoch=report)
+    tagger, _ = run_training(train_posts, dev_posts, run, on_epoch=report, images=images)
     given = [("--train", train_file), ("--dev", dev_file), ("--test", test_file), ("--config", config),
-             ("--captions", captions), ("--kg", kg),
+             ("--captions", captions), ("--kg", kg), ("--images-cache", images_cache),
              ("--seed", seed), ("--epochs", epochs), ("--threads", threads), ("--out", out)]
     command = "mner train " + " ".join(f"{flag} {shlex.quote(str(v))}" for flag, v in given if v is not None)
     scores = write_model(tagger, out, command, {"train": train_file, "dev": dev_file, "test": test_file},
-                         test_posts)
+                         test_posts, images)
     typer.echo(f"best epoch {tagger.record['training']['best_epoch']}, dev F1 "
                f"{tagger.record['training']['dev_f1']:.2f}" + (f", test F1 {scores['f1']:.2f}" if scores else "")
                + f"; model written to {out}")
@@ -76,7 +79,9 @@ def evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     captions: Annotated[Path | None, typer.Option(help="Captions TSV for models with a 'caption' channel.")] = None,
     kg: Annotated[Path | None, typer.Option(help="Knowledge-graph file for models with a 'knowledge' "
-                                               "channel.")] = None,
+                                            "channel.")] = None,
+    images_cache: Annotated[Path | None, typer.Option(help="Image feature cache for models with image "
+                                                      "channels.")] = None,
 ) -> None:
     """Entity-level P/R/F1 (conlleval-compatible) of a model on gold data."""
     from mner.data import read_conll
@@ -86,7 +91,8 @@ def evaluate(
     tagger = load_tagger(model)
     caption_map, store = load_context(captions, kg)
     posts = with_context(read_conll(data), caption_map, store, "data")
-    scores = entity_scores([list(p.tags) for p in posts], tagger.predict_tags(posts))
+    images = open_images(images_cache, tagger.config.image_backbone)
+    scores = entity_scores([list(p.tags) for p in posts], tagger.predict_tags(posts, images=images))
     typer.echo(json.dumps(scores.to_json()) if as_json else format_scores(scores))
 
 
@@ -99,7 +105,8 @@ def predict(
     caption: Annotated[str | None, typer.Option(help="A caption of the post's image (models with a "
                                                    "'caption' channel).")] = None,
     kg: Annotated[Path | None, typer.Option(help="Knowledge-graph file (models with a 'knowledge' "
-                                               "channel).")] = None,
+                                            "channel).")] = None,
+    image: Annotated[Path | None, typer.Option(help="The post's image (models with image channels).")] = None,
 ) -> None:
     """Tag one post and print its entities."""
     from mner.data import Post, tokenize
@@ -110,8 +117,14 @@ def predict(
         fail("--text is empty: expected the words of a post")
     tagger = load_tagger(model)
     _, store = load_context(None, kg)
-    post = with_context([Post(tuple(tokens), caption=caption or None)], None, store, None)[0]
-    spans = tagger.predict([post])[0]
+    images = None
+    if image is not None:
+        from mner.vision import load_encoder
+
+        images = {"post": load_encoder(tagger.config.image_backbone).encode_file(image)}
+    post = with_context([Post(tuple(tokens), caption=caption or None, image="post" if images else None)],
+                        None, store, None)[0]
+    spans = tagger.predict([post], images=images)[0]
     if as_json:
         typer.echo(json.dumps({"tokens": tokens, "entities": [s.to_dict() for s in spans]}, ensure_ascii=False))
     else:
@@ -148,6 +161,15 @@ def load_context(captions: Path | None, kg: Path | None):
 
         store = open_kg(kg)
     return caption_map, store
+
+
+def open_images(path: Path | None, backbone: str):
+    """The image feature cache, checked against the backbone the model expects (or None)."""
+    if path is None:
+        return None
+    from mner.vision import FeatureCache
+
+    return FeatureCache.open(path, backbone=backbone)
 
 
 def with_context(posts, caption_map, store, name: str | None):
