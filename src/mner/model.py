@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mner.config import build_strict
 from mner.crf import CRF, bio_allowed_transitions
 from mner.data import Post
 from mner.embeddings import SHAPES, WordVectors, word_key, word_shape
@@ -62,11 +63,7 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, values: dict) -> ModelConfig:
         """Build from a dict; unknown keys raise at once."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown model config key(s) {unknown}; expected some of {sorted(known)}")
-        return cls(**values)
+        return build_strict(cls, values, "model config")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mner.config import build_strict
 from mner.data import TAGS, MnerInputError, Post
 
 _MODEL_FIELDS_FROM_DATA = ("tags", "words", "chars")
@@ -33,11 +34,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown train config key(s) {unknown}; expected some of {sorted(known)}")
-        return cls(**values)
+        return build_strict(cls, values, "train config")
 
 
 @dataclass

@@ -14,6 +14,13 @@ from mner.cli.errors import fail, user_errors
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "posts.jsonl"
 
+CaptionsOption = Annotated[Path | None, typer.Option(
+    "--captions", help="Captions TSV (image_id<TAB>caption) for models with a 'caption' channel.")]
+KgOption = Annotated[Path | None, typer.Option(
+    "--kg", help="Knowledge-graph file (mner kg build) for models with a 'knowledge' channel.")]
+ImagesCacheOption = Annotated[Path | None, typer.Option(
+    "--images-cache", help="Image feature cache (mner images extract) for the 'attributes' and 'image' channels.")]
+
 
 @app.command()
 @user_errors
@@ -27,12 +34,9 @@ def train(
                                                       "and record it in the model card.")] = None,
     epochs: Annotated[int | None, typer.Option(help="Maximum epochs (overrides the config's).")] = None,
     threads: Annotated[int | None, typer.Option(help="torch.set_num_threads for training.")] = None,
-    captions: Annotated[Path | None, typer.Option(help="Captions TSV (image_id<TAB>caption) for the "
-                                                  "'caption' channel.")] = None,
-    kg: Annotated[Path | None, typer.Option(help="Knowledge-graph file (mner kg build) for the "
-                                            "'knowledge' channel.")] = None,
-    images_cache: Annotated[Path | None, typer.Option(help="Image feature cache (mner images extract) for "
-                                                      "the 'attributes' and 'image' channels.")] = None,
+    captions: CaptionsOption = None,
+    kg: KgOption = None,
+    images_cache: ImagesCacheOption = None,
 ) -> None:
     """Train a tagger on CoNLL data; the epoch with the best dev F1 is kept."""
     from mner.data import read_conll
@@ -77,11 +81,9 @@ def evaluate(
     model: Annotated[Path, typer.Option(help="Model folder.")],
     data: Annotated[Path, typer.Option(help="CoNLL file with gold tags.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
-    captions: Annotated[Path | None, typer.Option(help="Captions TSV for models with a 'caption' channel.")] = None,
-    kg: Annotated[Path | None, typer.Option(help="Knowledge-graph file for models with a 'knowledge' "
-                                            "channel.")] = None,
-    images_cache: Annotated[Path | None, typer.Option(help="Image feature cache for models with image "
-                                                      "channels.")] = None,
+    captions: CaptionsOption = None,
+    kg: KgOption = None,
+    images_cache: ImagesCacheOption = None,
 ) -> None:
     """Entity-level P/R/F1 (conlleval-compatible) of a model on gold data."""
     from mner.data import read_conll
@@ -104,8 +106,7 @@ def predict(
     as_json: Annotated[bool, typer.Option("--json", help="Print {tokens, entities} as JSON.")] = False,
     caption: Annotated[str | None, typer.Option(help="A caption of the post's image (models with a "
                                                    "'caption' channel).")] = None,
-    kg: Annotated[Path | None, typer.Option(help="Knowledge-graph file (models with a 'knowledge' "
-                                            "channel).")] = None,
+    kg: KgOption = None,
     image: Annotated[Path | None, typer.Option(help="The post's image (models with image channels).")] = None,
 ) -> None:
     """Tag one post and print its entities."""
