@@ -23,9 +23,9 @@ POSTS = [
 ]
 
 
-def fit(channels, fusion):
+def fit(channels, fusion, **model):
     torch.manual_seed(0)
-    run = RunConfig({**SMALL, "channels": channels, "fusion": fusion},
+    run = RunConfig({**SMALL, "channels": channels, "fusion": fusion, **model},
                     TrainConfig(epochs=80, lr=0.02, batch_size=4, patience=80, min_word_count=1, progress=False,
                                 seed=2))
     return train(POSTS, POSTS, run)[0]
@@ -42,6 +42,17 @@ def test_caption_channel_learns_what_text_alone_cannot(caption_model):
     predicted = text_only.predict_tags(POSTS)
     assert len({tuple(p) for p in predicted}) == 1  # identical inputs, identical outputs
     assert sum(p == list(g.tags) for p, g in zip(predicted, POSTS)) == 2
+
+
+def test_caption_as_one_attribute_like_item_learns_it_too():
+    model = fit(["text", "caption"], True, caption_mode="attribute", fusion_dim=12)
+    assert model.predict_tags(POSTS) == [list(p.tags) for p in POSTS]
+    assert hasattr(model.network, "caption_fc") and model.network.fusion.align.w_x.in_features == 12
+
+
+def test_unknown_caption_mode_is_refused():
+    with pytest.raises(ValueError, match=r"caption_mode 'sentence': expected one of \['words', 'attribute'\]"):
+        ModelConfig(tags=[], words=[], chars=[], channels=["text", "caption"], fusion=True, caption_mode="sentence")
 
 
 def test_unseen_captions_generalise_by_their_words(caption_model):

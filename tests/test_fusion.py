@@ -98,3 +98,19 @@ def test_regions_need_has_image(inputs):
     x, memory, memory_mask, regions = inputs
     with pytest.raises(ValueError, match=r"expected has_image \(B,\) with regions"):
         ModalityFusion(8)(x, memory, memory_mask, regions)
+
+
+def test_narrow_fusion_keeps_the_query_width_and_the_masks(inputs):
+    x, _, memory_mask, _ = inputs
+    torch.manual_seed(2)
+    memory, regions = torch.randn(3, 6, 4), torch.randn(3, 5, 4)  # memory and regions live in the inner width
+    fusion = ModalityFusion(8, inner=4)
+    has_image = torch.tensor([True, False, False])
+    out = fusion(x, memory, memory_mask, regions, has_image)
+    assert out.shape == (3, 4, 8)
+    assert torch.allclose(out[1:], fusion(x, memory, memory_mask)[1:], atol=1e-6)
+    # Eq. 12 in the inner width, then Eq. 13-14 against the full-width query
+    q = fusion.query_down(x)
+    p = masked_feature_softmax(fusion.align(q, memory), memory_mask.unsqueeze(1), dim=2)
+    context = fusion.context_up((p * memory.unsqueeze(1)).sum(2))
+    assert torch.allclose(out[1:], fusion.output_gate(context, x)[1:], atol=1e-6)

@@ -164,3 +164,14 @@ def test_words_for_the_model(kg, post_vectors):
     found = post_knowledge(kg, tokenize("Chelsea is sleeping"), post_vectors["chelsea"])
     assert found.words()[:3] == ["chelsea", "isA", "cat"]
     assert found.to_dict()["entity"] == "cat"
+
+
+def test_compact_words_name_each_subject_once():
+    from mner.knowledge.search import Knowledge
+
+    triples = (("kobe bryant", "isA", "basketball player"), ("kobe bryant", "isA", "athlete"),
+               ("lakers", "isA", "team"))
+    found = Knowledge("text", None, None, None, triples, "PER", None, (), 0)
+    assert found.words()[:8] == ["kobe", "bryant", "isA", "basketball", "player", "kobe", "bryant", "isA"]
+    assert found.words(compact=True) == ["kobe", "bryant", "isA", "basketball", "player", ",", "athlete", ";",
+                                         "lakers", "isA", "team"]

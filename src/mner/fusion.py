@@ -63,7 +63,7 @@ class GuidedVisualAttention(nn.Module):
         # guide: (B, T, d), regions: (B, N, d)
         a_v = self.w_v(torch.tanh(self.w_s(guide).unsqueeze(2) + self.w_i(regions).unsqueeze(1)))  # (B, T, N, d)
         p = torch.softmax(a_v, dim=2)  # Eq. 8, over the N regions, per feature
-        return (p * regions.unsqueeze(1)).sum(dim=2)  # shape: (B, T, d), Eq. 9
+        return (p * regions.unsqueeze(1)).sum(dim=2)  # shape: (B, T, inner), Eq. 9
 
 
 class Gate(nn.Module):
@@ -83,13 +83,22 @@ class Gate(nn.Module):
 
 
 class ModalityFusion(nn.Module):
-    """Text queries × memory (text, knowledge, attributes, caption) × image regions → fused token vectors."""
+    """Text queries × memory (text, knowledge, attributes, caption) × image regions → fused token vectors.
 
-    def __init__(self, d: int):
+    ``d`` is the width of the queries and of the output; ``inner`` (default ``d``) the width of the memory,
+    the regions and the attention. With ``inner < d`` the queries are projected down for Eq. 6 and the
+    context C(q) back up for Eq. 13–14: the (B, T, L, ·) tensors of Eq. 6–12, which dominate the cost,
+    shrink by d / inner.
+    """
+
+    def __init__(self, d: int, inner: int | None = None):
         super().__init__()
-        self.align = FeatureWiseAlignment(d)
-        self.visual = GuidedVisualAttention(d)
-        self.visual_gate = Gate(d)
+        inner = inner or d
+        self.query_down = nn.Linear(d, inner) if inner != d else nn.Identity()
+        self.context_up = nn.Linear(inner, d) if inner != d else nn.Identity()
+        self.align = FeatureWiseAlignment(inner)
+        self.visual = GuidedVisualAttention(inner)
+        self.visual_gate = Gate(inner)
         self.output_gate = Gate(d)
 
     def forward(self, x: torch.Tensor, memory: torch.Tensor, memory_mask: torch.Tensor,
@@ -98,23 +107,23 @@ class ModalityFusion(nn.Module):
 
         Args:
             x: (B, T, d) text token vectors (the queries).
-            memory: (B, L, d) items the queries attend to; memory_mask (B, L) bool.
-            regions: (B, N, d) projected image regions, or None when the image channel is off.
+            memory: (B, L, inner) items the queries attend to; memory_mask (B, L) bool.
+            regions: (B, N, inner) projected image regions, or None when the image channel is off.
             has_image: (B,) bool; posts without an image get no visual context.
         """
-        a_s = self.align(x, memory)  # shape: (B, T, L, d), Eq. 6
+        a_s = self.align(self.query_down(x), memory)  # shape: (B, T, L, inner), Eq. 6
         mask = memory_mask.unsqueeze(1)  # shape: (B, 1, L)
         if regions is not None:
             if has_image is None:
                 raise ValueError("expected has_image (B,) with regions")
             p_s = masked_feature_softmax(a_s, mask, dim=2)
-            guide = (p_s * a_s).sum(dim=2)  # shape: (B, T, d): a_s pooled by its own attention
-            c_v = self.visual(guide, regions)  # shape: (B, T, d)
+            guide = (p_s * a_s).sum(dim=2)  # shape: (B, T, inner): a_s pooled by its own attention
+            c_v = self.visual(guide, regions)  # shape: (B, T, inner)
             c_v = c_v * has_image.view(-1, 1, 1).to(c_v.dtype)
             allow = has_image.view(-1, 1, 1, 1)
             f_r = self.visual_gate(c_v.unsqueeze(2).expand_as(a_s), a_s, allow)  # shape: (B, T, L, d), Eq. 11
         else:
             f_r = a_s
         p = masked_feature_softmax(f_r, mask, dim=2)  # Eq. 4 over the memory items
-        context = (p * memory.unsqueeze(1)).sum(dim=2)  # shape: (B, T, d), Eq. 12
-        return self.output_gate(context, x)  # Eq. 13–14
+        context = (p * memory.unsqueeze(1)).sum(dim=2)  # shape: (B, T, inner), Eq. 12
+        return self.output_gate(self.context_up(context), x)  # shape: (B, T, d), Eq. 13–14

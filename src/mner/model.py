@@ -23,6 +23,7 @@ from mner.embeddings import SHAPES, WordVectors, word_key, word_shape
 CHANNELS = ("text", "caption", "knowledge", "attributes", "image")
 CONTEXT_CHANNELS = ("caption", "knowledge")  # word sequences a post carries besides its text
 IMAGE_CHANNELS = ("attributes", "image")  # from the post's image features (mner.vision)
+CAPTION_MODES = ("words", "attribute")
 
 
 @dataclass
@@ -45,6 +46,8 @@ class ModelConfig:
     channels: list[str] = field(default_factory=lambda: ["text"])
     fusion: bool = False
     max_context_tokens: int = 40
+    fusion_dim: int | None = None  # width of the fusion's memory and attention; None = 2·hidden
+    caption_mode: str = "words"  # "words": each caption word is a memory item; "attribute": one item, as A
     image_backbone: str = "lite0"  # the mner.vision encoder whose features the image channels expect
     image_dim: int = 1280
 
@@ -57,6 +60,8 @@ class ModelConfig:
         needs_fusion = [c for c in self.channels if c != "text"]
         if needs_fusion and not self.fusion:
             raise ValueError(f"channel(s) {needs_fusion} need fusion = true")
+        if self.caption_mode not in CAPTION_MODES:
+            raise ValueError(f"caption_mode {self.caption_mode!r}: expected one of {list(CAPTION_MODES)}")
         if self.max_post_tokens < 1 or self.max_word_chars < 1:
             raise ValueError("max_post_tokens and max_word_chars must be positive")
 
@@ -220,18 +225,21 @@ class BiLstmCrfTagger(nn.Module):
         in_dim = config.word_dim + config.char_filters + config.shape_dim
         self.dropout = nn.Dropout(config.dropout)
         self.lstm = nn.LSTM(in_dim, config.hidden, batch_first=True, bidirectional=True)
+        inner = config.fusion_dim or 2 * config.hidden
         if config.fusion:
             from mner.fusion import ModalityFusion
 
-            # Context words are embedded like the text, then projected to the BiLSTM's width.
-            self.context_proj = nn.Linear(in_dim, 2 * config.hidden)
-            self.fusion = ModalityFusion(2 * config.hidden)
+            # Context words are embedded like the text, then projected to the fusion's width.
+            self.context_proj = nn.Linear(in_dim, inner)
+            self.fusion = ModalityFusion(2 * config.hidden, inner)
         if "attributes" in config.channels:
             # "a two-layer fully connected network" over the probability-weighted attribute embeddings
-            self.attribute_fc = nn.Sequential(nn.Linear(in_dim, 2 * config.hidden), nn.Tanh(),
-                                              nn.Linear(2 * config.hidden, 2 * config.hidden))
+            self.attribute_fc = nn.Sequential(nn.Linear(in_dim, inner), nn.Tanh(), nn.Linear(inner, inner))
+        if "caption" in config.channels and config.caption_mode == "attribute":
+            # the caption's words treated like attribute words: averaged, through their own two layers
+            self.caption_fc = nn.Sequential(nn.Linear(in_dim, inner), nn.Tanh(), nn.Linear(inner, inner))
         if "image" in config.channels:
-            self.region_proj = nn.Linear(config.image_dim, 2 * config.hidden)
+            self.region_proj = nn.Linear(config.image_dim, inner)
         self.emit = nn.Linear(2 * config.hidden, len(config.tags))
         allowed, allowed_start = bio_allowed_transitions(config.tags)
         self.crf = CRF(len(config.tags), allowed, allowed_start)
@@ -254,20 +262,29 @@ class BiLstmCrfTagger(nn.Module):
         return self.emit(self.dropout(h))  # shape: (batch, seq_len, num_tags)
 
     def _fuse(self, h: torch.Tensor, batch: TextBatch) -> torch.Tensor:
-        """Eq. 2–14 with the memory X ∪ context words (text queries h: (batch, seq_len, 2·hidden))."""
-        memory, masks = [h], [batch.mask]
+        """Eq. 2–14 with the memory X ∪ context words (text queries h: (batch, seq_len, 2·hidden)).
+
+        Memory items are ``inner`` = fusion_dim wide."""
+        memory, masks = [self.fusion.query_down(h)], [batch.mask]
         for channel in self.config.context_channels:
             ctx = batch.context[channel]
-            memory.append(self.context_proj(self.dropout(self.embed(ctx))))  # shape: (batch, ctx_len, 2·hidden)
-            masks.append(ctx.mask)
+            emb = self.dropout(self.embed(ctx))  # shape: (batch, ctx_len, in_dim)
+            if channel == "caption" and self.config.caption_mode == "attribute":
+                weights = ctx.mask.unsqueeze(-1).to(emb.dtype)
+                mean = (emb * weights).sum(1) / weights.sum(1).clamp(min=1)  # shape: (batch, in_dim)
+                memory.append(self.caption_fc(mean).unsqueeze(1))  # shape: (batch, 1, inner)
+                masks.append(ctx.mask.any(1, keepdim=True))
+            else:
+                memory.append(self.context_proj(emb))  # shape: (batch, ctx_len, inner)
+                masks.append(ctx.mask)
         regions = has_image = None
         if batch.image is not None:
             has_image = batch.image.has_image
             if "attributes" in self.config.channels:
-                memory.append(self._attribute_vector(batch.image).unsqueeze(1))  # shape: (batch, 1, 2·hidden)
+                memory.append(self._attribute_vector(batch.image).unsqueeze(1))  # shape: (batch, 1, inner)
                 masks.append(has_image.unsqueeze(1))
             if "image" in self.config.channels:
-                regions = self.region_proj(self.dropout(batch.image.regions))  # shape: (batch, N, 2·hidden)
+                regions = self.region_proj(self.dropout(batch.image.regions))  # shape: (batch, N, inner)
         return self.fusion(h, torch.cat(memory, dim=1), torch.cat(masks, dim=1), regions, has_image)
 
     def _attribute_vector(self, image: ImageInputs) -> torch.Tensor:
@@ -278,7 +295,7 @@ class BiLstmCrfTagger(nn.Module):
         labels = (emb * mask).sum(1) / mask.sum(1).clamp(min=1)  # shape: (batch*top_k, in_dim)
         labels = labels.view(image.attribute_probs.size(0), image.attribute_probs.size(1), -1)
         weights = image.attribute_probs / image.attribute_probs.sum(1, keepdim=True).clamp(min=1e-6)
-        return self.attribute_fc((weights.unsqueeze(-1) * labels).sum(1))  # shape: (batch, 2·hidden)
+        return self.attribute_fc((weights.unsqueeze(-1) * labels).sum(1))  # shape: (batch, inner)
 
     def loss(self, batch: TextBatch) -> torch.Tensor:
         """Mean negative log-likelihood of the gold tags."""

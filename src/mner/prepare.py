@@ -45,7 +45,7 @@ def attach_context(posts: Sequence[Post], captions: dict[str, str] | None = None
         if kg is not None:
             from mner.knowledge import post_knowledge
 
-            words = post_knowledge(kg, post.tokens, policy=policy).words()
+            words = post_knowledge(kg, post.tokens, policy=policy).words(compact=True)
             changes["knowledge"] = tuple(words)
             report.with_knowledge += bool(words)
         new = dataclasses.replace(post, **changes) if changes else post

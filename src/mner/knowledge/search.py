@@ -50,9 +50,25 @@ class Knowledge:
     candidates: tuple[Candidate, ...] = field(default=(), repr=False)
     compared: int = 0  # image vectors compared
 
-    def words(self) -> list[str]:
-        """The triples as one word sequence for the model: ``kobe bryant isA basketball player …``."""
-        return [w for triple in self.triples for part in triple for w in part.split()]
+    def words(self, compact: bool = False) -> list[str]:
+        """The triples as one word sequence for the model: ``kobe bryant isA basketball player …``.
+
+        ``compact`` names each subject and relation once: ``kobe bryant isA basketball player ,
+        athlete …`` (half the words for the usual 5 triples of one entity, same content)."""
+        if not compact:
+            return [w for triple in self.triples for part in triple for w in part.split()]
+        out: list[str] = []
+        last = None
+        for subject, relation, obj in self.triples:
+            if (subject, relation) == last:
+                out.append(",")
+            else:
+                if out:
+                    out.append(";")
+                out += subject.split() + relation.split()
+                last = (subject, relation)
+            out += obj.split()
+        return out
 
     def to_dict(self) -> dict:
         e = self.entity
