@@ -10,3 +10,24 @@ fi
 # The CPU build of torch first: a plain "torch" requirement would pull a multi-GB CUDA build.
 .venv/bin/python -m pip install --quiet --disable-pip-version-check "torch==2.13.0"
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".${extras:+[$extras]}"
+# The "test" extra's browser test drives Debian's headless Chromium (Playwright does not download one here).
+# Installed when missing and we can (root with apt-get); otherwise a warning, and that test skips.
+case ",${extras// /}," in
+  *,test,*)
+    if [ ! -x /usr/bin/chromium ]; then
+      if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "setup: installing chromium (apt-get) for tests/test_web_demo.py" >&2
+        apt_log="$(mktemp)"
+        if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; } \
+            >"$apt_log" 2>&1; then
+          tail -n 5 "$apt_log" >&2
+          echo "warning: could not install chromium; tests/test_web_demo.py will skip" >&2
+        fi
+        rm -f "$apt_log"
+      else
+        echo "warning: /usr/bin/chromium not found (install it: apt-get install chromium);" \
+             "tests/test_web_demo.py will skip" >&2
+      fi
+    fi
+    ;;
+esac

@@ -19,10 +19,11 @@ def main() -> None:
 
 
 from mner.cli import core as _core  # noqa: F401  (registers train/evaluate/predict/demo)
-from mner.cli import tag as _tag  # noqa: F401  (registers tag)
 from mner.cli import images as _images
+from mner.cli import tag as _tag  # noqa: F401  (registers tag)
 
 app.add_typer(_images.app, name="images")
 from mner.cli import kg as _kg
 
 app.add_typer(_kg.app, name="kg")
+from mner.cli import serve as _serve  # noqa: F401  (registers serve)

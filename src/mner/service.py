@@ -1,0 +1,411 @@
+"""The HTTP service: ``POST /v1/tag``, ``GET /health``, a web demo at ``/``, the OpenAPI docs at ``/docs``.
+
+    from mner.pipeline import Pipeline
+    from mner.service import create_app
+    app = create_app(Pipeline())             # the model and KG are loaded once, here
+    # uvicorn.run(app) — or ``mner serve``
+
+Every error is a JSON object ``{"error": "..."}`` that says what was expected. Bad input gets a 4xx
+(400 malformed body, 413 over a limit, 415 wrong content type, 422 invalid post or image), never a 500.
+
+Concurrency: one app tags on one thread of its own, one post at a time, so the Pipeline (torch modules,
+the KG's SQLite connection) is never used by two threads at once; torch still uses its intra-op threads.
+The event loop only reads requests and waits, so ``/health`` and the page answer while a post is tagged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import logging
+import re
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, fields
+from importlib import resources
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
+
+from mner import __version__
+from mner.data import MnerInputError
+from mner.pipeline import PostInput
+from mner.vision.decode import ImageError
+
+log = logging.getLogger("mner.service")
+
+FIELDS = ("text", "image", "caption")
+_DATA_URL = re.compile(r"^data:[\w.+/-]*(;[\w=.+-]+)*;base64,", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may carry (over a limit: a 413 naming it), and how many may queue (over: a 503)."""
+
+    max_text_chars: int = 5_000
+    max_caption_chars: int = 1_000
+    max_image_bytes: int = 10 * 1024 * 1024
+    max_pending: int = 64  # posts waiting for the tagging thread; more get 503 at once
+
+    def __post_init__(self):
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"Limits.{f.name} must be a positive integer, got {value!r}")
+
+    @property
+    def max_body_bytes(self) -> int:
+        """The largest request body: the image as base64, the text and caption JSON-escaped, some slack."""
+        base64_image = (self.max_image_bytes + 2) // 3 * 4
+        return base64_image + 12 * (self.max_text_chars + self.max_caption_chars) + 64 * 1024
+
+
+# ------------------------------------------------------------------------------ request/response models
+
+
+class TagRequest(BaseModel):
+    """A post to tag, as JSON. The same fields can be sent as multipart/form-data, with ``image`` a file."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    text: str = Field(description="The post's text.", examples=["Barack Obama visits Berlin"])
+    image: str | None = Field(None, description="The post's image file (JPEG, PNG, ...) as base64; a "
+                                                "data: URL prefix is accepted.")
+    caption: str | None = Field(None, description="A caption of the image (models with a 'caption' channel).")
+
+
+class Entity(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    text: str
+    type: str = Field(description="PER, LOC, ORG or OTHER.")
+    start: int = Field(description="First token of the entity.")
+    end: int = Field(description="Token after the entity (exclusive).")
+
+
+class Attribute(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    label: str = Field(description="An ImageNet class seen in the image.")
+    probability: float
+
+
+class TagResponse(BaseModel):
+    """What ``mner predict --json`` prints for the same post."""
+
+    model_config = ConfigDict(extra="allow")
+
+    tokens: list[str]
+    entities: list[Entity]
+    attributes: list[Attribute] = Field(description="The image's top classes; empty without an image.")
+    knowledge: dict[str, Any] | None = Field(description="The KG entity and triples used; null without a KG.")
+    caption: str | None
+
+
+class HealthResponse(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    status: str = Field(examples=["ok"])
+    model: Any = None
+    channels: list[str] = []
+    kg: Any = None
+    image_backbone: Any = None
+
+
+class ErrorResponse(BaseModel):
+    error: str = Field(description="What was wrong and what was expected.")
+
+
+class RequestError(Exception):
+    """A request the service refuses: becomes ``{"error": message}`` with ``status``."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers
+
+
+# ---------------------------------------------------------------------------------------- the app
+
+
+def create_app(pipeline, limits: Limits = Limits()) -> FastAPI:
+    """The service around a loaded Pipeline (anything with ``tag`` and ``describe``)."""
+    tagging_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mner-tag")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        tagging_thread.shutdown(wait=False, cancel_futures=True)
+
+    app = FastAPI(title="mner", version=__version__, lifespan=lifespan,
+                  description="Multimodal named entity recognition for social-media posts: text + image "
+                              "(+ a knowledge graph) → PER/LOC/ORG/OTHER entities.")
+    app.state.pipeline = pipeline
+    app.state.limits = limits
+    app.state.pending = 0
+    _add_error_handlers(app)
+    app.mount("/web", StaticFiles(packages=[("mner", "web")]), name="web")
+    page = resources.files("mner").joinpath("web", "index.html").read_text(encoding="utf-8")
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def demo_page() -> HTMLResponse:
+        return HTMLResponse(page)
+
+    @app.get("/health", response_model=HealthResponse)
+    def health() -> JSONResponse:
+        """The service is up; which model, channels, KG and image backbone it tags with."""
+        return JSONResponse({"status": "ok", **pipeline.describe()})
+
+    @app.post("/v1/tag", response_model=TagResponse, openapi_extra=_TAG_REQUEST_DOC,
+              responses={code: {"model": ErrorResponse, "description": why}
+                         for code, why in _TAG_ERRORS.items()})
+    async def tag(request: Request) -> Response:
+        """Tag one post: JSON ``{text, image?, caption?}`` (image in base64) or multipart (image a file)."""
+        try:
+            post = await read_post(request, limits)
+            result = await _run_tagging(app, tagging_thread, post)
+        except RequestError as err:
+            return error_response(err.status, err.message, err.headers)
+        except ClientDisconnect:
+            log.info("client went away before sending the whole request")
+            return Response(status_code=400)  # nobody reads it
+        return JSONResponse(result)
+
+    return app
+
+
+_TAG_ERRORS = {
+    400: "Malformed JSON, bad base64, or a malformed multipart body.",
+    413: "Text, caption, image or the whole body over the service's limits.",
+    415: "Content-Type is neither application/json nor multipart/form-data.",
+    422: "Missing or empty text, unknown or mistyped fields, or an image the decoder refuses "
+         "(not an image, truncated, too many pixels, too small).",
+    503: "Too many posts already waiting; retry later.",
+}
+
+_TAG_REQUEST_DOC = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": TagRequest.model_json_schema()},
+            "multipart/form-data": {"schema": {
+                "type": "object",
+                "required": ["text"],
+                "properties": {
+                    "text": {"type": "string", "description": "The post's text."},
+                    "image": {"type": "string", "format": "binary", "description": "The post's image file."},
+                    "caption": {"type": "string", "description": "A caption of the image."},
+                },
+            }},
+        },
+    },
+}
+
+
+async def _run_tagging(app: FastAPI, tagging_thread: ThreadPoolExecutor, post: PostInput) -> dict:
+    """``pipeline.tag`` on the tagging thread; the event loop waits without blocking."""
+    limits: Limits = app.state.limits
+    if app.state.pending >= limits.max_pending:
+        raise RequestError(503, f"server busy: the queue of posts to tag is full ({limits.max_pending}); "
+                                "retry later", {"Retry-After": "1"})
+    app.state.pending += 1  # only the event loop's thread touches the count
+    try:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(tagging_thread, tag_post, app.state.pipeline, post)
+    finally:
+        app.state.pending -= 1
+
+
+def tag_post(pipeline, post: PostInput) -> dict:
+    """The Pipeline's dict for one post; its input errors become 422s naming the reason."""
+    try:
+        return pipeline.tag(post.text, image=post.image, caption=post.caption)
+    except ImageError as err:
+        # the reason without the name the Pipeline gives an upload ("<upload>: ...")
+        raise RequestError(422, f"image: {err.reason}") from None
+    except MnerInputError as err:
+        raise RequestError(422, str(err)) from None
+
+
+# ----------------------------------------------------------------------------------- reading requests
+
+
+async def read_post(request: Request, limits: Limits) -> PostInput:
+    """The post in a JSON, multipart or urlencoded request, checked against ``limits``.
+
+    Raises:
+        RequestError: 400, 413, 415 or 422 with a message naming what was expected.
+        ClientDisconnect: the client went away mid-body.
+    """
+    content_type = request.headers.get("content-type", "")
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    if media_type not in ("application/json", "multipart/form-data", "application/x-www-form-urlencoded"):
+        raise RequestError(415, f"unsupported Content-Type {content_type or '(none)'!r}: expected "
+                                "application/json or multipart/form-data")
+    body = await read_body(request, limits.max_body_bytes)
+    if media_type == "application/json":
+        post = await run_in_threadpool(post_from_json, body, limits)  # parsing ~13 MB takes tens of ms
+    else:  # multipart, or a urlencoded form (text and caption only)
+        post = await post_from_form(request, body)
+    check_post(post, limits)
+    return post
+
+
+async def read_body(request: Request, max_bytes: int) -> bytes:
+    """The whole body, refused from its Content-Length when it announces too much, else when it gets there."""
+    announced = request.headers.get("content-length")
+    if announced is not None:
+        if not announced.strip().isdigit():
+            raise RequestError(400, f"Content-Length {announced!r} is not a number of bytes")
+        if int(announced) > max_bytes:
+            raise RequestError(413, f"request body is {int(announced):,} bytes, over the {max_bytes:,}-byte "
+                                    "limit (an image, the text and caption)")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:  # a chunked body that announced nothing, or one that lied
+            raise RequestError(413, f"request body is over the {max_bytes:,}-byte limit "
+                                    "(an image, the text and caption)")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def post_from_json(body: bytes, limits: Limits) -> PostInput:
+    """The post in a JSON body; the image's base64 is decoded here."""
+    try:
+        data = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise RequestError(400, f"malformed JSON: {err}; expected an object "
+                                '{"text": str, "image"?: base64 str, "caption"?: str}') from None
+    try:
+        request = TagRequest.model_validate(data)
+    except ValidationError as err:
+        raise RequestError(422, "invalid request: " + validation_message(err) + '; expected {"text": str, '
+                                '"image"?: base64 str, "caption"?: str}') from None
+    image = None if request.image is None else decode_base64_image(request.image, limits)
+    return PostInput(request.text, image, request.caption or None)
+
+
+def decode_base64_image(value: str, limits: Limits) -> bytes:
+    """The image bytes of a base64 string (a ``data:...;base64,`` prefix is dropped)."""
+    value = _DATA_URL.sub("", value.strip(), count=1)
+    if len(value) // 4 * 3 > limits.max_image_bytes + 2:  # refused before decoding
+        raise RequestError(413, f"image is about {len(value) // 4 * 3:,} bytes, over the "
+                                f"{limits.max_image_bytes:,}-byte limit")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as err:
+        raise RequestError(400, f"'image' is not valid base64 ({err}): expected the image file's bytes "
+                                "base64-encoded") from None
+
+
+async def post_from_form(request: Request, body: bytes) -> PostInput:
+    """The post in a multipart/form-data body (``text`` and ``caption`` fields, an ``image`` file) or a
+    urlencoded one (no image)."""
+
+    async def replay() -> dict:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    try:
+        form = await Request(request.scope, replay).form(max_files=1, max_fields=len(FIELDS),
+                                                         max_part_size=4 * 1024 * 1024)
+    except HTTPException as err:  # starlette's refusal of a malformed body
+        raise RequestError(400, f"malformed multipart body: {err.detail}") from None
+    try:
+        unknown = sorted(set(form.keys()) - set(FIELDS))
+        if unknown:
+            raise RequestError(422, f"unknown form field(s) {', '.join(map(repr, unknown))}: expected "
+                                    "'text', an 'image' file and 'caption'")
+        for name in FIELDS:
+            if len(form.getlist(name)) > 1:
+                raise RequestError(422, f"form field {name!r} is given {len(form.getlist(name))} times; "
+                                        "expected it once")
+        text, caption, image = form.get("text"), form.get("caption"), form.get("image")
+        for name, value in (("text", text), ("caption", caption)):
+            if isinstance(value, UploadFile):
+                raise RequestError(422, f"form field {name!r} is a file: expected a text field")
+        if isinstance(image, str) and image:
+            raise RequestError(422, "form field 'image' is text: expected a file part "
+                                    "(Content-Disposition with a filename)")
+        if text is None:
+            raise RequestError(422, "missing form field 'text': expected the post's words")
+        data = await image.read() if isinstance(image, UploadFile) else b""
+        # a form whose file input was left empty sends a part with no filename and no bytes: no image
+        no_image = not data and (not isinstance(image, UploadFile) or not image.filename)
+        return PostInput(text, None if no_image else data, caption or None)
+    finally:
+        await form.close()
+
+
+def check_post(post: PostInput, limits: Limits) -> None:
+    """Refuse a post over ``limits`` (413) or with no words (422)."""
+    if len(post.text) > limits.max_text_chars:
+        raise RequestError(413, f"text is {len(post.text):,} characters, over the "
+                                f"{limits.max_text_chars:,}-character limit")
+    if not post.text.strip():
+        raise RequestError(422, "'text' is empty: expected the words of a post")
+    if post.caption is not None and len(post.caption) > limits.max_caption_chars:
+        raise RequestError(413, f"caption is {len(post.caption):,} characters, over the "
+                                f"{limits.max_caption_chars:,}-character limit")
+    if post.image is not None and len(post.image) > limits.max_image_bytes:
+        raise RequestError(413, f"image is {len(post.image):,} bytes, over the "
+                                f"{limits.max_image_bytes:,}-byte limit")
+
+
+def validation_message(err: ValidationError) -> str:
+    """Pydantic's errors as one line: ``missing field 'text'; 'image': expected a string, got int``."""
+    parts = []
+    for e in err.errors(include_url=False):
+        where = ".".join(str(p) for p in e["loc"])
+        if e["type"] == "missing":
+            parts.append(f"missing field {where!r}")
+        elif e["type"] == "extra_forbidden":
+            parts.append(f"unknown field {where!r}")
+        elif e["type"] == "model_type":
+            parts.append(f"expected a JSON object, got {type(e['input']).__name__}")
+        else:
+            parts.append(f"{where!r}: {e['msg']}, got {type(e['input']).__name__}")
+    return "; ".join(parts)
+
+
+# --------------------------------------------------------------------------------------------- errors
+
+
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Every error as ``{"error": ...}``; a crash is logged here and never shown to the client."""
+
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        message = str(exc.detail)
+        if exc.status_code == 404:
+            message = f"no such path {request.url.path!r}: see /docs for the API"
+        elif exc.status_code == 405:
+            message = f"method {request.method} is not allowed on {request.url.path!r}: see /docs for the API"
+        return error_response(exc.status_code, message, exc.headers)
+
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        return error_response(422, "invalid request: " + "; ".join(str(e.get("msg")) for e in exc.errors()))
+
+    async def crash(request: Request, exc: Exception) -> Response:
+        log.error("internal error on %s %s: %s: %s", request.method, request.url.path,
+                  type(exc).__name__, exc)
+        return error_response(500, "internal error while handling the request; "
+                                   "the server log has the details")
+
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(Exception, crash)

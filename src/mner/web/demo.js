@@ -1,0 +1,153 @@
+// The mner web demo: sends the form to POST /v1/tag (multipart) and shows what came back.
+// Everything the server or the user wrote is put on the page as text (textContent), never as HTML.
+"use strict";
+
+const TYPES = {PER: "person", LOC: "location", ORG: "organisation", OTHER: "other name"};
+
+const $ = (id) => document.getElementById(id);
+
+function element(tag, props = {}, children = []) {
+  const node = Object.assign(document.createElement(tag), props);
+  for (const child of children) node.append(child);
+  return node;
+}
+
+function typeClass(type) {
+  return "type-" + (type in TYPES ? type : "unknown");
+}
+
+function showError(message) {
+  $("error").textContent = message;
+  $("error").hidden = false;
+}
+
+function renderLegend() {
+  $("legend").replaceChildren(...Object.entries(TYPES).map(
+    ([type, name]) => element("li", {className: typeClass(type), textContent: `${type} — ${name}`})));
+}
+
+// The post's tokens, each entity (token offsets start..end, end exclusive) as a coloured <mark>.
+function renderTagged(tokens, entities) {
+  const starts = new Map(entities.map((e) => [e.start, e]));
+  const parts = [];
+  for (let i = 0; i < tokens.length;) {
+    if (parts.length) parts.push(" ");
+    const entity = starts.get(i);
+    if (entity && entity.end > i) {
+      parts.push(element("mark", {className: "entity " + typeClass(entity.type), title: entity.type}, [
+        tokens.slice(entity.start, entity.end).join(" "),
+        element("span", {className: "type", textContent: entity.type}),
+      ]));
+      i = entity.end;
+    } else {
+      parts.push(tokens[i]);
+      i += 1;
+    }
+  }
+  $("tagged").replaceChildren(...parts);
+  $("entity-list").replaceChildren(...(entities.length ? entities.map((e) => element("li", {
+    className: "entity-item " + typeClass(e.type), textContent: `${e.text} → ${e.type} (${TYPES[e.type] || "?"})`,
+  })) : [element("li", {className: "muted", textContent: "No entities found."})]));
+}
+
+function renderAttributes(attributes) {
+  if (!attributes || !attributes.length) {
+    $("attributes").replaceChildren(element("li", {className: "muted", textContent: "No image sent."}));
+    return;
+  }
+  $("attributes").replaceChildren(...attributes.slice(0, 5).map((a) => {
+    const percent = (100 * a.probability).toFixed(1) + "%";
+    return element("li", {className: "attribute"}, [
+      element("span", {className: "label", textContent: a.label}),
+      element("span", {className: "bar"}, [element("span", {style: `width: ${percent}`})]),
+      element("span", {className: "probability", textContent: percent}),
+    ]);
+  }));
+}
+
+function renderKnowledge(knowledge) {
+  const box = $("knowledge");
+  if (!knowledge) {
+    box.replaceChildren(element("p", {className: "muted",
+      textContent: "No knowledge graph used (start the server with --kg FILE for a model that reads one)."}));
+    return;
+  }
+  if (knowledge.path === "none" || (!knowledge.entity && !(knowledge.triples || []).length)) {
+    box.replaceChildren(element("p", {className: "muted", textContent: "The knowledge graph had nothing for this post."}));
+    return;
+  }
+  const how = [knowledge.path && `found by ${knowledge.path}`, knowledge.mention && `for “${knowledge.mention}”`,
+    knowledge.hop != null && `hop ${knowledge.hop}`,
+    knowledge.similarity != null && `similarity ${Number(knowledge.similarity).toFixed(2)}`].filter(Boolean);
+  const rows = (knowledge.triples || []).map((t) => element("tr", {}, t.map((part) => element("td", {textContent: part}))));
+  box.replaceChildren(
+    element("p", {}, [element("strong", {textContent: knowledge.label || knowledge.entity || "?"}),
+      knowledge.type ? ` (${knowledge.type})` : "", how.length ? ` — ${how.join(", ")}` : ""]),
+    rows.length ? element("table", {className: "triples"}, [element("tbody", {}, rows)])
+      : element("p", {className: "muted", textContent: "No triples."}),
+  );
+}
+
+async function submitPost(event) {
+  event.preventDefault();
+  const text = $("text").value;
+  const form = new FormData();
+  form.append("text", text);
+  const file = $("image").files[0];
+  if (file) form.append("image", file, file.name);
+  const caption = $("caption").value.trim();
+  if (caption) form.append("caption", caption);
+
+  $("error").hidden = true;
+  $("submit").disabled = true;
+  $("status").textContent = "Tagging…";
+  try {
+    const response = await fetch("/v1/tag", {method: "POST", body: form});
+    let body = null;
+    try { body = await response.json(); } catch { /* not JSON: reported below */ }
+    if (!response.ok) {
+      showError(`Error ${response.status}: ${(body && body.error) || response.statusText}`);
+      $("result").hidden = true;
+      return;
+    }
+    renderTagged(body.tokens, body.entities);
+    renderAttributes(body.attributes);
+    renderKnowledge(body.knowledge);
+    $("result").hidden = false;
+  } catch (err) {
+    showError(`Cannot reach the server: ${err.message}`);
+  } finally {
+    $("submit").disabled = false;
+    $("status").textContent = "";
+  }
+}
+
+function previewImage() {
+  const file = $("image").files[0];
+  const preview = $("preview");
+  if (preview.src) URL.revokeObjectURL(preview.src);
+  preview.hidden = !file;
+  if (file) preview.src = URL.createObjectURL(file);
+}
+
+// A /health value as a short text: a string as it is, an object by its name or path.
+function shortText(value) {
+  if (value == null || value === "") return "none";
+  if (typeof value !== "object") return String(value);
+  return value.name || value.path || JSON.stringify(value);
+}
+
+async function showModel() {
+  try {
+    const health = await (await fetch("/health")).json();
+    $("model-info").textContent = `Model: ${shortText(health.model)} · channels: ${(health.channels || []).join(", ")}` +
+      ` · knowledge graph: ${shortText(health.kg)} · image backbone: ${shortText(health.image_backbone)}`;
+  } catch (err) {
+    $("model-info").textContent = "The server did not answer /health.";
+  }
+}
+
+renderLegend();
+$("post-form").addEventListener("submit", submitPost);
+$("image").addEventListener("change", previewImage);
+showModel();

@@ -1,0 +1,47 @@
+"""Test helpers for the HTTP service: a real uvicorn server on a free 127.0.0.1 port, and test photos."""
+
+from __future__ import annotations
+
+import io
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+@contextmanager
+def running_server(app) -> Iterator[str]:
+    """Serve ``app`` with uvicorn on a thread; yields its base URL, stops it on exit."""
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))  # the OS picks a free port; uvicorn listens on this very socket, no race
+    # log_config=None: uvicorn's records reach the root logger, so caplog sees them
+    server = uvicorn.Server(uvicorn.Config(app, log_config=None, log_level="info", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()
+
+
+def photo_jpeg(name: str = "astronaut", size: tuple[int, int] | None = None, quality: int = 90) -> bytes:
+    """A ``skimage.data`` photo as JPEG bytes, resized to ``size`` (width, height) if given."""
+    from PIL import Image
+    from skimage import data
+
+    image = Image.fromarray(getattr(data, name)())
+    if size is not None:
+        image = image.resize(size)
+    out = io.BytesIO()
+    image.convert("RGB").save(out, "JPEG", quality=quality)
+    return out.getvalue()
