@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import struct
 import subprocess
 import sys
-import zlib
 from pathlib import Path
 
 import pytest
@@ -26,6 +24,7 @@ from mner.prepare import attach_context, attribute_caption, knowledge_words
 from mner.tagger import DEFAULT_MODEL, Tagger
 from mner.vision import EncoderConfig, ImageError
 from mner.vision.decode import load_pixels, pixels_from_bytes
+from tests.images import png_header
 
 pytestmark = pytest.mark.skipif(not (DEFAULT_MODEL / "model.safetensors").is_file(),
                                 reason="no shipped model in the package")
@@ -39,17 +38,6 @@ london	London	capital city of England
 """
 TRIPLES = "cfc\t/sports/sports_team/location\tlondon\n"
 runner = CliRunner()
-
-
-def png_header(path: Path, width: int, height: int) -> Path:
-    """A PNG that declares width × height but carries almost no data: only the header can be read."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit grayscale
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-                     + chunk(b"IEND", b""))
-    return path
 
 
 @pytest.fixture(scope="module")

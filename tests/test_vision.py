@@ -5,10 +5,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import sqlite3
-import struct
 import subprocess
 import sys
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +29,7 @@ from mner.vision import (
     stack_features,
 )
 from mner.vision.decode import load_pixels
+from tests.images import png_header
 
 CAT_CLASSES = {"tabby", "tiger cat", "Persian cat", "Siamese cat", "Egyptian cat"}
 PHOTOS = ("chelsea", "coffee", "rocket", "astronaut")
@@ -56,17 +55,6 @@ def photo(tmp_path_factory):
 
 def chelsea() -> Image.Image:
     return Image.fromarray(skdata.chelsea())
-
-
-def png_header(path: Path, width: int, height: int) -> Path:
-    """A PNG that declares width × height but carries almost no data: only the header can be read."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit grayscale
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-                     + chunk(b"IEND", b""))
-    return path
 
 
 def mean_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
