@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-PHOTOS = ("chelsea", "coffee", "rocket", "astronaut")
+from photos import tweet_photos
+
 PEOPLE = ("Barack Obama", "Angela Merkel", "Lionel Messi", "Taylor Swift", "Kobe Bryant", "Serena Williams")
 PLACES = ("Berlin", "Paris", "New York", "Tokyo", "London", "Los Angeles", "Cape Town")
 GROUPS = ("Google", "the United Nations", "NASA", "Real Madrid", "CNN", "Apple")
@@ -42,21 +43,9 @@ TEMPLATES = (
 
 def make_posts(count: int, seed: int = 0) -> list[tuple[str, bytes]]:
     """``count`` distinct (text, ~600×400 JPEG) posts: random crops, flips and colour shifts of the photos."""
-    import skimage.data
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    sources = [np.asarray(getattr(skimage.data, name)())[..., :3] for name in PHOTOS]
+    rng = np.random.default_rng(seed + 1)
     posts = []
-    for i in range(count):
-        source = sources[i % len(sources)]
-        height, width = source.shape[:2]
-        crop_w = int(width * rng.uniform(0.7, 1.0))
-        crop_h = min(height, int(crop_w * 400 / 600))
-        top, left = rng.integers(0, height - crop_h + 1), rng.integers(0, width - crop_w + 1)
-        crop = source[top:top + crop_h, left:left + crop_w].astype(np.float32)
-        crop = np.clip(crop * rng.uniform(0.8, 1.2, size=3), 0, 255).astype(np.uint8)  # colour shift
-        image = Image.fromarray(crop[:, ::-1] if rng.random() < 0.5 else crop).resize((600, 400))
+    for i, image in enumerate(tweet_photos(count, (600, 400), seed)):
         jpeg = io.BytesIO()
         image.save(jpeg, "JPEG", quality=85)
         text = TEMPLATES[i % len(TEMPLATES)].format(

@@ -12,8 +12,8 @@ UMT-shaped pipeline (Yu et al., 2020): ResNet-152 over the 224×224 image → 7�
 attention layer and a linear tagger, built with random weights since only their cost matters, run on the
 same posts and images with the same JPEG decoding, batch 16, in inference mode.
 
-Texts are Twitter-2015 test posts; images are crops of skimage.data photos, resized to 600-1200 px wide and
-saved as JPEG quality 85 (20-150 KB, the size of tweet photos), one distinct file per post.
+Texts are Twitter-2015 test posts; images are distinct 1200×675 JPEGs (quality 85, the size of tweet photos)
+cut from scikit-image's bundled photos (benchmarks/photos.py), one file per post.
 """
 
 from __future__ import annotations
@@ -21,43 +21,26 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from photos import tweet_photos
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
-PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry", "retina", "camera")
 
 
 def make_posts(folder: Path, n: int, data: Path, seed: int = 0) -> Path:
     """Write n JPEGs and posts.jsonl (text from Twitter-2015 test, image relative to the file) into folder."""
-    import numpy as np
-    from PIL import Image
-    from skimage import data as skdata
-
     from mner.data import read_conll
 
     folder.mkdir(parents=True, exist_ok=True)
     posts = read_conll(data / "test.txt")
-    rng = random.Random(seed)
-    photos = []
-    for name in PHOTOS:
-        pixels = getattr(skdata, name)()
-        if pixels.ndim == 2:
-            pixels = np.stack([pixels] * 3, axis=-1)
-        photos.append(Image.fromarray(pixels[..., :3].astype("uint8")))
     lines = []
-    for i in range(n):
-        photo = photos[i % len(photos)]
-        w, h = photo.size
-        cw, ch = rng.randint(w // 2, w), rng.randint(h // 2, h)
-        x, y = rng.randint(0, w - cw), rng.randint(0, h - ch)
-        width = rng.randint(600, 1200)
-        image = photo.crop((x, y, x + cw, y + ch)).resize((width, max(8, int(width * ch / cw))))
+    for i, image in enumerate(tweet_photos(n, (1200, 675), seed)):
         image.save(folder / f"{i:05d}.jpg", quality=85)
         lines.append(json.dumps({"id": f"p{i}", "text": " ".join(posts[i % len(posts)].tokens), "image": f"{i:05d}.jpg"}))
     (folder / "posts.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -184,16 +167,15 @@ def main() -> None:
     lines = [
         "## End-to-end tagging speed (`mner tag`) and a UMT-shaped pipeline on the same posts",
         "",
-        (f"{args.posts} posts (Twitter-2015 test texts), each with its own JPEG ({min(sizes) // 1024}-{max(sizes) // 1024} KB, "
-         f"600-1200 px wide); {os.cpu_count()} CPU cores, {args.threads} torch threads. mner model: "
+        (f"{args.posts} posts (Twitter-2015 test texts), each with its own 1200×675 JPEG ({min(sizes) // 1024}-{max(sizes) // 1024} KB); {os.cpu_count()} CPU cores, {args.threads} torch threads. mner model: "
          f"{args.model or 'shipped default'}; KG: {args.kg or 'none'}."),
         "",
         "| pipeline | posts | errors | posts/s (whole command) | posts/s (tagging loop) |",
         "|---|---|---|---|---|",
-        f"| mner tag (decode + EfficientNet-Lite0 + KG + tagger) | {mner['posts']} | {mner['errors']} | {mner_rate:.1f} | "
-        f"{mner['loop_rate'] if mner['loop_rate'] is not None else '–'} |",
-        f"| UMT-shaped (decode + ResNet-152 + BERT-base + cross-attention), random weights | {umt['posts']} | 0 | – | "
-        f"{umt['rate']:.2f} |",
+        (f"| mner tag (decode + EfficientNet-Lite0 + KG + tagger) | {mner['posts']} | {mner['errors']} | {mner_rate:.1f} | "
+        f"{mner['loop_rate'] if mner['loop_rate'] is not None else '–'} |"),
+        (f"| UMT-shaped (decode + ResNet-152 + BERT-base + cross-attention), random weights | {umt['posts']} | 0 | – | "
+        f"{umt['rate']:.2f} |"),
         "",
         f"mner / UMT-shaped throughput (tagging loops): {((mner['loop_rate'] or mner_rate) / umt['rate']):.1f}×.",
         "",

@@ -24,27 +24,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-PHOTOS = ("chelsea", "coffee", "rocket", "astronaut")
+from photos import PHOTOS, tweet_photos
 
 
 def make_tweet_photos(folder: Path, count: int, seed: int = 0) -> list[Path]:
     """``count`` distinct 1200×675 JPEGs (quality 85) cut from the bundled photos."""
-    import skimage.data
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    sources = [np.asarray(getattr(skimage.data, name)()) for name in PHOTOS]
     paths = []
-    for i in range(count):
-        source = sources[i % len(sources)]
-        height, width = source.shape[:2]
-        crop_w = int(width * rng.uniform(0.7, 1.0))
-        crop_h = min(height, int(crop_w * 675 / 1200))
-        top, left = rng.integers(0, height - crop_h + 1), rng.integers(0, width - crop_w + 1)
-        crop = source[top:top + crop_h, left:left + crop_w].astype(np.float32)
-        crop = np.clip(crop * rng.uniform(0.8, 1.2, size=3), 0, 255).astype(np.uint8)  # colour shift
-        image = Image.fromarray(crop[:, ::-1] if rng.random() < 0.5 else crop).resize((1200, 675))
+    for i, image in enumerate(tweet_photos(count, (1200, 675), seed)):
         paths.append(folder / f"{i:05d}.jpg")
         image.save(paths[-1], quality=85)
     return paths
