@@ -120,8 +120,8 @@ def main() -> None:
               f"{r['test']['f1']:.2f} | {r['seconds_per_epoch']:.1f} | {r['wall']:.0f} |" for r in runs]
     lines += ["", (f"Seconds per epoch are training only (dev scoring excluded), {args.threads} torch thread(s) on this "
                    "2-core CPU; wall s = the whole `mner train` run including data loading, context joining and dev/test scoring."),
-              "", f"Command: `python benchmarks/bench_study.py --conditions {' '.join(args.conditions)} "
-              f"--seeds {' '.join(map(str, args.seeds))} --threads {args.threads}`", ""]
+              "", (f"Command: `python benchmarks/bench_study.py --conditions {' '.join(args.conditions)} "
+              f"--seeds {' '.join(map(str, args.seeds))} --threads {args.threads}`"), ""]
     report = "\n".join(lines)
     print(report)
     args.report.write_text(report, encoding="utf-8")

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Set up mner with its test extras and run the whole test suite (slow tests included; those that need
+# Set up mner with its test and transformer extras and run the whole test suite (slow tests included; those that need
 # ../shared/ skip with a reason where it is absent). Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh test
+bash scripts/setup.sh test,transformer
 set +e
 .venv/bin/python -m pytest -q "$@"
 status=$?

@@ -8,10 +8,10 @@ from typer.testing import CliRunner
 
 from mner.cli import app
 from mner.data import MnerInputError, Post
-from mner.model import ModelConfig
+from mner.model import BiLstmCrfTagger, ModelConfig, encode_batch
 from mner.prepare import attach_context, check_channels
-from mner.tagger import load_tagger
-from mner.train import RunConfig, TrainConfig, train
+from mner.tagger import Tagger, load_tagger
+from mner.train import RunConfig, TrainConfig, make_model_config, train
 
 SMALL = {"hidden": 24, "char_dim": 8, "char_filters": 8, "dropout": 0.0}
 # The same sentence is a person or a thing depending only on what the image shows (here: its caption).
@@ -23,11 +23,11 @@ POSTS = [
 ]
 
 
-def fit(channels, fusion, **model):
+def fit(channels, fusion, epochs=80, lr=0.02, **model):
     torch.manual_seed(0)
     run = RunConfig({**SMALL, "channels": channels, "fusion": fusion, **model},
-                    TrainConfig(epochs=80, lr=0.02, batch_size=4, patience=80, min_word_count=1, progress=False,
-                                seed=2))
+                    TrainConfig(epochs=epochs, lr=lr, batch_size=4, patience=epochs, min_word_count=1,
+                                progress=False, seed=2))
     return train(POSTS, POSTS, run)[0]
 
 
@@ -42,6 +42,46 @@ def test_caption_channel_learns_what_text_alone_cannot(caption_model):
     predicted = text_only.predict_tags(POSTS)
     assert len({tuple(p) for p in predicted}) == 1  # identical inputs, identical outputs
     assert sum(p == list(g.tags) for p, g in zip(predicted, POSTS)) == 2
+
+
+def test_caption_as_text_learns_it_too_without_the_fusion():
+    # The BiLSTM carries the caption back to "Chelsea" across the separator: slower than attention.
+    model = fit(["text", "caption"], False, epochs=120, lr=0.01, context_as_text=True)
+    assert model.predict_tags(POSTS) == [list(p.tags) for p in POSTS]
+    assert not hasattr(model.network, "fusion") and model.network.separator.shape == (50 + 8 + 10,)
+
+
+def test_context_as_text_tags_the_post_only():
+    posts = [Post(("Kobe", "Bryant", "scores"), tags=("B-PER", "I-PER", "O"), caption="a basketball player",
+                  knowledge=("Kobe", "isA", "person")),
+             Post(("hello",), tags=("O",), caption="a dog")]
+    config = make_model_config(posts, {**SMALL, "channels": ["text", "caption", "knowledge"],
+                                       "context_as_text": True}, min_word_count=1)
+    net = BiLstmCrfTagger(config).eval()
+    tagger = Tagger(net)
+    batch = encode_batch(posts, config, tagger.vectors, with_tags=True)
+    marks = batch.joined.separator[0].tolist()
+    assert [i for i, m in enumerate(marks) if m] == [3, 7]  # post, SEPARATOR caption, SEPARATOR knowledge
+    assert batch.joined.mask.sum(1).tolist() == [11, 4] and batch.mask.sum(1).tolist() == [3, 1]
+    longer = [Post(p.tokens, tags=p.tags, caption="a crowd cheering in a stadium at night") for p in posts]
+    other = encode_batch(longer, config, tagger.vectors, with_tags=True)
+    with torch.inference_mode():
+        assert net.emissions(batch).shape == net.emissions(other).shape == (2, 3, len(config.tags))
+        assert [len(t) for t in net.decode(other)] == [3, 1]
+        assert not torch.allclose(net.emissions(batch)[0], net.emissions(other)[0])  # the post reads it
+        loss = net.loss(batch)
+        batch.tags[1, 1:] = 4  # past the second post's end (its context's positions): never read
+        assert torch.equal(net.loss(batch), loss)
+        alone = torch.stack([net.loss(encode_batch([p], config, tagger.vectors, with_tags=True)) for p in posts])
+    assert torch.allclose(loss, alone.mean(), atol=1e-5)
+
+
+def test_context_as_text_needs_a_context_channel():
+    with pytest.raises(ValueError, match=r"context_as_text needs a context channel: some of \['caption', "
+                                         r"'knowledge'\]"):
+        ModelConfig(tags=[], words=[], chars=[], context_as_text=True)
+    with pytest.raises(ValueError, match=r"channel\(s\) \['attributes'\] need fusion = true$"):
+        ModelConfig(tags=[], words=[], chars=[], channels=["text", "caption", "attributes"], context_as_text=True)
 
 
 def test_caption_as_one_attribute_like_item_learns_it_too():

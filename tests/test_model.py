@@ -8,7 +8,7 @@ import torch
 from mner.data import MnerInputError, Post, spans_from_tags
 from mner.model import ModelConfig
 from mner.tagger import load_tagger
-from mner.train import RunConfig, TrainConfig, read_run_config, train
+from mner.train import RunConfig, TrainConfig, make_optimiser, make_schedule, read_run_config, train
 
 SMALL = {"hidden": 32, "char_dim": 16, "char_filters": 16, "dropout": 0.0}
 
@@ -173,3 +173,33 @@ def test_run_config_reads_model_and_train(tmp_path):
     (tmp_path / "c.toml").write_text("[model]\nhidden = 64\n[train]\nepochs = 7\nlr = 0.01\n")
     run = read_run_config(tmp_path / "c.toml")
     assert run.model == {"hidden": 64} and run.train.epochs == 7 and run.train.lr == 0.01
+
+
+def test_linear_schedule_warms_up_then_decays_to_zero():
+    net = torch.nn.Linear(2, 2)
+    cfg = TrainConfig(lr=1.0, schedule="linear", warmup=0.2)
+    optimiser = make_optimiser(net, cfg)
+    schedule = make_schedule(optimiser, cfg, total_steps=10)
+    rates = []
+    for _ in range(10):
+        rates.append(optimiser.param_groups[0]["lr"])
+        optimiser.step()
+        schedule.step()
+    assert rates == pytest.approx([1 / 3, 2 / 3, 1.0, 7 / 8, 6 / 8, 5 / 8, 4 / 8, 3 / 8, 2 / 8, 1 / 8])
+    assert optimiser.param_groups[0]["lr"] == 0.0
+    assert len(optimiser.param_groups) == 1  # no transformer encoder: one group at lr
+
+
+def test_constant_schedule_and_bad_schedules():
+    net = torch.nn.Linear(2, 2)
+    cfg = TrainConfig(lr=0.5)
+    optimiser = make_optimiser(net, cfg)
+    schedule = make_schedule(optimiser, cfg, total_steps=3)
+    for _ in range(3):
+        optimiser.step()
+        schedule.step()
+    assert optimiser.param_groups[0]["lr"] == 0.5
+    with pytest.raises(ValueError, match=r"schedule 'cosine': expected one of \['constant', 'linear'\]"):
+        TrainConfig(schedule="cosine")
+    with pytest.raises(ValueError, match=r"warmup 1.5: expected a fraction of the steps in \[0, 1\)"):
+        TrainConfig(warmup=1.5)

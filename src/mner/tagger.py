@@ -1,7 +1,8 @@
 """A trained tagger: load a model folder, predict spans for posts, save it back.
 
-A model folder holds ``config.json`` (the model config, labels, versions, training record),
-``model.safetensors`` (weights; never pickles) and ``README.md`` (the model card).
+A model folder holds ``config.json`` (the model config, labels, versions, training record; with a
+transformer encoder, its package and version), ``model.safetensors`` (weights, a fine-tuned transformer's
+included; never pickles) and ``README.md`` (the model card).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 DEFAULT_MODEL = Path(__file__).parent / "models" / "default"
-_CONFIG_KEYS = {"format_version", "mner_version", "model", "training", "scores"}
+_CONFIG_KEYS = {"format_version", "mner_version", "model", "encoder", "training", "scores"}
 
 
 class Tagger:
@@ -77,6 +78,11 @@ class Tagger:
         folder.mkdir(parents=True, exist_ok=True)
         config = {"format_version": FORMAT_VERSION, "mner_version": mner.__version__,
                   "model": self.config.to_dict(), **{k: v for k, v in self.record.items() if k in _CONFIG_KEYS}}
+        if self.config.encoder != "bilstm":
+            from mner.transformer import encoder_record
+
+            # the tokenizer and the architecture are read from this package again at load time
+            config["encoder"] = self.record.get("encoder") or encoder_record(self.config.encoder)
         state = {k: v.detach().contiguous() for k, v in self.network.state_dict().items()}
         save_file(state, str(folder / "model.safetensors"))
         (folder / "config.json").write_text(json.dumps(config, indent=1, ensure_ascii=False) + "\n",
@@ -109,7 +115,14 @@ def load_tagger(folder: str | Path | None = None) -> Tagger:
         state = load_file(str(weights_path))
     except (SafetensorError, OSError, ValueError) as err:
         raise MnerInputError(f"corrupt safetensors file ({err})", weights_path) from None
-    network = BiLstmCrfTagger(config)
+    try:
+        network = BiLstmCrfTagger(config, pretrained=False)  # every weight comes from model.safetensors
+    except ValueError as err:  # a transformer encoder whose package is not installed
+        raise MnerInputError(str(err), config_path) from None
+    if config.encoder != "bilstm":
+        from mner.transformer import check_encoder_record
+
+        check_encoder_record(record.get("encoder"), str(config_path))
     try:
         network.load_state_dict(state)
     except RuntimeError as err:
