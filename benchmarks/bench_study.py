@@ -82,6 +82,8 @@ def main() -> None:
     parser.add_argument("--conditions", nargs="+", default=["text", "caption", "knowledge", "full"],
                         choices=list(CONDITIONS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--compare", nargs="*", default=[], choices=list(CONDITIONS),
+                        help="conditions run with the first seed only, as one-seed comparison rows")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "study")
     parser.add_argument("--report", type=Path, default=ROOT / "benchmarks" / "study.md")
@@ -93,6 +95,7 @@ def main() -> None:
     if {"knowledge", "full"} & set(args.conditions):
         build_kg(kg)
     runs = [run_one(c, s, args, kg) for s in args.seeds for c in args.conditions]  # seed-major: balanced if cut short
+    runs += [run_one(c, args.seeds[0], args, kg) for c in args.compare]
     lines = [
         "## The paper's model on Twitter-2015 test: channels switched on one by one",
         "",
@@ -106,7 +109,7 @@ def main() -> None:
         "| condition | channels | PER F1 | LOC F1 | ORG F1 | OTHER F1 | P | R | F1 |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for condition in args.conditions:
+    for condition in [*args.conditions, *args.compare]:
         rs = [r for r in runs if r["condition"] == condition]
         cells = [mean_std([r["test"]["per_type"][t]["f1"] for r in rs]) for t in TYPES]
         cells += [mean_std([r["test"][k] for r in rs]) for k in ("precision", "recall", "f1")]
@@ -121,7 +124,8 @@ def main() -> None:
     lines += ["", (f"Seconds per epoch are training only (dev scoring excluded), {args.threads} torch thread(s) on this "
                    "2-core CPU; wall s = the whole `mner train` run including data loading, context joining and dev/test scoring."),
               "", (f"Command: `python benchmarks/bench_study.py --conditions {' '.join(args.conditions)} "
-              f"--seeds {' '.join(map(str, args.seeds))} --threads {args.threads}`"), ""]
+              f"--seeds {' '.join(map(str, args.seeds))} --threads {args.threads}"
+               + (f" --compare {' '.join(args.compare)}" if args.compare else "") + "`"), ""]
     report = "\n".join(lines)
     print(report)
     args.report.write_text(report, encoding="utf-8")
