@@ -91,7 +91,7 @@ def test_predict_human_output(trained):
 
 @pytest.mark.parametrize("args,message", [
     (["predict", "--text", "   "], "error: --text is empty: expected the words of a post"),
-    (["predict", "--text", "hi", "--model", "/nonexistent/m"], "error: m: model folder not found"),
+    (["predict", "--text", "hi", "--model", "/nonexistent/m"], "error: m: model folder not found (packaged models: default"),
     (["evaluate", "--model", "MODEL", "--data", "/nonexistent/x.txt"], "error: x.txt: file not found"),
     (["train", "--train", "BAD", "--dev", "BAD", "--out", "OUT"], ("error: bad.txt:2: expected 'token<TAB>tag', "
                                                                    "got 3 fields")),

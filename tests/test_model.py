@@ -1,6 +1,7 @@
 """The tagger: it can learn, it saves and loads exactly, and bad model folders fail clearly."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -138,8 +139,19 @@ def test_config_weights_mismatch(saved):
         load_tagger(saved)
 
 
+def test_packaged_models_load_by_name(tmp_path, monkeypatch):
+    from mner.tagger import DEFAULT_MODEL, packaged_models, resolve_model
+
+    assert "default" in packaged_models()
+    monkeypatch.chdir(tmp_path)
+    assert resolve_model("default") == DEFAULT_MODEL and resolve_model(None) == DEFAULT_MODEL
+    (tmp_path / "default").mkdir()  # a folder of that name here wins over the packaged one
+    assert resolve_model("default") == Path("default")
+    assert resolve_model("no-such-model") == Path("no-such-model")
+
+
 def test_missing_folder_and_config(tmp_path):
-    with pytest.raises(MnerInputError, match="^nowhere: model folder not found$"):
+    with pytest.raises(MnerInputError, match=r"^nowhere: model folder not found \(packaged models: default[,)]"):
         load_tagger(tmp_path / "nowhere")
     (tmp_path / "m").mkdir()
     with pytest.raises(MnerInputError, match="^config.json: missing: expected the model config here$"):

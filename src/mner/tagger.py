@@ -22,7 +22,24 @@ from mner.model import BiLstmCrfTagger, ModelConfig, encode_batch
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-DEFAULT_MODEL = Path(__file__).parent / "models" / "default"
+PACKAGED_MODELS = Path(__file__).parent / "models"
+DEFAULT_MODEL = PACKAGED_MODELS / "default"
+
+
+def packaged_models() -> list[str]:
+    """Names of the model folders shipped in the package ("default", ...)."""
+    return sorted(p.name for p in PACKAGED_MODELS.iterdir() if (p / "config.json").is_file())
+
+
+def resolve_model(folder: str | Path | None) -> Path:
+    """A model folder path: ``None`` is the shipped default; a bare name that is not a folder here but is
+    a packaged model ("paper-full") is that packaged model."""
+    if folder is None:
+        return DEFAULT_MODEL
+    path = Path(folder)
+    if not path.exists() and len(path.parts) == 1 and (PACKAGED_MODELS / path.name / "config.json").is_file():
+        return PACKAGED_MODELS / path.name
+    return path
 _CONFIG_KEYS = {"format_version", "mner_version", "model", "encoder", "training", "scores"}
 
 
@@ -92,7 +109,8 @@ class Tagger:
 
 
 def load_tagger(folder: str | Path | None = None) -> Tagger:
-    """Load a model folder (the model shipped in the package when ``folder`` is None).
+    """Load a model folder (the model shipped in the package when ``folder`` is None; a packaged model by
+    its name, e.g. ``"paper-full"``).
 
     Raises:
         MnerInputError: the folder, its config or its weights are missing, corrupt or do not match.
@@ -100,10 +118,10 @@ def load_tagger(folder: str | Path | None = None) -> Tagger:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    folder = Path(folder) if folder is not None else DEFAULT_MODEL
+    folder = resolve_model(folder)
     config_path, weights_path = folder / "config.json", folder / "model.safetensors"
     if not folder.is_dir():
-        raise MnerInputError("model folder not found", folder)
+        raise MnerInputError(f"model folder not found (packaged models: {', '.join(packaged_models())})", folder)
     record = _read_config(config_path)
     try:
         config = ModelConfig.from_dict(record["model"])

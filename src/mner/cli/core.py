@@ -102,7 +102,7 @@ def evaluate(
 @user_errors
 def predict(
     text: Annotated[str, typer.Option(help="The post's text (tokenised like the Twitter-2015 files).")],
-    model: Annotated[Path | None, typer.Option(help="Model folder (default: the shipped model).")] = None,
+    model: Annotated[Path | None, typer.Option(help="Model folder, or a packaged model by name (default: the shipped 'default'; also 'paper-full').")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print {tokens, entities, attributes, knowledge, "
                                                          "caption} as JSON.")] = False,
     caption: Annotated[str | None, typer.Option(help="A caption of the post's image (models with a "
@@ -152,7 +152,7 @@ def context_lines(result: dict, given_caption: str | None = None) -> list[str]:
 @app.command()
 @user_errors
 def demo(
-    model: Annotated[Path | None, typer.Option(help="Model folder (default: the shipped model).")] = None,
+    model: Annotated[Path | None, typer.Option(help="Model folder, or a packaged model by name (default: the shipped 'default'; also 'paper-full').")] = None,
 ) -> None:
     """Tag the example posts that ship with mner and print their entities."""
     from mner.data import iter_jsonl_posts

@@ -19,7 +19,7 @@ def serve(
     host: Annotated[str, typer.Option(
         help="Address to listen on (0.0.0.0 for every interface).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port to listen on.")] = 8000,
-    model: Annotated[Path | None, typer.Option(help="Model folder (default: the shipped model).")] = None,
+    model: Annotated[Path | None, typer.Option(help="Model folder, or a packaged model by name (default: the shipped 'default'; also 'paper-full').")] = None,
     kg: Annotated[Path | None, typer.Option(
         "--kg", help="Knowledge-graph file (mner kg build) for models with a 'knowledge' channel.")] = None,
     max_text_chars: Annotated[int, typer.Option(

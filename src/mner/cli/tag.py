@@ -60,7 +60,7 @@ def tag(
     images_root: Annotated[Path | None, typer.Option(help="Resolve image paths relative to this folder and "
                                                      "refuse any outside it (default: relative to the "
                                                      "input file's folder, no restriction).")] = None,
-    model: Annotated[Path | None, typer.Option(help="Model folder (default: the shipped model).")] = None,
+    model: Annotated[Path | None, typer.Option(help="Model folder, or a packaged model by name (default: the shipped 'default'; also 'paper-full').")] = None,
     kg: Annotated[Path | None, typer.Option("--kg", help="Knowledge-graph file (mner kg build).")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Posts per batch (one image-encoder and one tagger "
                                             "call each); the output is flushed after each.")] = 32,
