@@ -76,6 +76,28 @@ def run_one(condition: str, seed: int, args, kg: Path) -> dict:
             "wall": float(wall.read_text()) if wall.exists() else float("nan")}
 
 
+def inference_rate(model: Path, args, kg: Path) -> dict:
+    """Posts/s of the tagger alone on prepared test posts (captions and knowledge joined beforehand)."""
+    import torch
+
+    from mner.data import read_captions, read_conll
+    from mner.knowledge import open_kg
+    from mner.prepare import attach_context
+    from mner.tagger import load_tagger
+
+    torch.set_num_threads(args.threads)
+    posts = read_conll(args.data / "test.txt")
+    start = time.perf_counter()
+    posts, _ = attach_context(posts, read_captions(args.data / "image_captions.tsv"), open_kg(kg))
+    prepare = time.perf_counter() - start
+    tagger = load_tagger(model)
+    tagger.predict_tags(posts[:64])  # warm-up
+    start = time.perf_counter()
+    tagger.predict_tags(posts)
+    seconds = time.perf_counter() - start
+    return {"posts": len(posts), "rate": len(posts) / seconds, "prepare_ms": 1000 * prepare / len(posts)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=SHARED / "data" / "twitter2015")
@@ -126,6 +148,13 @@ def main() -> None:
               "", (f"Command: `python benchmarks/bench_study.py --conditions {' '.join(args.conditions)} "
               f"--seeds {' '.join(map(str, args.seeds))} --threads {args.threads}"
                + (f" --compare {' '.join(args.compare)}" if args.compare else "") + "`"), ""]
+    full = args.out / "full" / f"seed{args.seeds[0]}"
+    if (full / "model.safetensors").exists():
+        speed = inference_rate(full, args, kg)
+        lines += [(f"Inference, full model ({full.relative_to(ROOT) if full.is_relative_to(ROOT) else full}), "
+                   f"{args.threads} torch thread(s): the tagger alone tags {speed['rate']:.0f} posts/s on the "
+                   f"{speed['posts']} prepared test posts (batches of 64); preparing them (caption join + KG "
+                   f"knowledge) took {speed['prepare_ms']:.1f} ms a post beforehand."), ""]
     report = "\n".join(lines)
     print(report)
     args.report.write_text(report, encoding="utf-8")
