@@ -146,3 +146,27 @@ def test_shipped_model_reproduces_its_model_card_on_twitter2015_test():
     assert out == recorded
     assert f"| overall | {out['precision']:.2f} | {out['recall']:.2f} | {out['f1']:.2f} | 5207 |" in \
         (DEFAULT_MODEL / "README.md").read_text()
+
+
+PAPER_FULL = DEFAULT_MODEL.parent / "paper-full"
+
+
+@pytest.mark.slow
+@needs_twitter2015
+@pytest.mark.skipif(not (PAPER_FULL / "model.safetensors").is_file(), reason="no paper-full model in the package")
+def test_paper_full_model_reproduces_its_card_with_captions_and_knowledge(tmp_path):
+    """The committed full model (text + caption + knowledge), with the KG rebuilt from ../shared/kg."""
+    kg_dir = TWITTER2015.parents[1] / "kg"
+    built = runner.invoke(app, ["kg", "build", "--fb15k237", str(kg_dir / "fb15k237"), "--db15k", str(kg_dir / "db15k"),
+                                "--mmkb", str(kg_dir / "mmkb"), "--codex", str(kg_dir / "codex"),
+                                "--out", str(tmp_path / "kg.sqlite")])
+    assert built.exit_code == 0, built.output
+    recorded = json.loads((PAPER_FULL / "config.json").read_text())["scores"]["test"]
+    result = runner.invoke(app, ["evaluate", "--model", "paper-full", "--data", str(TWITTER2015 / "test.txt"),
+                                 "--captions", str(TWITTER2015 / "image_captions.tsv"),
+                                 "--kg", str(tmp_path / "kg.sqlite"), "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out == recorded
+    assert f"| overall | {out['precision']:.2f} | {out['recall']:.2f} | {out['f1']:.2f} | 5207 |" in \
+        (PAPER_FULL / "README.md").read_text()

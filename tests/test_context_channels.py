@@ -160,3 +160,14 @@ def test_cli_trains_and_evaluates_with_captions(tmp_path):
     one = runner.invoke(app, ["predict", "--model", str(tmp_path / "out"), "--text", "Chelsea is sleeping",
                               "--caption", "a cat curled up on a rug", "--json"])
     assert json.loads(one.stdout)["entities"][0]["type"] == "OTHER"
+
+
+def test_cli_train_with_a_missing_kg_file_fails_before_training(tmp_path):
+    (tmp_path / "d.txt").write_text("IMGID:1\nChelsea\tB-PER\n\n")
+    (tmp_path / "m.toml").write_text('[model]\nchannels = ["text", "knowledge"]\nfusion = true\n')
+    result = CliRunner().invoke(app, ["train", "--train", str(tmp_path / "d.txt"), "--dev", str(tmp_path / "d.txt"),
+                                      "--out", str(tmp_path / "out"), "--config", str(tmp_path / "m.toml"),
+                                      "--kg", str(tmp_path / "gone.sqlite")])
+    assert result.exit_code == 2
+    assert result.stderr == "error: gone.sqlite: KG file not found\n"
+    assert not (tmp_path / "out").exists()
