@@ -15,12 +15,12 @@ The tweet images are not available here: the image-derived channel is the BLIP-2
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from runs import build_kg, train_once
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -44,36 +44,10 @@ def mean_std(values: list[float]) -> str:
     return f"{statistics.mean(values):.2f} ± {sd:.2f}"
 
 
-def build_kg(path: Path) -> None:
-    if path.exists():
-        return
-    kg = SHARED / "kg"
-    cmd = [str(Path(sys.executable).parent / "mner"), "kg", "build", "--fb15k237", str(kg / "fb15k237"),
-           "--db15k", str(kg / "db15k"), "--mmkb", str(kg / "mmkb"), "--codex", str(kg / "codex"), "--out", str(path)]
-    print("$", " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-
-
 def run_one(condition: str, seed: int, args, kg: Path) -> dict:
-    out = args.out / condition / f"seed{seed}"
-    record_file = out / "config.json"
-    if not (record_file.exists() and "scores" in json.loads(record_file.read_text())):
-        data = args.data
-        cmd = [str(Path(sys.executable).parent / "mner"), "train", "--config", str(ROOT / "configs" / f"paper-{condition}.toml"),
-               "--train", str(data / "train.txt"), "--dev", str(data / "valid.txt"), "--test", str(data / "test.txt"),
-               "--seed", str(seed), "--threads", str(args.threads), "--out", str(out)]
-        if "caption" in condition or condition == "full":
-            cmd += ["--captions", str(data / "image_captions.tsv")]
-        if condition in ("knowledge", "full"):
-            cmd += ["--kg", str(kg)]
-        print("$", " ".join(cmd), flush=True)
-        start = time.perf_counter()
-        subprocess.run(cmd, check=True)
-        (out / "wall_seconds.txt").write_text(f"{time.perf_counter() - start:.1f}\n")
-    record = json.loads(record_file.read_text())
-    wall = out / "wall_seconds.txt"
-    return {"condition": condition, "seed": seed, **record["training"], "test": record["scores"]["test"],
-            "wall": float(wall.read_text()) if wall.exists() else float("nan")}
+    run = train_once(ROOT / "configs" / f"paper-{condition}.toml", seed, args.out / condition / f"seed{seed}",
+                     args.data, kg, args.threads)
+    return {"condition": condition, **run}
 
 
 def inference_rate(model: Path, args, kg: Path) -> dict:
@@ -115,7 +89,7 @@ def main() -> None:
     kg = args.out / "kg.sqlite"
     args.out.mkdir(parents=True, exist_ok=True)
     if {"knowledge", "full"} & set(args.conditions):
-        build_kg(kg)
+        build_kg(kg, SHARED / "kg")
     runs = [run_one(c, s, args, kg) for s in args.seeds for c in args.conditions]  # seed-major: balanced if cut short
     runs += [run_one(c, args.seeds[0], args, kg) for c in args.compare]
     lines = [

@@ -1,0 +1,94 @@
+"""The encoder ladder of issue #7 on Twitter-2015: each config × seeds, beside the field's anchors.
+
+Usage: python benchmarks/bench_ladder.py [--configs baseline bilstm-context minilm-text minilm-context]
+       [--seeds 1 2 3] [--threads 1] [--out runs/ladder] [--report benchmarks/ladder.md]
+
+Each (config, seed) is `mner train --config configs/<config>.toml --train train.txt --dev valid.txt --test
+test.txt --seed S [--captions image_captions.tsv] [--kg KG]` (flags from the config's channels), reused when
+its model folder already holds test scores. The MiniLM configs need `pip install -e ".[transformer]"`.
+Image-derived text = the BLIP-2 caption of the tweet image (the pixels are not available here).
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import sys
+from pathlib import Path
+
+from runs import build_kg, train_once
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+TYPES = ("PER", "LOC", "ORG", "OTHER")
+ANCHORS = [  # Twitter-2015 test F1 reported by their papers (DESIGN.md / issue #7)
+    ("BERT-CRF", "text", 71.81), ("the paper's full model (Table 2)", "text + image", 73.27),
+    ("UMT", "text + image", 73.41), ("UMGF", "text + image", 74.85), ("HVPNeT", "text + image", 75.32),
+    ("XLM-R-large", "text", 77.04), ("ITA", "text + image-derived text", 78.03),
+    ("PGIM", "text + image-derived text", 79.33),
+]
+
+
+def channels_of(config: Path) -> str:
+    import tomllib
+
+    model = tomllib.loads(config.read_text()).get("model", {})
+    return " + ".join(model.get("channels", ["text"])) + (" (as text)" if model.get("context_as_text") else "") \
+        + (" (fusion)" if model.get("fusion") else "")
+
+
+def mean_std(values: list[float]) -> str:
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.2f} ± {sd:.2f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--configs", nargs="+", default=["baseline", "bilstm-context", "minilm-text", "minilm-context"])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--data", type=Path, default=SHARED / "data" / "twitter2015")
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "ladder")
+    parser.add_argument("--report", type=Path, default=ROOT / "benchmarks" / "ladder.md")
+    args = parser.parse_args()
+    if not (args.data / "train.txt").exists():
+        sys.exit(f"Twitter-2015 not found at {args.data}: pass --data")
+    args.out.mkdir(parents=True, exist_ok=True)
+    kg = args.out / "kg.sqlite"
+    build_kg(kg, SHARED / "kg")
+    rows = []
+    for name in args.configs:
+        config = ROOT / "configs" / f"{name}.toml"
+        runs = [train_once(config, seed, args.out / name / f"seed{seed}", args.data, kg, args.threads)
+                for seed in args.seeds]
+        cells = [mean_std([r["test"]["per_type"][t]["f1"] for r in runs]) for t in TYPES]
+        cells += [mean_std([r["test"][k] for r in runs]) for k in ("precision", "recall", "f1")]
+        per_epoch = statistics.median(r["seconds_per_epoch"] for r in runs)
+        walls = [r["wall"] for r in runs if r["wall"] == r["wall"]]  # NaN: a run made outside this script
+        wall = f"{statistics.median(walls) / 60:.0f}" if walls else "–"
+        rows.append(f"| mner `{name}` (n={len(runs)}) | {channels_of(config)} | " + " | ".join(cells)
+                    + f" | {per_epoch:.0f} | {wall} |")
+    lines = [
+        "## The encoder ladder on Twitter-2015 test",
+        "",
+        (f"Seeds {', '.join(map(str, args.seeds))}, mean ± std, dev-F1 checkpoint, test scored once; caption = BLIP-2 "
+         f"caption of the tweet image, knowledge = KG isA triples (text candidates). {args.threads} torch thread(s) on "
+         f"{platform.processor() or platform.machine()}, 2 CPU cores; s/epoch excludes dev scoring, min = whole run."),
+        "",
+        "| system | channels | PER F1 | LOC F1 | ORG F1 | OTHER F1 | P | R | F1 | s/epoch | min |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+        *rows,
+        *[f"| {name} (reported) | {channels} | | | | | | | {f1:.2f} | | |" for name, channels, f1 in ANCHORS],
+        "",
+        (f"Command: `python benchmarks/bench_ladder.py --configs {' '.join(args.configs)} "
+         f"--seeds {' '.join(map(str, args.seeds))} --threads {args.threads}`"),
+        "",
+    ]
+    report = "\n".join(lines)
+    print(report)
+    args.report.write_text(report, encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
