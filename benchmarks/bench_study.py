@@ -41,8 +41,9 @@ PAPER = [  # (row, channels, PER, LOC, ORG, OTHER, P, R, F1); Table 3 gives no P
 
 
 def mean_std(values: list[float]) -> str:
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.2f} ± {sd:.2f}"
+    if len(values) == 1:
+        return f"{values[0]:.2f}"
+    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
 
 
 def run_one(condition: str, seed: int, args, kg: Path) -> dict:
