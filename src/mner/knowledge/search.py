@@ -132,7 +132,9 @@ def image_knowledge(store: KnowledgeStore, candidates: Sequence[Candidate], imag
         raise MnerInputError(f"unknown knowledge policy {policy!r}; expected one of {', '.join(POLICIES)}")
     mentions = mentions or {}
     seen_images = 0
-    if image_vector is not None and candidates:
+    # A KG with no entity images (image_dim unset: `mner kg add-images` never ran) has nothing to compare:
+    # skip the hop expansion, which costs tens of ms a post around hubs, and go to the text fallback.
+    if image_vector is not None and candidates and store.image_dim is not None:
         q = _query_vector(store, image_vector)
         seen = {c.entity.id for c in candidates}
         frontier = list(dict.fromkeys(c.entity.id for c in candidates))
