@@ -17,16 +17,14 @@ import sys
 import time
 from pathlib import Path
 
+from runs import mean_std
+
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = [  # the paper's Table 2 rows (Chen et al., DASFAA 2021)
     ("BiLSTM-CRF (paper Table 2)", 76.77, 72.56, 41.33, 26.80, 68.14, 61.09, 64.42),
     ("T-NER (paper Table 2)", 83.64, 76.18, 50.26, 34.56, 69.54, 68.65, 69.09),
     ("Paper's full model (Table 2)", 84.28, 79.43, 58.97, 41.47, 74.78, 71.82, 73.27),
 ]
-
-
-def mean_std(values: list[float]) -> str:
-    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values) if len(values) > 1 else 0.0:.2f}"
 
 
 def main() -> None:

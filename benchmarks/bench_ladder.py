@@ -17,7 +17,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from runs import build_kg, train_once
+from runs import build_kg, mean_std, train_once
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -36,12 +36,6 @@ def channels_of(config: Path) -> str:
     model = tomllib.loads(config.read_text()).get("model", {})
     return " + ".join(model.get("channels", ["text"])) + (" (as text)" if model.get("context_as_text") else "") \
         + (" (fusion)" if model.get("fusion") else "")
-
-
-def mean_std(values: list[float]) -> str:
-    if len(values) == 1:
-        return f"{values[0]:.2f}"
-    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
 
 
 def main() -> None:

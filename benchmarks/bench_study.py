@@ -15,12 +15,11 @@ The tweet images are not available here: the image-derived channel is the BLIP-2
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 from pathlib import Path
 
-from runs import build_kg, train_once
+from runs import build_kg, mean_std, train_once
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -38,12 +37,6 @@ PAPER = [  # (row, channels, PER, LOC, ORG, OTHER, P, R, F1); Table 3 gives no P
      84.28, 79.43, 58.97, 41.47, 74.78, 71.82, 73.27),
     ("paper Table 3: without image", "text + attributes + knowledge", 83.51, 77.26, 58.06, 37.03, None, None, 72.09),
 ]
-
-
-def mean_std(values: list[float]) -> str:
-    if len(values) == 1:
-        return f"{values[0]:.2f}"
-    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
 
 
 def run_one(condition: str, seed: int, args, kg: Path) -> dict:

@@ -4,11 +4,19 @@ test scores, so an interrupted benchmark resumes where it stopped."""
 from __future__ import annotations
 
 import json
+import statistics
 import subprocess
 import sys
 import time
 import tomllib
 from pathlib import Path
+
+
+def mean_std(values: list[float]) -> str:
+    """``mean ± std`` over seeds; one seed shows its value alone (no ± 0 that looks like a spread)."""
+    if len(values) == 1:
+        return f"{values[0]:.2f}"
+    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
 
 
 def train_once(config: Path, seed: int, out: Path, data: Path, kg: Path | None, threads: int) -> dict:
