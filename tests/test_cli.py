@@ -56,6 +56,8 @@ def test_train_writes_a_model_folder_with_card(trained):
     card = (trained / "model" / "README.md").read_text()
     config = json.loads((trained / "model" / "config.json").read_text())
     assert config["training"]["train"]["seed"] == 4
+    assert config["training"]["hardware"].startswith("CPU, ") and config["training"]["train"]["device"] == "cpu"
+    assert f"s per epoch on {config['training']['hardware']}." in card
     assert "--seed 4" in card and "| overall | 100.00 | 100.00 | 100.00 | 4 |" in card
 
 
@@ -98,6 +100,8 @@ def test_predict_human_output(trained):
     (["train", "--train", "EMPTY", "--dev", "EMPTY", "--out", "OUT"], "error: empty.txt: file is empty"),
     (["train", "--train", "TRAIN", "--dev", "TRAIN", "--out", "OUT", "--config", "/nonexistent/c.toml"],
      "error: c.toml: config file not found"),
+    (["train", "--train", "TRAIN", "--dev", "TRAIN", "--out", "OUT", "--device", "tpu"],
+     "error: device 'tpu': expected 'cpu' or 'cuda' (or 'cuda:N')"),
 ])
 def test_errors_are_one_clear_line(trained, tmp_path, args, message):
     (tmp_path / "bad.txt").write_text("IMGID:1\nKobe\tB-PER\tx\n")
@@ -170,3 +174,12 @@ def test_paper_full_model_reproduces_its_card_with_captions_and_knowledge(tmp_pa
     assert out == recorded
     assert f"| overall | {out['precision']:.2f} | {out['recall']:.2f} | {out['f1']:.2f} | 5207 |" in \
         (PAPER_FULL / "README.md").read_text()
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a CUDA device")
+def test_training_on_cuda_without_one_is_a_clear_error(trained, tmp_path):
+    result = runner.invoke(app, ["train", "--train", str(trained / "train.txt"), "--dev", str(trained / "train.txt"),
+                                 "--out", str(tmp_path / "out"), "--device", "cuda", "--config", str(trained / "c.toml")])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: device 'cuda': this torch build sees no CUDA device")
+    assert not (tmp_path / "out").exists()

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from mner.data import MnerInputError, Post, spans_from_tags
-from mner.model import ModelConfig
-from mner.tagger import load_tagger
+from mner.model import BiLstmCrfTagger, ModelConfig, encode_batch
+from mner.tagger import Tagger, load_tagger
 from mner.train import RunConfig, TrainConfig, make_optimiser, make_schedule, read_run_config, train
 
 SMALL = {"hidden": 32, "char_dim": 16, "char_filters": 16, "dropout": 0.0}
@@ -215,3 +215,37 @@ def test_constant_schedule_and_bad_schedules():
         TrainConfig(schedule="cosine")
     with pytest.raises(ValueError, match=r"warmup 1.5: expected a fraction of the steps in \[0, 1\)"):
         TrainConfig(warmup=1.5)
+
+
+def _tensors(value, path="batch"):
+    """Every tensor inside a batch, with where it sits."""
+    import dataclasses
+
+    if isinstance(value, torch.Tensor):
+        yield path, value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _tensors(v, f"{path}[{k!r}]")
+    elif dataclasses.is_dataclass(value):
+        for f in dataclasses.fields(value):
+            yield from _tensors(getattr(value, f.name), f"{path}.{f.name}")
+
+
+def test_batch_to_moves_every_nested_tensor():
+    from mner.model import batch_to
+    from mner.train import make_model_config
+
+    posts = [Post(("Kobe", "Bryant"), tags=("B-PER", "I-PER"), caption="a basketball player",
+                  knowledge=("Kobe", "isA", "player")), Post(("Paris",), tags=("B-LOC",))]
+    options = {"hidden": 4, "char_dim": 4, "char_filters": 4, "channels": ["text", "caption", "knowledge"],
+               "fusion": True, "fusion_dim": 8}
+    config = make_model_config(posts, options, min_word_count=1)
+    tagger = Tagger(BiLstmCrfTagger(config))
+    batch = encode_batch(posts, config, tagger.vectors, with_tags=True)
+    assert batch_to(batch, "cpu") is batch  # nothing to move on the CPU
+    moved = batch_to(batch, "meta")  # a device every torch build has: shapes without storage
+    found = dict(_tensors(moved))
+    assert {"batch.tags", "batch.mask", "batch.context['caption'].char_ids", "batch.context['knowledge'].mask"} <= set(found)
+    assert {p: t.device.type for p, t in found.items()} == {p: "meta" for p in found}
+    assert {p: t.shape for p, t in found.items()} == {p: t.shape for p, t in _tensors(batch)}
+    assert all(t.device.type == "cpu" for _, t in _tensors(batch))  # the original is left alone

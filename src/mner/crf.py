@@ -92,7 +92,7 @@ class CRF(nn.Module):
 
     def _path_score(self, emissions: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         start, trans = self._scores()
-        batch = torch.arange(emissions.size(0))
+        batch = torch.arange(emissions.size(0), device=emissions.device)
         maskf = mask.float()  # shape: (batch, seq_len)
         score = start[tags[:, 0]] + emissions[batch, 0, tags[:, 0]]  # shape: (batch,)
         for t in range(1, emissions.size(1)):
@@ -120,8 +120,10 @@ class CRF(nn.Module):
             best, idx = cand.max(dim=1)  # shape: (batch, num_tags)
             score = torch.where(mask[:, t].unsqueeze(1), best, score)
             history.append(idx)
-        score = score + self.end_transitions
+        score = (score + self.end_transitions).cpu()
         lengths = mask.sum(1).tolist()
+        # back-tracking reads single entries: on the host, not one device round trip each
+        history = [h.cpu() for h in history] if score.device != emissions.device else history
         paths = []
         for b, length in enumerate(lengths):
             tag = int(score[b].argmax())

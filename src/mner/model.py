@@ -63,6 +63,7 @@ class ModelConfig:
     image_dim: int = 1280
     encoder: str = "bilstm"  # "bilstm" (GloVe + BiLSTM) or a fine-tuned transformer from mner.transformer.ENCODERS
     context_as_text: bool = False  # caption/knowledge words follow the post in the encoder input, not the fusion
+    encoder_lstm: bool = False  # a transformer encoder: a BiLSTM (``hidden`` wide) over its states + char-CNN + shape
 
     def __post_init__(self):
         unknown = [c for c in self.channels if c not in CHANNELS]
@@ -78,6 +79,9 @@ class ModelConfig:
         if needs_fusion and not self.fusion:
             raise ValueError(f"channel(s) {needs_fusion} need fusion = true"
                              + ("" if self.context_as_text else " (or context_as_text = true)"))
+        if self.encoder_lstm and self.encoder == "bilstm":
+            raise ValueError("encoder_lstm adds a BiLSTM over a transformer encoder: set encoder to one of "
+                             f"{list(ENCODERS)}")
         if self.caption_mode not in CAPTION_MODES:
             raise ValueError(f"caption_mode {self.caption_mode!r}: expected one of {list(CAPTION_MODES)}")
         if self.max_post_tokens < 1 or self.max_word_chars < 1:
@@ -152,7 +156,7 @@ class ImageInputs:
     regions: torch.Tensor            # shape: (batch, num_regions, image_dim); zeros where has_image is False
 
 
-def encode_images(posts: Sequence[Post], images, config: ModelConfig, vectors: WordVectors) -> ImageInputs:
+def encode_images(posts: Sequence[Post], images, config: ModelConfig, vectors: WordVectors | None) -> ImageInputs:
     """Look up each post's image features (``images[post.image]``, an ``ImageFeatures`` or None)."""
     found = [images.get(p.image) if (images is not None and p.image is not None) else None for p in posts]
     top_k = max([len(f.attributes) for f in found if f is not None], default=1)
@@ -175,7 +179,7 @@ def encode_images(posts: Sequence[Post], images, config: ModelConfig, vectors: W
     return ImageInputs(has_image, encode_tokens(labels, config, vectors), probs, regions)
 
 
-def encode_tokens(sequences: Sequence[Sequence[str]], config: ModelConfig, vectors: WordVectors,
+def encode_tokens(sequences: Sequence[Sequence[str]], config: ModelConfig, vectors: WordVectors | None,
                   contexts: Sequence[Sequence[Sequence[str]]] | None = None) -> TokenFeatures:
     """Padded GloVe rows, vocabulary, character and shape ids for word sequences (any may be empty), and
     their word pieces for a transformer encoder, followed by ``contexts[b]`` (word sequences) if given."""
@@ -190,7 +194,7 @@ def encode_tokens(sequences: Sequence[Sequence[str]], config: ModelConfig, vecto
     for b, tokens in enumerate(sequences):
         for t, token in enumerate(tokens):
             key = word_key(token)
-            row = vectors.index.get(key)
+            row = vectors.index.get(key) if vectors is not None else None
             if row is not None:
                 rows[b, t], found[b, t] = row, True
             word_ids[b, t] = word_index.get(key, 1)
@@ -199,8 +203,10 @@ def encode_tokens(sequences: Sequence[Sequence[str]], config: ModelConfig, vecto
             mask[b, t] = True
     # Gather only the rows used from the memory-mapped table; words GloVe lacks get zeros here and
     # rely on the tuned vocabulary and the char-CNN.
-    word_vectors = np.zeros((batch, seq_len, vectors.dim), dtype=np.float32)
-    word_vectors[found] = vectors.vectors[rows[found]]
+    # ``vectors`` is None for a transformer encoder, which reads word pieces instead: no GloVe columns.
+    word_vectors = np.zeros((batch, seq_len, vectors.dim if vectors is not None else 0), dtype=np.float32)
+    if vectors is not None:
+        word_vectors[found] = vectors.vectors[rows[found]]
     pieces = None
     if config.encoder != "bilstm":
         from mner.transformer import encode_pieces
@@ -211,7 +217,7 @@ def encode_tokens(sequences: Sequence[Sequence[str]], config: ModelConfig, vecto
 
 
 def encode_joined(posts: Sequence[Sequence[str]], contexts: Sequence[Sequence[Sequence[str]]],
-                  config: ModelConfig, vectors: WordVectors) -> TokenFeatures:
+                  config: ModelConfig, vectors: WordVectors | None) -> TokenFeatures:
     """The BiLSTM's context-as-text input: each post's tokens, then SEPARATOR + words per non-empty channel."""
     joined, separators = [], []
     for tokens, channels in zip(posts, contexts, strict=True):
@@ -238,7 +244,7 @@ def context_tokens(post: Post, channel: str, limit: int) -> tuple[str, ...]:
     return words[:limit]
 
 
-def encode_batch(posts: Sequence[Post], config: ModelConfig, vectors: WordVectors,
+def encode_batch(posts: Sequence[Post], config: ModelConfig, vectors: WordVectors | None,
                  with_tags: bool = False, images=None) -> TextBatch:
     """Turn posts (each at most ``config.max_post_tokens`` long) into padded tensors.
 
@@ -266,6 +272,25 @@ def encode_batch(posts: Sequence[Post], config: ModelConfig, vectors: WordVector
     return TextBatch(**vars(text), tags=tags, context=context, image=image, joined=joined)
 
 
+def batch_to(batch, device: torch.device | str):
+    """The batch with every tensor in it (nested inputs included) on ``device``; the same object on the CPU."""
+    device = torch.device(device)
+    if device.type == "cpu":
+        return batch
+    return _moved(batch, device)
+
+
+def _moved(value, device: torch.device):
+    if isinstance(value, torch.Tensor):
+        return value.to(device, non_blocking=True)
+    if isinstance(value, dict):
+        return {k: _moved(v, device) for k, v in value.items()}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.replace(value, **{f.name: _moved(getattr(value, f.name), device)
+                                             for f in dataclasses.fields(value) if f.init})
+    return value
+
+
 class CharCNN(nn.Module):
     """Character embeddings → 1-D convolution (kernel 3) → max over the word's characters."""
 
@@ -285,7 +310,8 @@ class CharCNN(nn.Module):
 
 class BiLstmCrfTagger(nn.Module):
     """Word (GloVe + tuned offset) + char-CNN + shape → BiLSTM → [fusion] → emissions → CRF; with a
-    transformer encoder: its first-piece states + char-CNN + shape → [fusion] → emissions → CRF.
+    transformer encoder: its first-piece states + char-CNN + shape → [BiLSTM if ``encoder_lstm``] → [fusion]
+    → emissions → CRF.
 
     ``pretrained=False`` skips reading the transformer's pretrained weights (they are loaded after)."""
 
@@ -307,10 +333,10 @@ class BiLstmCrfTagger(nn.Module):
         in_dim = word_dim + config.char_filters + config.shape_dim
         self.dropout = nn.Dropout(config.dropout)
         out_dim = in_dim  # the width of each token's vector before the fusion and the emissions
-        if self.encoder is None:
+        if self.encoder is None or config.encoder_lstm:
             self.lstm = nn.LSTM(in_dim, config.hidden, batch_first=True, bidirectional=True)
             out_dim = 2 * config.hidden
-            if config.context_as_text:
+            if self.encoder is None and config.context_as_text:
                 self.separator = nn.Parameter(0.1 * torch.randn(in_dim))  # the SEPARATOR's embedding
         inner = config.fusion_dim or 2 * config.hidden
         if config.fusion:
@@ -346,8 +372,9 @@ class BiLstmCrfTagger(nn.Module):
 
     def token_states(self, batch: TextBatch) -> torch.Tensor:
         """Each post token's vector in its sentence (and its context, as text), shape (batch, seq_len, out_dim)."""
-        if self.encoder is not None:
+        if self.encoder is not None and not self.config.encoder_lstm:
             return self.embed(batch)  # the transformer has read the context segment, if any
+        # the BiLSTM reads the joined post + context (BiLSTM encoder), or the transformer's post states
         tokens = batch.joined if batch.joined is not None else batch
         x = self.embed(tokens)
         lengths = tokens.mask.sum(1).cpu()

@@ -17,7 +17,7 @@ import torch
 
 from mner.data import MnerInputError, Post, Span, spans_from_tags
 from mner.embeddings import load_word_vectors
-from mner.model import BiLstmCrfTagger, ModelConfig, encode_batch
+from mner.model import BiLstmCrfTagger, ModelConfig, batch_to, encode_batch
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,8 @@ class Tagger:
     def __init__(self, network: BiLstmCrfTagger, record: dict | None = None):
         self.network = network.eval()
         self.config: ModelConfig = network.config
-        self.vectors = load_word_vectors(self.config.word_embeddings)
+        # a transformer encoder reads word pieces: GloVe is loaded for the BiLSTM only
+        self.vectors = load_word_vectors(self.config.word_embeddings) if self.config.encoder == "bilstm" else None
         self.record = dict(record or {})
 
     @classmethod
@@ -77,10 +78,12 @@ class Tagger:
                 pieces.append((i, dataclasses.replace(post, tokens=post.tokens[s:s + limit], tags=None)))
         tags: list[list[str]] = [[] for _ in posts]
         self.network.eval()
+        device = next(self.network.parameters()).device
         with torch.inference_mode():
             for s in range(0, len(pieces), batch_size):
                 chunk = pieces[s:s + batch_size]
-                batch = encode_batch([p for _, p in chunk], self.config, self.vectors, images=images)
+                batch = batch_to(encode_batch([p for _, p in chunk], self.config, self.vectors, images=images),
+                                 device)
                 for (i, _), row in zip(chunk, self.network.decode(batch)):
                     tags[i].extend(row)
         return tags
@@ -100,7 +103,7 @@ class Tagger:
 
             # the tokenizer and the architecture are read from this package again at load time
             config["encoder"] = self.record.get("encoder") or encoder_record(self.config.encoder)
-        state = {k: v.detach().contiguous() for k, v in self.network.state_dict().items()}
+        state = {k: v.detach().cpu().contiguous() for k, v in self.network.state_dict().items()}
         save_file(state, str(folder / "model.safetensors"))
         (folder / "config.json").write_text(json.dumps(config, indent=1, ensure_ascii=False) + "\n",
                                             encoding="utf-8")

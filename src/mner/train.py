@@ -40,6 +40,7 @@ class TrainConfig:
     min_word_count: int = 2
     seed: int = 13
     threads: int | None = None
+    device: str = "cpu"
     progress: bool = True
 
     def __post_init__(self):
@@ -47,6 +48,8 @@ class TrainConfig:
             raise ValueError(f"schedule {self.schedule!r}: expected one of {list(SCHEDULES)}")
         if not 0 <= self.warmup < 1:
             raise ValueError(f"warmup {self.warmup}: expected a fraction of the steps in [0, 1)")
+        if self.device.split(":")[0] not in ("cpu", "cuda"):
+            raise ValueError(f"device {self.device!r}: expected 'cpu' or 'cuda' (or 'cuda:N')")
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
@@ -121,7 +124,7 @@ def train(train_posts: Sequence[Post], dev_posts: Sequence[Post], run: RunConfig
     from tqdm import tqdm
 
     from mner.evaluate import entity_scores
-    from mner.model import encode_batch
+    from mner.model import batch_to, encode_batch
     from mner.tagger import Tagger
 
     run = run or RunConfig()
@@ -136,9 +139,12 @@ def train(train_posts: Sequence[Post], dev_posts: Sequence[Post], run: RunConfig
     set_seed(cfg.seed)
     config = make_model_config(train_posts, run.model, cfg.min_word_count)
     _check_lengths(train_posts, config.max_post_tokens)
+    device = torch.device(cfg.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise MnerInputError(f"device {cfg.device!r}: this torch build sees no CUDA device")
     tagger = Tagger.new(config)
-    net = tagger.network
-    if net.encoder is not None:
+    net = tagger.network.to(device)
+    if net.encoder is not None and device.type == "cpu":
         torch.set_flush_denormal(True)  # fine-tuning a transformer on a CPU: ~3.7x faster here (DESIGN.md)
     optimiser = make_optimiser(net, cfg)
     steps_per_epoch = -(-len(train_posts) // cfg.batch_size)
@@ -157,8 +163,8 @@ def train(train_posts: Sequence[Post], dev_posts: Sequence[Post], run: RunConfig
         bar = tqdm(batches, desc=f"epoch {epoch}", disable=not cfg.progress, leave=False, unit="batch",
                    mininterval=1.0)
         for idx in bar:
-            batch = encode_batch([train_posts[i] for i in idx], config, tagger.vectors, with_tags=True,
-                                 images=images)
+            batch = batch_to(encode_batch([train_posts[i] for i in idx], config, tagger.vectors, with_tags=True,
+                                          images=images), device)
             loss = net.loss(batch)
             optimiser.zero_grad()
             loss.backward()
@@ -181,8 +187,22 @@ def train(train_posts: Sequence[Post], dev_posts: Sequence[Post], run: RunConfig
     net.eval()
     tagger.record["training"] = {"best_epoch": best["epoch"], "dev_f1": round(100 * best["f1"], 2),
                                  "epochs_run": len(history), "train": dataclasses.asdict(cfg),
-                                 "seconds_per_epoch": round(sum(h["seconds"] for h in history) / len(history), 2)}
+                                 "seconds_per_epoch": round(sum(h["seconds"] for h in history) / len(history), 2),
+                                 "hardware": hardware_name(device)}
+    if device.type == "cuda":
+        tagger.record["training"]["gpu_peak_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20)
     return tagger, history
+
+
+def hardware_name(device) -> str:
+    """What the training ran on, as a model card says it: the GPU's name, or the CPU with torch's thread count."""
+    import os
+
+    import torch
+
+    if device.type == "cuda":
+        return f"GPU {torch.cuda.get_device_name(device)}"
+    return f"CPU, {torch.get_num_threads()} torch thread(s) of {os.cpu_count()} cores"
 
 
 def make_optimiser(net, cfg: TrainConfig):
@@ -252,8 +272,8 @@ def model_card(tagger, command: str, data: dict, test_scores: dict | None) -> st
         + (f", test `{data.get('test')}`" if data.get("test") else ""),
         f"- Command: `{command}`",
         (f"- Training: best epoch {t['best_epoch']} of {t['epochs_run']} (dev-F1 selection, patience "
-        f"{t['train']['patience']}), seed {t['train']['seed']}, {t['seconds_per_epoch']} s per epoch on the "
-        "training machine's CPU."),
+        f"{t['train']['patience']}), seed {t['train']['seed']}, {t['seconds_per_epoch']} s per epoch on "
+        f"{t.get('hardware', 'the training machine CPU')}."),
         f"- Dev F1: {t['dev_f1']:.2f}", "",
     ]
     if test_scores:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shlex
 from pathlib import Path
@@ -11,6 +12,7 @@ import typer
 
 from mner.cli import app
 from mner.cli.errors import fail, user_errors
+from mner.data import MnerInputError
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "posts.jsonl"
 
@@ -34,6 +36,8 @@ def train(
                                                       "and record it in the model card.")] = None,
     epochs: Annotated[int | None, typer.Option(help="Maximum epochs (overrides the config's).")] = None,
     threads: Annotated[int | None, typer.Option(help="torch.set_num_threads for training.")] = None,
+    device: Annotated[str | None, typer.Option(help="Train on 'cpu' (the config's default) or 'cuda'; the model "
+                                                    "is saved for the CPU either way.")] = None,
     captions: CaptionsOption = None,
     kg: KgOption = None,
     images_cache: ImagesCacheOption = None,
@@ -50,6 +54,11 @@ def train(
         run.train.epochs = epochs
     if threads is not None:
         run.train.threads = threads
+    if device is not None:
+        try:
+            run.train = dataclasses.replace(run.train, device=device)
+        except ValueError as err:
+            raise MnerInputError(str(err)) from None
     caption_map, store = load_context(captions, kg)
     from mner.prepare import check_channels
 
@@ -66,7 +75,7 @@ def train(
     tagger, _ = run_training(train_posts, dev_posts, run, on_epoch=report, images=images)
     given = [("--train", train_file), ("--dev", dev_file), ("--test", test_file), ("--config", config),
              ("--captions", captions), ("--kg", kg), ("--images-cache", images_cache),
-             ("--seed", seed), ("--epochs", epochs), ("--threads", threads), ("--out", out)]
+             ("--seed", seed), ("--epochs", epochs), ("--threads", threads), ("--device", device), ("--out", out)]
     command = "mner train " + " ".join(f"{flag} {shlex.quote(str(v))}" for flag, v in given if v is not None)
     scores = write_model(tagger, out, command, {"train": train_file, "dev": dev_file, "test": test_file},
                          test_posts, images)
