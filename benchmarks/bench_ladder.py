@@ -79,7 +79,7 @@ def main() -> None:
         memory = f"{max(rss) / 1024:.1f}" if rss else "–"
         if any("gpu_peak_mb" in r for r in runs):
             memory += f" (GPU {max(r.get('gpu_peak_mb', 0) for r in runs) / 1024:.1f})"
-        hardware = "; ".join(sorted({r.get("hardware", "CPU (not recorded)") for r in runs}))
+        hardware = "; ".join(sorted({r.get("hardware", "this CPU (record predates the field)") for r in runs}))
         epochs = "/".join(str(r["epochs_run"]) for r in runs)
         rows.append(f"| mner `{name}` (n={len(runs)}) | {channels_of(config)} | " + " | ".join(cells)
                     + f" | {per_epoch:.0f} | {epochs} | {wall} | {memory} | {hardware} |")
