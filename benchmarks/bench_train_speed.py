@@ -38,7 +38,14 @@ def child(config: Path, steps: int, threads: int, data: Path, kg: Path | None) -
     from mner.data import read_conll
     from mner.model import encode_batch
     from mner.tagger import Tagger
-    from mner.train import make_model_config, make_optimiser, make_schedule, read_run_config, set_seed
+    from mner.train import (
+        make_model_config,
+        make_optimiser,
+        make_schedule,
+        read_run_config,
+        set_seed,
+        train_step,
+    )
 
     torch.set_num_threads(threads)
     run = read_run_config(config)
@@ -65,12 +72,7 @@ def child(config: Path, steps: int, threads: int, data: Path, kg: Path | None) -
     for n, idx in enumerate(batches[: steps + 3]):
         start = time.perf_counter()
         batch = encode_batch([train[i] for i in idx], model_config, tagger.vectors, with_tags=True)
-        loss = net.loss(batch)
-        optimiser.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
-        optimiser.step()
-        scheduler.step()
+        train_step(net, batch, optimiser, scheduler, cfg.grad_clip)
         if n >= 3:
             times.append(time.perf_counter() - start)
     start = time.perf_counter()

@@ -165,14 +165,9 @@ def train(train_posts: Sequence[Post], dev_posts: Sequence[Post], run: RunConfig
         for idx in bar:
             batch = batch_to(encode_batch([train_posts[i] for i in idx], config, tagger.vectors, with_tags=True,
                                           images=images), device)
-            loss = net.loss(batch)
-            optimiser.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
-            optimiser.step()
-            scheduler.step()
-            total += loss.item() * len(idx)
-            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+            loss = train_step(net, batch, optimiser, scheduler, cfg.grad_clip)
+            total += loss * len(idx)
+            bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
         seconds = time.perf_counter() - start
         dev = entity_scores(gold_dev, tagger.predict_tags(dev_posts, images=images))
         row = {"epoch": epoch, "loss": total / len(train_posts), "dev_f1": 100 * dev.f1, "seconds": seconds}
@@ -192,6 +187,19 @@ def train(train_posts: Sequence[Post], dev_posts: Sequence[Post], run: RunConfig
     if device.type == "cuda":
         tagger.record["training"]["gpu_peak_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20)
     return tagger, history
+
+
+def train_step(net, batch, optimiser, scheduler, grad_clip: float) -> float:
+    """One optimisation step on a batch (loss, backward, clipped gradients, Adam, schedule); the batch's loss."""
+    import torch
+
+    loss = net.loss(batch)
+    optimiser.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
+    optimiser.step()
+    scheduler.step()
+    return loss.item()
 
 
 def hardware_name(device) -> str:
