@@ -32,22 +32,46 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "twitter2015")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "baseline")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads per training (1 is steadier when the CPU is shared)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads per training (1 is steadier when the CPU is shared)",
+    )
     parser.add_argument("--report", type=Path, default=ROOT / "benchmarks" / "baseline.md")
     args = parser.parse_args()
     mner = Path(sys.executable).parent / "mner"
     runs = []
     for seed in args.seeds:
         out = args.out / f"seed{seed}"
-        cmd = [str(mner), "train", "--train", str(args.data / "train.txt"), "--dev", str(args.data / "valid.txt"),
-               "--test", str(args.data / "test.txt"), "--seed", str(seed), "--threads", str(args.threads), "--out", str(out)]
+        cmd = [
+            str(mner),
+            "train",
+            "--train",
+            str(args.data / "train.txt"),
+            "--dev",
+            str(args.data / "valid.txt"),
+            "--test",
+            str(args.data / "test.txt"),
+            "--seed",
+            str(seed),
+            "--threads",
+            str(args.threads),
+            "--out",
+            str(out),
+        ]
         print("$", " ".join(cmd), flush=True)
         start = time.perf_counter()
         subprocess.run(cmd, check=True)
         record = json.loads((out / "config.json").read_text())
-        runs.append({"seed": seed, "wall": time.perf_counter() - start, **record["training"],
-                     "test": record["scores"]["test"]})
+        runs.append(
+            {
+                "seed": seed,
+                "wall": time.perf_counter() - start,
+                **record["training"],
+                "test": record["scores"]["test"],
+            }
+        )
     rows = []
     for key in ("PER", "LOC", "ORG", "OTHER"):
         rows.append(mean_std([r["test"]["per_type"][key]["f1"] for r in runs]))
@@ -58,13 +82,16 @@ def main() -> None:
         "## Text-only baseline (BiLSTM-CRF) on Twitter-2015 test",
         "",
         "Channels: **text** only (GloVe-6B-50d + char-CNN + word shape → BiLSTM → CRF). Trained on train.txt,",
-        ("checkpoint chosen on valid.txt, test.txt scored once; entity-level micro scores over 4 types, "
-        f"{runs[0]['test']['gold_entities']} gold test entities."),
+        (
+            "checkpoint chosen on valid.txt, test.txt scored once; entity-level micro scores over 4 types, "
+            f"{runs[0]['test']['gold_entities']} gold test entities."
+        ),
         "",
         "| system | PER F1 | LOC F1 | ORG F1 | OTHER F1 | P | R | F1 |",
         "|---|---|---|---|---|---|---|---|",
         f"| mner text-only BiLSTM-CRF, seeds {', '.join(map(str, args.seeds))} (mean ± std) | "
-        + " | ".join(rows) + " |",
+        + " | ".join(rows)
+        + " |",
     ]
     lines += [f"| {name} | " + " | ".join(f"{v:.2f}" for v in vals) + " |" for name, *vals in PAPER]
     lines += [
@@ -72,11 +99,21 @@ def main() -> None:
         "| seed | best epoch | epochs run | dev F1 | test F1 | s/epoch | wall s |",
         "|---|---|---|---|---|---|---|",
     ]
-    lines += [f"| {r['seed']} | {r['best_epoch']} | {r['epochs_run']} | {r['dev_f1']:.2f} | {r['test']['f1']:.2f} | "
-              f"{r['seconds_per_epoch']:.1f} | {r['wall']:.0f} |" for r in runs]
-    lines += ["", f"Median seconds per epoch on this 2-core CPU with {args.threads} torch thread(s): {per_epoch:.1f}.", "",
-              (f"Command: `python benchmarks/bench_baseline.py --seeds {' '.join(map(str, args.seeds))} "
-              f"--threads {args.threads}`"), ""]
+    lines += [
+        f"| {r['seed']} | {r['best_epoch']} | {r['epochs_run']} | {r['dev_f1']:.2f} | {r['test']['f1']:.2f} | "
+        f"{r['seconds_per_epoch']:.1f} | {r['wall']:.0f} |"
+        for r in runs
+    ]
+    lines += [
+        "",
+        f"Median seconds per epoch on this 2-core CPU with {args.threads} torch thread(s): {per_epoch:.1f}.",
+        "",
+        (
+            f"Command: `python benchmarks/bench_baseline.py --seeds {' '.join(map(str, args.seeds))} "
+            f"--threads {args.threads}`"
+        ),
+        "",
+    ]
     report = "\n".join(lines)
     print(report)
     args.report.write_text(report, encoding="utf-8")

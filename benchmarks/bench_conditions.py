@@ -36,20 +36,43 @@ def main() -> None:
     if "knowledge" in channels and args.kg:
         conditions.append(("text + knowledge", ["--kg", str(args.kg)]))
         if "caption" in channels:
-            conditions.append(("text + caption + knowledge", ["--captions", str(args.data / "image_captions.tsv"),
-                                                              "--kg", str(args.kg)]))
-    lines = [f"Twitter-2015 test ({args.data / 'test.txt'}), model `{args.model}` (channels: {', '.join(channels)}):", "",
-             "| input given | PER F1 | LOC F1 | ORG F1 | OTHER F1 | P | R | F1 | command |", "|---|---|---|---|---|---|---|---|---|"]
+            conditions.append(
+                (
+                    "text + caption + knowledge",
+                    ["--captions", str(args.data / "image_captions.tsv"), "--kg", str(args.kg)],
+                )
+            )
+    lines = [
+        f"Twitter-2015 test ({args.data / 'test.txt'}), model `{args.model}` (channels: {', '.join(channels)}):",
+        "",
+        "| input given | PER F1 | LOC F1 | ORG F1 | OTHER F1 | P | R | F1 | command |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     mner = Path(sys.executable).parent / "mner"
     for name, flags in conditions:
-        cmd = [str(mner), "evaluate", "--model", str(args.model), "--data", str(args.data / "test.txt"), *flags, "--json"]
+        cmd = [
+            str(mner),
+            "evaluate",
+            "--model",
+            str(args.model),
+            "--data",
+            str(args.data / "test.txt"),
+            *flags,
+            "--json",
+        ]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         s = json.loads(out.strip().splitlines()[-1])
         shown = "mner evaluate --model MODEL --data test.txt " + " ".join(
-            f.replace(str(args.data) + "/", "") if f.startswith(str(args.data)) else ("KG" if f == str(args.kg) else f)
-            for f in flags)
-        lines.append(f"| {name} | " + " | ".join(f"{s['per_type'][t]['f1']:.2f}" for t in TYPES)
-                     + f" | {s['precision']:.2f} | {s['recall']:.2f} | {s['f1']:.2f} | `{shown.strip()}` |")
+            f.replace(str(args.data) + "/", "")
+            if f.startswith(str(args.data))
+            else ("KG" if f == str(args.kg) else f)
+            for f in flags
+        )
+        lines.append(
+            f"| {name} | "
+            + " | ".join(f"{s['per_type'][t]['f1']:.2f}" for t in TYPES)
+            + f" | {s['precision']:.2f} | {s['recall']:.2f} | {s['f1']:.2f} | `{shown.strip()}` |"
+        )
         print(lines[-1], flush=True)
     report = "\n".join(lines) + "\n"
     if args.report:

@@ -50,8 +50,11 @@ def _name_lists(rng: random.Random) -> tuple[list[str], list[str], list[str], li
     nd = NameDataset()
 
     def top(table: dict, n: int) -> list[str]:
-        ranked = [(min(v["rank"].values()), k) for k, v in table.items()
-                  if v.get("rank") and k.isascii() and k.isalpha() and k[:1].isupper() and len(k) > 2]
+        ranked = [
+            (min(v["rank"].values()), k)
+            for k, v in table.items()
+            if v.get("rank") and k.isascii() and k.isalpha() and k[:1].isupper() and len(k) > 2
+        ]
         return [k for _, k in sorted(ranked)[:n]]
 
     first, last = top(nd.first_names, 8000), top(nd.last_names, 60000)
@@ -72,8 +75,23 @@ def generate_kg_files(folder: Path, n: int, seed: int = 0) -> tuple[Path, Path, 
     first, last, cities, words = _name_lists(rng)
     n_per, n_loc, n_org = int(n * 0.45), int(n * 0.2), int(n * 0.2)
     n_other = n - n_per - n_loc - n_org
-    industries = ["Steel", "Energy", "Capital", "Media", "Foods", "Motors", "Pharma", "Records", "Airlines",
-                  "Bank", "Telecom", "Studios", "Labs", "Systems", "Logistics"]
+    industries = [
+        "Steel",
+        "Energy",
+        "Capital",
+        "Media",
+        "Foods",
+        "Motors",
+        "Pharma",
+        "Records",
+        "Airlines",
+        "Bank",
+        "Telecom",
+        "Studios",
+        "Labs",
+        "Systems",
+        "Logistics",
+    ]
     suffixes = ["Inc.", "Group", "Ltd", "Corporation", "& Co.", "Holdings", ""]
     folder.mkdir(parents=True, exist_ok=True)
     labels, triples = folder / "labels.tsv", folder / "triples.tsv"
@@ -87,7 +105,11 @@ def generate_kg_files(folder: Path, n: int, seed: int = 0) -> tuple[Path, Path, 
             alias = f"\t\t{f[0]}. {la}" if rng.random() < 0.2 else ""
             out.write(f"P{i}\t{f} {la}{alias}\n")
         for i in range(n_loc):
-            city = cities[i] if i < len(cities) else f"{rng.choice(['Lake', 'North', 'Port', 'New'])} {rng.choice(cities)}"
+            city = (
+                cities[i]
+                if i < len(cities)
+                else f"{rng.choice(['Lake', 'North', 'Port', 'New'])} {rng.choice(cities)}"
+            )
             out.write(f"L{i}\t{city}\n")
         for i in range(n_org):
             kind = rng.random()
@@ -102,22 +124,32 @@ def generate_kg_files(folder: Path, n: int, seed: int = 0) -> tuple[Path, Path, 
             out.write(f"O{i}\t{name}\n")
         for i in range(n_other):
             k = rng.choice([1, 2, 2, 3])
-            out.write(f"X{i}\t{'The ' if rng.random() < 0.3 else ''}{' '.join(rng.choice(words).title() for _ in range(k))}\n")
+            out.write(
+                f"X{i}\t{'The ' if rng.random() < 0.3 else ''}{' '.join(rng.choice(words).title() for _ in range(k))}\n"
+            )
     n_triples = 0
     with open(triples, "w", encoding="utf-8") as out:
+
         def edge(h: str, r: str, t: str) -> None:
             nonlocal n_triples
             out.write(f"{h}\t{r}\t{t}\n")
             n_triples += 1
+
         for i in range(n_per):
             edge(f"P{i}", "/people/person/place_of_birth", f"L{zipf(n_loc)}")
             edge(f"P{i}", "/people/person/nationality", f"L{zipf(250)}")
             if rng.random() < 0.5:
-                edge(f"P{i}", "/people/person/employment_history./business/employment_tenure/company",
-                     f"O{zipf(n_org)}")
+                edge(
+                    f"P{i}",
+                    "/people/person/employment_history./business/employment_tenure/company",
+                    f"O{zipf(n_org)}",
+                )
         for i in range(n_org):
-            edge(f"O{i}", "/organization/organization/headquarters./location/mailing_address/citytown",
-                 f"L{zipf(n_loc)}")
+            edge(
+                f"O{i}",
+                "/organization/organization/headquarters./location/mailing_address/citytown",
+                f"L{zipf(n_loc)}",
+            )
         for i in range(n_other):
             for _ in range(2):
                 edge(f"X{i}", "/film/film/starring./film/performance/actor", f"P{rng.randrange(n_per)}")
@@ -136,9 +168,11 @@ def build_generated(work: Path, n: int) -> Path:
     t1 = time.perf_counter()
     build_kg(kg_path, KGSources(labels=[labels], tsv=[triples]))
     t2 = time.perf_counter()
-    say(f"generated KG: {counts['entities']:,} entities, {counts['triples']:,} triples; generating the TSV "
+    say(
+        f"generated KG: {counts['entities']:,} entities, {counts['triples']:,} triples; generating the TSV "
         f"files {t1 - t0:.0f} s; build (import + derive + index) {t2 - t1:.0f} s; "
-        f"file {kg_path.stat().st_size / 1e6:.0f} MB")
+        f"file {kg_path.stat().st_size / 1e6:.0f} MB"
+    )
     return kg_path
 
 
@@ -155,10 +189,10 @@ def perturb(name: str, rng: random.Random) -> str:
         i = rng.randrange(1, len(name) - 1)
         op = rng.choice(["delete", "swap", "replace"])
         if op == "delete":
-            return name[:i] + name[i + 1:]
+            return name[:i] + name[i + 1 :]
         if op == "swap":
-            return name[:i - 1] + name[i] + name[i - 1] + name[i + 1:]
-        return name[:i] + rng.choice("abcdefghijklmnopqrstuvwxyz") + name[i + 1:]
+            return name[: i - 1] + name[i] + name[i - 1] + name[i + 1 :]
+        return name[:i] + rng.choice("abcdefghijklmnopqrstuvwxyz") + name[i + 1 :]
     if kind < 0.7 and len(words) > 1:
         return max(words, key=lambda w: (len(w) > 2, rng.random()))
     if kind < 0.85:
@@ -210,8 +244,9 @@ class BruteForce:
 STRONG = 85.0  # a candidate this good can become knowledge (the text fallback takes ≥ 90)
 
 
-def recall_at_5(ours: list[tuple[int, float]],
-                brute: list[tuple[int, float]]) -> tuple[float, float, float | None]:
+def recall_at_5(
+    ours: list[tuple[int, float]], brute: list[tuple[int, float]]
+) -> tuple[float, float, float | None]:
     """(strict, tie-aware, tie-aware over brute force's matches scoring ≥ STRONG or None if it has none)
     recall@5. Tie-aware: rank i counts if our i-th score equals brute force's i-th (many names tie on
     WRatio, e.g. every name containing the mention as a word scores 90)."""
@@ -237,8 +272,10 @@ def bench_retrieval(kg, queries: list[str], brute_n: int, label: str) -> None:
         found = kg.candidates(q, k=5)
         times.append((time.perf_counter() - t) * 1000)
         results.append([(c.entity.id, c.score) for c in found])
-    say(f"{label}: candidate retrieval, {len(queries):,} mentions: median {statistics.median(times):.2f} ms, "
-        f"p95 {percentile(times, 95):.2f} ms, max {max(times):.1f} ms per mention (index load {load_s:.2f} s)")
+    say(
+        f"{label}: candidate retrieval, {len(queries):,} mentions: median {statistics.median(times):.2f} ms, "
+        f"p95 {percentile(times, 95):.2f} ms, max {max(times):.1f} ms per mention (index load {load_s:.2f} s)"
+    )
     brute = BruteForce(kg)
     strict, tie, strong, brute_ms = [], [], [], []
     for q, ours in list(zip(queries, results))[:brute_n]:
@@ -250,11 +287,13 @@ def bench_retrieval(kg, queries: list[str], brute_n: int, label: str) -> None:
         tie.append(r)
         if g is not None:
             strong.append(g)
-    say(f"{label}: recall@5 vs a brute-force scan of all {len(brute.keys):,} names with the same scorer "
+    say(
+        f"{label}: recall@5 vs a brute-force scan of all {len(brute.keys):,} names with the same scorer "
         f"(WRatio, whole-word partial matches; {len(strict)} "
         f"mentions): {statistics.mean(tie):.3f} tie-aware, {statistics.mean(strict):.3f} strict (entity ids); "
         f"{statistics.mean(strong):.3f} tie-aware over the brute-force matches scoring ≥ {STRONG:.0f} "
-        f"({len(strong)} mentions have one); brute force {statistics.median(brute_ms):.0f} ms per mention")
+        f"({len(strong)} mentions have one); brute force {statistics.median(brute_ms):.0f} ms per mention"
+    )
 
 
 # ---------------------------------------------------------------------------------- image search
@@ -279,15 +318,18 @@ def bench_image_search(kg_path: Path, n_images: int, n_queries: int, dim: int = 
         if kg.image_dim is None:
             t = time.perf_counter()
             add_random_images(kg, n_images, dim, rng)
-            say(f"image vectors: {n_images:,} random {dim}-d vectors added to random entities in "
-                f"{time.perf_counter() - t:.0f} s; file now {kg_path.stat().st_size / 1e6:.0f} MB")
+            say(
+                f"image vectors: {n_images:,} random {dim}-d vectors added to random entities in "
+                f"{time.perf_counter() - t:.0f} s; file now {kg_path.stat().st_size / 1e6:.0f} MB"
+            )
         cases = _plant_targets(kg, n_queries, caps, rng, dim)
         kg.commit()
     with SqliteKG(kg_path) as kg:
         search_ms, scan_ms, memory_ms, right, compared = [], [], [], 0, []
         t = time.perf_counter()
-        matrix_owners, matrix = kg.image_vectors(range(1, kg.conn.execute("SELECT max(id) FROM entities")
-                                                           .fetchone()[0] + 1))
+        matrix_owners, matrix = kg.image_vectors(
+            range(1, kg.conn.execute("SELECT max(id) FROM entities").fetchone()[0] + 1)
+        )
         load_all_s = time.perf_counter() - t
         for mention, query, target, hop in cases:
             candidates = kg.candidates(mention, k=5)
@@ -306,13 +348,15 @@ def bench_image_search(kg_path: Path, n_images: int, n_queries: int, dim: int = 
             int(np.argmax(matrix @ query))
             memory_ms.append((time.perf_counter() - t) * 1000)
     n_vectors = len(matrix_owners)
-    say(f"image search, {len(cases)} posts (targets planted at hops 0/1/2 of a mention's candidates, a quarter "
+    say(
+        f"image search, {len(cases)} posts (targets planted at hops 0/1/2 of a mention's candidates, a quarter "
         f"with no target), {n_vectors:,} entity vectors: n-hop search median {statistics.median(search_ms):.1f} ms, "
         f"p95 {percentile(search_ms, 95):.1f} ms, median {statistics.median(compared):.0f} vectors compared; "
         f"scan of every vector from the file {statistics.median(scan_ms):.0f} ms "
         f"(ratio {statistics.median(scan_ms) / statistics.median(search_ms):.0f}x); scan of an in-memory matrix "
         f"{statistics.median(memory_ms):.1f} ms (after loading it: {load_all_s:.1f} s, "
-        f"{matrix.nbytes / 1e6:.0f} MB); right entity found {right}/{len(cases)}")
+        f"{matrix.nbytes / 1e6:.0f} MB); right entity found {right}/{len(cases)}"
+    )
 
 
 def _plant_targets(kg, n: int, caps, rng: np.random.Generator, dim: int):
@@ -325,7 +369,9 @@ def _plant_targets(kg, n: int, caps, rng: np.random.Generator, dim: int):
             continue
         hop = len(cases) % 4  # 3: no target anywhere
         candidates = [c.entity.id for c in kg.candidates(entity.label, k=5)]
-        reach = kg.neighbourhood(candidates, hops=2, max_per_entity=caps.max_per_entity, hub_degree=caps.hub_degree)
+        reach = kg.neighbourhood(
+            candidates, hops=2, max_per_entity=caps.max_per_entity, hub_degree=caps.hub_degree
+        )
         at_hop = [e for e, h in reach.items() if h == hop]
         query = rng.standard_normal(dim).astype(np.float32)
         query /= np.linalg.norm(query)
@@ -334,7 +380,9 @@ def _plant_targets(kg, n: int, caps, rng: np.random.Generator, dim: int):
             if not at_hop:
                 continue
             target = int(rng.choice(at_hop))
-            planted = query + 0.2 * rng.standard_normal(dim).astype(np.float32) / np.sqrt(dim)  # cosine ≈ 0.98
+            planted = query + 0.2 * rng.standard_normal(dim).astype(np.float32) / np.sqrt(
+                dim
+            )  # cosine ≈ 0.98
             kg.add_image_vectors(target, planted, source="planted", encoder="random")
         cases.append((entity.label, query, target, hop))
     return cases
@@ -349,11 +397,21 @@ def build_fb15k237(work: Path, shared: Path, gazetteers: list[str], name: str) -
     kg = shared / "kg"
     out = work / name
     t = time.perf_counter()
-    build_kg(out, KGSources(fb15k237=kg / "fb15k237", db15k=kg / "db15k", mmkb=kg / "mmkb", codex=kg / "codex",
-                            gazetteers=gazetteers))
+    build_kg(
+        out,
+        KGSources(
+            fb15k237=kg / "fb15k237",
+            db15k=kg / "db15k",
+            mmkb=kg / "mmkb",
+            codex=kg / "codex",
+            gazetteers=gazetteers,
+        ),
+    )
     extra = f" + {', '.join(gazetteers)}" if gazetteers else ""
-    say(f"FB15k-237 + DB15K + MMKG + CoDEx{extra}: build {time.perf_counter() - t:.1f} s, "
-        f"file {out.stat().st_size / 1e6:.1f} MB")
+    say(
+        f"FB15k-237 + DB15K + MMKG + CoDEx{extra}: build {time.perf_counter() - t:.1f} s, "
+        f"file {out.stat().st_size / 1e6:.1f} MB"
+    )
     return out
 
 
@@ -382,11 +440,15 @@ def bench_coverage(kg, gold: list[tuple[str, str]], label: str) -> None:
         row[1] += hit_exact
         row[2] += hit_exact and top.entity.type == gold_type
     n = len(gold)
-    say(f"{label}: Twitter-2015 test gold mentions ({n:,}): exact name match {exact / n:.1%}, "
+    say(
+        f"{label}: Twitter-2015 test gold mentions ({n:,}): exact name match {exact / n:.1%}, "
         f"top candidate WRatio ≥ 90 {fuzzy / n:.1%}; KG coarse type = gold type for "
-        f"{exact_type / max(exact, 1):.1%} of exact matches, {fuzzy_type / max(fuzzy, 1):.1%} of WRatio ≥ 90")
-    say("    per gold type (exact match share, type agreement among them): " + "; ".join(
-        f"{t} {r[1] / r[0]:.0%}, {r[2] / max(r[1], 1):.0%}" for t, r in sorted(per_type.items())))
+        f"{exact_type / max(exact, 1):.1%} of exact matches, {fuzzy_type / max(fuzzy, 1):.1%} of WRatio ≥ 90"
+    )
+    say(
+        "    per gold type (exact match share, type agreement among them): "
+        + "; ".join(f"{t} {r[1] / r[0]:.0%}, {r[2] / max(r[1], 1):.0%}" for t, r in sorted(per_type.items()))
+    )
 
 
 def bench_posts(kg, shared: Path) -> None:
@@ -402,8 +464,11 @@ def bench_posts(kg, shared: Path) -> None:
         found = post_knowledge(kg, post.tokens)
         paths[found.path] = paths.get(found.path, 0) + 1
     seconds = time.perf_counter() - t
-    say(f"post_knowledge over {len(posts):,} test tweets (no image): {seconds / len(posts) * 1000:.2f} ms per "
-        f"post ({len(posts) / seconds:.0f} posts/s); paths: " + ", ".join(f"{k} {v}" for k, v in sorted(paths.items())))
+    say(
+        f"post_knowledge over {len(posts):,} test tweets (no image): {seconds / len(posts) * 1000:.2f} ms per "
+        f"post ({len(posts) / seconds:.0f} posts/s); paths: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(paths.items()))
+    )
 
 
 # ------------------------------------------------------------------------------------------- main
@@ -415,7 +480,9 @@ def main() -> None:
     parser.add_argument("--entities", type=int, default=1_000_000, help="entities of the generated KG")
     parser.add_argument("--queries", type=int, default=1000, help="mentions timed per KG")
     parser.add_argument("--brute-queries", type=int, default=100, help="mentions checked against brute force")
-    parser.add_argument("--images", type=int, default=20_000, help="random entity image vectors (generated KG)")
+    parser.add_argument(
+        "--images", type=int, default=20_000, help="random entity image vectors (generated KG)"
+    )
     parser.add_argument("--image-queries", type=int, default=200, help="posts for the image search")
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
     parser.add_argument("--only", choices=["synthetic", "fb15k237"], default=None)
@@ -426,15 +493,19 @@ def main() -> None:
     from mner.knowledge import SqliteKG
 
     args.work.mkdir(parents=True, exist_ok=True)
-    say(f"machine: {platform.processor() or platform.machine()}, {platform.python_version()}, "
-        f"{__import__('os').cpu_count()} CPUs")
+    say(
+        f"machine: {platform.processor() or platform.machine()}, {platform.python_version()}, "
+        f"{__import__('os').cpu_count()} CPUs"
+    )
     if args.only in (None, "synthetic"):
         kg_path = args.work / f"generated-{args.entities}.sqlite"
         if not (args.reuse and kg_path.exists()):
             kg_path = build_generated(args.work, args.entities)
         with SqliteKG(kg_path) as kg:
-            queries = [perturb(label, random.Random(i)) for i, label in
-                       enumerate(sample_labels(kg, args.queries, seed=1))]
+            queries = [
+                perturb(label, random.Random(i))
+                for i, label in enumerate(sample_labels(kg, args.queries, seed=1))
+            ]
             bench_retrieval(kg, queries, args.brute_queries, f"generated {args.entities:,}-entity KG")
         bench_image_search(kg_path, args.images, args.image_queries)
     if args.only in (None, "fb15k237"):
@@ -443,7 +514,9 @@ def main() -> None:
         else:
             gold = gold_mentions(args.shared)
             plain = build_fb15k237(args.work, args.shared, [], "fb15k237.sqlite")
-            full = build_fb15k237(args.work, args.shared, ["geonames", "pycountry", "names"], "fb15k237-gaz.sqlite")
+            full = build_fb15k237(
+                args.work, args.shared, ["geonames", "pycountry", "names"], "fb15k237-gaz.sqlite"
+            )
             for path, label in ((plain, "FB15k-237 KG"), (full, "FB15k-237 KG + gazetteers")):
                 with SqliteKG(path) as kg:
                     texts = sorted({t for t, _ in gold})
@@ -456,9 +529,19 @@ def main() -> None:
 
 def write_report(args) -> None:
     command = "python benchmarks/bench_knowledge.py " + " ".join(sys.argv[1:])
-    text = ["# Knowledge stage benchmarks", "",
-            (f"Command: `{command.strip()}` (defaults: --entities 1000000 --queries 1000 --brute-queries 100 "
-             "--images 20000 --image-queries 200)."), "", "```", *LINES, "```", ""]
+    text = [
+        "# Knowledge stage benchmarks",
+        "",
+        (
+            f"Command: `{command.strip()}` (defaults: --entities 1000000 --queries 1000 --brute-queries 100 "
+            "--images 20000 --image-queries 200)."
+        ),
+        "",
+        "```",
+        *LINES,
+        "```",
+        "",
+    ]
     if args.only is None or not args.out.exists():
         args.out.write_text("\n".join(text), encoding="utf-8")
     else:

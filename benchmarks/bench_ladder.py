@@ -27,9 +27,13 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 TYPES = ("PER", "LOC", "ORG", "OTHER")
 ANCHORS = [  # Twitter-2015 test F1 reported by their papers (DESIGN.md / issue #7)
-    ("BERT-CRF", "text", 71.81), ("the paper's full model (Table 2)", "text + image", 73.27),
-    ("UMT", "text + image", 73.41), ("UMGF", "text + image", 74.85), ("HVPNeT", "text + image", 75.32),
-    ("XLM-R-large", "text", 77.04), ("ITA", "text + image-derived text", 78.03),
+    ("BERT-CRF", "text", 71.81),
+    ("the paper's full model (Table 2)", "text + image", 73.27),
+    ("UMT", "text + image", 73.41),
+    ("UMGF", "text + image", 74.85),
+    ("HVPNeT", "text + image", 75.32),
+    ("XLM-R-large", "text", 77.04),
+    ("ITA", "text + image-derived text", 78.03),
     ("PGIM", "text + image-derived text", 79.33),
 ]
 
@@ -38,13 +42,18 @@ def channels_of(config: Path) -> str:
     import tomllib
 
     model = tomllib.loads(config.read_text()).get("model", {})
-    return " + ".join(model.get("channels", ["text"])) + (" (as text)" if model.get("context_as_text") else "") \
+    return (
+        " + ".join(model.get("channels", ["text"]))
+        + (" (as text)" if model.get("context_as_text") else "")
         + (" (fusion)" if model.get("fusion") else "")
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--configs", nargs="+", default=["baseline", "bilstm-context", "minilm-text", "minilm-context"])
+    parser.add_argument(
+        "--configs", nargs="+", default=["baseline", "bilstm-context", "minilm-text", "minilm-context"]
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu", help="cpu, or cuda to train on a GPU")
@@ -63,9 +72,23 @@ def main() -> None:
         build_kg(kg, SHARED / "kg")
     jobs = [(name, seed) for name in args.configs for seed in args.seeds]
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        done = dict(zip(jobs, pool.map(lambda job: train_once(
-            ROOT / "configs" / f"{job[0]}.toml", job[1], args.out / job[0] / f"seed{job[1]}", args.data, kg,
-            args.threads, args.device), jobs)))
+        done = dict(
+            zip(
+                jobs,
+                pool.map(
+                    lambda job: train_once(
+                        ROOT / "configs" / f"{job[0]}.toml",
+                        job[1],
+                        args.out / job[0] / f"seed{job[1]}",
+                        args.data,
+                        kg,
+                        args.threads,
+                        args.device,
+                    ),
+                    jobs,
+                ),
+            )
+        )
     rows = []
     for name in args.configs:
         config = ROOT / "configs" / f"{name}.toml"
@@ -79,28 +102,43 @@ def main() -> None:
         memory = f"{max(rss) / 1024:.1f}" if rss else "–"
         if any("gpu_peak_mb" in r for r in runs):
             memory += f" (GPU {max(r.get('gpu_peak_mb', 0) for r in runs) / 1024:.1f})"
-        hardware = "; ".join(sorted({r.get("hardware", "this CPU (record predates the field)") for r in runs}))
+        hardware = "; ".join(
+            sorted({r.get("hardware", "this CPU (record predates the field)") for r in runs})
+        )
         epochs = "/".join(str(r["epochs_run"]) for r in runs)
-        rows.append(f"| mner `{name}` (n={len(runs)}) | {channels_of(config)} | " + " | ".join(cells)
-                    + f" | {per_epoch:.0f} | {epochs} | {wall} | {memory} | {hardware} |")
-    flags = (f" --threads {args.threads}" + (f" --device {args.device}" if args.device != "cpu" else "")
-             + (f" --jobs {args.jobs}" if args.jobs != 1 else ""))
+        rows.append(
+            f"| mner `{name}` (n={len(runs)}) | {channels_of(config)} | "
+            + " | ".join(cells)
+            + f" | {per_epoch:.0f} | {epochs} | {wall} | {memory} | {hardware} |"
+        )
+    flags = (
+        f" --threads {args.threads}"
+        + (f" --device {args.device}" if args.device != "cpu" else "")
+        + (f" --jobs {args.jobs}" if args.jobs != 1 else "")
+    )
     lines = [
         "## The encoder ladder on Twitter-2015 test",
         "",
-        (f"Seeds {', '.join(map(str, args.seeds))}, mean ± std, dev-F1 checkpoint, test scored once; caption = BLIP-2 "
-         "caption of the tweet image, knowledge = KG isA triples (text candidates). s/epoch = median training "
-         "seconds an epoch (dev scoring excluded); epochs = epochs run per seed; min = median whole run; "
-         f"GB = peak resident memory of a training process (and the GPU's peak allocation). {args.jobs} training(s) "
-         "at once."),
+        (
+            f"Seeds {', '.join(map(str, args.seeds))}, mean ± std, dev-F1 checkpoint, test scored once; caption = BLIP-2 "
+            "caption of the tweet image, knowledge = KG isA triples (text candidates). s/epoch = median training "
+            "seconds an epoch (dev scoring excluded); epochs = epochs run per seed; min = median whole run; "
+            f"GB = peak resident memory of a training process (and the GPU's peak allocation). {args.jobs} training(s) "
+            "at once."
+        ),
         "",
         "| system | channels | PER F1 | LOC F1 | ORG F1 | OTHER F1 | P | R | F1 | s/epoch | epochs | min | GB | trained on |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         *rows,
-        *[f"| {name} (reported) | {channels} | | | | | | | {f1:.2f} | | | | | |" for name, channels, f1 in ANCHORS],
+        *[
+            f"| {name} (reported) | {channels} | | | | | | | {f1:.2f} | | | | | |"
+            for name, channels, f1 in ANCHORS
+        ],
         "",
-        (f"Command: `python benchmarks/bench_ladder.py --configs {' '.join(args.configs)} "
-         f"--seeds {' '.join(map(str, args.seeds))}{flags}`"),
+        (
+            f"Command: `python benchmarks/bench_ladder.py --configs {' '.join(args.configs)} "
+            f"--seeds {' '.join(map(str, args.seeds))}{flags}`"
+        ),
         "",
     ]
     report = "\n".join(lines)

@@ -49,8 +49,11 @@ def make_posts(count: int, seed: int = 0) -> list[tuple[str, bytes]]:
         jpeg = io.BytesIO()
         image.save(jpeg, "JPEG", quality=85)
         text = TEMPLATES[i % len(TEMPLATES)].format(
-            person=PEOPLE[rng.integers(len(PEOPLE))], place=PLACES[rng.integers(len(PLACES))],
-            group=GROUPS[rng.integers(len(GROUPS))], handle=f"user{rng.integers(1000)}")
+            person=PEOPLE[rng.integers(len(PEOPLE))],
+            place=PLACES[rng.integers(len(PLACES))],
+            group=GROUPS[rng.integers(len(GROUPS))],
+            handle=f"user{rng.integers(1000)}",
+        )
         posts.append((text, jpeg.getvalue()))
     return posts
 
@@ -101,8 +104,9 @@ async def run_load(base: str, posts: list[tuple[str, bytes]], requests: int, con
             text, jpeg = posts[i % len(posts)]
             started = time.perf_counter()
             try:
-                response = await client.post("/v1/tag", data={"text": text},
-                                             files={"image": (f"{i}.jpg", jpeg, "image/jpeg")})
+                response = await client.post(
+                    "/v1/tag", data={"text": text}, files={"image": (f"{i}.jpg", jpeg, "image/jpeg")}
+                )
                 if response.status_code == 200 and response.json().get("tokens"):
                     latencies.append(time.perf_counter() - started)
                 else:
@@ -128,13 +132,16 @@ def cpu_model() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def report(args, health: dict, posts, latencies: list[float], errors: list[str], wall: float,
-           load: float) -> str:
+def report(
+    args, health: dict, posts, latencies: list[float], errors: list[str], wall: float, load: float
+) -> str:
     ms = np.array(latencies) * 1000
     p50, p95, p99 = (np.percentile(ms, q) for q in (50, 95, 99)) if len(ms) else (float("nan"),) * 3
     command = "python benchmarks/bench_serve.py " + " ".join(
-        f"--{k.replace('_', '-')} {shlex.quote(str(v))}" for k, v in vars(args).items()
-        if v is not None and not (k == "out" and v == HERE / "serve.md"))
+        f"--{k.replace('_', '-')} {shlex.quote(str(v))}"
+        for k, v in vars(args).items()
+        if v is not None and not (k == "out" and v == HERE / "serve.md")
+    )
     import torch
 
     omp = os.environ.get("OMP_NUM_THREADS")
@@ -142,24 +149,32 @@ def report(args, health: dict, posts, latencies: list[float], errors: list[str],
     lines = [
         "# HTTP service (`mner serve`): latency and throughput",
         "",
-        ("Script: `benchmarks/bench_serve.py` (its docstring says how it measures). Each request: multipart "
-         f"POST /v1/tag with a tweet-sized text (mean {np.mean([len(t) for t, _ in posts]):.0f} characters) "
-         f"and a 600×400 JPEG (mean {np.mean([len(j) for _, j in posts]) / 1024:.0f} KiB), "
-         f"{len(posts)} distinct posts in turn; client and server on 127.0.0.1 of the same machine."),
+        (
+            "Script: `benchmarks/bench_serve.py` (its docstring says how it measures). Each request: multipart "
+            f"POST /v1/tag with a tweet-sized text (mean {np.mean([len(t) for t, _ in posts]):.0f} characters) "
+            f"and a 600×400 JPEG (mean {np.mean([len(j) for _, j in posts]) / 1024:.0f} KiB), "
+            f"{len(posts)} distinct posts in turn; client and server on 127.0.0.1 of the same machine."
+        ),
         "",
         f"Command: `{command}`",
         "",
-        (f"Machine: {os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), {cpu_model()}; "
-         f"Python {platform.python_version()}, torch {torch.__version__} "
-         f"({threads}); load average {load:.2f} at the start (other jobs on the machine count)."),
+        (
+            f"Machine: {os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), {cpu_model()}; "
+            f"Python {platform.python_version()}, torch {torch.__version__} "
+            f"({threads}); load average {load:.2f} at the start (other jobs on the machine count)."
+        ),
         "",
-        (f"Server: model {health.get('model')} (channels: {', '.join(health.get('channels', []))}), "
-         f"image backbone {health.get('image_backbone')}, KG {health.get('kg') or 'none'}."),
+        (
+            f"Server: model {health.get('model')} (channels: {', '.join(health.get('channels', []))}), "
+            f"image backbone {health.get('image_backbone')}, KG {health.get('kg') or 'none'}."
+        ),
         "",
         "| requests | concurrency | errors | wall s | throughput req/s | p50 ms | p95 ms | p99 ms | max ms |",
         "|---|---|---|---|---|---|---|---|---|",
-        (f"| {args.requests} | {args.concurrency} | {len(errors)} | {wall:.1f} | {len(latencies) / wall:.1f} "
-         f"| {p50:.0f} | {p95:.0f} | {p99:.0f} | {ms.max() if len(ms) else float('nan'):.0f} |"),
+        (
+            f"| {args.requests} | {args.concurrency} | {len(errors)} | {wall:.1f} | {len(latencies) / wall:.1f} "
+            f"| {p50:.0f} | {p95:.0f} | {p99:.0f} | {ms.max() if len(ms) else float('nan'):.0f} |"
+        ),
     ]
     if errors:
         lines += ["", "First errors:", ""] + [f"- `{e}`" for e in errors[:5]]

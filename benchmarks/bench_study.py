@@ -33,15 +33,40 @@ CONDITIONS = {  # name: (row label, channels used)
 }
 PAPER = [  # (row, channels, PER, LOC, ORG, OTHER, P, R, F1); Table 3 gives no P and R
     ("paper Table 2: BiLSTM-CRF", "text", 76.77, 72.56, 41.33, 26.80, 68.14, 61.09, 64.42),
-    ("paper Table 2: full model (with image)", "text + image + attributes + knowledge",
-     84.28, 79.43, 58.97, 41.47, 74.78, 71.82, 73.27),
-    ("paper Table 3: without image", "text + attributes + knowledge", 83.51, 77.26, 58.06, 37.03, None, None, 72.09),
+    (
+        "paper Table 2: full model (with image)",
+        "text + image + attributes + knowledge",
+        84.28,
+        79.43,
+        58.97,
+        41.47,
+        74.78,
+        71.82,
+        73.27,
+    ),
+    (
+        "paper Table 3: without image",
+        "text + attributes + knowledge",
+        83.51,
+        77.26,
+        58.06,
+        37.03,
+        None,
+        None,
+        72.09,
+    ),
 ]
 
 
 def run_one(condition: str, seed: int, args, kg: Path) -> dict:
-    run = train_once(ROOT / "configs" / f"paper-{condition}.toml", seed, args.out / condition / f"seed{seed}",
-                     args.data, kg, args.threads)
+    run = train_once(
+        ROOT / "configs" / f"paper-{condition}.toml",
+        seed,
+        args.out / condition / f"seed{seed}",
+        args.data,
+        kg,
+        args.threads,
+    )
     return {"condition": condition, **run}
 
 
@@ -49,15 +74,15 @@ def inference_rate(model: Path, args, kg: Path) -> dict:
     """Posts/s of the tagger alone on prepared test posts (captions and knowledge joined beforehand)."""
     import torch
 
-    from mner.data import read_captions, read_conll
-    from mner.knowledge import open_kg
-    from mner.prepare import attach_context
+    from mner.channels import ChannelSources
+    from mner.data import read_conll
     from mner.tagger import load_tagger
 
     torch.set_num_threads(args.threads)
     posts = read_conll(args.data / "test.txt")
     start = time.perf_counter()
-    posts, _ = attach_context(posts, read_captions(args.data / "image_captions.tsv"), open_kg(kg))
+    sources = ChannelSources.open(captions=args.data / "image_captions.tsv", kg=kg)
+    posts = sources.fill(posts, ["text", "caption", "knowledge"]).posts
     prepare = time.perf_counter() - start
     tagger = load_tagger(model)
     tagger.predict_tags(posts[:64])  # warm-up
@@ -70,11 +95,17 @@ def inference_rate(model: Path, args, kg: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=SHARED / "data" / "twitter2015")
-    parser.add_argument("--conditions", nargs="+", default=["text", "caption", "knowledge", "full"],
-                        choices=list(CONDITIONS))
+    parser.add_argument(
+        "--conditions", nargs="+", default=["text", "caption", "knowledge", "full"], choices=list(CONDITIONS)
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    parser.add_argument("--compare", nargs="*", default=[], choices=list(CONDITIONS),
-                        help="conditions run with the first seed only, as one-seed comparison rows")
+    parser.add_argument(
+        "--compare",
+        nargs="*",
+        default=[],
+        choices=list(CONDITIONS),
+        help="conditions run with the first seed only, as one-seed comparison rows",
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "study")
     parser.add_argument("--report", type=Path, default=ROOT / "benchmarks" / "study.md")
@@ -85,17 +116,21 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     if {"knowledge", "full"} & set(args.conditions):
         build_kg(kg, SHARED / "kg")
-    runs = [run_one(c, s, args, kg) for s in args.seeds for c in args.conditions]  # seed-major: balanced if cut short
+    runs = [
+        run_one(c, s, args, kg) for s in args.seeds for c in args.conditions
+    ]  # seed-major: balanced if cut short
     runs += [run_one(c, args.seeds[0], args, kg) for c in args.compare]
     lines = [
         "## The paper's model on Twitter-2015 test: channels switched on one by one",
         "",
-        ("Image-derived channel = the BLIP-2 **caption** of the tweet image (`image_captions.tsv`); the tweet "
-         "pixels are not available here, so no row uses regions or ImageNet attributes. Knowledge = isA triples "
-         "of the KG entity found for a text mention (text-candidate policy, KG built from FB15k-237 + DB15K + "
-         "MMKG ids + CoDEx). Every row is the same network (BiLSTM → Eq. 2–14 fusion, width 64 → CRF) with "
-         f"the other channels switched off; seeds {', '.join(map(str, args.seeds))}, mean ± std, dev-F1 "
-         "checkpoint, test scored once."),
+        (
+            "Image-derived channel = the BLIP-2 **caption** of the tweet image (`image_captions.tsv`); the tweet "
+            "pixels are not available here, so no row uses regions or ImageNet attributes. Knowledge = isA triples "
+            "of the KG entity found for a text mention (text-candidate policy, KG built from FB15k-237 + DB15K + "
+            "MMKG ids + CoDEx). Every row is the same network (BiLSTM → Eq. 2–14 fusion, width 64 → CRF) with "
+            f"the other channels switched off; seeds {', '.join(map(str, args.seeds))}, mean ± std, dev-F1 "
+            "checkpoint, test scored once."
+        ),
         "",
         "| condition | channels | PER F1 | LOC F1 | ORG F1 | OTHER F1 | P | R | F1 |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -107,23 +142,46 @@ def main() -> None:
         label, channels = CONDITIONS[condition]
         lines.append(f"| {label} (n={len(rs)}) | {channels} | " + " | ".join(cells) + " |")
     for name, channels, *values in PAPER:
-        lines.append(f"| {name} | {channels} | " + " | ".join("–" if v is None else f"{v:.2f}" for v in values) + " |")
-    lines += ["", "| condition | seed | best epoch | epochs run | dev F1 | test F1 | s/epoch | wall s |",
-              "|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['condition']} | {r['seed']} | {r['best_epoch']} | {r['epochs_run']} | {r['dev_f1']:.2f} | "
-              f"{r['test']['f1']:.2f} | {r['seconds_per_epoch']:.1f} | {r['wall']:.0f} |" for r in runs]
-    lines += ["", (f"Seconds per epoch are training only (dev scoring excluded), {args.threads} torch thread(s) on this "
-                   "2-core CPU; wall s = the whole `mner train` run including data loading, context joining and dev/test scoring."),
-              "", (f"Command: `python benchmarks/bench_study.py --conditions {' '.join(args.conditions)} "
-              f"--seeds {' '.join(map(str, args.seeds))} --threads {args.threads}"
-               + (f" --compare {' '.join(args.compare)}" if args.compare else "") + "`"), ""]
+        lines.append(
+            f"| {name} | {channels} | " + " | ".join("–" if v is None else f"{v:.2f}" for v in values) + " |"
+        )
+    lines += [
+        "",
+        "| condition | seed | best epoch | epochs run | dev F1 | test F1 | s/epoch | wall s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['condition']} | {r['seed']} | {r['best_epoch']} | {r['epochs_run']} | {r['dev_f1']:.2f} | "
+        f"{r['test']['f1']:.2f} | {r['seconds_per_epoch']:.1f} | {r['wall']:.0f} |"
+        for r in runs
+    ]
+    lines += [
+        "",
+        (
+            f"Seconds per epoch are training only (dev scoring excluded), {args.threads} torch thread(s) on this "
+            "2-core CPU; wall s = the whole `mner train` run including data loading, context joining and dev/test scoring."
+        ),
+        "",
+        (
+            f"Command: `python benchmarks/bench_study.py --conditions {' '.join(args.conditions)} "
+            f"--seeds {' '.join(map(str, args.seeds))} --threads {args.threads}"
+            + (f" --compare {' '.join(args.compare)}" if args.compare else "")
+            + "`"
+        ),
+        "",
+    ]
     full = args.out / "full" / f"seed{args.seeds[0]}"
     if (full / "model.safetensors").exists():
         speed = inference_rate(full, args, kg)
-        lines += [(f"Inference, full model ({full.relative_to(ROOT) if full.is_relative_to(ROOT) else full}), "
-                   f"{args.threads} torch thread(s): the tagger alone tags {speed['rate']:.0f} posts/s on the "
-                   f"{speed['posts']} prepared test posts (batches of 64); preparing them (caption join + KG "
-                   f"knowledge) took {speed['prepare_ms']:.1f} ms a post beforehand."), ""]
+        lines += [
+            (
+                f"Inference, full model ({full.relative_to(ROOT) if full.is_relative_to(ROOT) else full}), "
+                f"{args.threads} torch thread(s): the tagger alone tags {speed['rate']:.0f} posts/s on the "
+                f"{speed['posts']} prepared test posts (batches of 64); preparing them (caption join + KG "
+                f"knowledge) took {speed['prepare_ms']:.1f} ms a post beforehand."
+            ),
+            "",
+        ]
     report = "\n".join(lines)
     print(report)
     args.report.write_text(report, encoding="utf-8")

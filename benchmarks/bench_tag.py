@@ -42,7 +42,11 @@ def make_posts(folder: Path, n: int, data: Path, seed: int = 0) -> Path:
     lines = []
     for i, image in enumerate(tweet_photos(n, (1200, 675), seed)):
         image.save(folder / f"{i:05d}.jpg", quality=85)
-        lines.append(json.dumps({"id": f"p{i}", "text": " ".join(posts[i % len(posts)].tokens), "image": f"{i:05d}.jpg"}))
+        lines.append(
+            json.dumps(
+                {"id": f"p{i}", "text": " ".join(posts[i % len(posts)].tokens), "image": f"{i:05d}.jpg"}
+            )
+        )
     (folder / "posts.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return folder / "posts.jsonl"
 
@@ -64,7 +68,12 @@ def run_mner(posts: Path, out: Path, args) -> dict:
     lines = out.read_text(encoding="utf-8").splitlines()
     errors = sum("error" in json.loads(line) for line in lines)
     loop = re.findall(r"([\d.]+) posts/s", done.stderr)
-    return {"posts": len(lines), "errors": errors, "wall": wall, "loop_rate": float(loop[-1]) if loop else None}
+    return {
+        "posts": len(lines),
+        "errors": errors,
+        "wall": wall,
+        "loop_rate": float(loop[-1]) if loop else None,
+    }
 
 
 def bottleneck_resnet152():
@@ -77,16 +86,30 @@ def bottleneck_resnet152():
             super().__init__()
             cout = width * 4
             self.body = nn.Sequential(
-                nn.Conv2d(cin, width, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
-                nn.Conv2d(width, width, 3, stride, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
-                nn.Conv2d(width, cout, 1, bias=False), nn.BatchNorm2d(cout))
-            self.skip = (nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-                         if stride != 1 or cin != cout else nn.Identity())
+                nn.Conv2d(cin, width, 1, bias=False),
+                nn.BatchNorm2d(width),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(width, width, 3, stride, 1, bias=False),
+                nn.BatchNorm2d(width),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(width, cout, 1, bias=False),
+                nn.BatchNorm2d(cout),
+            )
+            self.skip = (
+                nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+                if stride != 1 or cin != cout
+                else nn.Identity()
+            )
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return torch.relu(self.body(x) + self.skip(x))
 
-    layers = [nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1)]
+    layers = [
+        nn.Conv2d(3, 64, 7, 2, 3, bias=False),
+        nn.BatchNorm2d(64),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(3, 2, 1),
+    ]
     cin = 64
     for width, blocks, stride in ((64, 3, 1), (128, 8, 2), (256, 36, 2), (512, 3, 2)):
         for b in range(blocks):
@@ -137,9 +160,11 @@ def run_umt(posts_file: Path, n: int, batch: int = 16) -> dict:
     rng = np.random.default_rng(0)
     start = time.perf_counter()
     for i in range(0, len(rows), batch):
-        chunk = rows[i:i + batch]
+        chunk = rows[i : i + batch]
         pixels = np.stack([load_pixels(posts_file.parent / r["image"], config) for r in chunk])
-        pieces = max(int(1.3 * len(r["text"].split())) + 2 for r in chunk)  # word pieces ≈ 1.3 per token + CLS/SEP
+        pieces = max(
+            int(1.3 * len(r["text"].split())) + 2 for r in chunk
+        )  # word pieces ≈ 1.3 per token + CLS/SEP
         model(pixels, torch.from_numpy(rng.integers(1000, 30000, size=(len(chunk), pieces))))
     seconds = time.perf_counter() - start
     return {"posts": len(rows), "seconds": seconds, "rate": len(rows) / seconds}
@@ -148,7 +173,9 @@ def run_umt(posts_file: Path, n: int, batch: int = 16) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--posts", type=int, default=1000)
-    parser.add_argument("--umt-posts", type=int, default=100, help="posts for the UMT-shaped pipeline (it is slow)")
+    parser.add_argument(
+        "--umt-posts", type=int, default=100, help="posts for the UMT-shaped pipeline (it is slow)"
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--kg", type=Path, default=None)
     parser.add_argument("--model", type=Path, default=None)
@@ -167,20 +194,27 @@ def main() -> None:
     lines = [
         "## End-to-end tagging speed (`mner tag`) and a UMT-shaped pipeline on the same posts",
         "",
-        (f"{args.posts} posts (Twitter-2015 test texts), each with its own 1200×675 JPEG ({min(sizes) // 1024}-{max(sizes) // 1024} KB); {os.cpu_count()} CPU cores, {args.threads} torch threads. mner model: "
-         f"{args.model or 'shipped default'}; KG: {args.kg or 'none'}."),
+        (
+            f"{args.posts} posts (Twitter-2015 test texts), each with its own 1200×675 JPEG ({min(sizes) // 1024}-{max(sizes) // 1024} KB); {os.cpu_count()} CPU cores, {args.threads} torch threads. mner model: "
+            f"{args.model or 'shipped default'}; KG: {args.kg or 'none'}."
+        ),
         "",
         "| pipeline | posts | errors | posts/s (whole command) | posts/s (tagging loop) |",
         "|---|---|---|---|---|",
-        (f"| mner tag (decode + EfficientNet-Lite0 + KG + tagger) | {mner['posts']} | {mner['errors']} | {mner_rate:.1f} | "
-        f"{mner['loop_rate'] if mner['loop_rate'] is not None else '–'} |"),
-        (f"| UMT-shaped (decode + ResNet-152 + BERT-base + cross-attention), random weights | {umt['posts']} | 0 | – | "
-        f"{umt['rate']:.2f} |"),
+        (
+            f"| mner tag (decode + EfficientNet-Lite0 + KG + tagger) | {mner['posts']} | {mner['errors']} | {mner_rate:.1f} | "
+            f"{mner['loop_rate'] if mner['loop_rate'] is not None else '–'} |"
+        ),
+        (
+            f"| UMT-shaped (decode + ResNet-152 + BERT-base + cross-attention), random weights | {umt['posts']} | 0 | – | "
+            f"{umt['rate']:.2f} |"
+        ),
         "",
         f"mner / UMT-shaped throughput (tagging loops): {((mner['loop_rate'] or mner_rate) / umt['rate']):.1f}×.",
         "",
         f"Command: `python benchmarks/bench_tag.py --posts {args.posts} --umt-posts {args.umt_posts} --threads {args.threads}"
-        + (f" --kg {args.kg}" if args.kg else "") + "`",
+        + (f" --kg {args.kg}" if args.kg else "")
+        + "`",
         "",
     ]
     report = "\n".join(lines)

@@ -24,64 +24,59 @@ import time
 import tomllib
 from pathlib import Path
 
+from runs import filled_posts
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "twitter2015"
-DEFAULT = ["baseline", "bilstm-context", "paper-full", "minilm-text", "minilm-context", "minilm-fusion",
-           "minilm-lstm-text", "minilm-lstm-context"]
+DEFAULT = [
+    "baseline",
+    "bilstm-context",
+    "paper-full",
+    "minilm-text",
+    "minilm-context",
+    "minilm-fusion",
+    "minilm-lstm-text",
+    "minilm-lstm-context",
+]
 
 
 def child(config: Path, steps: int, threads: int, data: Path, kg: Path | None) -> dict:
-    """One config's measurement (runs in a fresh process)."""
+    """One config's measurement (runs in a fresh process): ``mner.training.Trainer``'s own steps."""
     import torch
 
-    from mner.cli.core import load_context, with_context
-    from mner.data import read_conll
-    from mner.model import encode_batch
-    from mner.tagger import Tagger
-    from mner.train import (
-        make_model_config,
-        make_optimiser,
-        make_schedule,
-        read_run_config,
-        set_seed,
-        train_step,
-    )
+    from mner.runconfig import read_run_config
+    from mner.training import Trainer
 
     torch.set_num_threads(threads)
     run = read_run_config(config)
+    run.train.progress = False
     channels = run.model.get("channels", ["text"])
-    captions = data / "image_captions.tsv" if "caption" in channels else None
-    caption_map, store = load_context(captions, kg if "knowledge" in channels else None)
-    train = with_context(read_conll(data / "train.txt"), caption_map, store, None)
-    dev = with_context(read_conll(data / "valid.txt"), caption_map, store, None)
+    train, dev = filled_posts(data, channels, kg)
+    trainer = Trainer(train, dev, run)
     cfg = run.train
-    set_seed(cfg.seed)
-    model_config = make_model_config(train, run.model, cfg.min_word_count)
-    tagger = Tagger.new(model_config)
-    net = tagger.network
-    if net.encoder is not None:
-        torch.set_flush_denormal(True)  # as mner.train does
     steps_per_epoch = -(-len(train) // cfg.batch_size)
-    optimiser = make_optimiser(net, cfg)
-    scheduler = make_schedule(optimiser, cfg, cfg.epochs * steps_per_epoch)
     order = list(range(len(train)))
     random.Random(cfg.seed).shuffle(order)
-    batches = [order[i:i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
-    net.train()
+    batches = [order[i : i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
     times = []
     for n, idx in enumerate(batches[: steps + 3]):
         start = time.perf_counter()
-        batch = encode_batch([train[i] for i in idx], model_config, tagger.vectors, with_tags=True)
-        train_step(net, batch, optimiser, scheduler, cfg.grad_clip)
+        trainer.step([train[i] for i in idx])  # batching, forward, backward, optimiser step
         if n >= 3:
             times.append(time.perf_counter() - start)
     start = time.perf_counter()
-    tagger.predict_tags(dev)
+    trainer.tagger.predict_tags(dev)
     dev_seconds = time.perf_counter() - start
     step = sum(times) / len(times)
-    return {"config": config.stem, "steps": len(times), "s_per_step": step, "s_per_epoch": step * steps_per_epoch,
-            "dev_seconds": dev_seconds, "epochs": cfg.epochs,
-            "max_minutes": cfg.epochs * (step * steps_per_epoch + dev_seconds) / 60}
+    return {
+        "config": config.stem,
+        "steps": len(times),
+        "s_per_step": step,
+        "s_per_epoch": step * steps_per_epoch,
+        "dev_seconds": dev_seconds,
+        "epochs": cfg.epochs,
+        "max_minutes": cfg.epochs * (step * steps_per_epoch + dev_seconds) / 60,
+    }
 
 
 def main() -> None:
@@ -105,32 +100,61 @@ def main() -> None:
         channels = tomllib.loads(config.read_text()).get("model", {}).get("channels", ["text"])
         if "knowledge" in channels and not args.kg.exists():
             sys.exit(f"{name} needs a KG: pass --kg (mner kg build, see benchmarks/runs.py)")
-        cmd = [sys.executable, __file__, "--child", str(config), "--steps", str(args.steps), "--threads",
-               str(args.threads), "--data", str(args.data), "--kg", str(args.kg)]
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                                env={**os.environ, "OMP_NUM_THREADS": str(args.threads)})
+        cmd = [
+            sys.executable,
+            __file__,
+            "--child",
+            str(config),
+            "--steps",
+            str(args.steps),
+            "--threads",
+            str(args.threads),
+            "--data",
+            str(args.data),
+            "--kg",
+            str(args.kg),
+        ]
+        proc = subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env={**os.environ, "OMP_NUM_THREADS": str(args.threads)},
+        )
         out = proc.stdout.read()
         _, status, usage = os.wait4(proc.pid, 0)
         if os.waitstatus_to_exitcode(status) != 0:
-            sys.exit(f"{name}: the measurement failed (exit {os.waitstatus_to_exitcode(status)}): {' '.join(cmd)}")
+            sys.exit(
+                f"{name}: the measurement failed (exit {os.waitstatus_to_exitcode(status)}): {' '.join(cmd)}"
+            )
         r = json.loads(out.strip().splitlines()[-1])
         r["rss_gb"] = usage.ru_maxrss / 2**20  # KiB on Linux
-        print(f"{name}: {r['s_per_step']:.3f} s/step, {r['s_per_epoch']:.0f} s/epoch, {r['rss_gb']:.1f} GB", flush=True)
+        print(
+            f"{name}: {r['s_per_step']:.3f} s/step, {r['s_per_epoch']:.0f} s/epoch, {r['rss_gb']:.1f} GB",
+            flush=True,
+        )
         rows.append(r)
     lines = [
         "## Training cost on this CPU",
         "",
-        (f"{args.threads} torch thread(s) on {os.cpu_count()} cores; {args.steps} timed steps per config (after 3 "
-         "warm-up steps) on shuffled Twitter-2015 train batches; epoch = s/step × steps an epoch; dev = scoring the "
-         "1,000 dev posts once; at most = the config's epochs × (epoch + dev); GB = peak resident memory."),
+        (
+            f"{args.threads} torch thread(s) on {os.cpu_count()} cores; {args.steps} timed steps per config (after 3 "
+            "warm-up steps) on shuffled Twitter-2015 train batches; epoch = s/step × steps an epoch; dev = scoring the "
+            "1,000 dev posts once; at most = the config's epochs × (epoch + dev); GB = peak resident memory."
+        ),
         "",
         "| config | s/step | s/epoch | dev s | epochs (max) | at most, min | GB |",
         "|---|---|---|---|---|---|---|",
-        *[f"| `{r['config']}` | {r['s_per_step']:.3f} | {r['s_per_epoch']:.0f} | {r['dev_seconds']:.0f} | "
-          f"{r['epochs']} | {r['max_minutes']:.0f} | {r['rss_gb']:.1f} |" for r in rows],
+        *[
+            f"| `{r['config']}` | {r['s_per_step']:.3f} | {r['s_per_epoch']:.0f} | {r['dev_seconds']:.0f} | "
+            f"{r['epochs']} | {r['max_minutes']:.0f} | {r['rss_gb']:.1f} |"
+            for r in rows
+        ],
         "",
-        (f"Command: `python benchmarks/bench_train_speed.py --configs {' '.join(args.configs)} --steps {args.steps} "
-         f"--threads {args.threads}`"),
+        (
+            f"Command: `python benchmarks/bench_train_speed.py --configs {' '.join(args.configs)} --steps {args.steps} "
+            f"--threads {args.threads}`"
+        ),
         "",
     ]
     report = "\n".join(lines)

@@ -55,15 +55,17 @@ def throughput(backbone: str, paths: list[Path], batch_sizes: list[int]) -> list
         encoder.encode_pixels(pixels[:batch_size])  # warm-up
         started = time.perf_counter()
         for i in range(0, len(pixels), batch_size):
-            encoder.encode_pixels(pixels[i:i + batch_size])
+            encoder.encode_pixels(pixels[i : i + batch_size])
         forward_s = time.perf_counter() - started
         started, cpu_started = time.perf_counter(), time.process_time()
         results = encoder.encode_files(paths, batch_size=batch_size)
         total_s, cpu_s = time.perf_counter() - started, time.process_time() - cpu_started
         assert not [r for r in results if not hasattr(r, "vector")], "benchmark images must all decode"
-        rows.append(f"| {backbone} | {encoder.config.input_size} | {batch_size} | {rate(len(paths), total_s)} "
-                    f"| {1000 * cpu_s / len(paths):.0f} | {1000 * forward_s / len(paths):.1f} "
-                    f"| {rate(len(paths), decode_s)} | {load_s:.1f} |")
+        rows.append(
+            f"| {backbone} | {encoder.config.input_size} | {batch_size} | {rate(len(paths), total_s)} "
+            f"| {1000 * cpu_s / len(paths):.0f} | {1000 * forward_s / len(paths):.1f} "
+            f"| {rate(len(paths), decode_s)} | {load_s:.1f} |"
+        )
     return rows
 
 
@@ -79,13 +81,17 @@ def similarity_matrix(folder: Path) -> list[str]:
     for name in PHOTOS:
         image = Image.fromarray(getattr(skimage.data, name)())
         image.save(folder / f"{name}.jpg", quality=90)
-        image.resize((int(image.width * 0.8), int(image.height * 0.8))).save(folder / f"{name}-q75.jpg", quality=75)
+        image.resize((int(image.width * 0.8), int(image.height * 0.8))).save(
+            folder / f"{name}-q75.jpg", quality=75
+        )
         originals.append(encoder.encode_file(folder / f"{name}.jpg").vector)
         copies.append(encoder.encode_file(folder / f"{name}-q75.jpg").vector)
     matrix = np.stack(originals) @ np.stack(copies).T  # shape: (4, 4)
     rows = ["| original ↓ / re-encoded → | " + " | ".join(PHOTOS) + " |", "|---" * (len(PHOTOS) + 1) + "|"]
     for name, row in zip(PHOTOS, matrix, strict=True):
-        rows.append(f"| {name} | " + " | ".join(f"**{v:.3f}**" if v >= 0.9 else f"{v:.3f}" for v in row) + " |")
+        rows.append(
+            f"| {name} | " + " | ".join(f"**{v:.3f}**" if v >= 0.9 else f"{v:.3f}" for v in row) + " |"
+        )
     return rows
 
 
@@ -93,18 +99,23 @@ def peak_memory(folder: Path, count: int) -> str:
     """Max RSS of a fresh process extracting ``count`` images (lite0, batch 16) into a new cache."""
     paths = make_tweet_photos(folder, count, seed=1)
     cache = folder.parent / "memory-run.sqlite"
-    code = ("import sys; from mner.vision import EncoderConfig, extract_folder; "
-            "s = extract_folder(sys.argv[1], sys.argv[2], EncoderConfig(), batch_size=16); "
-            "print(s.done, len(s.failed))")
+    code = (
+        "import sys; from mner.vision import EncoderConfig, extract_folder; "
+        "s = extract_folder(sys.argv[1], sys.argv[2], EncoderConfig(), batch_size=16); "
+        "print(s.done, len(s.failed))"
+    )
     started = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", code, str(folder), str(cache)], check=True, capture_output=True,
-                         text=True).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(folder), str(cache)], check=True, capture_output=True, text=True
+    ).stdout.split()
     seconds = time.perf_counter() - started
     peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     assert out == [str(len(paths)), "0"], out
-    return (f"{count} images (lite0, batch 16, into a new cache): peak RSS {peak_mib:.0f} MiB, "
-            f"{seconds:.0f} s wall incl. model load ({count / seconds:.1f} images/s), "
-            f"cache file {cache.stat().st_size / 2**20:.0f} MiB")
+    return (
+        f"{count} images (lite0, batch 16, into a new cache): peak RSS {peak_mib:.0f} MiB, "
+        f"{seconds:.0f} s wall incl. model load ({count / seconds:.1f} images/s), "
+        f"cache file {cache.stat().st_size / 2**20:.0f} MiB"
+    )
 
 
 def main() -> None:
@@ -121,16 +132,20 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"command: python {' '.join(sys.argv)}")
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads; load average before: {os.getloadavg()[0]:.2f}\n")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads; load average before: {os.getloadavg()[0]:.2f}\n"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         if args.images:
             (tmp / "tweets").mkdir()
             paths = make_tweet_photos(tmp / "tweets", args.images)
             print(f"## Throughput ({args.images} tweet-sized JPEGs, 1200×675)\n")
-            print("| backbone | input px | batch | end to end images/s (decode included) "
-                  "| CPU ms/image, all threads | forward ms/image | decode-only images/s | model load s |")
+            print(
+                "| backbone | input px | batch | end to end images/s (decode included) "
+                "| CPU ms/image, all threads | forward ms/image | decode-only images/s | model load s |"
+            )
             print("|---|---|---|---|---|---|---|---|")
             for backbone in args.backbones:
                 for row in throughput(backbone, paths, args.batch_sizes):

@@ -23,6 +23,6 @@ def tweet_photos(count: int, size: tuple[int, int], seed: int = 0) -> Iterator:
         crop_w = int(width * rng.uniform(0.7, 1.0))
         crop_h = min(height, int(crop_w * height_out / width_out))
         top, left = rng.integers(0, height - crop_h + 1), rng.integers(0, width - crop_w + 1)
-        crop = source[top:top + crop_h, left:left + crop_w].astype(np.float32)
+        crop = source[top : top + crop_h, left : left + crop_w].astype(np.float32)
         crop = np.clip(crop * rng.uniform(0.8, 1.2, size=3), 0, 255).astype(np.uint8)  # colour shift
         yield Image.fromarray(crop[:, ::-1] if rng.random() < 0.5 else crop).resize(size)

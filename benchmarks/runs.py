@@ -20,16 +20,34 @@ def mean_std(values: list[float]) -> str:
     return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
 
 
-def train_once(config: Path, seed: int, out: Path, data: Path, kg: Path | None, threads: int,
-               device: str = "cpu") -> dict:
+def train_once(
+    config: Path, seed: int, out: Path, data: Path, kg: Path | None, threads: int, device: str = "cpu"
+) -> dict:
     """Train (or reuse) ``out``; the captions and KG flags follow the config's channels. The run's wall time and
     its peak resident memory (the training process's, from wait4) are kept beside the model."""
     record_file = out / "config.json"
     if not (record_file.exists() and "scores" in json.loads(record_file.read_text())):
         channels = tomllib.loads(config.read_text()).get("model", {}).get("channels", ["text"])
-        cmd = [sys.executable, "-m", "mner", "train", "--config", str(config),
-               "--train", str(data / "train.txt"), "--dev", str(data / "valid.txt"), "--test", str(data / "test.txt"),
-               "--seed", str(seed), "--threads", str(threads), "--out", str(out)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "mner",
+            "train",
+            "--config",
+            str(config),
+            "--train",
+            str(data / "train.txt"),
+            "--dev",
+            str(data / "valid.txt"),
+            "--test",
+            str(data / "test.txt"),
+            "--seed",
+            str(seed),
+            "--threads",
+            str(threads),
+            "--out",
+            str(out),
+        ]
         if device != "cpu":
             cmd += ["--device", device]
         if "caption" in channels:
@@ -45,22 +63,57 @@ def train_once(config: Path, seed: int, out: Path, data: Path, kg: Path | None, 
             proc = subprocess.Popen(cmd, stderr=log)
             _, status, usage = os.wait4(proc.pid, 0)
         if os.waitstatus_to_exitcode(status) != 0:
-            raise SystemExit(f"{' '.join(cmd)} failed (exit {os.waitstatus_to_exitcode(status)}); see {out / 'train.log'}")
+            raise SystemExit(
+                f"{' '.join(cmd)} failed (exit {os.waitstatus_to_exitcode(status)}); see {out / 'train.log'}"
+            )
         (out / "wall_seconds.txt").write_text(f"{time.perf_counter() - start:.1f}\n")
-        (out / "peak_rss_mb.txt").write_text(f"{usage.ru_maxrss / 1024:.0f}\n")  # ru_maxrss is in KiB on Linux
+        (out / "peak_rss_mb.txt").write_text(
+            f"{usage.ru_maxrss / 1024:.0f}\n"
+        )  # ru_maxrss is in KiB on Linux
     record = json.loads(record_file.read_text())
     wall, rss = out / "wall_seconds.txt", out / "peak_rss_mb.txt"
-    return {"seed": seed, **record["training"], "test": record["scores"]["test"],
-            "wall": float(wall.read_text()) if wall.exists() else float("nan"),
-            "rss_mb": float(rss.read_text()) if rss.exists() else float("nan")}
+    return {
+        "seed": seed,
+        **record["training"],
+        "test": record["scores"]["test"],
+        "wall": float(wall.read_text()) if wall.exists() else float("nan"),
+        "rss_mb": float(rss.read_text()) if rss.exists() else float("nan"),
+    }
 
 
 def build_kg(path: Path, kg_sources: Path) -> None:
     """The benchmarks' KG: FB15k-237 + DB15K + MMKG ids + CoDEx from ../shared/kg (about 5 s)."""
     if path.exists():
         return
-    cmd = [sys.executable, "-m", "mner", "kg", "build", "--fb15k237", str(kg_sources / "fb15k237"),
-           "--db15k", str(kg_sources / "db15k"), "--mmkb", str(kg_sources / "mmkb"), "--codex", str(kg_sources / "codex"),
-           "--out", str(path)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mner",
+        "kg",
+        "build",
+        "--fb15k237",
+        str(kg_sources / "fb15k237"),
+        "--db15k",
+        str(kg_sources / "db15k"),
+        "--mmkb",
+        str(kg_sources / "mmkb"),
+        "--codex",
+        str(kg_sources / "codex"),
+        "--out",
+        str(path),
+    ]
     print("$", " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+
+
+def filled_posts(data: Path, channels: list[str], kg: Path | None, splits=("train", "valid")) -> list:
+    """Twitter-2015 splits with the channels a config reads filled (``mner.channels``): the BLIP-2 captions for
+    a "caption" channel, the KG's knowledge for a "knowledge" channel."""
+    from mner.channels import ChannelSources
+    from mner.data import read_conll
+
+    sources = ChannelSources.open(
+        captions=data / "image_captions.tsv" if "caption" in channels else None,
+        kg=kg if "knowledge" in channels else None,
+    )
+    return [sources.fill(read_conll(data / f"{split}.txt"), channels).posts for split in splits]

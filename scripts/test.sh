@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Set up mner with its test and transformer extras and run the whole test suite (slow tests included; those that need
-# ../shared/ skip with a reason where it is absent). Extra arguments go to pytest.
+# Set up mner with its test and transformer extras, check the style (ruff format --check, ruff check) and run the
+# whole test suite (slow tests included; those that need ../shared/ skip with a reason where it is absent).
+# Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh test,transformer
+.venv/bin/ruff format --check src tests benchmarks
+.venv/bin/ruff check src tests benchmarks
 set +e
 .venv/bin/python -m pytest -q "$@"
 status=$?

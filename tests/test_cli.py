@@ -45,9 +45,24 @@ def trained(tmp_path_factory):
     d = tmp_path_factory.mktemp("cli")
     (d / "train.txt").write_text(TRAIN)
     (d / "c.toml").write_text(CONFIG)
-    result = runner.invoke(app, ["train", "--train", str(d / "train.txt"), "--dev", str(d / "train.txt"),
-                                 "--test", str(d / "train.txt"), "--out", str(d / "model"), "--seed", "4",
-                                 "--config", str(d / "c.toml")])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "--train",
+            str(d / "train.txt"),
+            "--dev",
+            str(d / "train.txt"),
+            "--test",
+            str(d / "train.txt"),
+            "--out",
+            str(d / "model"),
+            "--seed",
+            "4",
+            "--config",
+            str(d / "c.toml"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     return d
 
@@ -56,14 +71,17 @@ def test_train_writes_a_model_folder_with_card(trained):
     card = (trained / "model" / "README.md").read_text()
     config = json.loads((trained / "model" / "config.json").read_text())
     assert config["training"]["train"]["seed"] == 4
-    assert config["training"]["hardware"].startswith("CPU, ") and config["training"]["train"]["device"] == "cpu"
+    assert (
+        config["training"]["hardware"].startswith("CPU, ") and config["training"]["train"]["device"] == "cpu"
+    )
     assert f"s per epoch on {config['training']['hardware']}." in card
     assert "--seed 4" in card and "| overall | 100.00 | 100.00 | 100.00 | 4 |" in card
 
 
 def test_evaluate_json_contract(trained):
-    result = runner.invoke(app, ["evaluate", "--model", str(trained / "model"), "--data", str(trained / "train.txt"),
-                                 "--json"])
+    result = runner.invoke(
+        app, ["evaluate", "--model", str(trained / "model"), "--data", str(trained / "train.txt"), "--json"]
+    )
     assert result.exit_code == 0, result.output
     out = json.loads(result.output)
     assert set(out) == {"precision", "recall", "f1", "gold_entities", "per_type"}
@@ -72,17 +90,24 @@ def test_evaluate_json_contract(trained):
 
 
 def test_evaluate_human_table(trained):
-    result = runner.invoke(app, ["evaluate", "--model", str(trained / "model"), "--data", str(trained / "train.txt")])
+    result = runner.invoke(
+        app, ["evaluate", "--model", str(trained / "model"), "--data", str(trained / "train.txt")]
+    )
     assert result.exit_code == 0 and "overall" in result.output and "100.00" in result.output
 
 
 def test_predict_json_contract(trained):
-    result = runner.invoke(app, ["predict", "--model", str(trained / "model"), "--text", "Kobe Bryant scores",
-                                 "--json"])
+    result = runner.invoke(
+        app, ["predict", "--model", str(trained / "model"), "--text", "Kobe Bryant scores", "--json"]
+    )
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output) == {"tokens": ["Kobe", "Bryant", "scores"],
-                                         "entities": [{"start": 0, "end": 2, "type": "PER", "text": "Kobe Bryant"}],
-                                         "attributes": [], "knowledge": None, "caption": None}
+    assert json.loads(result.output) == {
+        "tokens": ["Kobe", "Bryant", "scores"],
+        "entities": [{"start": 0, "end": 2, "type": "PER", "text": "Kobe Bryant"}],
+        "attributes": [],
+        "knowledge": None,
+        "caption": None,
+    }
 
 
 def test_predict_human_output(trained):
@@ -91,23 +116,50 @@ def test_predict_human_output(trained):
     assert "[Paris LOC]" in result.output and "LOC    Paris" in result.output
 
 
-@pytest.mark.parametrize("args,message", [
-    (["predict", "--text", "   "], "error: --text is empty: expected the words of a post"),
-    (["predict", "--text", "hi", "--model", "/nonexistent/m"], "error: m: model folder not found (packaged models: default"),
-    (["evaluate", "--model", "MODEL", "--data", "/nonexistent/x.txt"], "error: x.txt: file not found"),
-    (["train", "--train", "BAD", "--dev", "BAD", "--out", "OUT"], ("error: bad.txt:2: expected 'token<TAB>tag', "
-                                                                   "got 3 fields")),
-    (["train", "--train", "EMPTY", "--dev", "EMPTY", "--out", "OUT"], "error: empty.txt: file is empty"),
-    (["train", "--train", "TRAIN", "--dev", "TRAIN", "--out", "OUT", "--config", "/nonexistent/c.toml"],
-     "error: c.toml: config file not found"),
-    (["train", "--train", "TRAIN", "--dev", "TRAIN", "--out", "OUT", "--device", "tpu"],
-     "error: device 'tpu': expected 'cpu' or 'cuda' (or 'cuda:N')"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["predict", "--text", "   "], "error: --text is empty: expected the words of a post"),
+        (
+            ["predict", "--text", "hi", "--model", "/nonexistent/m"],
+            "error: m: model folder not found (packaged models: default",
+        ),
+        (["evaluate", "--model", "MODEL", "--data", "/nonexistent/x.txt"], "error: x.txt: file not found"),
+        (
+            ["train", "--train", "BAD", "--dev", "BAD", "--out", "OUT"],
+            ("error: bad.txt:2: expected 'token<TAB>tag', got 3 fields"),
+        ),
+        (["train", "--train", "EMPTY", "--dev", "EMPTY", "--out", "OUT"], "error: empty.txt: file is empty"),
+        (
+            [
+                "train",
+                "--train",
+                "TRAIN",
+                "--dev",
+                "TRAIN",
+                "--out",
+                "OUT",
+                "--config",
+                "/nonexistent/c.toml",
+            ],
+            "error: c.toml: config file not found",
+        ),
+        (
+            ["train", "--train", "TRAIN", "--dev", "TRAIN", "--out", "OUT", "--device", "tpu"],
+            "error: device 'tpu': expected 'cpu' or 'cuda' (or 'cuda:N')",
+        ),
+    ],
+)
 def test_errors_are_one_clear_line(trained, tmp_path, args, message):
     (tmp_path / "bad.txt").write_text("IMGID:1\nKobe\tB-PER\tx\n")
     (tmp_path / "empty.txt").write_text("")
-    subst = {"MODEL": str(trained / "model"), "BAD": str(tmp_path / "bad.txt"), "EMPTY": str(tmp_path / "empty.txt"),
-             "TRAIN": str(trained / "train.txt"), "OUT": str(tmp_path / "out")}
+    subst = {
+        "MODEL": str(trained / "model"),
+        "BAD": str(tmp_path / "bad.txt"),
+        "EMPTY": str(tmp_path / "empty.txt"),
+        "TRAIN": str(trained / "train.txt"),
+        "OUT": str(tmp_path / "out"),
+    }
     result = runner.invoke(app, [subst.get(a, a) for a in args])
     assert result.exit_code == 2
     assert result.stderr.startswith(message)
@@ -121,16 +173,22 @@ def test_help_lists_the_commands():
         assert command in result.output
 
 
-@pytest.mark.skipif(not (DEFAULT_MODEL / "model.safetensors").is_file(), reason="no shipped model in the package")
+@pytest.mark.skipif(
+    not (DEFAULT_MODEL / "model.safetensors").is_file(), reason="no shipped model in the package"
+)
 def test_shipped_model_tags_a_sentence_without_model_flag():
-    result = runner.invoke(app, ["predict", "--text", "Barack Obama visits Paris with the New York Yankees", "--json"])
+    result = runner.invoke(
+        app, ["predict", "--text", "Barack Obama visits Paris with the New York Yankees", "--json"]
+    )
     assert result.exit_code == 0, result.output
     out = json.loads(result.output)
     found = {(e["text"], e["type"]) for e in out["entities"]}
     assert ("Barack Obama", "PER") in found and ("Paris", "LOC") in found
 
 
-@pytest.mark.skipif(not (DEFAULT_MODEL / "model.safetensors").is_file(), reason="no shipped model in the package")
+@pytest.mark.skipif(
+    not (DEFAULT_MODEL / "model.safetensors").is_file(), reason="no shipped model in the package"
+)
 def test_demo_tags_the_example_posts():
     result = runner.invoke(app, ["demo"])
     assert result.exit_code == 0, result.output
@@ -139,17 +197,22 @@ def test_demo_tags_the_example_posts():
 
 @pytest.mark.slow
 @needs_twitter2015
-@pytest.mark.skipif(not (DEFAULT_MODEL / "model.safetensors").is_file(), reason="no shipped model in the package")
+@pytest.mark.skipif(
+    not (DEFAULT_MODEL / "model.safetensors").is_file(), reason="no shipped model in the package"
+)
 def test_shipped_model_reproduces_its_model_card_on_twitter2015_test():
     recorded = json.loads((DEFAULT_MODEL / "config.json").read_text())["scores"]["test"]
-    result = runner.invoke(app, ["evaluate", "--model", str(DEFAULT_MODEL), "--data", str(TWITTER2015 / "test.txt"),
-                                 "--json"])
+    result = runner.invoke(
+        app, ["evaluate", "--model", str(DEFAULT_MODEL), "--data", str(TWITTER2015 / "test.txt"), "--json"]
+    )
     assert result.exit_code == 0, result.output
     out = json.loads(result.output)
     assert out["gold_entities"] == 5207
     assert out == recorded
-    assert f"| overall | {out['precision']:.2f} | {out['recall']:.2f} | {out['f1']:.2f} | 5207 |" in \
-        (DEFAULT_MODEL / "README.md").read_text()
+    assert (
+        f"| overall | {out['precision']:.2f} | {out['recall']:.2f} | {out['f1']:.2f} | 5207 |"
+        in (DEFAULT_MODEL / "README.md").read_text()
+    )
 
 
 PAPER_FULL = DEFAULT_MODEL.parent / "paper-full"
@@ -157,29 +220,73 @@ PAPER_FULL = DEFAULT_MODEL.parent / "paper-full"
 
 @pytest.mark.slow
 @needs_twitter2015
-@pytest.mark.skipif(not (PAPER_FULL / "model.safetensors").is_file(), reason="no paper-full model in the package")
+@pytest.mark.skipif(
+    not (PAPER_FULL / "model.safetensors").is_file(), reason="no paper-full model in the package"
+)
 def test_paper_full_model_reproduces_its_card_with_captions_and_knowledge(tmp_path):
     """The committed full model (text + caption + knowledge), with the KG rebuilt from ../shared/kg."""
     kg_dir = TWITTER2015.parents[1] / "kg"
-    built = runner.invoke(app, ["kg", "build", "--fb15k237", str(kg_dir / "fb15k237"), "--db15k", str(kg_dir / "db15k"),
-                                "--mmkb", str(kg_dir / "mmkb"), "--codex", str(kg_dir / "codex"),
-                                "--out", str(tmp_path / "kg.sqlite")])
+    built = runner.invoke(
+        app,
+        [
+            "kg",
+            "build",
+            "--fb15k237",
+            str(kg_dir / "fb15k237"),
+            "--db15k",
+            str(kg_dir / "db15k"),
+            "--mmkb",
+            str(kg_dir / "mmkb"),
+            "--codex",
+            str(kg_dir / "codex"),
+            "--out",
+            str(tmp_path / "kg.sqlite"),
+        ],
+    )
     assert built.exit_code == 0, built.output
     recorded = json.loads((PAPER_FULL / "config.json").read_text())["scores"]["test"]
-    result = runner.invoke(app, ["evaluate", "--model", "paper-full", "--data", str(TWITTER2015 / "test.txt"),
-                                 "--captions", str(TWITTER2015 / "image_captions.tsv"),
-                                 "--kg", str(tmp_path / "kg.sqlite"), "--json"])
+    result = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "--model",
+            "paper-full",
+            "--data",
+            str(TWITTER2015 / "test.txt"),
+            "--captions",
+            str(TWITTER2015 / "image_captions.tsv"),
+            "--kg",
+            str(tmp_path / "kg.sqlite"),
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     assert out == recorded
-    assert f"| overall | {out['precision']:.2f} | {out['recall']:.2f} | {out['f1']:.2f} | 5207 |" in \
-        (PAPER_FULL / "README.md").read_text()
+    assert (
+        f"| overall | {out['precision']:.2f} | {out['recall']:.2f} | {out['f1']:.2f} | 5207 |"
+        in (PAPER_FULL / "README.md").read_text()
+    )
 
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a CUDA device")
 def test_training_on_cuda_without_one_is_a_clear_error(trained, tmp_path):
-    result = runner.invoke(app, ["train", "--train", str(trained / "train.txt"), "--dev", str(trained / "train.txt"),
-                                 "--out", str(tmp_path / "out"), "--device", "cuda", "--config", str(trained / "c.toml")])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "--train",
+            str(trained / "train.txt"),
+            "--dev",
+            str(trained / "train.txt"),
+            "--out",
+            str(tmp_path / "out"),
+            "--device",
+            "cuda",
+            "--config",
+            str(trained / "c.toml"),
+        ],
+    )
     assert result.exit_code == 2
     assert result.stderr.startswith("error: device 'cuda': this torch build sees no CUDA device")
     assert not (tmp_path / "out").exists()

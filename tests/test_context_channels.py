@@ -6,18 +6,24 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from mner.channels import ChannelSources
 from mner.cli import app
+from mner.config import ModelConfig
 from mner.data import MnerInputError, Post
-from mner.model import BiLstmCrfTagger, ModelConfig, encode_batch
-from mner.prepare import attach_context, check_channels
+from mner.network import TaggingNetwork
+from mner.runconfig import RunConfig, TrainConfig
 from mner.tagger import Tagger, load_tagger
-from mner.train import RunConfig, TrainConfig, make_model_config, train
+from mner.training import make_model_config, train
 
 SMALL = {"hidden": 24, "char_dim": 8, "char_filters": 8, "dropout": 0.0}
 # The same sentence is a person or a thing depending only on what the image shows (here: its caption).
 POSTS = [
-    Post(("Chelsea", "is", "sleeping"), id="1", tags=("B-PER", "O", "O"), caption="a woman asleep on a couch"),
-    Post(("Chelsea", "is", "sleeping"), id="2", tags=("B-OTHER", "O", "O"), caption="a cat curled up on a rug"),
+    Post(
+        ("Chelsea", "is", "sleeping"), id="1", tags=("B-PER", "O", "O"), caption="a woman asleep on a couch"
+    ),
+    Post(
+        ("Chelsea", "is", "sleeping"), id="2", tags=("B-OTHER", "O", "O"), caption="a cat curled up on a rug"
+    ),
     Post(("Chelsea", "is", "sleeping"), id="3", tags=("B-PER", "O", "O"), caption="a young man in bed"),
     Post(("Chelsea", "is", "sleeping"), id="4", tags=("B-OTHER", "O", "O"), caption="a kitten in a basket"),
 ]
@@ -25,9 +31,12 @@ POSTS = [
 
 def fit(channels, fusion, epochs=80, lr=0.02, **model):
     torch.manual_seed(0)
-    run = RunConfig({**SMALL, "channels": channels, "fusion": fusion, **model},
-                    TrainConfig(epochs=epochs, lr=lr, batch_size=4, patience=epochs, min_word_count=1,
-                                progress=False, seed=2))
+    run = RunConfig(
+        {**SMALL, "channels": channels, "fusion": fusion, **model},
+        TrainConfig(
+            epochs=epochs, lr=lr, batch_size=4, patience=epochs, min_word_count=1, progress=False, seed=2
+        ),
+    )
     return train(POSTS, POSTS, run)[0]
 
 
@@ -48,23 +57,32 @@ def test_caption_as_text_learns_it_too_without_the_fusion():
     # The BiLSTM carries the caption back to "Chelsea" across the separator: slower than attention.
     model = fit(["text", "caption"], False, epochs=120, lr=0.01, context_as_text=True)
     assert model.predict_tags(POSTS) == [list(p.tags) for p in POSTS]
-    assert not hasattr(model.network, "fusion") and model.network.separator.shape == (50 + 8 + 10,)
+    assert not hasattr(model.network, "fusion") and model.network.encoder.separator.shape == (50 + 8 + 10,)
 
 
 def test_context_as_text_tags_the_post_only():
-    posts = [Post(("Kobe", "Bryant", "scores"), tags=("B-PER", "I-PER", "O"), caption="a basketball player",
-                  knowledge=("Kobe", "isA", "person")),
-             Post(("hello",), tags=("O",), caption="a dog")]
-    config = make_model_config(posts, {**SMALL, "channels": ["text", "caption", "knowledge"],
-                                       "context_as_text": True}, min_word_count=1)
-    net = BiLstmCrfTagger(config).eval()
+    posts = [
+        Post(
+            ("Kobe", "Bryant", "scores"),
+            tags=("B-PER", "I-PER", "O"),
+            caption="a basketball player",
+            knowledge=("Kobe", "isA", "person"),
+        ),
+        Post(("hello",), tags=("O",), caption="a dog"),
+    ]
+    config = make_model_config(
+        posts,
+        {**SMALL, "channels": ["text", "caption", "knowledge"], "context_as_text": True},
+        min_word_count=1,
+    )
+    net = TaggingNetwork(config).eval()
     tagger = Tagger(net)
-    batch = encode_batch(posts, config, tagger.vectors, with_tags=True)
-    marks = batch.joined.separator[0].tolist()
+    batch = tagger.batches.build(posts, with_tags=True)
+    marks = batch.text.separator[0].tolist()
     assert [i for i, m in enumerate(marks) if m] == [3, 7]  # post, SEPARATOR caption, SEPARATOR knowledge
-    assert batch.joined.mask.sum(1).tolist() == [11, 4] and batch.mask.sum(1).tolist() == [3, 1]
+    assert batch.text.mask.sum(1).tolist() == [11, 4] and batch.mask.sum(1).tolist() == [3, 1]
     longer = [Post(p.tokens, tags=p.tags, caption="a crowd cheering in a stadium at night") for p in posts]
-    other = encode_batch(longer, config, tagger.vectors, with_tags=True)
+    other = tagger.batches.build(longer, with_tags=True)
     with torch.inference_mode():
         assert net.emissions(batch).shape == net.emissions(other).shape == (2, 3, len(config.tags))
         assert [len(t) for t in net.decode(other)] == [3, 1]
@@ -72,16 +90,21 @@ def test_context_as_text_tags_the_post_only():
         loss = net.loss(batch)
         batch.tags[1, 1:] = 4  # past the second post's end (its context's positions): never read
         assert torch.equal(net.loss(batch), loss)
-        alone = torch.stack([net.loss(encode_batch([p], config, tagger.vectors, with_tags=True)) for p in posts])
+        alone = torch.stack([net.loss(tagger.batches.build([p], with_tags=True)) for p in posts])
     assert torch.allclose(loss, alone.mean(), atol=1e-5)
 
 
 def test_context_as_text_needs_a_context_channel():
-    with pytest.raises(ValueError, match=r"context_as_text needs a context channel: some of \['caption', "
-                                         r"'knowledge'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"context_as_text needs a context channel: some of \['caption', "
+        r"'knowledge'\]",
+    ):
         ModelConfig(tags=[], words=[], chars=[], context_as_text=True)
     with pytest.raises(ValueError, match=r"channel\(s\) \['attributes'\] need fusion = true$"):
-        ModelConfig(tags=[], words=[], chars=[], channels=["text", "caption", "attributes"], context_as_text=True)
+        ModelConfig(
+            tags=[], words=[], chars=[], channels=["text", "caption", "attributes"], context_as_text=True
+        )
 
 
 def test_caption_as_one_attribute_like_item_learns_it_too():
@@ -91,13 +114,19 @@ def test_caption_as_one_attribute_like_item_learns_it_too():
 
 
 def test_unknown_caption_mode_is_refused():
-    with pytest.raises(ValueError, match=r"caption_mode 'sentence': expected one of \['words', 'attribute'\]"):
-        ModelConfig(tags=[], words=[], chars=[], channels=["text", "caption"], fusion=True, caption_mode="sentence")
+    with pytest.raises(
+        ValueError, match=r"caption_mode 'sentence': expected one of \['words', 'attribute'\]"
+    ):
+        ModelConfig(
+            tags=[], words=[], chars=[], channels=["text", "caption"], fusion=True, caption_mode="sentence"
+        )
 
 
 def test_unseen_captions_generalise_by_their_words(caption_model):
-    new = [Post(("Chelsea", "is", "sleeping"), caption="a cat on a rug"),
-           Post(("Chelsea", "is", "sleeping"), caption="a woman on a couch")]
+    new = [
+        Post(("Chelsea", "is", "sleeping"), caption="a cat on a rug"),
+        Post(("Chelsea", "is", "sleeping"), caption="a woman on a couch"),
+    ]
     assert [t[0] for t in caption_model.predict_tags(new)] == ["B-OTHER", "B-PER"]
 
 
@@ -120,54 +149,106 @@ def test_context_channels_need_fusion_and_text():
         ModelConfig(tags=[], words=[], chars=[], channels=["caption"], fusion=True)
 
 
-def test_attach_context_joins_captions_and_counts_missing_ones():
-    posts = [Post(("a",), id="p1", image="1"), Post(("b",), id="p2", image="2"),
-             Post(("c",), id="p3", image="3", caption="own caption")]
-    joined, report = attach_context(posts, {"1": "a dog", "3": "ignored"})
-    assert [p.caption for p in joined] == ["a dog", None, "own caption"]
+def test_filling_joins_captions_and_counts_missing_ones():
+    posts = [
+        Post(("a",), id="p1", image="1"),
+        Post(("b",), id="p2", image="2"),
+        Post(("c",), id="p3", image="3", caption="own caption"),
+    ]
+    filled = ChannelSources(captions={"1": "a dog", "3": "ignored"}).fill(posts, ["text", "caption"])
+    assert [p.caption for p in filled.posts] == ["a dog", None, "own caption"]
     assert posts[0].caption is None  # inputs untouched
-    assert report.with_caption == 2 and report.missing_captions == ["2"]
+    report = filled.report
+    assert report.found == {"caption": 2} and report.missing == {"captions": ["2"]}
     assert report.summary() == "3 posts, 2 with a caption (1 image ids without one)"
+    assert report.absent(["text", "caption"]) == {"caption": 1}
 
 
 def test_channels_without_data_fail_at_the_start():
     with pytest.raises(MnerInputError, match="enables the 'caption' channel: pass --captions FILE"):
-        check_channels(["text", "caption"], None, None)
+        ChannelSources().require(["text", "caption"])
     with pytest.raises(MnerInputError, match="enables the 'knowledge' channel: pass --kg FILE"):
-        check_channels(["text", "knowledge"], {}, None)
+        ChannelSources(captions={}).require(["text", "knowledge"])
 
 
 def test_cli_trains_and_evaluates_with_captions(tmp_path):
-    conll = "".join(f"IMGID:{p.id}\n" + "".join(f"{t}\t{g}\n" for t, g in zip(p.tokens, p.tags)) + "\n"
-                    for p in POSTS)
+    conll = "".join(
+        f"IMGID:{p.id}\n" + "".join(f"{t}\t{g}\n" for t, g in zip(p.tokens, p.tags)) + "\n" for p in POSTS
+    )
     (tmp_path / "d.txt").write_text(conll)
     (tmp_path / "c.tsv").write_text("image_id\tcaption\n" + "".join(f"{p.id}\t{p.caption}\n" for p in POSTS))
-    (tmp_path / "m.toml").write_text('[model]\nchannels = ["text", "caption"]\nfusion = true\nhidden = 24\n'
-                                     'dropout = 0.0\n[train]\nepochs = 60\nlr = 0.02\nbatch_size = 4\n'
-                                     'min_word_count = 1\nprogress = false\npatience = 60\n')
+    (tmp_path / "m.toml").write_text(
+        '[model]\nchannels = ["text", "caption"]\nfusion = true\nhidden = 24\n'
+        "dropout = 0.0\n[train]\nepochs = 60\nlr = 0.02\nbatch_size = 4\n"
+        "min_word_count = 1\nprogress = false\npatience = 60\n"
+    )
     runner = CliRunner()
-    args = ["train", "--train", str(tmp_path / "d.txt"), "--dev", str(tmp_path / "d.txt"), "--out",
-            str(tmp_path / "out"), "--config", str(tmp_path / "m.toml")]
+    args = [
+        "train",
+        "--train",
+        str(tmp_path / "d.txt"),
+        "--dev",
+        str(tmp_path / "d.txt"),
+        "--out",
+        str(tmp_path / "out"),
+        "--config",
+        str(tmp_path / "m.toml"),
+    ]
     missing = runner.invoke(app, args)
     assert missing.exit_code == 2
     assert "error: the model config enables the 'caption' channel: pass --captions FILE" in missing.stderr
     result = runner.invoke(app, [*args, "--captions", str(tmp_path / "c.tsv")])
     assert result.exit_code == 0, result.output
     assert "train: 4 posts, 4 with a caption (0 image ids without one)" in result.stderr
-    scored = runner.invoke(app, ["evaluate", "--model", str(tmp_path / "out"), "--data", str(tmp_path / "d.txt"),
-                                 "--captions", str(tmp_path / "c.tsv"), "--json"])
+    scored = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "--model",
+            str(tmp_path / "out"),
+            "--data",
+            str(tmp_path / "d.txt"),
+            "--captions",
+            str(tmp_path / "c.tsv"),
+            "--json",
+        ],
+    )
     assert scored.exit_code == 0 and json.loads(scored.stdout)["f1"] == 100.0
-    one = runner.invoke(app, ["predict", "--model", str(tmp_path / "out"), "--text", "Chelsea is sleeping",
-                              "--caption", "a cat curled up on a rug", "--json"])
+    one = runner.invoke(
+        app,
+        [
+            "predict",
+            "--model",
+            str(tmp_path / "out"),
+            "--text",
+            "Chelsea is sleeping",
+            "--caption",
+            "a cat curled up on a rug",
+            "--json",
+        ],
+    )
     assert json.loads(one.stdout)["entities"][0]["type"] == "OTHER"
 
 
 def test_cli_train_with_a_missing_kg_file_fails_before_training(tmp_path):
     (tmp_path / "d.txt").write_text("IMGID:1\nChelsea\tB-PER\n\n")
     (tmp_path / "m.toml").write_text('[model]\nchannels = ["text", "knowledge"]\nfusion = true\n')
-    result = CliRunner().invoke(app, ["train", "--train", str(tmp_path / "d.txt"), "--dev", str(tmp_path / "d.txt"),
-                                      "--out", str(tmp_path / "out"), "--config", str(tmp_path / "m.toml"),
-                                      "--kg", str(tmp_path / "gone.sqlite")])
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "--train",
+            str(tmp_path / "d.txt"),
+            "--dev",
+            str(tmp_path / "d.txt"),
+            "--out",
+            str(tmp_path / "out"),
+            "--config",
+            str(tmp_path / "m.toml"),
+            "--kg",
+            str(tmp_path / "gone.sqlite"),
+        ],
+    )
     assert result.exit_code == 2
     assert result.stderr == "error: gone.sqlite: KG file not found\n"
     assert not (tmp_path / "out").exists()

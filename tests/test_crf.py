@@ -47,17 +47,18 @@ def test_batched_equals_one_at_a_time():
     decoded = crf.decode(emissions, mask)
     for b in range(3):
         n = int(mask[b].sum())
-        one = crf(emissions[b:b + 1, :n], tags[b:b + 1, :n], mask[b:b + 1, :n])
+        one = crf(emissions[b : b + 1, :n], tags[b : b + 1, :n], mask[b : b + 1, :n])
         assert one.item() == pytest.approx(batched[b].item(), abs=1e-5)
-        assert crf.decode(emissions[b:b + 1, :n], mask[b:b + 1, :n])[0] == decoded[b]
+        assert crf.decode(emissions[b : b + 1, :n], mask[b : b + 1, :n])[0] == decoded[b]
 
 
 def test_probabilities_sum_to_one():
     crf = CRF(3)
     emissions = torch.randn(1, 3, 3)
     mask = torch.ones(1, 3, dtype=torch.bool)
-    total = sum(crf(emissions, torch.tensor([p]), mask).exp().item()
-                for p in itertools.product(range(3), repeat=3))
+    total = sum(
+        crf(emissions, torch.tensor([p]), mask).exp().item() for p in itertools.product(range(3), repeat=3)
+    )
     assert total == pytest.approx(1.0, abs=1e-5)
 
 
@@ -66,8 +67,8 @@ def test_constrained_decoding_never_emits_invalid_bio():
     allowed, start = bio_allowed_transitions(tags)
     crf = CRF(len(tags), allowed, start)
     emissions = torch.zeros(1, 2, len(tags))
-    emissions[0, 0, 0] = 5.0   # strongly O, then
-    emissions[0, 1, 2] = 5.0   # strongly I-PER: O → I-PER is forbidden
+    emissions[0, 0, 0] = 5.0  # strongly O, then
+    emissions[0, 1, 2] = 5.0  # strongly I-PER: O → I-PER is forbidden
     path = crf.decode(emissions, torch.ones(1, 2, dtype=torch.bool))[0]
     assert [tags[i] for i in path] in (["B-PER", "I-PER"], ["O", "B-PER"], ["O", "O"])
     _, _, best = brute_force(crf, emissions[0], 2, constrained=True)
@@ -78,7 +79,9 @@ def test_constrained_decoding_never_emits_invalid_bio():
 
 def test_errors_name_expected_and_actual():
     crf = CRF(3)
-    with pytest.raises(ValueError, match=r"expected emissions of shape \(batch, seq_len, 3\), got \(2, 4, 5\)"):
+    with pytest.raises(
+        ValueError, match=r"expected emissions of shape \(batch, seq_len, 3\), got \(2, 4, 5\)"
+    ):
         crf.decode(torch.randn(2, 4, 5), torch.ones(2, 4, dtype=torch.bool))
     with pytest.raises(ValueError, match="expected a torch.bool mask, got torch.uint8"):
         crf.decode(torch.randn(2, 4, 3), torch.ones(2, 4, dtype=torch.uint8))

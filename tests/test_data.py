@@ -42,7 +42,10 @@ def test_conll_reads_posts_and_round_trips(tmp_path):
 
 def test_conll_accepts_crlf_bom_and_missing_final_blank(tmp_path):
     text = "\ufeff" + GOOD.replace("\n", "\r\n").rstrip()
-    assert [p.tokens for p in read_conll(write(tmp_path, text))] == [("Kobe", "Bryant", "rules"), ("New", "York")]
+    assert [p.tokens for p in read_conll(write(tmp_path, text))] == [
+        ("Kobe", "Bryant", "rules"),
+        ("New", "York"),
+    ]
 
 
 def test_conll_maps_twitter2017_misc_to_other(tmp_path):
@@ -56,18 +59,24 @@ def test_conll_without_imgid_lines(tmp_path):
     assert posts[0].image is None
 
 
-@pytest.mark.parametrize("text,message", [
-    ("IMGID:1\nKobe\n", "data.txt:2: expected 'token<TAB>tag', got 1 field"),
-    ("IMGID:1\nKobe\tB-PER\textra\n", "data.txt:2: expected 'token<TAB>tag', got 3 fields"),
-    ("IMGID:1\nKobe\tB-PERSON\n", "data.txt:2: tag 'B-PERSON' is not BIO over PER/LOC/ORG/OTHER (or MISC)"),
-    ("IMGID:1\nKobe\tE-PER\n", "data.txt:2: tag 'E-PER' is not BIO over PER/LOC/ORG/OTHER (or MISC)"),
-    ("IMGID:1\n\nIMGID:2\nx\tO\n", "data.txt:1: IMGID:1 has no tokens after it"),
-    ("IMGID:1\nx\tO\n\nIMGID:2\n", "data.txt:4: IMGID:2 has no tokens after it"),
-    ("IMGID:\nx\tO\n", "data.txt:1: expected 'IMGID:<id>', got an empty id"),
-    ("\tO\n", "data.txt:1: expected 'token<TAB>tag', got an empty token"),
-    ("", "data.txt: file is empty: expected CoNLL posts ('IMGID:<id>' then 'token<TAB>tag' lines)"),
-    ("\n\n", "data.txt: file is empty: expected CoNLL posts ('IMGID:<id>' then 'token<TAB>tag' lines)"),
-])
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("IMGID:1\nKobe\n", "data.txt:2: expected 'token<TAB>tag', got 1 field"),
+        ("IMGID:1\nKobe\tB-PER\textra\n", "data.txt:2: expected 'token<TAB>tag', got 3 fields"),
+        (
+            "IMGID:1\nKobe\tB-PERSON\n",
+            "data.txt:2: tag 'B-PERSON' is not BIO over PER/LOC/ORG/OTHER (or MISC)",
+        ),
+        ("IMGID:1\nKobe\tE-PER\n", "data.txt:2: tag 'E-PER' is not BIO over PER/LOC/ORG/OTHER (or MISC)"),
+        ("IMGID:1\n\nIMGID:2\nx\tO\n", "data.txt:1: IMGID:1 has no tokens after it"),
+        ("IMGID:1\nx\tO\n\nIMGID:2\n", "data.txt:4: IMGID:2 has no tokens after it"),
+        ("IMGID:\nx\tO\n", "data.txt:1: expected 'IMGID:<id>', got an empty id"),
+        ("\tO\n", "data.txt:1: expected 'token<TAB>tag', got an empty token"),
+        ("", "data.txt: file is empty: expected CoNLL posts ('IMGID:<id>' then 'token<TAB>tag' lines)"),
+        ("\n\n", "data.txt: file is empty: expected CoNLL posts ('IMGID:<id>' then 'token<TAB>tag' lines)"),
+    ],
+)
 def test_conll_errors_name_file_line_and_expectation(tmp_path, text, message):
     with pytest.raises(MnerInputError) as err:
         read_conll(write(tmp_path, text))
@@ -90,7 +99,9 @@ def test_captions_round_trip_and_errors(tmp_path):
     path = tmp_path / "captions.tsv"
     write_captions(captions, path)
     assert read_captions(path) == {"11": "a man holding a ball", "12": "a city at night"}
-    with pytest.raises(MnerInputError, match=r"^c.tsv:1: expected the header 'image_id<TAB>caption', got '11\\ta'$"):
+    with pytest.raises(
+        MnerInputError, match=r"^c.tsv:1: expected the header 'image_id<TAB>caption', got '11\\ta'$"
+    ):
         read_captions(write(tmp_path, "11\ta\n", "c.tsv"))
     with pytest.raises(MnerInputError, match=r"^c.tsv:3: expected 'image_id<TAB>caption', got 1 field\(s\)$"):
         read_captions(write(tmp_path, "image_id\tcaption\n1\tok\nbroken\n", "c.tsv"))
@@ -124,22 +135,50 @@ def test_jsonl_posts_good_and_bad_lines(tmp_path):
 def test_jsonl_output_shape(tmp_path):
     post = Post(("Kobe", "Bryant", "rules"), id="x", extra={"text": "Kobe Bryant rules"})
     obj = post_to_json(post, [Span(0, 2, "PER", "Kobe Bryant")])
-    assert obj == {"id": "x", "text": "Kobe Bryant rules", "tokens": ["Kobe", "Bryant", "rules"],
-                   "entities": [{"start": 0, "end": 2, "type": "PER", "text": "Kobe Bryant"}]}
+    assert obj == {
+        "id": "x",
+        "text": "Kobe Bryant rules",
+        "tokens": ["Kobe", "Bryant", "rules"],
+        "entities": [{"start": 0, "end": 2, "type": "PER", "text": "Kobe Bryant"}],
+    }
     write_jsonl([obj], tmp_path / "o.jsonl")
     assert json.loads((tmp_path / "o.jsonl").read_text(encoding="utf-8")) == obj
 
 
-@pytest.mark.parametrize("text,tokens", [
-    ("RT @JayKenMinaj: Me outside of where George Zimmerman got shot at.",
-     ["RT", "@JayKenMinaj", ":", "Me", "outside", "of", "where", "George", "Zimmerman", "got", "shot", "at", "."]),
-    ("Loving #NewYork!! http://t.co/Z3neVBQ7vF", ["Loving", "#NewYork", "!", "!", "http://t.co/Z3neVBQ7vF"]),
-    ("I've a record-breaking day... 🙌🏽 wow &amp fun",
-     ["I", "'", "ve", "a", "record-breaking", "day", "...", "🙌🏽", "wow", "&amp", "fun"]),
-    ("family 👨‍👩‍👧 time", ["family", "👨‍👩‍👧", "time"]),
-    ("@ThisKid_Erik (Tower Bridge)", ["@ThisKid_Erik", "(", "Tower", "Bridge", ")"]),
-    ("", []),
-])
+@pytest.mark.parametrize(
+    "text,tokens",
+    [
+        (
+            "RT @JayKenMinaj: Me outside of where George Zimmerman got shot at.",
+            [
+                "RT",
+                "@JayKenMinaj",
+                ":",
+                "Me",
+                "outside",
+                "of",
+                "where",
+                "George",
+                "Zimmerman",
+                "got",
+                "shot",
+                "at",
+                ".",
+            ],
+        ),
+        (
+            "Loving #NewYork!! http://t.co/Z3neVBQ7vF",
+            ["Loving", "#NewYork", "!", "!", "http://t.co/Z3neVBQ7vF"],
+        ),
+        (
+            "I've a record-breaking day... 🙌🏽 wow &amp fun",
+            ["I", "'", "ve", "a", "record-breaking", "day", "...", "🙌🏽", "wow", "&amp", "fun"],
+        ),
+        ("family 👨‍👩‍👧 time", ["family", "👨‍👩‍👧", "time"]),
+        ("@ThisKid_Erik (Tower Bridge)", ["@ThisKid_Erik", "(", "Tower", "Bridge", ")"]),
+        ("", []),
+    ],
+)
 def test_tokenizer_splits_like_twitter2015(text, tokens):
     assert tokenize(text) == tokens
 
@@ -147,8 +186,13 @@ def test_tokenizer_splits_like_twitter2015(text, tokens):
 def test_spans_follow_conlleval_rules():
     tags = ["I-PER", "I-PER", "O", "B-LOC", "I-ORG", "B-ORG", "B-ORG", "I-ORG"]
     spans = spans_from_tags(tags, list("abcdefgh"))
-    assert [(s.start, s.end, s.type) for s in spans] == [(0, 2, "PER"), (3, 4, "LOC"), (4, 5, "ORG"),
-                                                         (5, 6, "ORG"), (6, 8, "ORG")]
+    assert [(s.start, s.end, s.type) for s in spans] == [
+        (0, 2, "PER"),
+        (3, 4, "LOC"),
+        (4, 5, "ORG"),
+        (5, 6, "ORG"),
+        (6, 8, "ORG"),
+    ]
     assert spans[0].text == "a b"
     assert tags_from_spans(spans, 8) == ["B-PER", "I-PER", "O", "B-LOC", "B-ORG", "B-ORG", "B-ORG", "I-ORG"]
 

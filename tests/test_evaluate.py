@@ -56,9 +56,14 @@ def test_counts_5207_gold_entities_on_twitter2015_test():
     gold = [list(p.tags) for p in posts]
     scores = entity_scores(gold, gold)
     assert scores.gold_entities == 5207
-    assert {t: s["support"] for t, s in scores.per_type.items()} == {"PER": 1873, "LOC": 1720, "ORG": 860,
-                                                                      "OTHER": 754}
-    begins_with_i = sum(1 for g in gold for i, t in enumerate(g)
-                        if t.startswith("I-") and (i == 0 or g[i - 1][2:] != t[2:]))
+    assert {t: s["support"] for t, s in scores.per_type.items()} == {
+        "PER": 1873,
+        "LOC": 1720,
+        "ORG": 860,
+        "OTHER": 754,
+    }
+    begins_with_i = sum(
+        1 for g in gold for i, t in enumerate(g) if t.startswith("I-") and (i == 0 or g[i - 1][2:] != t[2:])
+    )
     assert begins_with_i == 135
     assert scores.f1 == 1.0

@@ -37,7 +37,9 @@ def test_visual_attention_is_eq7_to_9():
     att = GuidedVisualAttention(4)
     guide, regions = torch.randn(1, 1, 4), torch.randn(1, 5, 4)
     out = att(guide, regions)
-    scores = torch.stack([att.w_v(torch.tanh(att.w_s(guide[0, 0]) + att.w_i(regions[0, j]))) for j in range(5)])
+    scores = torch.stack(
+        [att.w_v(torch.tanh(att.w_s(guide[0, 0]) + att.w_i(regions[0, j]))) for j in range(5)]
+    )
     expected = (torch.softmax(scores, dim=0) * regions[0]).sum(0)
     assert torch.allclose(out[0, 0], expected, atol=1e-6)
 

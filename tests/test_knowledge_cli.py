@@ -32,15 +32,37 @@ def files(tmp_path) -> Path:
 @pytest.fixture
 def kg(files) -> Path:
     out = files / "kg.sqlite"
-    result = runner.invoke(app, ["kg", "build", "--labels", str(files / "labels.tsv"),
-                                 "--tsv", str(files / "triples.tsv"), "--out", str(out)])
+    result = runner.invoke(
+        app,
+        [
+            "kg",
+            "build",
+            "--labels",
+            str(files / "labels.tsv"),
+            "--tsv",
+            str(files / "triples.tsv"),
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     return out
 
 
 def test_build_reports_counts_and_skipped_lines(kg):
-    result = runner.invoke(app, ["kg", "build", "--labels", str(kg.parent / "labels.tsv"),
-                                 "--tsv", str(kg.parent / "triples.tsv"), "--out", str(kg)])
+    result = runner.invoke(
+        app,
+        [
+            "kg",
+            "build",
+            "--labels",
+            str(kg.parent / "labels.tsv"),
+            "--tsv",
+            str(kg.parent / "triples.tsv"),
+            "--out",
+            str(kg),
+        ],
+    )
     assert result.exit_code == 0
     assert "labels labels.tsv: 4 entities" in result.stdout
     assert "triples triples.tsv: 1 triples, 1 skipped lines" in result.stdout
@@ -72,22 +94,40 @@ def test_lookup_json_lower_case_mention(kg):
     assert out["mentions"] == ["chelsea f.c."]
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["lookup", "--kg", "KG", "?!"], "error: mention '?!' is empty: it has no letters or digits"),
-    (["lookup", "--kg", "KG", "A" * 10_000],
-     "error: mention is 10,000 characters long; at most 200 are looked up"),
-    (["stats", "--kg", "NOTKG"],
-     "error: labels.tsv: not a KG file (not SQLite); build one with 'mner kg build'"),
-    (["stats", "--kg", "MISSING"], "error: missing.sqlite: KG file not found"),
-    (["build", "--out", "OUT"], ("error: nothing to build from: give --fb15k237, --db15k, --tsv, --ntriples, "
-                                 "--labels or --gazetteer")),
-    (["build", "--gazetteer", "atlas", "--out", "OUT"],
-     "error: unknown gazetteer 'atlas'; expected one of geonames, pycountry, names"),
-    (["add-images", "--kg", "KG", "--images", "MISSING"], "error: missing.sqlite: folder not found"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["lookup", "--kg", "KG", "?!"], "error: mention '?!' is empty: it has no letters or digits"),
+        (
+            ["lookup", "--kg", "KG", "A" * 10_000],
+            "error: mention is 10,000 characters long; at most 200 are looked up",
+        ),
+        (
+            ["stats", "--kg", "NOTKG"],
+            "error: labels.tsv: not a KG file (not SQLite); build one with 'mner kg build'",
+        ),
+        (["stats", "--kg", "MISSING"], "error: missing.sqlite: KG file not found"),
+        (
+            ["build", "--out", "OUT"],
+            (
+                "error: nothing to build from: give --fb15k237, --db15k, --tsv, --ntriples, "
+                "--labels or --gazetteer"
+            ),
+        ),
+        (
+            ["build", "--gazetteer", "atlas", "--out", "OUT"],
+            "error: unknown gazetteer 'atlas'; expected one of geonames, pycountry, names",
+        ),
+        (["add-images", "--kg", "KG", "--images", "MISSING"], "error: missing.sqlite: folder not found"),
+    ],
+)
 def test_errors_are_one_line(kg, args, message):
-    paths = {"KG": str(kg), "NOTKG": str(kg.parent / "labels.tsv"),
-             "MISSING": str(kg.parent / "missing.sqlite"), "OUT": str(kg.parent / "new.sqlite")}
+    paths = {
+        "KG": str(kg),
+        "NOTKG": str(kg.parent / "labels.tsv"),
+        "MISSING": str(kg.parent / "missing.sqlite"),
+        "OUT": str(kg.parent / "new.sqlite"),
+    }
     result = runner.invoke(app, ["kg", *[paths.get(a, a) for a in args]])
     assert result.exit_code == 2
     assert result.stderr.strip() == message
@@ -114,17 +154,30 @@ def photos(files) -> Path:
 def test_add_images_then_lookup_with_an_image(kg, photos):
     pytest.importorskip("mner.vision")
     mapping = photos.parent / "map.tsv"
-    mapping.write_text("cat\tcat.png\ncfc\tcoffee.png\nnobody\tcat.png\nkobe\tbroken.png\nbad line\n",
-                       encoding="utf-8")
-    result = runner.invoke(app, ["kg", "add-images", "--kg", str(kg), "--images", str(photos),
-                                 "--map", str(mapping)])
+    mapping.write_text(
+        "cat\tcat.png\ncfc\tcoffee.png\nnobody\tcat.png\nkobe\tbroken.png\nbad line\n", encoding="utf-8"
+    )
+    result = runner.invoke(
+        app, ["kg", "add-images", "--kg", str(kg), "--images", str(photos), "--map", str(mapping)]
+    )
     assert result.exit_code == 0, result.output
     assert "added 2 image vectors" in result.stdout
     assert "skipped map.tsv:3: unknown entity 'nobody'" in result.stderr
     assert "skipped map.tsv:5: expected 'entity<TAB>image file', got 1 field(s)" in result.stderr
     assert "skipped map.tsv:4: " in result.stderr  # the broken image, with the vision stage's reason
-    result = runner.invoke(app, ["kg", "lookup", "--kg", str(kg), "Chelsea is sleeping", "--image",
-                                 str(photos / "post.jpg"), "--json"])
+    result = runner.invoke(
+        app,
+        [
+            "kg",
+            "lookup",
+            "--kg",
+            str(kg),
+            "Chelsea is sleeping",
+            "--image",
+            str(photos / "post.jpg"),
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     assert (out["path"], out["entity"], out["hop"]) == ("image", "cat", 0)

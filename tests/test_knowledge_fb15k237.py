@@ -13,17 +13,25 @@ SHARED_KG = Path(__file__).resolve().parents[1].parent / "shared" / "kg"
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not (SHARED_KG / "fb15k237" / "train.txt").is_file(),
-                       reason=f"the shared KG data is not at {SHARED_KG} "
-                              "(../shared/kg beside the repository)"),
+    pytest.mark.skipif(
+        not (SHARED_KG / "fb15k237" / "train.txt").is_file(),
+        reason=f"the shared KG data is not at {SHARED_KG} (../shared/kg beside the repository)",
+    ),
 ]
 
 
 @pytest.fixture(scope="module")
 def fb_kg(tmp_path_factory):
     out = tmp_path_factory.mktemp("fb15k237") / "kg.sqlite"
-    reports = build_kg(out, KGSources(fb15k237=SHARED_KG / "fb15k237", db15k=SHARED_KG / "db15k",
-                                      mmkb=SHARED_KG / "mmkb", codex=SHARED_KG / "codex"))
+    reports = build_kg(
+        out,
+        KGSources(
+            fb15k237=SHARED_KG / "fb15k237",
+            db15k=SHARED_KG / "db15k",
+            mmkb=SHARED_KG / "mmkb",
+            codex=SHARED_KG / "codex",
+        ),
+    )
     assert [r.skipped for r in reports] == [[]] * len(reports)  # the shared files are clean
     with SqliteKG(out) as kg:
         yield kg

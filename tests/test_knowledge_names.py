@@ -12,41 +12,50 @@ from mner.knowledge.index import NameIndex, build_index, name_scores
 from mner.knowledge.names import check_mention, find_mentions, name_key, split_handle, trigram_codes
 
 
-@pytest.mark.parametrize(("text", "key"), [
-    ("Apple Inc.", "apple inc"),
-    ("U.S.", "us"),
-    ("Macy's", "macys"),
-    ("Kōbe", "kobe"),
-    ("  New   York City!! ", "new york city"),
-    ("Chelsea F.C.", "chelsea fc"),
-    ("AT&T", "at t"),
-    ("🇺🇸", ""),
-])
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("Apple Inc.", "apple inc"),
+        ("U.S.", "us"),
+        ("Macy's", "macys"),
+        ("Kōbe", "kobe"),
+        ("  New   York City!! ", "new york city"),
+        ("Chelsea F.C.", "chelsea fc"),
+        ("AT&T", "at t"),
+        ("🇺🇸", ""),
+    ],
+)
 def test_name_key(text, key):
     assert name_key(text) == key
 
 
-@pytest.mark.parametrize(("token", "query"), [
-    ("#NewYork", "New York"),
-    ("@KobeBryant", "Kobe Bryant"),
-    ("#nyc", "nyc"),
-    ("#NBAFinals", "NBA Finals"),
-    ("@real_madrid", "real madrid"),
-    ("#Rio2016", "Rio 2016"),
-])
+@pytest.mark.parametrize(
+    ("token", "query"),
+    [
+        ("#NewYork", "New York"),
+        ("@KobeBryant", "Kobe Bryant"),
+        ("#nyc", "nyc"),
+        ("#NBAFinals", "NBA Finals"),
+        ("@real_madrid", "real madrid"),
+        ("#Rio2016", "Rio 2016"),
+    ],
+)
 def test_split_handle(token, query):
     assert split_handle(token) == query
 
 
-@pytest.mark.parametrize(("text", "mentions"), [
-    ("RT @KobeBryant : Lakers win tonight in LA #NBA", ["Kobe Bryant", "Lakers", "LA", "NBA"]),
-    ("Chelsea is sleeping", ["Chelsea"]),
-    ("Happy Birthday to John Smith !", ["John Smith"]),
-    ("The Bank of England raises rates", ["Bank of England"]),
-    ("Watching #NewYork from the Empire State Building", ["New York", "Empire State Building"]),
-    ("lol this is so good #love", []),
-    ("RT : I think so", []),
-])
+@pytest.mark.parametrize(
+    ("text", "mentions"),
+    [
+        ("RT @KobeBryant : Lakers win tonight in LA #NBA", ["Kobe Bryant", "Lakers", "LA", "NBA"]),
+        ("Chelsea is sleeping", ["Chelsea"]),
+        ("Happy Birthday to John Smith !", ["John Smith"]),
+        ("The Bank of England raises rates", ["Bank of England"]),
+        ("Watching #NewYork from the Empire State Building", ["New York", "Empire State Building"]),
+        ("lol this is so good #love", []),
+        ("RT : I think so", []),
+    ],
+)
 def test_find_mentions(text, mentions):
     assert [m.query for m in find_mentions(tokenize(text))] == mentions
 
@@ -66,11 +75,14 @@ def test_runs_are_cut_at_six_tokens():
     assert [(m.start, m.end) for m in find_mentions(tokens)] == [(0, 6), (6, 8)]
 
 
-@pytest.mark.parametrize(("mention", "message"), [
-    ("", "mention '' is empty: it has no letters or digits"),
-    ("?!", "mention '?!' is empty: it has no letters or digits"),
-    ("x" * 10_000, "mention is 10,000 characters long; at most 200 are looked up"),
-])
+@pytest.mark.parametrize(
+    ("mention", "message"),
+    [
+        ("", "mention '' is empty: it has no letters or digits"),
+        ("?!", "mention '?!' is empty: it has no letters or digits"),
+        ("x" * 10_000, "mention is 10,000 characters long; at most 200 are looked up"),
+    ],
+)
 def test_bad_mentions(mention, message):
     with pytest.raises(MnerInputError) as err:
         check_mention(mention)
@@ -100,8 +112,10 @@ def test_postings_equal_a_naive_inverted_index():
     for position, key in enumerate(keys):
         for gram in trigram_codes(key).tolist():
             naive.setdefault(gram, set()).add(position)
-    built = {int(g): set(arrays.postings[arrays.offsets[i]:arrays.offsets[i + 1]].tolist())
-             for i, g in enumerate(arrays.grams)}
+    built = {
+        int(g): set(arrays.postings[arrays.offsets[i] : arrays.offsets[i + 1]].tolist())
+        for i, g in enumerate(arrays.grams)
+    }
     assert built == naive
     assert [index.key(p) for p in range(len(index))] == keys
 
@@ -160,5 +174,6 @@ def test_name_scores_equal_their_definition():
     rng = random.Random(1)
     names = _random_names(rng, 2000) + ["a", "ka lo", "lo", "ka lo be ry an to mi sa ne ur os"]
     for query in names[:60] + ["a", "ka", "x y z w v u t s r q p", "kalo be"]:
-        assert name_scores(query, names).tolist() == pytest.approx(_reference_scores(query, names).tolist(),
-                                                                   abs=1e-3), query
+        assert name_scores(query, names).tolist() == pytest.approx(
+            _reference_scores(query, names).tolist(), abs=1e-3
+        ), query

@@ -136,8 +136,9 @@ def test_policies(kg):
     assert image_knowledge(kg, candidates, None, policy="image-only").path == "none"
     with pytest.raises(MnerInputError) as err:
         image_knowledge(kg, candidates, None, policy="text-first")
-    assert str(err.value) == ("unknown knowledge policy 'text-first'; "
-                              "expected one of image-then-text, image-only")
+    assert str(err.value) == (
+        "unknown knowledge policy 'text-first'; expected one of image-then-text, image-only"
+    )
 
 
 def test_no_entity_images_falls_back_to_text(tmp_path):
@@ -169,9 +170,23 @@ def test_words_for_the_model(kg, post_vectors):
 def test_compact_words_name_each_subject_once():
     from mner.knowledge.search import Knowledge
 
-    triples = (("kobe bryant", "isA", "basketball player"), ("kobe bryant", "isA", "athlete"),
-               ("lakers", "isA", "team"))
+    triples = (
+        ("kobe bryant", "isA", "basketball player"),
+        ("kobe bryant", "isA", "athlete"),
+        ("lakers", "isA", "team"),
+    )
     found = Knowledge("text", None, None, None, triples, "PER", None, (), 0)
     assert found.words()[:8] == ["kobe", "bryant", "isA", "basketball", "player", "kobe", "bryant", "isA"]
-    assert found.words(compact=True) == ["kobe", "bryant", "isA", "basketball", "player", ",", "athlete", ";",
-                                         "lakers", "isA", "team"]
+    assert found.words(compact=True) == [
+        "kobe",
+        "bryant",
+        "isA",
+        "basketball",
+        "player",
+        ",",
+        "athlete",
+        ";",
+        "lakers",
+        "isA",
+        "team",
+    ]

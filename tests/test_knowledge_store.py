@@ -65,8 +65,10 @@ def test_build_counts_and_types(small_kg):
 def test_conceptual_triples_most_specific_first(small_kg):
     with SqliteKG(small_kg) as kg:
         kobe = kg.find_entity("kobe")
-        assert kg.concepts(kobe.id)[:2] == [("kobe bryant", "isA", "basketball player"),
-                                            ("kobe bryant", "isA", "actor")]
+        assert kg.concepts(kobe.id)[:2] == [
+            ("kobe bryant", "isA", "basketball player"),
+            ("kobe bryant", "isA", "actor"),
+        ]
         assert ("kobe bryant", "isA", "person") in kg.concepts(kobe.id)
 
 
@@ -77,24 +79,28 @@ def test_facts_are_readable(small_kg):
     assert ("Kobe Bryant", "team", "Los Angeles Lakers") in facts
 
 
-@pytest.mark.parametrize(("description", "concept"), [
-    ("American basketball player", "basketball player"),
-    ("city in Texas, United States", "city"),
-    ("county seat of El Paso County, Texas", "county seat"),
-    ("American producer of computers, smartphones and software", "producer of computers"),
-    ("English footballer (born 1985)", "footballer"),
-    ("2008 film directed by Christopher Nolan", "film"),
-    ("Wikimedia disambiguation page", None),
-    (None, None),
-])
+@pytest.mark.parametrize(
+    ("description", "concept"),
+    [
+        ("American basketball player", "basketball player"),
+        ("city in Texas, United States", "city"),
+        ("county seat of El Paso County, Texas", "county seat"),
+        ("American producer of computers, smartphones and software", "producer of computers"),
+        ("English footballer (born 1985)", "footballer"),
+        ("2008 film directed by Christopher Nolan", "film"),
+        ("Wikimedia disambiguation page", None),
+        (None, None),
+    ],
+)
 def test_description_concept(description, concept):
     assert description_concept(description) == concept
 
 
 def test_bad_lines_are_skipped_and_reported(tmp_path):
     labels = write(tmp_path, "labels.tsv", "a\tAlpha\nb\tBeta\na\tAlpha again\nc\n")
-    triples = write(tmp_path, "triples.tsv",
-                    b"a\tknows\tb\na\tknows\nb\tknows\tzz\n\xff\xfe\tknows\ta\na\t\tb\n")
+    triples = write(
+        tmp_path, "triples.tsv", b"a\tknows\tb\na\tknows\nb\tknows\tzz\n\xff\xfe\tknows\ta\na\t\tb\n"
+    )
     reports = build_kg(tmp_path / "kg.sqlite", KGSources(labels=[labels], tsv=[triples]))
     assert reports[0].skipped_lines() == [
         "labels.tsv:3: duplicate entity 'a' (first at line 1)",
@@ -123,12 +129,12 @@ def test_ntriples(tmp_path):
         '<http://ex.org/kobe> <http://www.w3.org/2004/02/skos/core#altLabel> "Black Mamba" .',
         '<http://ex.org/kobe> <http://schema.org/description> "American basketball player"@en .',
         '<http://ex.org/kobe> <http://www.w3.org/2000/01/rdf-schema#label> "コービー"@ja .',
-        '<http://ex.org/kobe> <http://www.w3.org/1999/02/22-rdf-syntax-ns#type> <http://ex.org/Athlete> .',
-        '<http://ex.org/kobe> <http://ex.org/playsFor> <http://ex.org/lakers> .',
+        "<http://ex.org/kobe> <http://www.w3.org/1999/02/22-rdf-syntax-ns#type> <http://ex.org/Athlete> .",
+        "<http://ex.org/kobe> <http://ex.org/playsFor> <http://ex.org/lakers> .",
         '<http://ex.org/lakers> <http://www.w3.org/2000/01/rdf-schema#label> "Los Angeles \\"Lakers\\"" .',
-        '# a comment',
-        '<http://ex.org/kobe> <http://ex.org/playsFor> .',
-        'not a triple at all',
+        "# a comment",
+        "<http://ex.org/kobe> <http://ex.org/playsFor> .",
+        "not a triple at all",
     ]
     nt = write(tmp_path, "dump.nt", "".join(f"{line}\n" for line in lines))
     reports = build_kg(tmp_path / "kg.sqlite", KGSources(ntriples=[nt]))
@@ -147,8 +153,9 @@ def test_ntriples(tmp_path):
 def test_nothing_to_build(tmp_path):
     with pytest.raises(MnerInputError) as err:
         build_kg(tmp_path / "kg.sqlite", KGSources())
-    assert str(err.value) == ("nothing to build from: give --fb15k237, --db15k, --tsv, --ntriples, --labels "
-                              "or --gazetteer")
+    assert str(err.value) == (
+        "nothing to build from: give --fb15k237, --db15k, --tsv, --ntriples, --labels or --gazetteer"
+    )
 
 
 def test_missing_file_and_folder(tmp_path):
@@ -169,8 +176,9 @@ def test_a_failed_build_leaves_the_old_kg(small_kg, tmp_path):
         from mner.knowledge.importers import read_json
 
         read_json(bad)
-    assert str(err.value) == ("bad.json:1: not JSON "
-                              "(Expecting property name enclosed in double quotes at column 2)")
+    assert str(err.value) == (
+        "bad.json:1: not JSON (Expecting property name enclosed in double quotes at column 2)"
+    )
     assert small_kg.read_bytes() == before
     assert not list(tmp_path.glob(".kg.sqlite.building-*"))  # the temporary file is gone
 
@@ -189,8 +197,10 @@ def test_sqlite_but_not_a_kg(tmp_path):
     sqlite3.connect(tmp_path / "other.sqlite").execute("CREATE TABLE t (x)").connection.commit()
     with pytest.raises(MnerInputError) as err:
         SqliteKG(tmp_path / "other.sqlite")
-    assert str(err.value) == ("other.sqlite: not an mner KG (an SQLite file without its 'meta' table); "
-                              "build one with 'mner kg build'")
+    assert str(err.value) == (
+        "other.sqlite: not an mner KG (an SQLite file without its 'meta' table); "
+        "build one with 'mner kg build'"
+    )
 
 
 def test_old_schema_is_refused_not_migrated(small_kg):
@@ -200,8 +210,10 @@ def test_old_schema_is_refused_not_migrated(small_kg):
     conn.close()
     with pytest.raises(MnerInputError) as err:
         SqliteKG(small_kg)
-    assert str(err.value) == ("kg.sqlite: KG schema version 0, this mner reads version 1: rebuild the KG with "
-                              "'mner kg build' (KG files are never migrated in place)")
+    assert str(err.value) == (
+        "kg.sqlite: KG schema version 0, this mner reads version 1: rebuild the KG with "
+        "'mner kg build' (KG files are never migrated in place)"
+    )
     version = sqlite3.connect(small_kg).execute("SELECT value FROM meta WHERE key = 'schema_version'")
     assert version.fetchone() == ("0",)  # untouched
 
@@ -228,10 +240,13 @@ def test_candidates_exact_and_fuzzy(small_kg):
         assert kg.candidates("Chelsea", fuzzy=False)[2:] == []
 
 
-@pytest.mark.parametrize(("mention", "message"), [
-    ("", "mention '' is empty: it has no letters or digits"),
-    ("x" * 10_000, "mention is 10,000 characters long; at most 200 are looked up"),
-])
+@pytest.mark.parametrize(
+    ("mention", "message"),
+    [
+        ("", "mention '' is empty: it has no letters or digits"),
+        ("x" * 10_000, "mention is 10,000 characters long; at most 200 are looked up"),
+    ],
+)
 def test_bad_mention(small_kg, mention, message):
     with SqliteKG(small_kg) as kg, pytest.raises(MnerInputError) as err:
         kg.candidates(mention)

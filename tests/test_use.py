@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("efficientnet_lite_pytorch")
@@ -15,19 +16,21 @@ skdata = pytest.importorskip("skimage.data")
 from PIL import Image
 from typer.testing import CliRunner
 
+from mner.channels import ChannelSources, attribute_caption, knowledge_words
 from mner.cli import app
+from mner.config import ModelConfig
 from mner.data import MnerInputError, Post, tokenize
 from mner.knowledge import KGSources, SqliteKG, build_kg, post_knowledge
-from mner.model import ModelConfig
 from mner.pipeline import Pipeline, PostInput
-from mner.prepare import attach_context, attribute_caption, knowledge_words
+from mner.result import TagResult
 from mner.tagger import DEFAULT_MODEL, Tagger
 from mner.vision import EncoderConfig, ImageError
 from mner.vision.decode import load_pixels, pixels_from_bytes
 from tests.images import png_header
 
-pytestmark = pytest.mark.skipif(not (DEFAULT_MODEL / "model.safetensors").is_file(),
-                                reason="no shipped model in the package")
+pytestmark = pytest.mark.skipif(
+    not (DEFAULT_MODEL / "model.safetensors").is_file(), reason="no shipped model in the package"
+)
 
 CAT_CLASSES = {"tabby", "tiger cat", "Persian cat", "Siamese cat", "Egyptian cat"}
 KEYS = ["tokens", "entities", "attributes", "knowledge", "caption"]
@@ -77,104 +80,155 @@ def kg_path(tmp_path_factory, pipeline, photos) -> Path:
 
 
 def test_result_contract_without_image(pipeline):
-    result = pipeline.tag("Barack Obama visits Paris")
+    result = pipeline.tag("Barack Obama visits Paris").to_dict()
     assert list(result) == KEYS
-    assert result == {"tokens": ["Barack", "Obama", "visits", "Paris"],
-                      "entities": [{"start": 0, "end": 2, "type": "PER", "text": "Barack Obama"},
-                                   {"start": 3, "end": 4, "type": "LOC", "text": "Paris"}],
-                      "attributes": [], "knowledge": None, "caption": None}
-    assert list(pipeline.tag("Paris", post_id="p1")) == ["id", *KEYS]
-    assert pipeline.describe() == {"model": "default", "channels": ["text"], "kg": None, "image_backbone": "lite0"}
+    assert result == {
+        "tokens": ["Barack", "Obama", "visits", "Paris"],
+        "entities": [
+            {"start": 0, "end": 2, "type": "PER", "text": "Barack Obama"},
+            {"start": 3, "end": 4, "type": "LOC", "text": "Paris"},
+        ],
+        "attributes": [],
+        "knowledge": None,
+        "caption": None,
+    }
+    assert list(pipeline.tag("Paris", post_id="p1").to_dict()) == ["id", *KEYS]
+    assert pipeline.describe() == {
+        "model": "default",
+        "channels": ["text"],
+        "kg": None,
+        "image_backbone": "lite0",
+    }
 
 
 def test_image_gives_its_top5_attributes_as_file_or_bytes(pipeline, photos):
-    from_file = pipeline.tag("Chelsea is sleeping", image=photos["chelsea"])
+    from_file = pipeline.tag("Chelsea is sleeping", image=photos["chelsea"]).to_dict()
     attributes = from_file["attributes"]
     assert len(attributes) == 5 and attributes[0]["label"] in CAT_CLASSES
     assert all(a["probability"] == round(a["probability"], 4) for a in attributes)
     assert attributes == sorted(attributes, key=lambda a: -a["probability"])
     assert from_file["caption"] is None  # the shipped model has no caption channel
-    assert pipeline.tag("Chelsea is sleeping", image=photos["chelsea"].read_bytes()) == from_file
+    assert pipeline.tag("Chelsea is sleeping", image=photos["chelsea"].read_bytes()).to_dict() == from_file
 
 
 def test_a_batch_encodes_its_images_in_one_call_and_bad_items_stay_in_place(pipeline, photos, monkeypatch):
-    items = [PostInput("Kobe Bryant scores", image=photos["chelsea"], post_id="a"),
-             PostInput("   ", post_id="b"),
-             PostInput("New York at night", image=photos["text"], post_id="c"),
-             PostInput("Paris in spring", image=photos["astronaut"].read_bytes(), post_id="d"),
-             PostInput("no image here", post_id="e")]
+    items = [
+        PostInput("Kobe Bryant scores", image=photos["chelsea"], post_id="a"),
+        PostInput("   ", post_id="b"),
+        PostInput("New York at night", image=photos["text"], post_id="c"),
+        PostInput("Paris in spring", image=photos["astronaut"].read_bytes(), post_id="d"),
+        PostInput("no image here", post_id="e"),
+    ]
     one_by_one = [pipeline.tag_many([item])[0] for item in items]
     calls = []
     encode = pipeline.encoder.encode_pixels
-    monkeypatch.setattr(pipeline.encoder, "encode_pixels", lambda pixels: calls.append(len(pixels)) or encode(pixels))
+    monkeypatch.setattr(
+        pipeline.encoder, "encode_pixels", lambda pixels: calls.append(len(pixels)) or encode(pixels)
+    )
     batched = pipeline.tag_many(items)
     assert calls == [2]
-    assert [str(r) for r in batched if isinstance(r, MnerInputError)] == \
-        ["text is empty: expected the words of a post", "text.jpg: not an image (unrecognised format)"]
+    assert [str(r) for r in batched if isinstance(r, MnerInputError)] == [
+        "text is empty: expected the words of a post",
+        "text.jpg: not an image (unrecognised format)",
+    ]
     assert isinstance(batched[2], ImageError)
-    assert [r["id"] for r in batched if isinstance(r, dict)] == ["a", "d", "e"]
+    assert [r.id for r in batched if isinstance(r, TagResult)] == ["a", "d", "e"]
     for got, alone in zip(batched, one_by_one, strict=True):
-        if isinstance(got, dict):
+        if isinstance(got, TagResult):
+            got, alone = got.to_dict(), alone.to_dict()
             assert got["entities"] == alone["entities"]
             assert [a["label"] for a in got["attributes"]] == [a["label"] for a in alone["attributes"]]
-            assert [a["probability"] for a in got["attributes"]] == \
-                pytest.approx([a["probability"] for a in alone["attributes"]], abs=1e-3)
+            assert [a["probability"] for a in got["attributes"]] == pytest.approx(
+                [a["probability"] for a in alone["attributes"]], abs=1e-3
+            )
         else:
             assert str(got) == str(alone)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"text": ""}, "text is empty: expected the words of a post"),
-    ({"text": "  \n\t "}, "text is empty: expected the words of a post"),
-    ({"image": "text"}, "text.jpg: not an image (unrecognised format)"),
-    ({"image": "truncated"}, "truncated.jpg: truncated image data"),
-    ({"image": "bomb"}, ("bomb.png: image is 10000×10000 (100,000,000 pixels), over the 89,478,485-pixel limit "
-                         "(decompression bomb); not decoded")),
-    ({"image": "absent"}, "absent.jpg: file not found"),
-    ({"image": b""}, "<upload>: empty file (0 bytes)"),
-    ({"image": b"hello\n"}, "<upload>: not an image (unrecognised format)"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"text": ""}, "text is empty: expected the words of a post"),
+        ({"text": "  \n\t "}, "text is empty: expected the words of a post"),
+        ({"image": "text"}, "text.jpg: not an image (unrecognised format)"),
+        ({"image": "truncated"}, "truncated.jpg: truncated image data"),
+        (
+            {"image": "bomb"},
+            (
+                "bomb.png: image is 10000×10000 (100,000,000 pixels), over the 89,478,485-pixel limit "
+                "(decompression bomb); not decoded"
+            ),
+        ),
+        ({"image": "absent"}, "absent.jpg: file not found"),
+        ({"image": b""}, "<upload>: empty file (0 bytes)"),
+        ({"image": b"hello\n"}, "<upload>: not an image (unrecognised format)"),
+    ],
+)
 def test_bad_input_is_one_clear_error(pipeline, photos, kwargs, message):
     image = kwargs.get("image")
     if isinstance(image, str):
         image = photos.get(image, photos["chelsea"].with_name("absent.jpg"))
     with pytest.raises(MnerInputError) as err:
-        pipeline.tag(kwargs.get("text", "Kobe Bryant scores"), image=image)
+        pipeline.tag(kwargs.get("text", "Kobe Bryant scores"), image=image).to_dict()
     assert str(err.value) == message
 
 
 def test_a_100000_character_post_is_tagged_in_windows(pipeline):
     text = ("the weather is nice today and we walk " * 2700)[:99_950] + " Barack Obama visits Paris"
     assert len(text) == 99_976
-    result = pipeline.tag(text)
+    result = pipeline.tag(text).to_dict()
     assert len(result["tokens"]) == len(tokenize(text)) > 20 * 200  # far over the model's 200-token window
     assert result["entities"][-2:] == [
-        {"start": len(result["tokens"]) - 4, "end": len(result["tokens"]) - 2, "type": "PER", "text": "Barack Obama"},
-        {"start": len(result["tokens"]) - 1, "end": len(result["tokens"]), "type": "LOC", "text": "Paris"}]
+        {
+            "start": len(result["tokens"]) - 4,
+            "end": len(result["tokens"]) - 2,
+            "type": "PER",
+            "text": "Barack Obama",
+        },
+        {"start": len(result["tokens"]) - 1, "end": len(result["tokens"]), "type": "LOC", "text": "Paris"},
+    ]
 
 
 def test_the_image_vector_drives_the_knowledge_search(kg_path, photos):
     with_kg = Pipeline(kg=kg_path)
-    seen = with_kg.tag("Chelsea is sleeping", image=photos["chelsea"])["knowledge"]
+    seen = with_kg.tag("Chelsea is sleeping", image=photos["chelsea"]).to_dict()["knowledge"]
     assert (seen["path"], seen["entity"], seen["hop"]) == ("image", "cat", 0) and seen["similarity"] >= 0.9
     assert seen["triples"][0] == ["chelsea", "isA", "cat"]
-    assert with_kg.tag("Chelsea is sleeping")["knowledge"]["entity"] == "cfc"  # text fallback: the club
+    assert (
+        with_kg.tag("Chelsea is sleeping").to_dict()["knowledge"]["entity"] == "cfc"
+    )  # text fallback: the club
     assert with_kg.describe()["kg"] == str(kg_path)
     with_kg.close()
 
 
 def test_channels_get_what_training_gave_them(kg_path, photos, tmp_path, monkeypatch):
-    """Caption from the attributes, knowledge words as attach_context makes them, image features by key."""
-    config = ModelConfig(tags=["O", "B-PER", "I-PER"], words=["<pad>", "<unk>"], chars=["<pad>", "<unk>"],
-                         channels=["text", "caption", "knowledge", "attributes", "image"], fusion=True, hidden=8)
+    """Caption from the attributes, knowledge words as training makes them, image features by key."""
+    config = ModelConfig(
+        tags=["O", "B-PER", "I-PER"],
+        words=["<pad>", "<unk>"],
+        chars=["<pad>", "<unk>"],
+        channels=["text", "caption", "knowledge", "attributes", "image"],
+        fusion=True,
+        hidden=8,
+    )
     Tagger.new(config).save(tmp_path / "untrained")
-    assert Pipeline(tmp_path / "untrained").tag("Chelsea is sleeping")["knowledge"] is None  # no KG: masked
+    assert Pipeline(tmp_path / "untrained").tag("Chelsea is sleeping").knowledge is None  # no KG: masked
     full = Pipeline(tmp_path / "untrained", kg=kg_path)
     seen = {}
-    monkeypatch.setattr(full.tagger, "predict", lambda posts, images=None: seen.update(posts=posts, images=images)
-                        or [[] for _ in posts])
-    results = full.tag_many([PostInput("Chelsea is sleeping", image=photos["chelsea"]),
-                             PostInput("Chelsea is sleeping", caption="my own caption")])
+    monkeypatch.setattr(
+        full.tagger,
+        "predict",
+        lambda posts, images=None: seen.update(posts=posts, images=images) or [[] for _ in posts],
+    )
+    results = [
+        r.to_dict()
+        for r in full.tag_many(
+            [
+                PostInput("Chelsea is sleeping", image=photos["chelsea"]),
+                PostInput("Chelsea is sleeping", caption="my own caption"),
+            ]
+        )
+    ]
     features = full.encoder.encode_file(photos["chelsea"])
     with_image, without = seen["posts"]
     assert with_image.caption == attribute_caption(features.attributes) == results[0]["caption"]
@@ -182,10 +236,63 @@ def test_channels_get_what_training_gave_them(kg_path, photos, tmp_path, monkeyp
     passed = seen["images"][with_image.image]
     assert [label for label, _ in passed.attributes] == [label for label, _ in features.attributes]
     assert (passed.regions == features.regions).all() and (passed.vector == features.vector).all()
-    assert with_image.knowledge == knowledge_words(post_knowledge(full.kg, with_image.tokens, features.vector))
+    assert with_image.knowledge == knowledge_words(
+        post_knowledge(full.kg, with_image.tokens, features.vector)
+    )
     assert "cat" in with_image.knowledge
-    assert (without.image, without.caption, results[1]["caption"]) == (None, "my own caption", "my own caption")
-    assert without.knowledge == attach_context([Post(without.tokens)], kg=full.kg)[0][0].knowledge
+    assert (without.image, without.caption, results[1]["caption"]) == (
+        None,
+        "my own caption",
+        "my own caption",
+    )
+    assert without.knowledge == ChannelSources(kg=full.kg).fill([Post(without.tokens)]).posts[0].knowledge
+
+
+def test_training_and_tagging_fill_the_same_channels_for_a_post(kg_path, photos, tmp_path, monkeypatch):
+    """One post, its photo in a feature cache (how train and evaluate read images) and as a file (how predict,
+    tag and serve do): the KG's image search, the caption made from the attributes and the features agree."""
+    import shutil
+
+    from mner.vision import extract_folder
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    shutil.copy(photos["chelsea"], folder / "p1.jpg")
+    extract_folder(folder, tmp_path / "features.sqlite", EncoderConfig())
+    channels = ["text", "caption", "knowledge", "attributes", "image"]
+    sources = ChannelSources.open(kg=kg_path, images_cache=tmp_path / "features.sqlite", backbone="lite0")
+    train_time = sources.fill([Post(("Chelsea", "is", "sleeping"), id="p1", image="p1")], channels)
+    config = ModelConfig(
+        tags=["O", "B-PER", "I-PER"],
+        words=["<pad>", "<unk>"],
+        chars=["<pad>", "<unk>"],
+        channels=channels,
+        fusion=True,
+        hidden=8,
+    )
+    pipeline = Pipeline(Tagger.new(config).save(tmp_path / "untrained"), kg=kg_path)
+    seen = {}
+    monkeypatch.setattr(
+        pipeline.tagger,
+        "predict",
+        lambda posts, images=None: seen.update(posts=posts, images=images) or [[] for _ in posts],
+    )
+    tag_time = pipeline.tag("Chelsea is sleeping", image=folder / "p1.jpg")
+    assert train_time.knowledge[0].path == tag_time.knowledge.path == "image"
+    assert train_time.knowledge[0].to_dict() == tag_time.knowledge.to_dict()
+    trained_post, tagged_post = train_time.posts[0], seen["posts"][0]
+    assert trained_post.knowledge == tagged_post.knowledge and "cat" in trained_post.knowledge
+    assert trained_post.caption == tagged_post.caption == tag_time.caption
+    cached, computed = train_time.images.get(trained_post.image), seen["images"][tagged_post.image]
+    assert [label for label, _ in cached.attributes] == [label for label, _ in computed.attributes]
+    assert [p for _, p in cached.attributes] == pytest.approx([p for _, p in computed.attributes], abs=1e-5)
+    assert np.allclose(cached.regions, computed.regions) and np.allclose(cached.vector, computed.vector)
+    assert (
+        train_time.report.summary()
+        == "1 posts, 1 with a caption, 1 with knowledge, 1 with image features (0 without)"
+    )
+    sources.close()
+    pipeline.close()
 
 
 @pytest.fixture(scope="module")
@@ -194,18 +301,36 @@ def caption_model(tmp_path_factory, pipeline, photos) -> Path:
     OTHER with the cat's (trained on the attribute captions of the same files)."""
     import torch
 
-    from mner.train import RunConfig, TrainConfig, train
+    from mner.runconfig import RunConfig, TrainConfig
+    from mner.training import train
 
-    captions = {name: attribute_caption(pipeline.encoder.encode_file(photos[name]).attributes)
-                for name in ("chelsea", "astronaut")}
-    posts = [Post(("Chelsea", "is", "sleeping"), id=f"{name}{i}", caption=captions[name],
-                  tags=("B-OTHER" if name == "chelsea" else "B-PER", "O", "O"))
-             for name in captions for i in range(2)]
+    captions = {
+        name: attribute_caption(pipeline.encoder.encode_file(photos[name]).attributes)
+        for name in ("chelsea", "astronaut")
+    }
+    posts = [
+        Post(
+            ("Chelsea", "is", "sleeping"),
+            id=f"{name}{i}",
+            caption=captions[name],
+            tags=("B-OTHER" if name == "chelsea" else "B-PER", "O", "O"),
+        )
+        for name in captions
+        for i in range(2)
+    ]
     torch.manual_seed(0)
-    run = RunConfig({"hidden": 24, "char_dim": 8, "char_filters": 8, "dropout": 0.0, "channels": ["text", "caption"],
-                     "fusion": True, "caption_mode": "attribute"},
-                    TrainConfig(epochs=60, lr=0.02, batch_size=4, patience=60, min_word_count=1, progress=False,
-                                seed=2))
+    run = RunConfig(
+        {
+            "hidden": 24,
+            "char_dim": 8,
+            "char_filters": 8,
+            "dropout": 0.0,
+            "channels": ["text", "caption"],
+            "fusion": True,
+            "caption_mode": "attribute",
+        },
+        TrainConfig(epochs=60, lr=0.02, batch_size=4, patience=60, min_word_count=1, progress=False, seed=2),
+    )
     tagger = train(posts, posts, run)[0]
     assert tagger.predict_tags(posts) == [list(p.tags) for p in posts]
     return tagger.save(tmp_path_factory.mktemp("caption") / "model")
@@ -213,14 +338,14 @@ def caption_model(tmp_path_factory, pipeline, photos) -> Path:
 
 def test_caption_channel_is_filled_from_the_image_attributes(caption_model, photos):
     captioned = Pipeline(caption_model)
-    cat = captioned.tag("Chelsea is sleeping", image=photos["chelsea"])
-    person = captioned.tag("Chelsea is sleeping", image=photos["astronaut"])
+    cat = captioned.tag("Chelsea is sleeping", image=photos["chelsea"]).to_dict()
+    person = captioned.tag("Chelsea is sleeping", image=photos["astronaut"]).to_dict()
     assert cat["caption"] == " ".join(a["label"] for a in cat["attributes"])
     assert [e["type"] for e in cat["entities"]] == ["OTHER"]
     assert [e["type"] for e in person["entities"]] == ["PER"]
-    given = captioned.tag("Chelsea is sleeping", image=photos["chelsea"], caption=person["caption"])
+    given = captioned.tag("Chelsea is sleeping", image=photos["chelsea"], caption=person["caption"]).to_dict()
     assert given["caption"] == person["caption"] and [e["type"] for e in given["entities"]] == ["PER"]
-    assert captioned.tag("Chelsea is sleeping")["caption"] is None
+    assert captioned.tag("Chelsea is sleeping").to_dict()["caption"] is None
 
 
 # -------------------------------------------------------------------------------------------- decoding
@@ -238,7 +363,9 @@ def test_bad_bytes_give_the_file_message_under_their_name(photos, name, monkeypa
     from PIL import ImageFile
 
     if name == "bomb":
-        monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: pytest.fail("a bomb must not be decoded"))
+        monkeypatch.setattr(
+            ImageFile.ImageFile, "load", lambda self: pytest.fail("a bomb must not be decoded")
+        )
     with pytest.raises(ImageError) as from_file:
         load_pixels(photos[name], EncoderConfig())
     with pytest.raises(ImageError) as from_bytes:
@@ -248,8 +375,11 @@ def test_bad_bytes_give_the_file_message_under_their_name(photos, name, monkeypa
 
 
 def test_max_pixels_applies_to_bytes(photos):
-    with pytest.raises(ImageError, match=r"^<upload>: image is 451×300 \(135,300 pixels\), over the 10,000-pixel "
-                                         r"limit \(decompression bomb\); not decoded$"):
+    with pytest.raises(
+        ImageError,
+        match=r"^<upload>: image is 451×300 \(135,300 pixels\), over the 10,000-pixel "
+        r"limit \(decompression bomb\); not decoded$",
+    ):
         pixels_from_bytes(photos["chelsea"].read_bytes(), EncoderConfig(max_pixels=10_000))
 
 
@@ -257,8 +387,10 @@ def test_max_pixels_applies_to_bytes(photos):
 
 
 def test_predict_shows_attributes_and_knowledge(kg_path, photos):
-    result = runner.invoke(app, ["predict", "--text", "Chelsea is sleeping", "--image", str(photos["chelsea"]),
-                                 "--kg", str(kg_path)])
+    result = runner.invoke(
+        app,
+        ["predict", "--text", "Chelsea is sleeping", "--image", str(photos["chelsea"]), "--kg", str(kg_path)],
+    )
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[0].startswith("[Chelsea ") and lines[0].endswith(" is sleeping")
@@ -271,12 +403,26 @@ def test_predict_shows_attributes_and_knowledge(kg_path, photos):
 
 
 def test_predict_json_is_the_pipeline_result(kg_path, photos, pipeline):
-    result = runner.invoke(app, ["predict", "--text", "Chelsea is sleeping", "--image", str(photos["chelsea"]),
-                                 "--kg", str(kg_path), "--json"])
+    result = runner.invoke(
+        app,
+        [
+            "predict",
+            "--text",
+            "Chelsea is sleeping",
+            "--image",
+            str(photos["chelsea"]),
+            "--kg",
+            str(kg_path),
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     assert list(out) == KEYS and out["knowledge"]["entity"] == "cat"
-    assert out["attributes"] == pipeline.tag("Chelsea is sleeping", image=photos["chelsea"])["attributes"]
+    assert (
+        out["attributes"]
+        == pipeline.tag("Chelsea is sleeping", image=photos["chelsea"]).to_dict()["attributes"]
+    )
 
 
 def test_predict_without_image_or_kg_prints_no_context_lines():
@@ -289,16 +435,27 @@ def test_predict_without_image_or_kg_prints_no_context_lines():
 
 def test_predict_piped_has_no_colour_codes():
     code = "from mner.cli import main; main()"
-    out = subprocess.run([sys.executable, "-c", code, "predict", "--text", "flying to Paris"], capture_output=True,
-                         text=True, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"}).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code, "predict", "--text", "flying to Paris"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    ).stdout
     assert out.splitlines()[0] == "flying to [Paris LOC]"
 
 
-@pytest.mark.parametrize("image, message", [
-    ("text", "error: text.jpg: not an image (unrecognised format)"),
-    ("truncated", "error: truncated.jpg: truncated image data"),
-    ("bomb", "error: bomb.png: image is 10000×10000 (100,000,000 pixels), over the 89,478,485-pixel limit"),
-])
+@pytest.mark.parametrize(
+    "image, message",
+    [
+        ("text", "error: text.jpg: not an image (unrecognised format)"),
+        ("truncated", "error: truncated.jpg: truncated image data"),
+        (
+            "bomb",
+            "error: bomb.png: image is 10000×10000 (100,000,000 pixels), over the 89,478,485-pixel limit",
+        ),
+    ],
+)
 def test_predict_bad_image_is_one_clear_line(photos, image, message):
     result = runner.invoke(app, ["predict", "--text", "Kobe Bryant scores", "--image", str(photos[image])])
     assert result.exit_code == 2
@@ -310,8 +467,10 @@ def test_predict_bad_image_is_one_clear_line(photos, image, message):
 
 def write_posts(folder: Path, lines: list) -> Path:
     path = folder / "posts.jsonl"
-    path.write_text("".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines),
-                    encoding="utf-8")
+    path.write_text(
+        "".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines),
+        encoding="utf-8",
+    )
     return path
 
 
@@ -327,14 +486,17 @@ def test_tag_ids_relative_images_and_bad_lines(photos, tmp_path):
     (tmp_path / "img").mkdir()
     (tmp_path / "img" / "cat.jpg").write_bytes(photos["chelsea"].read_bytes())
     (tmp_path / "img" / "broken.jpg").write_bytes(photos["truncated"].read_bytes())
-    posts = write_posts(tmp_path, [
-        {"id": "a", "text": "Barack Obama visits Paris", "image": "img/cat.jpg"},
-        {"text": "flying to Paris"},
-        "{not json",
-        {"id": "d", "caption": "no text"},
-        {"id": "e", "text": "Kobe Bryant scores", "image": "img/broken.jpg"},
-        {"tokens": ["New", "York"]},
-    ])
+    posts = write_posts(
+        tmp_path,
+        [
+            {"id": "a", "text": "Barack Obama visits Paris", "image": "img/cat.jpg"},
+            {"text": "flying to Paris"},
+            "{not json",
+            {"id": "d", "caption": "no text"},
+            {"id": "e", "text": "Kobe Bryant scores", "image": "img/broken.jpg"},
+            {"tokens": ["New", "York"]},
+        ],
+    )
     result = tag("--in", str(posts), "--out", str(tmp_path / "out.jsonl"), "--batch-size", "4")
     assert result.exit_code == 0, result.output
     records = read_records(tmp_path / "out.jsonl")
@@ -343,10 +505,18 @@ def test_tag_ids_relative_images_and_bad_lines(photos, tmp_path):
     assert records[1]["entities"] == [{"start": 2, "end": 3, "type": "LOC", "text": "Paris"}]
     assert records[5]["tokens"] == ["New", "York"]
     assert records[2:5] == [
-        {"id": "posts-3", "line": 3,
-         "error": "posts.jsonl:3: not JSON (Expecting property name enclosed in double quotes at column 2)"},
-        {"id": "d", "line": 4, "error": "posts.jsonl:4: expected 'text' (a string) or 'tokens' (a list of strings)"},
-        {"id": "e", "line": 5, "error": "posts.jsonl:5: broken.jpg: truncated image data"}]
+        {
+            "id": "posts-3",
+            "line": 3,
+            "error": "posts.jsonl:3: not JSON (Expecting property name enclosed in double quotes at column 2)",
+        },
+        {
+            "id": "d",
+            "line": 4,
+            "error": "posts.jsonl:4: expected 'text' (a string) or 'tokens' (a list of strings)",
+        },
+        {"id": "e", "line": 5, "error": "posts.jsonl:5: broken.jpg: truncated image data"},
+    ]
     assert "tagged 3, errors 3, skipped 0 (already in the output); " in result.stderr
 
 
@@ -356,26 +526,40 @@ def test_tag_images_root_confines_image_paths(photos, tmp_path):
     (root / "cat.jpg").write_bytes(photos["chelsea"].read_bytes())
     (tmp_path / "outside.jpg").write_bytes(photos["chelsea"].read_bytes())
     (root / "link.jpg").symlink_to(tmp_path / "outside.jpg")
-    posts = write_posts(tmp_path, [
-        {"id": "in", "text": "Chelsea", "image": "cat.jpg"},
-        {"id": "up", "text": "Chelsea", "image": "../outside.jpg"},
-        {"id": "abs", "text": "Chelsea", "image": str(tmp_path / "outside.jpg")},
-        {"id": "link", "text": "Chelsea", "image": "link.jpg"},
-    ])
+    posts = write_posts(
+        tmp_path,
+        [
+            {"id": "in", "text": "Chelsea", "image": "cat.jpg"},
+            {"id": "up", "text": "Chelsea", "image": "../outside.jpg"},
+            {"id": "abs", "text": "Chelsea", "image": str(tmp_path / "outside.jpg")},
+            {"id": "link", "text": "Chelsea", "image": "link.jpg"},
+        ],
+    )
     result = tag("--in", str(posts), "--out", str(tmp_path / "out.jsonl"), "--images-root", str(root))
     assert result.exit_code == 0, result.output
     records = read_records(tmp_path / "out.jsonl")
     assert records[0]["attributes"] and "error" not in records[0]
     assert [r["error"] for r in records[1:]] == [
         f"posts.jsonl:{n}: image {v!r} is outside --images-root {root}"
-        for n, v in [(2, "../outside.jpg"), (3, str(tmp_path / "outside.jpg")), (4, "link.jpg")]]
+        for n, v in [(2, "../outside.jpg"), (3, str(tmp_path / "outside.jpg")), (4, "link.jpg")]
+    ]
 
 
 def test_tag_resumes_after_an_interruption_mid_line(photos, tmp_path):
     (tmp_path / "cat.jpg").write_bytes(photos["chelsea"].read_bytes())
-    lines = [{"id": f"p{i}", "text": text} for i, text in enumerate(
-        ["Barack Obama visits Paris", "Kobe Bryant scores", "flying to Paris", "Google hires Sarah",
-         "New York at night", "Chelsea is sleeping"])]
+    lines = [
+        {"id": f"p{i}", "text": text}
+        for i, text in enumerate(
+            [
+                "Barack Obama visits Paris",
+                "Kobe Bryant scores",
+                "flying to Paris",
+                "Google hires Sarah",
+                "New York at night",
+                "Chelsea is sleeping",
+            ]
+        )
+    ]
     lines[1]["image"] = "cat.jpg"
     posts = write_posts(tmp_path, [*lines[:4], "{broken", *lines[4:]])
     whole = tmp_path / "whole.jsonl"
@@ -397,8 +581,10 @@ def test_tag_resumes_after_an_interruption_mid_line(photos, tmp_path):
 
 def _rounded(records: list[dict]) -> list[dict]:
     # a post's image may be encoded in another batch after a resume: equal up to float noise
-    return [{**r, "attributes": [(a["label"], round(a["probability"], 2)) for a in r.get("attributes", [])]}
-            for r in records]
+    return [
+        {**r, "attributes": [(a["label"], round(a["probability"], 2)) for a in r.get("attributes", [])]}
+        for r in records
+    ]
 
 
 def test_tag_refuses_an_output_that_is_not_its_own(tmp_path):

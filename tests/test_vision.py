@@ -26,7 +26,6 @@ from mner.vision import (
     ImageFeatures,
     extract_folder,
     load_encoder,
-    stack_features,
 )
 from mner.vision.decode import load_pixels
 from tests.images import png_header
@@ -49,7 +48,9 @@ def photo(tmp_path_factory):
     for name in PHOTOS:
         suffix = ".png" if name == "astronaut" else ".jpg"
         paths[name] = folder / f"{name}{suffix}"
-        Image.fromarray(getattr(skdata, name)()).save(paths[name], **({"quality": 90} if suffix == ".jpg" else {}))
+        Image.fromarray(getattr(skdata, name)()).save(
+            paths[name], **({"quality": 90} if suffix == ".jpg" else {})
+        )
     return paths
 
 
@@ -74,14 +75,25 @@ def test_config_carries_the_preprocessing(encoder):
         cfg.top_k = 3
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda: EncoderConfig.for_backbone("lite9"), "unknown backbone 'lite9': expected one of lite0, lite1, lite2"),
-    (lambda: EncoderConfig(backbone="lite1"), "backbone 'lite1' takes input_size 240, got 224"),
-    (lambda: EncoderConfig(resize="stretch"), "unknown resize 'stretch': expected one of squash, center_crop"),
-    (lambda: EncoderConfig(top_k=0), "top_k must be in 1..1000, got 0"),
-    (lambda: EncoderConfig.from_dict({"backbone": "lite0", "colour": 1, "mean_": 2}),
-     "unknown encoder config keys: colour, mean_"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (
+            lambda: EncoderConfig.for_backbone("lite9"),
+            "unknown backbone 'lite9': expected one of lite0, lite1, lite2",
+        ),
+        (lambda: EncoderConfig(backbone="lite1"), "backbone 'lite1' takes input_size 240, got 224"),
+        (
+            lambda: EncoderConfig(resize="stretch"),
+            "unknown resize 'stretch': expected one of squash, center_crop",
+        ),
+        (lambda: EncoderConfig(top_k=0), "top_k must be in 1..1000, got 0"),
+        (
+            lambda: EncoderConfig.from_dict({"backbone": "lite0", "colour": 1, "mean_": 2}),
+            "unknown encoder config keys: colour, mean_",
+        ),
+    ],
+)
 def test_config_errors(make, message):
     with pytest.raises(MnerInputError) as err:
         make()
@@ -135,8 +147,10 @@ def test_regions_and_vector_shapes_and_consistency(encoder, photo):
     # lite0's map is already 7×7, so the vector is the normalised mean of the 49 regions
     mean = f.regions.mean(axis=0)
     np.testing.assert_allclose(f.vector, mean / np.linalg.norm(mean), atol=1e-5)
-    assert f.to_json() == {"attributes": [{"label": label, "probability": round(p, 6)} for label, p in f.attributes],
-                           "regions": [49, 1280]}
+    assert f.to_json() == {
+        "attributes": [{"label": label, "probability": round(p, 6)} for label, p in f.attributes],
+        "regions": [49, 1280],
+    }
 
 
 def test_reencoded_photo_matches_and_different_photos_do_not(encoder, photo, tmp_path):
@@ -164,7 +178,13 @@ def test_batch_equals_one_at_a_time_and_keeps_order(encoder, photo, tmp_path):
     bad.write_text("not a photo")
     paths = [photo["chelsea"], bad, photo["coffee"], photo["astronaut"], photo["rocket"]]
     batched = encoder.encode_files(paths, batch_size=3)
-    assert [type(r) for r in batched] == [ImageFeatures, ImageError, ImageFeatures, ImageFeatures, ImageFeatures]
+    assert [type(r) for r in batched] == [
+        ImageFeatures,
+        ImageError,
+        ImageFeatures,
+        ImageFeatures,
+        ImageFeatures,
+    ]
     assert str(batched[1]) == "bad.jpg: not an image (unrecognised format)"
     for path, got in zip(paths, batched, strict=True):
         if path == bad:
@@ -212,14 +232,24 @@ BAD_FILES = [
     (_truncated, "truncated.jpg: truncated image data"),
     (lambda t: _write(t / "empty.jpg", b""), "empty.jpg: empty file (0 bytes)"),
     (lambda t: _write(t / "text.jpg", b"hello\n"), "text.jpg: not an image (unrecognised format)"),
-    (lambda t: _save(t / "dot.png", Image.new("RGB", (1, 1), "red")),
-     "dot.png: image is 1×1 pixels; the smallest accepted side is 8"),
-    (lambda t: png_header(t / "bomb.png", 10_000, 10_000),
-     ("bomb.png: image is 10000×10000 (100,000,000 pixels), over the 89,478,485-pixel limit "
-      "(decompression bomb); not decoded")),
-    (lambda t: png_header(t / "huge.png", 20_000, 20_000),
-     ("huge.png: image has 400,000,000 pixels, over Pillow's 178,956,970-pixel limit "
-      "(decompression bomb); not decoded")),
+    (
+        lambda t: _save(t / "dot.png", Image.new("RGB", (1, 1), "red")),
+        "dot.png: image is 1×1 pixels; the smallest accepted side is 8",
+    ),
+    (
+        lambda t: png_header(t / "bomb.png", 10_000, 10_000),
+        (
+            "bomb.png: image is 10000×10000 (100,000,000 pixels), over the 89,478,485-pixel limit "
+            "(decompression bomb); not decoded"
+        ),
+    ),
+    (
+        lambda t: png_header(t / "huge.png", 20_000, 20_000),
+        (
+            "huge.png: image has 400,000,000 pixels, over Pillow's 178,956,970-pixel limit "
+            "(decompression bomb); not decoded"
+        ),
+    ),
     (lambda t: t / "absent.jpg", "absent.jpg: file not found"),
     (lambda t: _mkdir(t / "folder.jpg"), "folder.jpg: expected an image file, got a directory"),
 ]
@@ -266,7 +296,9 @@ def test_transparent_pixels_become_white_not_their_hidden_colour(tmp_path):
     noise = np.random.default_rng(0).integers(0, 256, rgb.shape, dtype=np.uint8)
     alpha = np.full((224, 224), 255, dtype=np.uint8)
     alpha[:, :112] = 0  # left half transparent, with noise hidden under it
-    Image.fromarray(np.dstack([np.where(alpha[..., None] == 0, noise, rgb), alpha]), "RGBA").save(tmp_path / "a.png")
+    Image.fromarray(np.dstack([np.where(alpha[..., None] == 0, noise, rgb), alpha]), "RGBA").save(
+        tmp_path / "a.png"
+    )
     pixels = load_pixels(tmp_path / "a.png", EncoderConfig())
     assert (pixels[:, :111] == 255).all()  # the resize blends one column at the border
     assert np.array_equal(pixels[:, 113:], rgb[:, 113:])
@@ -283,10 +315,15 @@ def test_animated_gif_uses_its_first_frame(tmp_path):
     assert mean_abs_diff(pixels, as_coffee) > 40
 
 
-@pytest.mark.parametrize("orientation, stored_as", [
-    (3, Image.Transpose.ROTATE_180), (6, Image.Transpose.ROTATE_90), (8, Image.Transpose.ROTATE_270),
-    (2, Image.Transpose.FLIP_LEFT_RIGHT),
-])
+@pytest.mark.parametrize(
+    "orientation, stored_as",
+    [
+        (3, Image.Transpose.ROTATE_180),
+        (6, Image.Transpose.ROTATE_90),
+        (8, Image.Transpose.ROTATE_270),
+        (2, Image.Transpose.FLIP_LEFT_RIGHT),
+    ],
+)
 def test_exif_orientation_is_applied(orientation, stored_as, tmp_path):
     """A camera stores the photo turned and says so in EXIF; the decoded pixels must be upright."""
     chelsea().save(tmp_path / "upright.jpg", quality=95)
@@ -325,7 +362,9 @@ def folder(photo, tmp_path):
 
 def test_extract_command_writes_a_cache_and_resumes(encoder, folder, tmp_path):
     out = tmp_path / "features.sqlite"
-    result = runner.invoke(app, ["images", "extract", "--images", str(folder), "--out", str(out), "--batch-size", "3"])
+    result = runner.invoke(
+        app, ["images", "extract", "--images", str(folder), "--out", str(out), "--batch-size", "3"]
+    )
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines() == [
         "done 4, skipped 0 (already in the cache), failed 2; ignored 1 file without an image suffix",
@@ -335,15 +374,18 @@ def test_extract_command_writes_a_cache_and_resumes(encoder, folder, tmp_path):
     with FeatureCache.open(out, backbone="lite0") as cache:
         assert cache.backbone == "lite0" and len(cache) == 4 and list(cache) == sorted(PHOTOS)
         assert "chelsea" in cache and "broken" not in cache and cache.get("broken") is None
-        assert cache.missing == {"broken": "broken.jpg: not an image (unrecognised format)",
-                                 "empty": "empty.png: empty file (0 bytes)"}
+        assert cache.missing == {
+            "broken": "broken.jpg: not an image (unrecognised format)",
+            "empty": "empty.png: empty file (0 bytes)",
+        }
         stored, fresh = cache.get("chelsea"), encoder.encode_file(folder / "chelsea.jpg")
         assert [label for label, _ in stored.attributes] == [label for label, _ in fresh.attributes]
         assert stored.regions.shape == (49, 1280)
         np.testing.assert_allclose(stored.regions, fresh.regions, rtol=1e-4, atol=1e-4)
     again = runner.invoke(app, ["images", "extract", "--images", str(folder), "--out", str(out)])
     assert again.stdout.splitlines()[0] == (
-        "done 0, skipped 4 (already in the cache), failed 2; ignored 1 file without an image suffix")
+        "done 0, skipped 4 (already in the cache), failed 2; ignored 1 file without an image suffix"
+    )
 
 
 class _InterruptedEncoder:
@@ -379,21 +421,30 @@ def test_cache_from_another_backbone_is_refused(encoder, folder, tmp_path):
     with pytest.raises(MnerInputError) as err:
         FeatureCache.open(out, backbone="lite2")
     assert str(err.value) == "features.sqlite: feature cache made with backbone 'lite0', expected 'lite2'"
-    result = runner.invoke(app, ["images", "extract", "--images", str(folder), "--out", str(out),
-                                 "--backbone", "lite2"])
+    result = runner.invoke(
+        app, ["images", "extract", "--images", str(folder), "--out", str(out), "--backbone", "lite2"]
+    )
     assert (result.exit_code, result.stdout) == (2, "")
-    assert result.stderr == "error: features.sqlite: feature cache made with backbone 'lite0', expected 'lite2'\n"
+    assert (
+        result.stderr
+        == "error: features.sqlite: feature cache made with backbone 'lite0', expected 'lite2'\n"
+    )
     with pytest.raises(MnerInputError) as err:
         FeatureCache.for_writing(out, EncoderConfig(resize="center_crop"))
-    assert str(err.value) == ("features.sqlite: feature cache made with another encoder config "
-                              "(resize='squash' there, 'center_crop' here)")
+    assert str(err.value) == (
+        "features.sqlite: feature cache made with another encoder config "
+        "(resize='squash' there, 'center_crop' here)"
+    )
 
 
-@pytest.mark.parametrize("content, message", [
-    (b"hello", "notes.sqlite: not an mner feature cache"),
-    (b"", "notes.sqlite: not an mner feature cache"),
-    (None, "notes.sqlite: feature cache not found"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"hello", "notes.sqlite: not an mner feature cache"),
+        (b"", "notes.sqlite: not an mner feature cache"),
+        (None, "notes.sqlite: feature cache not found"),
+    ],
+)
 def test_not_a_cache(content, message, tmp_path):
     path = tmp_path / "notes.sqlite"
     if content is not None:
@@ -404,16 +455,38 @@ def test_not_a_cache(content, message, tmp_path):
 
 
 def test_posts_without_usable_image_get_a_mask_not_a_zero_image(encoder, folder, tmp_path):
+    from mner.batching import BatchBuilder
+    from mner.channels import ChannelSources
+    from mner.config import ModelConfig
+    from mner.data import Post
+    from mner.encoders import input_builder
+
     out = tmp_path / "features.sqlite"
     extract_folder(folder, out, encoder)
-    with FeatureCache.open(out, backbone="lite0") as cache:
-        items = cache.features_for(["chelsea", "broken", "never-seen", None])
-        chelsea_regions = cache.get("chelsea").regions
-    assert [item is None for item in items] == [False, True, True, True]
-    batch = stack_features(items, n_regions=49, dim=encoder.vector_dim)
-    assert batch.has_image.tolist() == [True, False, False, False]
-    assert batch.regions.shape == (4, 49, 1280) and np.array_equal(batch.regions[0], chelsea_regions)
-    assert not batch.regions[1:].any() and not batch.vectors[1:].any()
+    config = ModelConfig(
+        tags=["O"],
+        words=["<pad>", "<unk>"],
+        chars=["<pad>", "<unk>"],
+        channels=["text", "image"],
+        fusion=True,
+    )
+    posts = [
+        Post(("a",), id="1", image="chelsea"),
+        Post(("b",), id="2", image="broken"),
+        Post(("c",), id="3", image="never-seen"),
+        Post(("d",), id="4"),
+    ]
+    sources = ChannelSources.open(images_cache=out, backbone="lite0")
+    filled = sources.fill(posts, config.channels)
+    assert filled.report.missing["images"] == ["broken", "never-seen", "4"]
+    batch = BatchBuilder(config, input_builder(config)).build(filled.posts, images=filled.images)
+    assert batch.image.has_image.tolist() == [True, False, False, False]
+    chelsea_regions = filled.images.get("chelsea").regions
+    assert batch.image.regions.shape == (4, 49, 1280) and np.array_equal(
+        batch.image.regions[0].numpy(), chelsea_regions
+    )
+    assert not batch.image.regions[1:].any() and not batch.image.attribute_probs[1:].any()
+    sources.close()
 
 
 def test_cache_file_is_plain_sqlite_with_one_row_per_image(encoder, folder, tmp_path):
@@ -446,15 +519,25 @@ def test_attributes_command_json(photo):
     assert payload["attributes"][0]["label"] == "espresso"
 
 
-@pytest.mark.parametrize("args, message", [
-    (["attributes", "{tmp}/text.jpg"], "error: text.jpg: not an image (unrecognised format)\n"),
-    (["attributes", "{tmp}/none.jpg"], "error: none.jpg: file not found\n"),
-    (["attributes", "{tmp}/text.jpg", "--backbone", "b7"],
-     "error: unknown backbone 'b7': expected one of lite0, lite1, lite2\n"),
-    (["extract", "--images", "{tmp}/nowhere", "--out", "{tmp}/f.sqlite"], "error: nowhere: folder not found\n"),
-    (["extract", "--images", "{tmp}/text.jpg", "--out", "{tmp}/f.sqlite"],
-     "error: text.jpg: expected a folder of images, got a file\n"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["attributes", "{tmp}/text.jpg"], "error: text.jpg: not an image (unrecognised format)\n"),
+        (["attributes", "{tmp}/none.jpg"], "error: none.jpg: file not found\n"),
+        (
+            ["attributes", "{tmp}/text.jpg", "--backbone", "b7"],
+            "error: unknown backbone 'b7': expected one of lite0, lite1, lite2\n",
+        ),
+        (
+            ["extract", "--images", "{tmp}/nowhere", "--out", "{tmp}/f.sqlite"],
+            "error: nowhere: folder not found\n",
+        ),
+        (
+            ["extract", "--images", "{tmp}/text.jpg", "--out", "{tmp}/f.sqlite"],
+            "error: text.jpg: expected a folder of images, got a file\n",
+        ),
+    ],
+)
 def test_commands_report_bad_input_in_one_line(args, message, tmp_path):
     (tmp_path / "text.jpg").write_text("hello")
     result = runner.invoke(app, ["images"] + [a.format(tmp=tmp_path) for a in args])

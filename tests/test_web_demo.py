@@ -20,12 +20,14 @@ CHROMIUM = Path("/usr/bin/chromium")
 def browser():
     if not CHROMIUM.is_file():
         pytest.skip(f"headless Chromium not found at {CHROMIUM}: apt-get install chromium")
-    sync_api = pytest.importorskip("playwright.sync_api",
-                                   reason="playwright not installed: pip install playwright")
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason="playwright not installed: pip install playwright"
+    )
     with sync_api.sync_playwright() as playwright:
         try:
-            chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                                  args=["--no-sandbox", "--disable-gpu"])
+            chromium = playwright.chromium.launch(
+                executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox", "--disable-gpu"]
+            )
         except sync_api.Error as err:
             pytest.skip(f"headless Chromium at {CHROMIUM} did not start under Playwright: {err}")
         yield chromium
@@ -58,14 +60,19 @@ def test_a_post_with_a_photo_shows_entities_by_type_and_attributes(page, tmp_pat
     marks = page.locator("#tagged mark.entity")
     assert marks.count() == 2
     found = marks.evaluate_all(
-        "ms => ms.map(m => [m.firstChild.textContent, m.querySelector('.type').textContent])")
+        "ms => ms.map(m => [m.firstChild.textContent, m.querySelector('.type').textContent])"
+    )
     assert found == [["Barack Obama", "PER"], ["Berlin", "LOC"]]
     assert "type-PER" in marks.nth(0).get_attribute("class")
     assert "type-LOC" in marks.nth(1).get_attribute("class")
     colours = [marks.nth(i).evaluate("m => getComputedStyle(m).borderTopColor") for i in range(2)]
     assert colours[0] != colours[1]  # one colour per type
     assert page.locator("#legend li").all_inner_texts() == [
-        "PER — person", "LOC — location", "ORG — organisation", "OTHER — other name"]
+        "PER — person",
+        "LOC — location",
+        "ORG — organisation",
+        "OTHER — other name",
+    ]
 
     attributes = page.locator("#attributes li.attribute")
     assert attributes.count() == 5
@@ -101,15 +108,25 @@ def test_a_post_over_the_text_limit_is_reported(page):
 
 def test_knowledge_is_shown_as_the_entity_and_its_triples(page):
     # the shape of Knowledge.to_dict(), as /v1/tag returns it when the server has a KG
-    knowledge = {"path": "image", "entity": "Q76", "label": "barack obama", "type": "PER", "hop": 0,
-                 "similarity": 0.93, "mention": "Obama", "compared": 3, "candidates": [],
-                 "triples": [["barack obama", "isA", "politician"], ["barack obama", "isA", "lawyer"]]}
+    knowledge = {
+        "path": "image",
+        "entity": "Q76",
+        "label": "barack obama",
+        "type": "PER",
+        "hop": 0,
+        "similarity": 0.93,
+        "mention": "Obama",
+        "compared": 3,
+        "candidates": [],
+        "triples": [["barack obama", "isA", "politician"], ["barack obama", "isA", "lawyer"]],
+    }
     page.evaluate("k => renderKnowledge(k)", knowledge)
     box = page.locator("#knowledge")
     assert box.locator("strong").inner_text() == "barack obama"
     assert "found by image" in box.inner_text() and "similarity 0.93" in box.inner_text()
     rows = box.locator("table.triples tr").evaluate_all(
-        "rs => rs.map(r => [...r.cells].map(c => c.textContent))")
+        "rs => rs.map(r => [...r.cells].map(c => c.textContent))"
+    )
     assert rows == knowledge["triples"]
     page.evaluate("k => renderKnowledge(k)", {"path": "none", "triples": []})
     assert box.inner_text() == "The knowledge graph had nothing for this post."

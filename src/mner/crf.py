@@ -36,8 +36,9 @@ class CRF(nn.Module):
     ``forward`` returns the log-likelihood of gold tag sequences; ``decode`` the Viterbi best paths.
     """
 
-    def __init__(self, num_tags: int, allowed: torch.Tensor | None = None,
-                 allowed_start: torch.Tensor | None = None):
+    def __init__(
+        self, num_tags: int, allowed: torch.Tensor | None = None, allowed_start: torch.Tensor | None = None
+    ):
         super().__init__()
         if num_tags <= 0:
             raise ValueError(f"num_tags must be positive, got {num_tags}")
@@ -48,8 +49,10 @@ class CRF(nn.Module):
         allowed = torch.ones(num_tags, num_tags, dtype=torch.bool) if allowed is None else allowed
         allowed_start = torch.ones(num_tags, dtype=torch.bool) if allowed_start is None else allowed_start
         if allowed.shape != (num_tags, num_tags) or allowed_start.shape != (num_tags,):
-            raise ValueError(f"expected allowed of shape ({num_tags}, {num_tags}) and allowed_start of shape "
-                             f"({num_tags},), got {tuple(allowed.shape)} and {tuple(allowed_start.shape)}")
+            raise ValueError(
+                f"expected allowed of shape ({num_tags}, {num_tags}) and allowed_start of shape "
+                f"({num_tags},), got {tuple(allowed.shape)} and {tuple(allowed_start.shape)}"
+            )
         # Constraints are derived from the tag set, so they are rebuilt at load time, not saved.
         self.register_buffer("_penalty", (~allowed).float() * _FORBIDDEN, persistent=False)
         self.register_buffer("_start_penalty", (~allowed_start).float() * _FORBIDDEN, persistent=False)
@@ -77,10 +80,13 @@ class CRF(nn.Module):
         self._validate(emissions, mask)
         return self._viterbi(emissions, mask)
 
-    def _validate(self, emissions: torch.Tensor, mask: torch.Tensor, tags: torch.Tensor | None = None) -> None:
+    def _validate(
+        self, emissions: torch.Tensor, mask: torch.Tensor, tags: torch.Tensor | None = None
+    ) -> None:
         if emissions.dim() != 3 or emissions.size(2) != self.num_tags:
-            raise ValueError(f"expected emissions of shape (batch, seq_len, {self.num_tags}), "
-                             f"got {tuple(emissions.shape)}")
+            raise ValueError(
+                f"expected emissions of shape (batch, seq_len, {self.num_tags}), got {tuple(emissions.shape)}"
+            )
         if mask.dtype != torch.bool:
             raise ValueError(f"expected a torch.bool mask, got {mask.dtype}")
         if mask.shape != emissions.shape[:2]:

@@ -123,7 +123,9 @@ def _read_text(path: Path) -> str:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         line = raw[: err.start].count(b"\n") + 1
-        raise MnerInputError(f"not UTF-8 (byte 0x{raw[err.start]:02x} at offset {err.start})", path, line) from None
+        raise MnerInputError(
+            f"not UTF-8 (byte 0x{raw[err.start]:02x} at offset {err.start})", path, line
+        ) from None
 
 
 def iter_conll(path: str | Path) -> Iterator[Post]:
@@ -131,7 +133,9 @@ def iter_conll(path: str | Path) -> Iterator[Post]:
     path = Path(path)
     text = _read_text(path)
     if not text.strip():
-        raise MnerInputError("file is empty: expected CoNLL posts ('IMGID:<id>' then 'token<TAB>tag' lines)", path)
+        raise MnerInputError(
+            "file is empty: expected CoNLL posts ('IMGID:<id>' then 'token<TAB>tag' lines)", path
+        )
     image_id, id_line, tokens, tags = None, None, [], []
 
     def finish():
@@ -144,7 +148,7 @@ def iter_conll(path: str | Path) -> Iterator[Post]:
         if line.startswith("IMGID:"):
             if tokens or image_id is not None:
                 yield finish()
-            image_id, id_line, tokens, tags = line[len("IMGID:"):].strip(), line_no, [], []
+            image_id, id_line, tokens, tags = line[len("IMGID:") :].strip(), line_no, [], []
             if not image_id:
                 raise MnerInputError("expected 'IMGID:<id>', got an empty id", path, line_no)
             continue
@@ -155,14 +159,17 @@ def iter_conll(path: str | Path) -> Iterator[Post]:
             continue
         fields = line.split("\t")
         if len(fields) != 2:
-            raise MnerInputError(f"expected 'token<TAB>tag', got {len(fields)} field{'s' * (len(fields) != 1)}",
-                                 path, line_no)
+            raise MnerInputError(
+                f"expected 'token<TAB>tag', got {len(fields)} field{'s' * (len(fields) != 1)}", path, line_no
+            )
         token, tag = fields
         if token == "":
             raise MnerInputError("expected 'token<TAB>tag', got an empty token", path, line_no)
         norm = normalise_tag(tag.strip())
         if norm is None:
-            raise MnerInputError(f"tag {tag!r} is not BIO over {'/'.join(ENTITY_TYPES)} (or MISC)", path, line_no)
+            raise MnerInputError(
+                f"tag {tag!r} is not BIO over {'/'.join(ENTITY_TYPES)} (or MISC)", path, line_no
+            )
         if id_line is None:
             id_line = line_no
         tokens.append(token)
@@ -181,7 +188,9 @@ def write_conll(posts: Iterable[Post], path: str | Path, tags: Iterable[Iterable
     tag_rows = iter(tags) if tags is not None else None
     with open(path, "w", encoding="utf-8", newline="\n") as out:
         for post in posts:
-            row = list(next(tag_rows)) if tag_rows is not None else list(post.tags or ["O"] * len(post.tokens))
+            row = (
+                list(next(tag_rows)) if tag_rows is not None else list(post.tags or ["O"] * len(post.tokens))
+            )
             if post.image is not None:
                 out.write(f"IMGID:{post.image}\n")
             out.writelines(f"{token}\t{tag}\n" for token, tag in zip(post.tokens, row, strict=True))
@@ -206,7 +215,9 @@ def read_captions(path: str | Path) -> dict[str, str]:
             continue
         fields = line.split("\t")
         if len(fields) != 2 or not fields[0].strip():
-            raise MnerInputError(f"expected 'image_id<TAB>caption', got {len(fields)} field(s)", path, line_no)
+            raise MnerInputError(
+                f"expected 'image_id<TAB>caption', got {len(fields)} field(s)", path, line_no
+            )
         captions[fields[0].strip()] = fields[1].strip()
     return captions
 
@@ -224,7 +235,7 @@ def write_captions(captions: dict[str, str], path: str | Path) -> None:
 def post_from_json(obj: object, where: str = "") -> Post:
     """A Post from one decoded JSONL object; raises ValueError saying what was expected."""
     if not isinstance(obj, dict):
-        raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
+        raise ValueError(f"expected a JSON object, got {type(obj).__name__}")  # noqa: TRY004 - bad input, not a bug
     tokens = obj.get("tokens")
     text = obj.get("text")
     if tokens is not None:
@@ -240,8 +251,13 @@ def post_from_json(obj: object, where: str = "") -> Post:
         if obj.get(key) is not None and not isinstance(obj[key], str):
             raise ValueError(f"'{key}' must be a string")
     post_id = obj.get("id", where)
-    return Post(tuple(tokens), id=str(post_id), image=obj.get("image"), caption=obj.get("caption"),
-                extra={"text": text} if text is not None else {})
+    return Post(
+        tuple(tokens),
+        id=str(post_id),
+        image=obj.get("image"),
+        caption=obj.get("caption"),
+        extra={"text": text} if text is not None else {},
+    )
 
 
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, object | MnerInputError]]:
@@ -268,8 +284,12 @@ def _jsonl_lines(handle, path: Path) -> Iterator[tuple[int, object | MnerInputEr
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as err:
-                yield line_no, MnerInputError(f"not UTF-8 (byte 0x{raw[err.start]:02x} at column {err.start + 1})",
-                                              path, line_no)
+                yield (
+                    line_no,
+                    MnerInputError(
+                        f"not UTF-8 (byte 0x{raw[err.start]:02x} at column {err.start + 1})", path, line_no
+                    ),
+                )
                 continue
             if not line.strip():
                 continue
@@ -325,7 +345,9 @@ _TOKEN_RE = re.compile(
     | [@＠]\w+                                           # @user
     | [#＃]\w+                                           # #hashtag
     | \w+(?:-\w+)*                                       # words, numbers, hyphenated words
-    | """ + f"{_EMOJI}{_EMOJI_MOD}*(?:\u200d{_EMOJI}{_EMOJI_MOD}*)*" + r"""  # one emoji, ZWJ sequences kept
+    | """
+    + f"{_EMOJI}{_EMOJI_MOD}*(?:\u200d{_EMOJI}{_EMOJI_MOD}*)*"
+    + r"""  # one emoji, ZWJ sequences kept
     | \.{2,} | -{2,} | …                                 # ellipses and dashes
     | \S                                                 # any other single character
     """,

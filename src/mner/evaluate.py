@@ -29,8 +29,12 @@ class Scores:
             "f1": pct(self.f1),
             "gold_entities": self.gold_entities,
             "per_type": {
-                t: {"precision": pct(s["precision"]), "recall": pct(s["recall"]), "f1": pct(s["f1"]),
-                    "support": int(s["support"])}
+                t: {
+                    "precision": pct(s["precision"]),
+                    "recall": pct(s["recall"]),
+                    "f1": pct(s["f1"]),
+                    "support": int(s["support"]),
+                }
                 for t, s in self.per_type.items()
             },
         }
@@ -61,7 +65,8 @@ def entity_scores(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[st
         pred_n.update(t for _, _, t in p_spans)
         correct_n.update(t for _, _, t in g_spans & p_spans)
     types = [t for t in ENTITY_TYPES if gold_n[t] or pred_n[t]] + sorted(
-        t for t in set(gold_n) | set(pred_n) if t not in ENTITY_TYPES)
+        t for t in set(gold_n) | set(pred_n) if t not in ENTITY_TYPES
+    )
     per_type = {}
     for t in types:
         p, r, f = _prf(correct_n[t], pred_n[t], gold_n[t])
@@ -74,8 +79,12 @@ def format_scores(scores: Scores) -> str:
     """A small human-readable table of the scores (percentages)."""
     lines = [f"{'type':<8}{'P':>8}{'R':>8}{'F1':>8}{'support':>9}"]
     for t, s in scores.per_type.items():
-        lines.append(f"{t:<8}{100 * s['precision']:>8.2f}{100 * s['recall']:>8.2f}{100 * s['f1']:>8.2f}"
-                     f"{int(s['support']):>9}")
-    lines.append(f"{'overall':<8}{100 * scores.precision:>8.2f}{100 * scores.recall:>8.2f}"
-                 f"{100 * scores.f1:>8.2f}{scores.gold_entities:>9}")
+        lines.append(
+            f"{t:<8}{100 * s['precision']:>8.2f}{100 * s['recall']:>8.2f}{100 * s['f1']:>8.2f}"
+            f"{int(s['support']):>9}"
+        )
+    lines.append(
+        f"{'overall':<8}{100 * scores.precision:>8.2f}{100 * scores.recall:>8.2f}"
+        f"{100 * scores.f1:>8.2f}{scores.gold_entities:>9}"
+    )
     return "\n".join(lines)

@@ -61,7 +61,9 @@ class GuidedVisualAttention(nn.Module):
 
     def forward(self, guide: torch.Tensor, regions: torch.Tensor) -> torch.Tensor:
         # guide: (B, T, d), regions: (B, N, d)
-        a_v = self.w_v(torch.tanh(self.w_s(guide).unsqueeze(2) + self.w_i(regions).unsqueeze(1)))  # (B, T, N, d)
+        a_v = self.w_v(
+            torch.tanh(self.w_s(guide).unsqueeze(2) + self.w_i(regions).unsqueeze(1))
+        )  # (B, T, N, d)
         p = torch.softmax(a_v, dim=2)  # Eq. 8, over the N regions, per feature
         return (p * regions.unsqueeze(1)).sum(dim=2)  # shape: (B, T, inner), Eq. 9
 
@@ -101,8 +103,14 @@ class ModalityFusion(nn.Module):
         self.visual_gate = Gate(inner)
         self.output_gate = Gate(d)
 
-    def forward(self, x: torch.Tensor, memory: torch.Tensor, memory_mask: torch.Tensor,
-                regions: torch.Tensor | None = None, has_image: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        memory: torch.Tensor,
+        memory_mask: torch.Tensor,
+        regions: torch.Tensor | None = None,
+        has_image: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Fused representation O (B, T, d) for every text token (Eq. 14).
 
         Args:

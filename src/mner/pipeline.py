@@ -1,29 +1,10 @@
 """One object that tags raw posts end to end; ``mner predict``, ``mner tag`` and the HTTP service share it.
 
-How the model's channels are filled for a post (text, optional image, optional caption):
-
-- text: ``mner.data.tokenize`` of the post's words (or the words given already split).
-- image: decoded with the checks every mner image goes through (``mner.vision.decode``; a file or an
-  upload's bytes), then the encoder of the model's ``image_backbone`` (loaded on the first image) gives its
-  top-5 ImageNet attributes, its regions and its image vector (``ImageFeatures``). The images of a batch
-  go through one encoder call.
-- knowledge (when a KG is open): ``post_knowledge(kg, tokens, image_vector)`` with the policy
-  image-then-text: the image vector drives the image-knowledge search; a post without an image takes the
-  text fallback. ``Post.knowledge`` is ``mner.prepare.knowledge_words`` of the result, as in training.
-- caption: the one given. For a model with a "caption" channel, a post with an image and no caption gets
-  the image's attribute labels joined as words (``mner.prepare.attribute_caption``: "Egyptian cat tabby
-  tiger cat ..."); the result's "caption" is the caption the post was tagged with, so it shows that.
-- attributes / image channels: the features go to the tagger as ``images={key: ImageFeatures}`` with
-  ``Post.image = key``; a post without an image is masked, never given a zero image.
-
-The result for one post, the JSON contract of ``mner predict --json``, ``mner tag`` and the service::
-
-    {"id": "...",                  # only when a post id was given
-     "tokens": ["...", ...],
-     "entities": [{"start": 0, "end": 2, "type": "PER", "text": "..."}],   # token offsets, end exclusive
-     "attributes": [{"label": "Egyptian cat", "probability": 0.8213}],    # top 5; [] without an image
-     "knowledge": {...} or null,   # Knowledge.to_dict() when a KG is open
-     "caption": "..." or null}     # the caption used
+A raw post (text or tokens, an optional image as a file or bytes, an optional caption) is checked and its
+image decoded (``mner.vision.decode``, the checks every mner image goes through), the images of a batch go
+through one encoder call (the encoder of the model's ``image_backbone``, loaded on the first image), then
+``mner.channels`` fills the post's channels exactly as training does (caption, knowledge from the KG with
+the image vector, attributes and regions) and the tagger tags them. Each post gives a ``TagResult``.
 """
 
 from __future__ import annotations
@@ -34,8 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mner.data import MnerInputError, Post, tokenize
-from mner.prepare import attribute_caption, knowledge_words
+from mner.channels import ChannelSources
+from mner.data import MnerInputError, Post, Span, tokenize
+from mner.result import ImageAttribute, TagResult
 
 if TYPE_CHECKING:
     import numpy as np
@@ -54,7 +36,9 @@ class PostInput:
     image: str | Path | bytes | None = None
     caption: str | None = None
     post_id: str | None = None
-    tokens: Sequence[str] | None = None  # words already split (JSONL "tokens"): used instead of tokenising text
+    tokens: Sequence[str] | None = (
+        None  # words already split (JSONL "tokens"): used instead of tokenising text
+    )
 
 
 @dataclass
@@ -80,20 +64,21 @@ class Pipeline:
             tags with that channel masked (as for a post the KG knows nothing about).
         """
         from mner.tagger import load_tagger
-        from mner.vision.encoder import EncoderConfig
+        from mner.vision.config import EncoderConfig
 
         self.model = model
         self.kg_path = kg
         self.tagger = load_tagger(model)
         self.channels = list(self.tagger.config.channels)
-        self.kg = None
-        if kg is not None:
-            from mner.knowledge import open_kg
-
-            self.kg = open_kg(kg)
+        self.sources = ChannelSources.open(kg=kg)
         self.encoder_config = EncoderConfig.for_backbone(self.tagger.config.image_backbone)
         self._encoder: ImageEncoder | None = None
         self._lock = threading.Lock()
+
+    @property
+    def kg(self):
+        """The open KG (a ``mner.knowledge.KnowledgeStore``), or None."""
+        return self.sources.kg
 
     @property
     def encoder(self) -> ImageEncoder:
@@ -106,14 +91,21 @@ class Pipeline:
 
     def describe(self) -> dict:
         """What is loaded, for a health check."""
-        return {"model": str(self.model) if self.model is not None else "default",
-                "channels": list(self.channels),
-                "kg": str(self.kg_path) if self.kg_path is not None else None,
-                "image_backbone": self.tagger.config.image_backbone}
+        return {
+            "model": str(self.model) if self.model is not None else "default",
+            "channels": list(self.channels),
+            "kg": str(self.kg_path) if self.kg_path is not None else None,
+            "image_backbone": self.tagger.config.image_backbone,
+        }
 
-    def tag(self, text: str, image: str | Path | bytes | None = None, caption: str | None = None,
-            post_id: str | None = None) -> dict:
-        """Tag one post; see the module docstring for the result.
+    def tag(
+        self,
+        text: str,
+        image: str | Path | bytes | None = None,
+        caption: str | None = None,
+        post_id: str | None = None,
+    ) -> TagResult:
+        """Tag one post.
 
         Raises:
             MnerInputError: the text is empty.
@@ -124,7 +116,7 @@ class Pipeline:
             raise result
         return result
 
-    def tag_many(self, items: Sequence[PostInput]) -> list[dict | MnerInputError]:
+    def tag_many(self, items: Sequence[PostInput]) -> list[TagResult | MnerInputError]:
         """Tag a batch: one encoder call for all its images, one tagger call for all its posts.
 
         A post with bad input gives its MnerInputError (or ImageError) in its place; the others are tagged.
@@ -138,8 +130,7 @@ class Pipeline:
 
     def close(self) -> None:
         """Close the KG file."""
-        if self.kg is not None:
-            self.kg.close()
+        self.sources.close()
 
     # -------------------------------------------------------------------------------------- stages
 
@@ -175,36 +166,29 @@ class Pipeline:
         encoded = iter(self.encoder.encode_pixels(np.stack(given)))  # stack shape: (B, size, size, 3)
         return [None if p is None else next(encoded) for p in pixels]
 
-    def _tag_decoded(self, decoded: list[_Decoded], features: list[ImageFeatures | None]) -> list[dict]:
-        image_channels = any(c in ("attributes", "image") for c in self.channels)
-        posts, images, extras = [], {}, []
-        for i, (d, feats) in enumerate(zip(decoded, features, strict=True)):
-            caption = d.item.caption or None
-            if caption is None and feats is not None and "caption" in self.channels:
-                caption = attribute_caption(feats.attributes)
-            knowledge = None
-            if self.kg is not None:
-                from mner.knowledge import post_knowledge
-
-                knowledge = post_knowledge(self.kg, d.tokens, None if feats is None else feats.vector)
-            key = None
-            if feats is not None and image_channels:
-                key = f"post-{i}"
-                images[key] = feats
-            posts.append(Post(d.tokens, id=d.item.post_id or f"#{i}", image=key, caption=caption,
-                              knowledge=None if knowledge is None else knowledge_words(knowledge)))
-            extras.append((feats, knowledge))
-        spans = self.tagger.predict(posts, images=images or None) if posts else []
-        return [_result(d.item.post_id, post, post_spans, feats, knowledge)
-                for d, post, post_spans, (feats, knowledge) in zip(decoded, posts, spans, extras, strict=True)]
+    def _tag_decoded(self, decoded: list[_Decoded], features: list[ImageFeatures | None]) -> list[TagResult]:
+        posts = [
+            Post(
+                d.tokens,
+                id=d.item.post_id or f"#{i}",
+                image=None if f is None else f"post-{i}",
+                caption=d.item.caption or None,
+            )
+            for i, (d, f) in enumerate(zip(decoded, features, strict=True))
+        ]
+        by_key = {p.image: f for p, f in zip(posts, features, strict=True) if f is not None}
+        filled = self.sources.fill(posts, self.channels, features=by_key)
+        spans = self.tagger.predict(filled.posts, images=filled.images) if posts else []
+        return [
+            _result(d.item.post_id, post, post_spans, feats, knowledge)
+            for d, post, post_spans, feats, knowledge in zip(
+                decoded, filled.posts, spans, features, filled.knowledge, strict=True
+            )
+        ]
 
 
-def _result(post_id: str | None, post: Post, spans, features, knowledge) -> dict:
-    out: dict = {} if post_id is None else {"id": post_id}
-    out["tokens"] = list(post.tokens)
-    out["entities"] = [s.to_dict() for s in spans]
-    out["attributes"] = [] if features is None else [
-        {"label": label, "probability": round(float(p), 4)} for label, p in features.attributes]
-    out["knowledge"] = None if knowledge is None else knowledge.to_dict()
-    out["caption"] = post.caption
-    return out
+def _result(post_id: str | None, post: Post, spans: list[Span], features, knowledge) -> TagResult:
+    attributes = (
+        () if features is None else tuple(ImageAttribute(label, p) for label, p in features.attributes)
+    )
+    return TagResult(post.tokens, tuple(spans), attributes, knowledge, post.caption, post_id)

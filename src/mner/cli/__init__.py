@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from mner.cli import core, images, kg, serve, tag
+
 app = typer.Typer(
     name="mner",
     help="Multimodal named entity recognition for social-media posts (text + image + knowledge).",
@@ -11,19 +13,12 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+for command in (core.train, core.evaluate, core.predict, core.demo, tag.tag, serve.serve):
+    app.command()(command)
+app.add_typer(images.app, name="images")
+app.add_typer(kg.app, name="kg")
 
 
 def main() -> None:
     """Console-script entry point."""
     app()
-
-
-from mner.cli import core as _core  # noqa: F401  (registers train/evaluate/predict/demo)
-from mner.cli import images as _images
-from mner.cli import tag as _tag  # noqa: F401  (registers tag)
-
-app.add_typer(_images.app, name="images")
-from mner.cli import kg as _kg
-
-app.add_typer(_kg.app, name="kg")
-from mner.cli import serve as _serve  # noqa: F401  (registers serve)

@@ -10,21 +10,13 @@ from typing import Annotated
 
 import typer
 
-from mner.cli import app
 from mner.cli.errors import fail, user_errors
+from mner.cli.options import CaptionsOption, ImagesCacheOption, KgOption, ModelOption
 from mner.data import MnerInputError
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "posts.jsonl"
 
-CaptionsOption = Annotated[Path | None, typer.Option(
-    "--captions", help="Captions TSV (image_id<TAB>caption) for models with a 'caption' channel.")]
-KgOption = Annotated[Path | None, typer.Option(
-    "--kg", help="Knowledge-graph file (mner kg build) for models with a 'knowledge' channel.")]
-ImagesCacheOption = Annotated[Path | None, typer.Option(
-    "--images-cache", help="Image feature cache (mner images extract) for the 'attributes' and 'image' channels.")]
 
-
-@app.command()
 @user_errors
 def train(
     train_file: Annotated[Path, typer.Option("--train", help="Training data, CoNLL with IMGID lines.")],
@@ -32,20 +24,28 @@ def train(
     out: Annotated[Path, typer.Option("--out", help="Folder to write the model to.")],
     seed: Annotated[int | None, typer.Option(help="Random seed (overrides the config's).")] = None,
     config: Annotated[Path | None, typer.Option(help="TOML file with [model] and [train] tables.")] = None,
-    test_file: Annotated[Path | None, typer.Option("--test", help="Score this CoNLL file once at the end "
-                                                      "and record it in the model card.")] = None,
+    test_file: Annotated[
+        Path | None,
+        typer.Option("--test", help="Score this CoNLL file once at the end and record it in the model card."),
+    ] = None,
     epochs: Annotated[int | None, typer.Option(help="Maximum epochs (overrides the config's).")] = None,
     threads: Annotated[int | None, typer.Option(help="torch.set_num_threads for training.")] = None,
-    device: Annotated[str | None, typer.Option(help="Train on 'cpu' (the config's default) or 'cuda'; the model "
-                                                    "is saved for the CPU either way.")] = None,
+    device: Annotated[
+        str | None,
+        typer.Option(
+            help="Train on 'cpu' (the config's default) or 'cuda'; the model is saved for the CPU either way."
+        ),
+    ] = None,
     captions: CaptionsOption = None,
     kg: KgOption = None,
     images_cache: ImagesCacheOption = None,
 ) -> None:
     """Train a tagger on CoNLL data; the epoch with the best dev F1 is kept."""
+    from mner.channels import ChannelSources
     from mner.data import read_conll
-    from mner.train import read_run_config, write_model
-    from mner.train import train as run_training
+    from mner.evaluate import entity_scores
+    from mner.runconfig import read_run_config
+    from mner.training import Trainer
 
     run = read_run_config(config)
     if seed is not None:
@@ -59,32 +59,54 @@ def train(
             run.train = dataclasses.replace(run.train, device=device)
         except ValueError as err:
             raise MnerInputError(str(err)) from None
-    caption_map, store = load_context(captions, kg)
-    from mner.prepare import check_channels
-
-    images = open_images(images_cache, run.model.get("image_backbone", "lite0"))
-    check_channels(run.model.get("channels", ["text"]), caption_map, store, images)
-    train_posts = with_context(read_conll(train_file), caption_map, store, "train")
-    dev_posts = with_context(read_conll(dev_file), caption_map, store, "dev")
-    test_posts = with_context(read_conll(test_file), caption_map, store, "test") if test_file else None
+    channels = run.model.get("channels", ["text"])
+    sources = ChannelSources.open(captions, kg, images_cache, run.model.get("image_backbone", "lite0"))
+    sources.require(channels)
+    data = {"train": train_file, "dev": dev_file, "test": test_file}
+    filled = {name: fill(sources, read_conll(path), channels, name) for name, path in data.items() if path}
 
     def report(row: dict) -> None:
-        typer.echo(f"epoch {row['epoch']:>3}  loss {row['loss']:8.3f}  dev F1 {row['dev_f1']:6.2f}  "
-                   f"{row['seconds']:5.1f} s", err=True)
+        typer.echo(
+            f"epoch {row['epoch']:>3}  loss {row['loss']:8.3f}  dev F1 {row['dev_f1']:6.2f}  "
+            f"{row['seconds']:5.1f} s",
+            err=True,
+        )
 
-    tagger, _ = run_training(train_posts, dev_posts, run, on_epoch=report, images=images)
-    given = [("--train", train_file), ("--dev", dev_file), ("--test", test_file), ("--config", config),
-             ("--captions", captions), ("--kg", kg), ("--images-cache", images_cache),
-             ("--seed", seed), ("--epochs", epochs), ("--threads", threads), ("--device", device), ("--out", out)]
-    command = "mner train " + " ".join(f"{flag} {shlex.quote(str(v))}" for flag, v in given if v is not None)
-    scores = write_model(tagger, out, command, {"train": train_file, "dev": dev_file, "test": test_file},
-                         test_posts, images)
-    typer.echo(f"best epoch {tagger.record['training']['best_epoch']}, dev F1 "
-               f"{tagger.record['training']['dev_f1']:.2f}" + (f", test F1 {scores['f1']:.2f}" if scores else "")
-               + f"; model written to {out}")
+    trainer = Trainer(filled["train"].posts, filled["dev"].posts, run, images=sources.images, on_epoch=report)
+    trainer.fit()
+    tagger = trainer.tagger
+    given = [
+        ("--train", train_file),
+        ("--dev", dev_file),
+        ("--test", test_file),
+        ("--config", config),
+        ("--captions", captions),
+        ("--kg", kg),
+        ("--images-cache", images_cache),
+        ("--seed", seed),
+        ("--epochs", epochs),
+        ("--threads", threads),
+        ("--device", device),
+        ("--out", out),
+    ]
+    tagger.record["training"]["command"] = "mner train " + " ".join(
+        f"{flag} {shlex.quote(str(v))}" for flag, v in given if v is not None
+    )
+    tagger.record["training"]["data"] = {k: str(v) for k, v in data.items() if v is not None}
+    scores = None
+    if "test" in filled:
+        test = filled["test"].posts
+        scores = entity_scores([list(p.tags) for p in test], tagger.predict_tags(test, images=sources.images))
+        tagger.record["scores"] = {"test": scores.to_json()}
+    tagger.save(out)
+    typer.echo(
+        f"best epoch {tagger.record['training']['best_epoch']}, dev F1 "
+        f"{tagger.record['training']['dev_f1']:.2f}"
+        + (f", test F1 {100 * scores.f1:.2f}" if scores else "")
+        + f"; model written to {out}"
+    )
 
 
-@app.command()
 @user_errors
 def evaluate(
     model: Annotated[Path, typer.Option(help="Model folder.")],
@@ -95,30 +117,38 @@ def evaluate(
     images_cache: ImagesCacheOption = None,
 ) -> None:
     """Entity-level P/R/F1 (conlleval-compatible) of a model on gold data."""
+    from mner.channels import ChannelSources
     from mner.data import read_conll
     from mner.evaluate import entity_scores, format_scores
     from mner.tagger import load_tagger
 
     tagger = load_tagger(model)
-    caption_map, store = load_context(captions, kg)
-    posts = with_context(read_conll(data), caption_map, store, "data")
-    images = open_images(images_cache, tagger.config.image_backbone)
-    scores = entity_scores([list(p.tags) for p in posts], tagger.predict_tags(posts, images=images))
+    sources = ChannelSources.open(captions, kg, images_cache, tagger.config.image_backbone)
+    filled = fill(sources, read_conll(data), tagger.config.channels, "data")
+    scores = entity_scores(
+        [list(p.tags) for p in filled.posts], tagger.predict_tags(filled.posts, images=filled.images)
+    )
     typer.echo(json.dumps(scores.to_json()) if as_json else format_scores(scores))
 
 
-@app.command()
 @user_errors
 def predict(
     text: Annotated[str, typer.Option(help="The post's text (tokenised like the Twitter-2015 files).")],
-    model: Annotated[Path | None, typer.Option(help="Model folder, or a packaged model by name (default: the shipped 'default'; also 'paper-full').")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print {tokens, entities, attributes, knowledge, "
-                                                         "caption} as JSON.")] = False,
-    caption: Annotated[str | None, typer.Option(help="A caption of the post's image (models with a "
-                                                   "'caption' channel).")] = None,
+    model: ModelOption = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print {tokens, entities, attributes, knowledge, caption} as JSON.")
+    ] = False,
+    caption: Annotated[
+        str | None, typer.Option(help="A caption of the post's image (models with a 'caption' channel).")
+    ] = None,
     kg: KgOption = None,
-    image: Annotated[Path | None, typer.Option(help="The post's image: its ImageNet attributes are shown, and "
-                                                    "used by models with image channels.")] = None,
+    image: Annotated[
+        Path | None,
+        typer.Option(
+            help="The post's image: its ImageNet attributes are shown, and "
+            "used by models with image channels."
+        ),
+    ] = None,
 ) -> None:
     """Tag one post and print its entities (and its image's attributes and the knowledge used)."""
     from mner.data import tokenize
@@ -126,7 +156,7 @@ def predict(
 
     if not tokenize(text):
         fail("--text is empty: expected the words of a post")
-    result = Pipeline(model, kg).tag(text, image=image, caption=caption)
+    result = Pipeline(model, kg).tag(text, image=image, caption=caption).to_dict()
     if as_json:
         typer.echo(json.dumps(result, ensure_ascii=False))
         return
@@ -144,24 +174,31 @@ def context_lines(result: dict, given_caption: str | None = None) -> list[str]:
     """Lines for the image attributes, a caption made from them, and the knowledge used (none if absent)."""
     lines = []
     if result["attributes"]:
-        lines.append("attributes: " + ", ".join(f"{a['label']} {a['probability']:.2f}"
-                                               for a in result["attributes"]))
+        lines.append(
+            "attributes: " + ", ".join(f"{a['label']} {a['probability']:.2f}" for a in result["attributes"])
+        )
     if result["caption"] and not given_caption:
         lines.append(f"caption (from the image attributes): {result['caption']}")
     found = result["knowledge"]
     if found and found["path"] != "none":
-        entity = f"{found['label'] or found['entity']} ({found['entity']})" if found["entity"] else found["mention"]
-        how = {"image": f"image match, hop {found['hop']}, similarity {found['similarity']}",
-               "text": "text match", "name": "first-name rule"}.get(found["path"], found["path"])
+        entity = (
+            f"{found['label'] or found['entity']} ({found['entity']})"
+            if found["entity"]
+            else found["mention"]
+        )
+        how = {
+            "image": f"image match, hop {found['hop']}, similarity {found['similarity']}",
+            "text": "text match",
+            "name": "first-name rule",
+        }.get(found["path"], found["path"])
         triples = "; ".join(" ".join(t) for t in found["triples"])
         lines.append(f"knowledge ({how}): {entity}: {triples}")
     return lines
 
 
-@app.command()
 @user_errors
 def demo(
-    model: Annotated[Path | None, typer.Option(help="Model folder, or a packaged model by name (default: the shipped 'default'; also 'paper-full').")] = None,
+    model: ModelOption = None,
 ) -> None:
     """Tag the example posts that ship with mner and print their entities."""
     from mner.data import iter_jsonl_posts
@@ -175,38 +212,12 @@ def demo(
         typer.echo("  " + ("; ".join(f"{s.text} → {s.type}" for s in spans) or "no entities") + "\n")
 
 
-def load_context(captions: Path | None, kg: Path | None):
-    """(captions by image id or None, an open KG store or None) from the command's flags."""
-    from mner.data import read_captions
-
-    caption_map = read_captions(captions) if captions else None
-    store = None
-    if kg is not None:
-        from mner.knowledge import open_kg
-
-        store = open_kg(kg)
-    return caption_map, store
-
-
-def open_images(path: Path | None, backbone: str):
-    """The image feature cache, checked against the backbone the model expects (or None)."""
-    if path is None:
-        return None
-    from mner.vision import FeatureCache
-
-    return FeatureCache.open(path, backbone=backbone)
-
-
-def with_context(posts, caption_map, store, name: str | None):
-    """Posts joined with captions and knowledge; reports what was found on stderr."""
-    if caption_map is None and store is None:
-        return posts
-    from mner.prepare import attach_context
-
-    posts, report = attach_context(posts, caption_map, store)
-    if name:
-        typer.echo(f"{name}: {report.summary()}", err=True)
-    return posts
+def fill(sources, posts, channels, name: str):
+    """Posts with their channels filled (``mner.channels``); what was found goes to stderr."""
+    filled = sources.fill(posts, channels)
+    if sources.captions is not None or sources.kg is not None or sources.images is not None:
+        typer.echo(f"{name}: {filled.report.summary()}", err=True)
+    return filled
 
 
 def highlight(tokens: list[str], spans) -> str:

@@ -8,26 +8,36 @@ from typing import Annotated
 
 import typer
 
-from mner.cli.errors import error_exit as _fail
-from mner.data import MnerInputError
+from mner.cli.errors import user_errors
 
 app = typer.Typer(
     help="Image features: ImageNet attributes, 7×7 regional features and image vectors (EfficientNet-Lite).",
     no_args_is_help=True,
 )
 
-Backbone = Annotated[str, typer.Option(help="Image encoder: lite0 (224 px), lite1 (240 px) or lite2 (260 px).")]
+Backbone = Annotated[
+    str, typer.Option(help="Image encoder: lite0 (224 px), lite1 (240 px) or lite2 (260 px).")
+]
 
 
 @app.command()
+@user_errors
 def extract(
-    images: Annotated[Path, typer.Option("--images", help="Folder of images; an image's id is its file stem.")],
+    images: Annotated[
+        Path, typer.Option("--images", help="Folder of images; an image's id is its file stem.")
+    ],
     out: Annotated[Path, typer.Option("--out", help="Feature cache file (SQLite); created, or added to.")],
     backbone: Backbone = "lite0",
     batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 16,
-    threads: Annotated[int | None, typer.Option(min=1, help="Torch threads for the forward pass (default: "
-                                                "torch's); 1 leaves a core to JPEG decoding, which runs "
-                                                "alongside, and is faster where other jobs share the CPU.")] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Torch threads for the forward pass (default: "
+            "torch's); 1 leaves a core to JPEG decoding, which runs "
+            "alongside, and is faster where other jobs share the CPU.",
+        ),
+    ] = None,
 ) -> None:
     """Encode every image of a folder into a feature cache; images already there are skipped."""
     from mner.vision import EncoderConfig, extract_folder
@@ -36,18 +46,18 @@ def extract(
         import torch
 
         torch.set_num_threads(threads)
-    try:
-        summary = extract_folder(images, out, EncoderConfig.for_backbone(backbone), batch_size, progress=True)
-    except MnerInputError as err:
-        raise _fail(err) from None
+    summary = extract_folder(images, out, EncoderConfig.for_backbone(backbone), batch_size, progress=True)
     for line in summary.lines():
         typer.echo(line)
 
 
 @app.command()
+@user_errors
 def attributes(
     path: Annotated[Path, typer.Argument(help="An image file.")],
-    json_output: Annotated[bool, typer.Option("--json", help="Print JSON: attributes and the regions' shape.")] = False,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print JSON: attributes and the regions' shape.")
+    ] = False,
     backbone: Backbone = "lite0",
     top_k: Annotated[int, typer.Option(min=1, max=1000, help="How many ImageNet classes to show.")] = 5,
 ) -> None:
@@ -55,11 +65,8 @@ def attributes(
     from mner.vision import EncoderConfig, load_encoder
     from mner.vision.decode import load_pixels
 
-    try:
-        config = EncoderConfig.for_backbone(backbone, top_k=top_k)
-        pixels = load_pixels(path, config)  # a bad file fails here, before the model loads
-    except MnerInputError as err:
-        raise _fail(err) from None
+    config = EncoderConfig.for_backbone(backbone, top_k=top_k)
+    pixels = load_pixels(path, config)  # a bad file fails here, before the model loads
     features = load_encoder(config).encode_pixels(pixels[None])[0]
     if json_output:
         typer.echo(json.dumps(features.to_json()))

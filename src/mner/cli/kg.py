@@ -8,12 +8,12 @@ from typing import Annotated
 
 import typer
 
-from mner.cli.errors import error_exit as _fail
+from mner.cli.errors import user_errors
 from mner.data import MnerInputError
 
 app = typer.Typer(
     help="Knowledge graph: build one (FB15k-237, DB15K, MMKG, CoDEx, gazetteers, your own TSV/N-Triples), "
-         "add entity images, look mentions up with the paper's image-knowledge search.",
+    "add entity images, look mentions up with the paper's image-knowledge search.",
     no_args_is_help=True,
 )
 
@@ -21,41 +21,50 @@ KGPath = Annotated[Path, typer.Option("--kg", help="The KG file (built by 'mner 
 
 
 @app.command()
+@user_errors
 def build(
     out: Annotated[Path, typer.Option("--out", help="The KG file to write (replaced only on success).")],
-    fb15k237: Annotated[Path | None, typer.Option(
-        help="FB15k-237 folder: entity2wikidata.json, train/valid/test.txt.")] = None,
-    db15k: Annotated[Path | None, typer.Option(
-        help="DB15K folder: triples.tsv (joined to FB15k-237 through --mmkb's same-as links).")] = None,
+    fb15k237: Annotated[
+        Path | None, typer.Option(help="FB15k-237 folder: entity2wikidata.json, train/valid/test.txt.")
+    ] = None,
+    db15k: Annotated[
+        Path | None,
+        typer.Option(help="DB15K folder: triples.tsv (joined to FB15k-237 through --mmkb's same-as links)."),
+    ] = None,
     mmkb: Annotated[Path | None, typer.Option(help="MMKG folder: same-as links and image ids.")] = None,
     codex: Annotated[Path | None, typer.Option(help="CoDEx folder: entity2types.json, types.json.")] = None,
-    labels: Annotated[list[Path] | None, typer.Option(
-        help="Labels TSV: id<TAB>label[<TAB>description[<TAB>alias]...] (repeatable).")] = None,
-    tsv: Annotated[list[Path] | None, typer.Option(
-        help="Triples TSV: head<TAB>relation<TAB>tail (repeatable).")] = None,
+    labels: Annotated[
+        list[Path] | None,
+        typer.Option(help="Labels TSV: id<TAB>label[<TAB>description[<TAB>alias]...] (repeatable)."),
+    ] = None,
+    tsv: Annotated[
+        list[Path] | None, typer.Option(help="Triples TSV: head<TAB>relation<TAB>tail (repeatable).")
+    ] = None,
     ntriples: Annotated[list[Path] | None, typer.Option(help="N-Triples file (repeatable).")] = None,
-    gazetteer: Annotated[list[str] | None, typer.Option(
-        help="geonames, pycountry or names (repeatable; needs the 'gazetteers' extra).")] = None,
+    gazetteer: Annotated[
+        list[str] | None,
+        typer.Option(help="geonames, pycountry or names (repeatable; needs the 'gazetteers' extra)."),
+    ] = None,
 ) -> None:
     """Build a KG file; prints what each importer read and every line it skipped."""
     from mner.knowledge import KGSources, SqliteKG, build_kg
 
-    sources = KGSources(fb15k237, db15k, mmkb, codex, labels or [], tsv or [], ntriples or [],
-                        gazetteer or [])
+    sources = KGSources(
+        fb15k237, db15k, mmkb, codex, labels or [], tsv or [], ntriples or [], gazetteer or []
+    )
 
     def progress(report) -> None:
         typer.echo(report.summary())
         for line in report.skipped_lines():
             typer.echo(f"  skipped {line}", err=True)
 
-    try:
-        build_kg(out, sources, progress=progress)
-    except MnerInputError as err:
-        raise _fail(err) from None
+    build_kg(out, sources, progress=progress)
     with SqliteKG(out) as kg:
         s = kg.stats()
-    typer.echo(f"wrote {out}: {s['entities']:,} entities, {s['triples']:,} triples, "
-               f"{s['file_bytes'] / 1e6:.1f} MB in {kg.meta.get('build_seconds')} s")
+    typer.echo(
+        f"wrote {out}: {s['entities']:,} entities, {s['triples']:,} triples, "
+        f"{s['file_bytes'] / 1e6:.1f} MB in {kg.meta.get('build_seconds')} s"
+    )
 
 
 def _image_jobs(kg, images: Path, mapping: Path | None) -> tuple[list[tuple[int, Path, str]], list[str]]:
@@ -93,35 +102,42 @@ def _image_jobs(kg, images: Path, mapping: Path | None) -> tuple[list[tuple[int,
 
 
 @app.command("add-images")
+@user_errors
 def add_images(
     kg_path: KGPath,
     images: Annotated[Path, typer.Option("--images", help="Folder of entity photos.")],
-    mapping: Annotated[Path | None, typer.Option("--map", help="TSV 'entity<TAB>image file' (entity: KG id, "
-                                                 "Wikidata id or MMKG image id). Without it, file stems are "
-                                                 "taken as MMKG image ids or entity ids.")] = None,
+    mapping: Annotated[
+        Path | None,
+        typer.Option(
+            "--map",
+            help="TSV 'entity<TAB>image file' (entity: KG id, "
+            "Wikidata id or MMKG image id). Without it, file stems are "
+            "taken as MMKG image ids or entity ids.",
+        ),
+    ] = None,
     encoder: Annotated[str, typer.Option(help="Image encoder: lite0, lite1 or lite2.")] = "lite0",
     batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 16,
 ) -> None:
     """Compute image vectors of entity photos with the vision encoder and store them in the KG."""
     from mner.knowledge import SqliteKG
 
-    try:
-        if not images.is_dir():
-            raise MnerInputError("folder not found" if not images.exists() else "expected a folder", images)
-        with SqliteKG(kg_path, writable=True) as kg:
-            if kg.meta.get("image_encoder") not in (None, encoder):
-                used = kg.meta["image_encoder"]
-                raise MnerInputError(f"the KG's entity images were encoded with {used!r}; "
-                                     f"use --encoder {used}", kg_path)
-            jobs, problems = _image_jobs(kg, images, mapping)
-            added = _encode_and_store(kg, jobs, problems, encoder, batch_size)
-            kg.commit()
-    except MnerInputError as err:
-        raise _fail(err) from None
+    if not images.is_dir():
+        raise MnerInputError("folder not found" if not images.exists() else "expected a folder", images)
+    with SqliteKG(kg_path, writable=True) as kg:
+        if kg.meta.get("image_encoder") not in (None, encoder):
+            used = kg.meta["image_encoder"]
+            raise MnerInputError(
+                f"the KG's entity images were encoded with {used!r}; use --encoder {used}", kg_path
+            )
+        jobs, problems = _image_jobs(kg, images, mapping)
+        added = _encode_and_store(kg, jobs, problems, encoder, batch_size)
+        kg.commit()
     for problem in problems:
         typer.echo(f"  skipped {problem}", err=True)
-    typer.echo(f"added {added:,} image vectors for {len({e for e, _, _ in jobs}):,} entities; "
-               f"skipped {len(problems):,}")
+    typer.echo(
+        f"added {added:,} image vectors for {len({e for e, _, _ in jobs}):,} entities; "
+        f"skipped {len(problems):,}"
+    )
 
 
 def _encode_and_store(kg, jobs, problems: list[str], encoder: str, batch_size: int) -> int:
@@ -142,36 +158,40 @@ def _encode_and_store(kg, jobs, problems: list[str], encoder: str, batch_size: i
 
 
 @app.command()
+@user_errors
 def lookup(
     kg_path: KGPath,
     text: Annotated[str, typer.Argument(help="A mention or a post's text ('Kobe', 'Chelsea is sleeping').")],
-    image: Annotated[Path | None, typer.Option(
-        "--image", help="The post's image: matched against entity images.")] = None,
+    image: Annotated[
+        Path | None, typer.Option("--image", help="The post's image: matched against entity images.")
+    ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     k: Annotated[int, typer.Option("-k", min=1, max=100, help="Candidates per mention.")] = 5,
-    theta: Annotated[float, typer.Option(
-        min=-1.0, max=1.0, help="Cosine threshold of an image match.")] = 0.9,
-    policy: Annotated[str, typer.Option(help="image-then-text (fall back to the best text candidate) or "
-                                        "image-only (the paper).")] = "image-then-text",
+    theta: Annotated[
+        float, typer.Option(min=-1.0, max=1.0, help="Cosine threshold of an image match.")
+    ] = 0.9,
+    policy: Annotated[
+        str,
+        typer.Option(
+            help="image-then-text (fall back to the best text candidate) or image-only (the paper)."
+        ),
+    ] = "image-then-text",
 ) -> None:
     """Candidates for the mentions in TEXT, then the image-knowledge match and its isA triples."""
     from mner.data import tokenize
     from mner.knowledge import SqliteKG, image_knowledge, post_candidates
     from mner.knowledge.names import Mention, check_mention
 
-    try:
-        with SqliteKG(kg_path) as kg:
-            tokens = tokenize(text)
-            candidates, by_entity, mentions = post_candidates(kg, tokens, k=k)
-            if not mentions:  # a lower-case mention ("kobe") is looked up whole
-                check_mention(text)
-                mentions = [Mention(0, len(tokens), text, text)]
-                candidates = kg.candidates(text, k=k)
-                by_entity = {c.entity.id: mentions[0] for c in candidates}
-            vector = _image_vector(kg, image)
-            found = image_knowledge(kg, candidates, vector, theta, policy, mentions=by_entity)
-    except MnerInputError as err:
-        raise _fail(err) from None
+    with SqliteKG(kg_path) as kg:
+        tokens = tokenize(text)
+        candidates, by_entity, mentions = post_candidates(kg, tokens, k=k)
+        if not mentions:  # a lower-case mention ("kobe") is looked up whole
+            check_mention(text)
+            mentions = [Mention(0, len(tokens), text, text)]
+            candidates = kg.candidates(text, k=k)
+            by_entity = {c.entity.id: mentions[0] for c in candidates}
+        vector = _image_vector(kg, image)
+        found = image_knowledge(kg, candidates, vector, theta, policy, mentions=by_entity)
     if json_output:
         out = {"mentions": [m.query for m in mentions], **found.to_dict()}
         typer.echo(json.dumps(out, ensure_ascii=False))
@@ -195,14 +215,19 @@ def _print_knowledge(found, mentions) -> None:
     typer.echo("candidates:")
     for c in found.candidates:
         e = c.entity
-        typer.echo(f"  {c.score:5.1f}  {e.label or e.key}  [{e.type or '-'}]  {e.key}"
-                   + (f"  ({e.description})" if e.description else ""))
+        typer.echo(
+            f"  {c.score:5.1f}  {e.label or e.key}  [{e.type or '-'}]  {e.key}"
+            + (f"  ({e.description})" if e.description else "")
+        )
     if found.entity is None and found.path != "name":
         typer.echo(f"knowledge: none ({found.compared} entity images compared)")
         return
     if found.entity is not None:
-        how = f"image match at hop {found.hop}, cosine {found.similarity:.3f}" if found.path == "image" \
+        how = (
+            f"image match at hop {found.hop}, cosine {found.similarity:.3f}"
+            if found.path == "image"
             else "best text candidate"
+        )
         name = found.entity.label or found.entity.key
         typer.echo(f"knowledge: {name} [{found.coarse_type or '-'}] ({how})")
     else:
@@ -212,6 +237,7 @@ def _print_knowledge(found, mentions) -> None:
 
 
 @app.command()
+@user_errors
 def stats(
     kg_path: KGPath,
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
@@ -219,11 +245,8 @@ def stats(
     """What a KG file holds: entities by type, aliases, triples, concepts, images, sources."""
     from mner.knowledge import SqliteKG
 
-    try:
-        with SqliteKG(kg_path) as kg:
-            s = kg.stats()
-    except MnerInputError as err:
-        raise _fail(err) from None
+    with SqliteKG(kg_path) as kg:
+        s = kg.stats()
     if json_output:
         typer.echo(json.dumps(s, ensure_ascii=False))
         return

@@ -7,29 +7,37 @@ from typing import Annotated
 
 import typer
 
-from mner.cli import app
 from mner.cli.errors import fail, user_errors
+from mner.cli.options import ModelOption
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
 
-@app.command()
 @user_errors
 def serve(
-    host: Annotated[str, typer.Option(
-        help="Address to listen on (0.0.0.0 for every interface).")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option(help="Address to listen on (0.0.0.0 for every interface).")
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port to listen on.")] = 8000,
-    model: Annotated[Path | None, typer.Option(help="Model folder, or a packaged model by name (default: the shipped 'default'; also 'paper-full').")] = None,
-    kg: Annotated[Path | None, typer.Option(
-        "--kg", help="Knowledge-graph file (mner kg build) for models with a 'knowledge' channel.")] = None,
-    max_text_chars: Annotated[int, typer.Option(
-        min=1, help="Longest post text accepted, in characters.")] = 5_000,
-    max_caption_chars: Annotated[int, typer.Option(
-        min=1, help="Longest caption accepted, in characters.")] = 1_000,
-    max_image_bytes: Annotated[int, typer.Option(
-        min=1, help="Largest image file accepted, in bytes (default 10 MiB).")] = 10 * 1024 * 1024,
-    max_pending: Annotated[int, typer.Option(
-        min=1, help="Posts that may wait for tagging; more get 503 at once.")] = 64,
+    model: ModelOption = None,
+    kg: Annotated[
+        Path | None,
+        typer.Option(
+            "--kg", help="Knowledge-graph file (mner kg build) for models with a 'knowledge' channel."
+        ),
+    ] = None,
+    max_text_chars: Annotated[
+        int, typer.Option(min=1, help="Longest post text accepted, in characters.")
+    ] = 5_000,
+    max_caption_chars: Annotated[
+        int, typer.Option(min=1, help="Longest caption accepted, in characters.")
+    ] = 1_000,
+    max_image_bytes: Annotated[
+        int, typer.Option(min=1, help="Largest image file accepted, in bytes (default 10 MiB).")
+    ] = 10 * 1024 * 1024,
+    max_pending: Annotated[
+        int, typer.Option(min=1, help="Posts that may wait for tagging; more get 503 at once.")
+    ] = 64,
     log_level: Annotated[str, typer.Option(help=f"uvicorn's log level: {', '.join(LOG_LEVELS)}.")] = "info",
 ) -> None:
     """Serve POST /v1/tag, GET /health, the OpenAPI docs at /docs and a web demo at /."""

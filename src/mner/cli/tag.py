@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from mner.cli import app
 from mner.cli.errors import user_errors
+from mner.cli.options import ModelOption
 from mner.data import MnerInputError
 
 if TYPE_CHECKING:
@@ -46,24 +46,46 @@ class TagSummary:
 
     def line(self) -> str:
         rate = (self.tagged + self.errors) / self.seconds if self.seconds > 0 else 0.0
-        return (f"tagged {self.tagged}, errors {self.errors}, skipped {self.skipped} (already in the output); "
-                f"{rate:.1f} posts/s")
+        return (
+            f"tagged {self.tagged}, errors {self.errors}, skipped {self.skipped} (already in the output); "
+            f"{rate:.1f} posts/s"
+        )
 
 
-@app.command()
 @user_errors
 def tag(
-    input_file: Annotated[Path, typer.Option("--in", help="Posts, one JSON object a line: "
-                                             '{"id"?, "text" (or "tokens"), "image"?, "caption"?}.')],
-    out: Annotated[Path, typer.Option("--out", help="Results, one JSON object a line; if it exists, the posts "
-                                      "already in it are skipped (resume).")],
-    images_root: Annotated[Path | None, typer.Option(help="Resolve image paths relative to this folder and "
-                                                     "refuse any outside it (default: relative to the "
-                                                     "input file's folder, no restriction).")] = None,
-    model: Annotated[Path | None, typer.Option(help="Model folder, or a packaged model by name (default: the shipped 'default'; also 'paper-full').")] = None,
+    input_file: Annotated[
+        Path,
+        typer.Option(
+            "--in", help='Posts, one JSON object a line: {"id"?, "text" (or "tokens"), "image"?, "caption"?}.'
+        ),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            help="Results, one JSON object a line; if it exists, the posts "
+            "already in it are skipped (resume).",
+        ),
+    ],
+    images_root: Annotated[
+        Path | None,
+        typer.Option(
+            help="Resolve image paths relative to this folder and "
+            "refuse any outside it (default: relative to the "
+            "input file's folder, no restriction)."
+        ),
+    ] = None,
+    model: ModelOption = None,
     kg: Annotated[Path | None, typer.Option("--kg", help="Knowledge-graph file (mner kg build).")] = None,
-    batch_size: Annotated[int, typer.Option(min=1, help="Posts per batch (one image-encoder and one tagger "
-                                            "call each); the output is flushed after each.")] = 32,
+    batch_size: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Posts per batch (one image-encoder and one tagger "
+            "call each); the output is flushed after each.",
+        ),
+    ] = 32,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Tag every post of a JSONL file; bad lines become error records, and a rerun resumes."""
@@ -73,26 +95,46 @@ def tag(
     lines = iter_jsonl(input_file)  # a missing or unreadable input fails here, before the model loads
     done, cut = read_done_ids(out)
     if cut:
-        typer.echo(f"{out.name}: removed an incomplete last line ({cut} bytes) left by an interrupted run", err=True)
+        typer.echo(
+            f"{out.name}: removed an incomplete last line ({cut} bytes) left by an interrupted run", err=True
+        )
     if done:
         typer.echo(f"{out.name}: {len(done)} posts already there are skipped", err=True)
     pipeline = Pipeline(model, kg)
-    summary = run_tagging(pipeline, lines, input_file, out, done, images_root, batch_size,
-                          progress=not quiet and sys.stderr.isatty())
+    summary = run_tagging(
+        pipeline,
+        lines,
+        input_file,
+        out,
+        done,
+        images_root,
+        batch_size,
+        progress=not quiet and sys.stderr.isatty(),
+    )
     pipeline.close()
     typer.echo(summary.line(), err=True)
 
 
-def run_tagging(pipeline, lines, input_file: Path, out: Path, done: set[str], images_root: Path | None,
-                batch_size: int, progress: bool = False) -> TagSummary:
+def run_tagging(
+    pipeline,
+    lines,
+    input_file: Path,
+    out: Path,
+    done: set[str],
+    images_root: Path | None,
+    batch_size: int,
+    progress: bool = False,
+) -> TagSummary:
     """Tag the posts of ``lines`` (from ``iter_jsonl``) not in ``done``, appending results to ``out``."""
     from tqdm import tqdm
 
     summary = TagSummary()
     start = time.perf_counter()
     base = images_root if images_root is not None else input_file.parent
-    with open(out, "a", encoding="utf-8", newline="\n") as sink, \
-            tqdm(unit="post", desc="tagging", disable=not progress, leave=False) as bar:
+    with (
+        open(out, "a", encoding="utf-8", newline="\n") as sink,
+        tqdm(unit="post", desc="tagging", disable=not progress, leave=False) as bar,
+    ):
         for batch in _batches(_read_lines(lines, input_file, base, images_root is not None), batch_size):
             todo = [line for line in batch if line.id not in done]
             summary.skipped += len(batch) - len(todo)
@@ -102,6 +144,8 @@ def run_tagging(pipeline, lines, input_file: Path, out: Path, done: set[str], im
                 record = _error_record(line, line.error) if line.error is not None else next(results)
                 if isinstance(record, MnerInputError):
                     record = _error_record(line, f"{input_file.name}:{line.number}: {record}")
+                elif not isinstance(record, dict):
+                    record = record.to_dict()
                 summary.errors += "error" in record
                 summary.tagged += "error" not in record
                 sink.write(json.dumps(record, ensure_ascii=False) + "\n")
@@ -144,8 +188,17 @@ def _read_lines(lines, input_file: Path, base: Path, confined: bool) -> Iterator
             yield _Line(number, line_id, error=f"{input_file.name}:{number}: {err}")
             continue
         text = post.extra.get("text")
-        yield _Line(number, line_id, PostInput(text if text is not None else " ".join(post.tokens), image,
-                                               post.caption, line_id, tokens=post.tokens))
+        yield _Line(
+            number,
+            line_id,
+            PostInput(
+                text if text is not None else " ".join(post.tokens),
+                image,
+                post.caption,
+                line_id,
+                tokens=post.tokens,
+            ),
+        )
 
 
 def image_path(value: str, base: Path, confined: bool) -> Path:
@@ -176,8 +229,12 @@ def read_done_ids(out: Path) -> tuple[set[str], int]:
     with open(out, "rb") as f:
         for number, raw in enumerate(f, start=1):
             if pending is not None:
-                raise MnerInputError("not an 'mner tag' output line (expected a JSON object with an \"id\"); "
-                                     "give another --out", out, pending[0])
+                raise MnerInputError(
+                    "not an 'mner tag' output line (expected a JSON object with an \"id\"); "
+                    "give another --out",
+                    out,
+                    pending[0],
+                )
             record = _record_id(raw) if raw.endswith(b"\n") else None
             if record is None:
                 pending = (number, len(raw))

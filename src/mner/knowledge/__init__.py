@@ -11,11 +11,10 @@ Per post::
     knowledge.path         # "image" | "text" | "name" | "none"
 
 Modules: ``names`` (keys, mentions), ``index`` (trigram name index), ``store`` (the interface and the
-SQLite store), ``builder`` / ``build`` / ``importers`` / ``gazetteers`` / ``concepts`` (writing a KG),
+SQLite store), ``sources`` (what a KG is built from) / ``importers`` / ``gazetteers`` / ``concepts`` / ``builder`` (writing a KG),
 ``search`` (the image-knowledge search).
 """
 
-from mner.knowledge.build import KGSources, build_kg
 from mner.knowledge.builder import ImportReport
 from mner.knowledge.names import Mention, find_mentions, name_key
 from mner.knowledge.search import (
@@ -27,12 +26,28 @@ from mner.knowledge.search import (
     post_candidates,
     post_knowledge,
 )
-from mner.knowledge.store import Candidate, Entity, KnowledgeStore, SqliteKG
+from mner.knowledge.sources import KGSources, build_kg
+from mner.knowledge.store import Candidate, KGEntity, KnowledgeStore, SqliteKG
 
 __all__ = [
-    "NO_KNOWLEDGE", "POLICIES", "Candidate", "Entity", "ImportReport", "KGSources", "Knowledge",
-    "KnowledgeStore", "Mention", "SearchCaps", "SqliteKG", "build_kg", "find_mentions", "image_knowledge",
-    "name_key", "open_kg", "post_candidates", "post_knowledge",
+    "NO_KNOWLEDGE",
+    "POLICIES",
+    "Candidate",
+    "ImportReport",
+    "KGEntity",
+    "KGSources",
+    "Knowledge",
+    "KnowledgeStore",
+    "Mention",
+    "SearchCaps",
+    "SqliteKG",
+    "build_kg",
+    "find_mentions",
+    "image_knowledge",
+    "name_key",
+    "open_kg",
+    "post_candidates",
+    "post_knowledge",
 ]
 
 

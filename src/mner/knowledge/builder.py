@@ -47,8 +47,10 @@ class ImportReport:
         return f"{self.source}: " + (", ".join(parts) if parts else "nothing imported")
 
     def skipped_lines(self) -> list[str]:
-        return [f"{name}:{line}: {reason}" if line is not None else f"{name}: {reason}"
-                for name, line, reason in self.skipped]
+        return [
+            f"{name}:{line}: {reason}" if line is not None else f"{name}: {reason}"
+            for name, line, reason in self.skipped
+        ]
 
 
 class KGBuilder:
@@ -85,8 +87,14 @@ class KGBuilder:
         found = self.ids.get(key)
         return found if found is not None else self.same_as.get(key)
 
-    def add_entity(self, key: str, label: str | None = None, description: str | None = None,
-                   aliases: tuple[str, ...] | list[str] = (), type: str | None = None) -> int | None:
+    def add_entity(
+        self,
+        key: str,
+        label: str | None = None,
+        description: str | None = None,
+        aliases: tuple[str, ...] | list[str] = (),
+        type: str | None = None,
+    ) -> int | None:
         """A new entity's handle; None if ``key`` is already an entity (a duplicate)."""
         if key in self.ids:
             return None
@@ -169,10 +177,20 @@ class KGBuilder:
 
     def _write_entities(self, degree: np.ndarray | None = None) -> None:
         deg = degree.tolist() if degree is not None else None
-        rows = ((i + 1, self.keys[i], self.labels[i], self.descriptions[i], self.types[i],
-                 deg[i + 1] if deg else 0) for i in range(self._written, len(self.keys)))
-        self.conn.executemany("INSERT INTO entities (id, key, label, description, type, degree) "
-                              "VALUES (?, ?, ?, ?, ?, ?)", rows)
+        rows = (
+            (
+                i + 1,
+                self.keys[i],
+                self.labels[i],
+                self.descriptions[i],
+                self.types[i],
+                deg[i + 1] if deg else 0,
+            )
+            for i in range(self._written, len(self.keys))
+        )
+        self.conn.executemany(
+            "INSERT INTO entities (id, key, label, description, type, degree) VALUES (?, ?, ?, ?, ?, ?)", rows
+        )
         self._written = len(self.keys)
 
     def derive(self) -> Counter:
@@ -180,14 +198,18 @@ class KGBuilder:
         from mner.knowledge.concepts import derive_concepts_and_types
 
         self._flush()
-        self.conn.executemany("INSERT INTO relations (id, name) VALUES (?, ?)",
-                              ((i, name) for name, i in self.relations.items()))
-        self.conn.executemany("INSERT OR IGNORE INTO same_as (key, entity) VALUES (?, ?)",
-                              self.same_as.items())
+        self.conn.executemany(
+            "INSERT INTO relations (id, name) VALUES (?, ?)",
+            ((i, name) for name, i in self.relations.items()),
+        )
+        self.conn.executemany(
+            "INSERT OR IGNORE INTO same_as (key, entity) VALUES (?, ?)", self.same_as.items()
+        )
         n_staged = self.conn.execute("SELECT count(*) FROM triples").fetchone()[0]
         self.conn.executescript(
             "CREATE TABLE unique_triples AS SELECT DISTINCT head, relation, tail FROM triples ORDER BY head;"
-            "DROP TABLE triples; ALTER TABLE unique_triples RENAME TO triples;" + INDEXES)
+            "DROP TABLE triples; ALTER TABLE unique_triples RENAME TO triples;" + INDEXES
+        )
         n_unique = self.conn.execute("SELECT count(*) FROM triples").fetchone()[0]
         self._write_entities(self._degrees())
         derive_concepts_and_types(self, self._votes)
@@ -195,8 +217,13 @@ class KGBuilder:
         self._flush()
         typed = self.conn.execute("SELECT count(*) FROM entities WHERE type IS NOT NULL").fetchone()[0]
         concepts = self.conn.execute("SELECT count(*) FROM concepts").fetchone()[0]
-        return Counter({"duplicate triples dropped": n_staged - n_unique, "typed entities": typed,
-                        "conceptual triples": concepts})
+        return Counter(
+            {
+                "duplicate triples dropped": n_staged - n_unique,
+                "typed entities": typed,
+                "conceptual triples": concepts,
+            }
+        )
 
     def _degrees(self) -> np.ndarray:
         """Triples per entity (either end), by handle."""
@@ -211,17 +238,21 @@ class KGBuilder:
     def write_types(self, types: dict[int, str]) -> None:
         """Set derived coarse types (explicitly typed entities keep theirs)."""
         assert all(t in COARSE_TYPES for t in types.values())
-        self.conn.executemany("UPDATE entities SET type = ? WHERE id = ? AND type IS NULL",
-                              ((t, h) for h, t in types.items()))
+        self.conn.executemany(
+            "UPDATE entities SET type = ? WHERE id = ? AND type IS NULL", ((t, h) for h, t in types.items())
+        )
 
     def finish(self, sources: list[dict] | None = None) -> Path:
         """Build the name index, write the metadata, and move the file into place."""
         self._write_entities()
         self._flush()
         self._write_name_index()
-        meta = {"schema_version": str(SCHEMA_VERSION), "built_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                "build_seconds": f"{time.perf_counter() - self.started:.1f}",
-                "sources": json.dumps(sources or [], ensure_ascii=False)}
+        meta = {
+            "schema_version": str(SCHEMA_VERSION),
+            "built_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "build_seconds": f"{time.perf_counter() - self.started:.1f}",
+            "sources": json.dumps(sources or [], ensure_ascii=False),
+        }
         self.conn.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", meta.items())
         self.conn.commit()
         self.conn.execute("PRAGMA analysis_limit = 1000")
@@ -232,8 +263,9 @@ class KGBuilder:
         return self.out
 
     def _write_name_index(self) -> None:
-        rows = self.conn.execute("SELECT a.id, a.entity, e.degree, a.key FROM aliases a JOIN entities e "
-                                 "ON e.id = a.entity").fetchall()
+        rows = self.conn.execute(
+            "SELECT a.id, a.entity, e.degree, a.key FROM aliases a JOIN entities e ON e.id = a.entity"
+        ).fetchall()
         rows.sort(key=lambda r: (len(r[3]), -r[2], r[1], r[0]))  # by length: see mner.knowledge.index
         columns = [np.fromiter((r[i] for r in rows), dtype=np.int64, count=len(rows)) for i in range(3)]
         arrays = build_index([r[3] for r in rows], *columns)

@@ -32,11 +32,14 @@ class _Places:
             return self.seen[key]
         row = self.builder.conn.execute(
             "SELECT a.entity FROM aliases a JOIN entities e ON e.id = a.entity "
-            "WHERE a.key = ? AND e.type = 'LOC' ORDER BY e.degree DESC LIMIT 1", (key,)).fetchone()
+            "WHERE a.key = ? AND e.type = 'LOC' ORDER BY e.degree DESC LIMIT 1",
+            (key,),
+        ).fetchone()
         return None if row is None else row[0]
 
-    def add(self, source_key: str, name: str, aliases: list[str], concept: str,
-            description: str | None) -> None:
+    def add(
+        self, source_key: str, name: str, aliases: list[str], concept: str, description: str | None
+    ) -> None:
         key = name_key(name)
         if not key:
             return
@@ -71,8 +74,9 @@ def import_geonames(builder: KGBuilder, min_population: int = 15000) -> ImportRe
     places = _Places(builder, report)
     countries = cache.get_countries()
     for c in countries.values():
-        places.add(f"geonames:{c['geonameid']}", c["name"], [], "country",
-                   f"country in {c.get('continentcode')}")
+        places.add(
+            f"geonames:{c['geonameid']}", c["name"], [], "country", f"country in {c.get('continentcode')}"
+        )
     for s in cache.get_us_states().values():
         places.add(f"geonames:{s['geonameid']}", s["name"], [], "state", "state of the United States")
     for c in cache.get_continents().values():
@@ -80,8 +84,13 @@ def import_geonames(builder: KGBuilder, min_population: int = 15000) -> ImportRe
     for city in cache.get_cities().values():
         country = countries.get(city["countrycode"], {}).get("name")
         alternates = [a for a in city.get("alternatenames") or [] if a.isascii() and a[:1].isupper()][:5]
-        places.add(f"geonames:{city['geonameid']}", city["name"], alternates, "city",
-                   f"city in {country}" if country else "city")
+        places.add(
+            f"geonames:{city['geonameid']}",
+            city["name"],
+            alternates,
+            "city",
+            f"city in {country}" if country else "city",
+        )
     return report
 
 
@@ -100,8 +109,9 @@ def import_pycountry(builder: KGBuilder) -> ImportReport:
     return report
 
 
-def import_person_names(builder: KGBuilder, max_rank: int = 1000,
-                        max_rank_anywhere: int = 200) -> ImportReport:
+def import_person_names(
+    builder: KGBuilder, max_rank: int = 1000, max_rank_anywhere: int = 200
+) -> ImportReport:
     """Common first names (``names-dataset``): rank ≤ ``max_rank`` in an English-speaking country, or ≤
     ``max_rank_anywhere`` in any; common English words are left out."""
     nd = _require("names_dataset", "names-dataset")
@@ -112,8 +122,9 @@ def import_person_names(builder: KGBuilder, max_rank: int = 1000,
         ranks = info.get("rank") or {}
         if not ranks or not re.fullmatch(r"[A-Za-z]{3,}", name) or name.lower() in COMMON_WORDS:
             continue
-        if min(ranks.values()) <= max_rank_anywhere or any(ranks.get(c, max_rank + 1) <= max_rank
-                                                           for c in ENGLISH_SPEAKING):
+        if min(ranks.values()) <= max_rank_anywhere or any(
+            ranks.get(c, max_rank + 1) <= max_rank for c in ENGLISH_SPEAKING
+        ):
             keep.append(name.lower())
     builder.add_person_names(keep)
     report.counts["first names"] = len(keep)

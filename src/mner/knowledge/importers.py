@@ -90,8 +90,13 @@ def import_labels(builder: KGBuilder, path: str | Path) -> ImportReport:
     return report
 
 
-def import_tsv(builder: KGBuilder, path: str | Path, unknown: str = "create",
-               report: ImportReport | None = None, columns: tuple[int, ...] = (3,)) -> ImportReport:
+def import_tsv(
+    builder: KGBuilder,
+    path: str | Path,
+    unknown: str = "create",
+    report: ImportReport | None = None,
+    columns: tuple[int, ...] = (3,),
+) -> ImportReport:
     """``head<TAB>relation<TAB>tail`` lines.
 
     Args:
@@ -118,8 +123,10 @@ def import_tsv(builder: KGBuilder, path: str | Path, unknown: str = "create",
     return report
 
 
-_NT = re.compile(r'^\s*(<[^>]*>|_:\S+)\s+(<[^>]*>)\s+'  # subject, predicate
-                 r'(<[^>]*>|_:\S+|"(?:[^"\\]|\\.)*"(?:@[\w-]+|\^\^<[^>]*>)?)\s*\.\s*$')  # object
+_NT = re.compile(
+    r"^\s*(<[^>]*>|_:\S+)\s+(<[^>]*>)\s+"  # subject, predicate
+    r'(<[^>]*>|_:\S+|"(?:[^"\\]|\\.)*"(?:@[\w-]+|\^\^<[^>]*>)?)\s*\.\s*$'
+)  # object
 _LABEL_PREDICATES = {"label", "pref_label", "name"}
 _ALIAS_PREDICATES = {"alt_label", "alternate_name"}
 _DESCRIPTION_PREDICATES = {"description", "comment"}

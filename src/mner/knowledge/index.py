@@ -36,8 +36,13 @@ from mner.knowledge.names import trigram_codes
 
 def key_hashes(keys: Iterable[str]) -> np.ndarray:
     """Stable 64-bit hashes of keys (BLAKE2b), as int64."""
-    return np.fromiter((int.from_bytes(hashlib.blake2b(k.encode("utf-8"), digest_size=8).digest(), "little",
-                                       signed=True) for k in keys), dtype=np.int64)
+    return np.fromiter(
+        (
+            int.from_bytes(hashlib.blake2b(k.encode("utf-8"), digest_size=8).digest(), "little", signed=True)
+            for k in keys
+        ),
+        dtype=np.int64,
+    )
 
 
 def name_scores(query: str, names: list[str]) -> np.ndarray:
@@ -57,12 +62,19 @@ def name_scores(query: str, names: list[str]) -> np.ndarray:
     longer = np.maximum(lengths, n) / np.maximum(np.minimum(lengths, n), 1)
     alike = np.flatnonzero(longer < 1.5)
     if len(alike):  # WRatio's ratio / token branch
-        scores[alike] = process.cdist([query], [names[i] for i in alike.tolist()], scorer=fuzz.WRatio,
-                                      dtype=np.float32, workers=1)[0]
+        scores[alike] = process.cdist(
+            [query], [names[i] for i in alike.tolist()], scorer=fuzz.WRatio, dtype=np.float32, workers=1
+        )[0]
     padded = f" {query} "
     partial = np.flatnonzero((longer >= 1.5) & (lengths > 0) & (n > 0))
-    whole = np.fromiter((f" {names[i]} " in padded if lengths[i] < n else padded in f" {names[i]} "
-                         for i in partial.tolist()), dtype=bool, count=len(partial))
+    whole = np.fromiter(
+        (
+            f" {names[i]} " in padded if lengths[i] < n else padded in f" {names[i]} "
+            for i in partial.tolist()
+        ),
+        dtype=bool,
+        count=len(partial),
+    )
     hits = partial[whole]
     scores[hits] = np.where(longer[hits] > 8, 60.0, 90.0)
     return scores
@@ -83,8 +95,17 @@ class IndexArrays:
     offsets: np.ndarray  # shape: (n_grams + 1,) int64, postings[offsets[i]:offsets[i+1]] for grams[i]
     postings: np.ndarray  # shape: (n_pairs,) int32, positions, sorted within each gram
 
-    BLOBS: ClassVar[tuple[str, ...]] = ("alias_ids", "entities", "popularity", "length_starts", "hashes",
-                                        "hash_positions", "grams", "offsets", "postings")
+    BLOBS: ClassVar[tuple[str, ...]] = (
+        "alias_ids",
+        "entities",
+        "popularity",
+        "length_starts",
+        "hashes",
+        "hash_positions",
+        "grams",
+        "offsets",
+        "postings",
+    )
 
 
 def _trigram_postings(keys: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -117,18 +138,35 @@ def build_index(keys: list[str], alias_ids, entities, popularity) -> IndexArrays
     grams, offsets, postings = _trigram_postings(keys)
     hashes = key_hashes(keys)
     by_hash = np.argsort(hashes, kind="stable")
-    return IndexArrays("\n".join(keys).encode("utf-8"), np.asarray(alias_ids, dtype=np.int64),
-                       np.asarray(entities, dtype=np.int64), np.asarray(popularity, dtype=np.int64),
-                       length_starts.astype(np.int64), hashes[by_hash], by_hash.astype(np.int32),
-                       grams, offsets, postings)
+    return IndexArrays(
+        "\n".join(keys).encode("utf-8"),
+        np.asarray(alias_ids, dtype=np.int64),
+        np.asarray(entities, dtype=np.int64),
+        np.asarray(popularity, dtype=np.int64),
+        length_starts.astype(np.int64),
+        hashes[by_hash],
+        by_hash.astype(np.int32),
+        grams,
+        offsets,
+        postings,
+    )
 
 
 class NameIndex:
     """Fuzzy name search over an :class:`IndexArrays` (see the module docstring)."""
 
-    def __init__(self, arrays: IndexArrays, min_share: float = 0.5, pool: int = 300,
-                 relaxed_share: float = 0.2, relaxed_pool: int = 400, relax_below: float = 88.0,
-                 max_generate: int = 3000, max_longer: int = 50, common: float = 0.2):
+    def __init__(
+        self,
+        arrays: IndexArrays,
+        min_share: float = 0.5,
+        pool: int = 300,
+        relaxed_share: float = 0.2,
+        relaxed_pool: int = 400,
+        relax_below: float = 88.0,
+        max_generate: int = 3000,
+        max_longer: int = 50,
+        common: float = 0.2,
+    ):
         self.arrays = arrays
         self.min_share, self.pool = min_share, pool
         self.max_generate, self.max_longer = max_generate, max_longer
@@ -137,8 +175,9 @@ class NameIndex:
         ends = np.flatnonzero(np.frombuffer(arrays.keys, dtype=np.uint8) == 10)
         n = len(arrays.alias_ids)
         # shape: (n_keys,) the length of the key at each position
-        self._lengths = np.repeat(np.arange(len(arrays.length_starts) - 1, dtype=np.int64),
-                                  np.diff(arrays.length_starts))
+        self._lengths = np.repeat(
+            np.arange(len(arrays.length_starts) - 1, dtype=np.int64), np.diff(arrays.length_starts)
+        )
         self._starts = np.concatenate([[0], ends + 1]).astype(np.int64)[:n]
         self._ends = np.concatenate([ends, [len(arrays.keys)]]).astype(np.int64)[:n]
 
@@ -147,7 +186,7 @@ class NameIndex:
 
     def key(self, position: int) -> str:
         """The name key at a position."""
-        return self.arrays.keys[self._starts[position]:self._ends[position]].decode("utf-8")
+        return self.arrays.keys[self._starts[position] : self._ends[position]].decode("utf-8")
 
     def _position_of_length(self, length: int) -> int:
         starts = self.arrays.length_starts
@@ -180,7 +219,7 @@ class NameIndex:
         at = np.searchsorted(grams, query).clip(max=len(grams) - 1)
         present = at[grams[at] == query].tolist()
         offsets, postings = self.arrays.offsets, self.arrays.postings
-        return sorted((postings[offsets[i]:offsets[i + 1]] for i in present), key=len), len(query)
+        return sorted((postings[offsets[i] : offsets[i + 1]] for i in present), key=len), len(query)
 
     def similar(self, key: str, lists: list[np.ndarray], n_query: int) -> tuple[np.ndarray, np.ndarray]:
         """Names of similar length sharing trigrams with the key, each set best first by the Dice
@@ -211,8 +250,9 @@ class NameIndex:
         close = (lengths * 1.5 > n) & (lengths < n * 1.5)
         strong = close & (shared >= max(1, math.ceil(self.min_share * n_query) - skipped))
         weak = ~strong
-        return self._best(candidates[strong], dice[strong], self.pool), \
-            self._best(candidates[weak], dice[weak], self.relaxed_pool)
+        return self._best(candidates[strong], dice[strong], self.pool), self._best(
+            candidates[weak], dice[weak], self.relaxed_pool
+        )
 
     @staticmethod
     def _best(candidates: np.ndarray, rank: np.ndarray, limit: int) -> np.ndarray:
@@ -228,7 +268,7 @@ class NameIndex:
         start = self._position_of_length(math.ceil(len(key) * 1.5))
         rarest = lists[0]
         a = int(rarest.searchsorted(rarest.dtype.type(start)))
-        candidates = rarest[a:a + self.max_generate]
+        candidates = rarest[a : a + self.max_generate]
         for plist in lists[1:]:
             if not len(candidates):
                 break
@@ -261,8 +301,10 @@ class NameIndex:
     def keys_at(self, positions: np.ndarray) -> list[str]:
         """The name keys at many positions."""
         blob = self.arrays.keys
-        return [blob[a:b].decode("utf-8") for a, b in zip(self._starts[positions].tolist(),
-                                                          self._ends[positions].tolist(), strict=True)]
+        return [
+            blob[a:b].decode("utf-8")
+            for a, b in zip(self._starts[positions].tolist(), self._ends[positions].tolist(), strict=True)
+        ]
 
     def _scores(self, key: str, positions: np.ndarray) -> np.ndarray:
         if not len(positions):

@@ -37,8 +37,9 @@ def check_mention(text: str) -> str:
     if not isinstance(text, str):
         raise MnerInputError(f"a mention must be a string, got {type(text).__name__}")
     if len(text) > MAX_MENTION_CHARS:
-        raise MnerInputError(f"mention is {len(text):,} characters long; "
-                             f"at most {MAX_MENTION_CHARS} are looked up")
+        raise MnerInputError(
+            f"mention is {len(text):,} characters long; at most {MAX_MENTION_CHARS} are looked up"
+        )
     key = name_key(text)
     if not key:
         raise MnerInputError(f"mention {text!r} is empty: it has no letters or digits")
@@ -53,6 +54,7 @@ def trigram_codes(key: str) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------ mentions
+
 
 def _words(text: str) -> frozenset[str]:
     return frozenset(text.split())
@@ -121,8 +123,12 @@ def _capitalised_runs(tokens: Sequence[str]) -> list[tuple[int, int]]:
     """Maximal runs of capitalised tokens, with lower-case connectors ("of", "de") inside them."""
     runs, start = [], None
     for i, token in enumerate(tokens + ["."]):
-        inside = start is not None and token.lower() in _CONNECTORS and i + 1 < len(tokens) \
+        inside = (
+            start is not None
+            and token.lower() in _CONNECTORS
+            and i + 1 < len(tokens)
             and _is_capitalised(tokens[i + 1])
+        )
         if _is_capitalised(token) and token[0] not in "#@＃＠" or inside:
             if start is None:
                 start = i

@@ -21,10 +21,9 @@ import numpy as np
 
 from mner.data import MnerInputError
 from mner.knowledge.names import Mention, find_mentions, name_key
-from mner.knowledge.store import Candidate, Entity, KnowledgeStore
+from mner.knowledge.store import Candidate, KGEntity, KnowledgeStore
 
 POLICIES = ("image-then-text", "image-only")
-PATHS = ("image", "text", "name", "none")
 
 
 @dataclass(frozen=True)
@@ -41,7 +40,7 @@ class Knowledge:
     """What the KG says about a post: the matched entity and its isA triples as words, and how."""
 
     path: str  # "image": matched by image; "text": best text candidate; "name": first-name rule; "none"
-    entity: Entity | None = None
+    entity: KGEntity | None = None
     hop: int | None = None  # 0: a candidate's own image; 1, 2: a neighbour's
     similarity: float | None = None
     triples: tuple[tuple[str, str, str], ...] = ()
@@ -73,12 +72,15 @@ class Knowledge:
     def to_dict(self) -> dict:
         e = self.entity
         return {
-            "path": self.path, "entity": None if e is None else e.key,
+            "path": self.path,
+            "entity": None if e is None else e.key,
             "label": None if e is None else e.label,
-            "type": self.coarse_type, "hop": self.hop,
+            "type": self.coarse_type,
+            "hop": self.hop,
             "similarity": None if self.similarity is None else round(self.similarity, 4),
             "mention": None if self.mention is None else self.mention.text,
-            "triples": [list(t) for t in self.triples], "compared": self.compared,
+            "triples": [list(t) for t in self.triples],
+            "compared": self.compared,
             "candidates": [c.to_dict() for c in self.candidates],
         }
 
@@ -97,29 +99,55 @@ def _query_vector(store: KnowledgeStore, vector) -> np.ndarray:
     return q / norm
 
 
-def _matched(store: KnowledgeStore, entity_id: int, hop: int | None, similarity: float | None, path: str,
-             candidates: Sequence[Candidate], mention: Mention | None, compared: int,
-             max_triples: int) -> Knowledge:
+def _matched(
+    store: KnowledgeStore,
+    entity_id: int,
+    hop: int | None,
+    similarity: float | None,
+    path: str,
+    candidates: Sequence[Candidate],
+    mention: Mention | None,
+    compared: int,
+    max_triples: int,
+) -> Knowledge:
     entity = store.entity(entity_id)
     triples = tuple(store.concepts(entity_id)[:max_triples])
-    return Knowledge(path, entity, hop, similarity, triples, entity.type if entity else None, mention,
-                     tuple(candidates), compared)
+    return Knowledge(
+        path,
+        entity,
+        hop,
+        similarity,
+        triples,
+        entity.type if entity else None,
+        mention,
+        tuple(candidates),
+        compared,
+    )
 
 
-def _origin(store: KnowledgeStore, entity: int, hop: int, candidates: Sequence[Candidate],
-            caps: SearchCaps) -> int:
+def _origin(
+    store: KnowledgeStore, entity: int, hop: int, candidates: Sequence[Candidate], caps: SearchCaps
+) -> int:
     """The first candidate within ``hop`` of a matched entity: the one whose mention it answers."""
     if hop == 0:
         return entity
-    near = store.neighbourhood([entity], hops=hop, max_per_entity=caps.max_per_entity,
-                               hub_degree=caps.hub_degree)
+    near = store.neighbourhood(
+        [entity], hops=hop, max_per_entity=caps.max_per_entity, hub_degree=caps.hub_degree
+    )
     return next((c.entity.id for c in candidates if c.entity.id in near), candidates[0].entity.id)
 
 
-def image_knowledge(store: KnowledgeStore, candidates: Sequence[Candidate], image_vector=None,
-                    theta: float = 0.9, policy: str = "image-then-text", caps: SearchCaps = SearchCaps(),
-                    min_text_score: float = 90.0, max_triples: int = 5,
-                    mentions: dict[int, Mention] | None = None) -> Knowledge:
+def image_knowledge(
+    store: KnowledgeStore,
+    candidates: Sequence[Candidate],
+    image_vector=None,
+    theta: float = 0.9,
+    policy: str = "image-then-text",
+    caps: SearchCaps = SearchCaps(),
+    min_text_score: float = 90.0,
+    max_triples: int = 5,
+    mentions: dict[int, Mention] | None = None,
+) -> Knowledge:
     """Knowledge for a post from its candidate entities (best first) and its image vector (or None).
 
     Args:
@@ -140,8 +168,9 @@ def image_knowledge(store: KnowledgeStore, candidates: Sequence[Candidate], imag
         frontier = list(dict.fromkeys(c.entity.id for c in candidates))
         for hop in range(3):
             if hop:  # the last hop needs only the neighbours that own images
-                frontier = store.neighbours(frontier, seen, caps.max_per_entity, caps.hub_degree,
-                                            images_only=hop == 2)
+                frontier = store.neighbours(
+                    frontier, seen, caps.max_per_entity, caps.hub_degree, images_only=hop == 2
+                )
                 frontier = frontier[: caps.max_frontier]
                 seen.update(frontier)
             owners, vectors = store.image_vectors(frontier)
@@ -152,8 +181,17 @@ def image_knowledge(store: KnowledgeStore, candidates: Sequence[Candidate], imag
                 if sims[best] >= theta:
                     entity = int(owners[best])
                     mention = mentions.get(_origin(store, entity, hop, candidates, caps), None)
-                    return _matched(store, entity, hop, float(sims[best]), "image", candidates, mention,
-                                    seen_images, max_triples)
+                    return _matched(
+                        store,
+                        entity,
+                        hop,
+                        float(sims[best]),
+                        "image",
+                        candidates,
+                        mention,
+                        seen_images,
+                        max_triples,
+                    )
             if not frontier:
                 break
         if seen_images:
@@ -163,13 +201,23 @@ def image_knowledge(store: KnowledgeStore, candidates: Sequence[Candidate], imag
     text = [c for c in candidates if c.score >= min_text_score]
     if text:
         best = text[0]
-        return _matched(store, best.entity.id, None, None, "text", candidates, mentions.get(best.entity.id),
-                        seen_images, max_triples)
+        return _matched(
+            store,
+            best.entity.id,
+            None,
+            None,
+            "text",
+            candidates,
+            mentions.get(best.entity.id),
+            seen_images,
+            max_triples,
+        )
     return Knowledge("none", candidates=tuple(candidates), compared=seen_images)
 
 
-def post_candidates(store: KnowledgeStore, tokens: Sequence[str], k: int = 5, max_mentions: int = 8,
-                    min_score: float = 60.0) -> tuple[list[Candidate], dict[int, Mention], list[Mention]]:
+def post_candidates(
+    store: KnowledgeStore, tokens: Sequence[str], k: int = 5, max_mentions: int = 8, min_score: float = 60.0
+) -> tuple[list[Candidate], dict[int, Mention], list[Mention]]:
     """Candidates of a post's mentions, best first: (candidates, mention of each candidate, mentions)."""
     mentions = find_mentions(tokens)[:max_mentions]
     best: dict[int, tuple[tuple, Candidate, Mention]] = {}
@@ -185,9 +233,16 @@ def post_candidates(store: KnowledgeStore, tokens: Sequence[str], k: int = 5, ma
     return [c for _, c, _ in ranked], {c.entity.id: m for _, c, m in ranked}, mentions
 
 
-def post_knowledge(store: KnowledgeStore, tokens: Sequence[str], image_vector=None, theta: float = 0.9,
-                   policy: str = "image-then-text", k: int = 5, caps: SearchCaps = SearchCaps(),
-                   max_triples: int = 5) -> Knowledge:
+def post_knowledge(
+    store: KnowledgeStore,
+    tokens: Sequence[str],
+    image_vector=None,
+    theta: float = 0.9,
+    policy: str = "image-then-text",
+    k: int = 5,
+    caps: SearchCaps = SearchCaps(),
+    max_triples: int = 5,
+) -> Knowledge:
     """The knowledge stage for one post: mentions → candidates → image search (or text fallback).
 
     Args:
@@ -195,14 +250,19 @@ def post_knowledge(store: KnowledgeStore, tokens: Sequence[str], image_vector=No
         image_vector: the post image's pooled vector (``mner.vision``), or None.
     """
     candidates, by_entity, mentions = post_candidates(store, tokens, k=k)
-    found = image_knowledge(store, candidates, image_vector, theta, policy, caps, max_triples=max_triples,
-                            mentions=by_entity)
+    found = image_knowledge(
+        store, candidates, image_vector, theta, policy, caps, max_triples=max_triples, mentions=by_entity
+    )
     if found.path != "none" or policy == "image-only" or (image_vector is not None and found.compared):
         return found
     for m in mentions:  # the first-name rule: "Kobe Smith" with no KG entity is probably a person
         words = m.query.split()
-        if len(words) == 2 and words[0][:1].isupper() and words[1][:1].isupper() \
-                and store.is_person_name(words[0]):
+        if (
+            len(words) == 2
+            and words[0][:1].isupper()
+            and words[1][:1].isupper()
+            and store.is_person_name(words[0])
+        ):
             triple = (name_key(m.query), "isA", "person")
             return Knowledge("name", None, None, None, (triple,), "PER", m, found.candidates, found.compared)
     return found

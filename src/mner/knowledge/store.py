@@ -54,7 +54,7 @@ CREATE INDEX triples_tail ON triples (tail, head);
 
 
 @dataclass(frozen=True)
-class Entity:
+class KGEntity:
     """A KG entity: ``id`` is the store's handle, ``key`` the source's id (``/m/01kmd4``, a URI…)."""
 
     id: int
@@ -70,14 +70,20 @@ class Entity:
 class Candidate:
     """A candidate entity for a mention: the alias that matched and its WRatio score (0–100)."""
 
-    entity: Entity
+    entity: KGEntity
     alias: str
     score: float
 
     def to_dict(self) -> dict:
         e = self.entity
-        return {"entity": e.key, "label": e.label, "type": e.type, "alias": self.alias,
-                "score": round(self.score, 2), "description": e.description}
+        return {
+            "entity": e.key,
+            "label": e.label,
+            "type": e.type,
+            "alias": self.alias,
+            "score": round(self.score, 2),
+            "description": e.description,
+        }
 
 
 class KnowledgeStore(Protocol):
@@ -87,19 +93,26 @@ class KnowledgeStore(Protocol):
 
     def candidates(self, mention: str, k: int = 5, fuzzy: bool = True) -> list[Candidate]: ...
 
-    def entity(self, entity_id: int) -> Entity | None: ...
+    def entity(self, entity_id: int) -> KGEntity | None: ...
 
-    def find_entity(self, key: str) -> Entity | None: ...
+    def find_entity(self, key: str) -> KGEntity | None: ...
 
     def concepts(self, entity_id: int) -> list[tuple[str, str, str]]: ...
 
     def facts(self, entity_id: int, limit: int = 50) -> list[tuple[str, str, str]]: ...
 
-    def neighbours(self, entity_ids: Iterable[int], exclude: set[int], max_per_entity: int,
-                   hub_degree: int, images_only: bool = False) -> list[int]: ...
+    def neighbours(
+        self,
+        entity_ids: Iterable[int],
+        exclude: set[int],
+        max_per_entity: int,
+        hub_degree: int,
+        images_only: bool = False,
+    ) -> list[int]: ...
 
-    def neighbourhood(self, entity_ids: Iterable[int], hops: int, max_per_entity: int,
-                      hub_degree: int) -> dict[int, int]: ...
+    def neighbourhood(
+        self, entity_ids: Iterable[int], hops: int, max_per_entity: int, hub_degree: int
+    ) -> dict[int, int]: ...
 
     def image_vectors(self, entity_ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]: ...
 
@@ -134,14 +147,17 @@ def open_sqlite(path: str | Path, writable: bool = False) -> sqlite3.Connection:
         row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
     except sqlite3.DatabaseError:
         conn.close()
-        raise MnerInputError("not an mner KG (an SQLite file without its 'meta' table); "
-                             "build one with 'mner kg build'", path) from None
+        raise MnerInputError(
+            "not an mner KG (an SQLite file without its 'meta' table); build one with 'mner kg build'", path
+        ) from None
     if row is None or row[0] != str(SCHEMA_VERSION):
         conn.close()
         found = "none" if row is None else row[0]
-        raise MnerInputError(f"KG schema version {found}, this mner reads version {SCHEMA_VERSION}: "
-                             "rebuild the KG with 'mner kg build' (KG files are never migrated in place)",
-                             path)
+        raise MnerInputError(
+            f"KG schema version {found}, this mner reads version {SCHEMA_VERSION}: "
+            "rebuild the KG with 'mner kg build' (KG files are never migrated in place)",
+            path,
+        )
     return conn
 
 
@@ -153,7 +169,7 @@ class SqliteKG:
         self.conn = open_sqlite(self.path, writable=writable)
         self.meta = dict(self.conn.execute("SELECT key, value FROM meta"))
         self._index: NameIndex | None = None
-        self._entities: dict[int, Entity] = {}
+        self._entities: dict[int, KGEntity] = {}
         self._hubs: dict[tuple[int, int], tuple[list[int], list[int]]] = {}
         self._owners: np.ndarray | None = None
 
@@ -175,23 +191,27 @@ class SqliteKG:
 
     _ENTITY_COLUMNS = "id, key, label, description, type, degree, n_images"
 
-    def entity(self, entity_id: int) -> Entity | None:
+    def entity(self, entity_id: int) -> KGEntity | None:
         """The entity with store handle ``entity_id``."""
         cached = self._entities.get(entity_id)
         if cached is None:
-            row = self.conn.execute(f"SELECT {self._ENTITY_COLUMNS} FROM entities WHERE id = ?",
-                                    (entity_id,)).fetchone()
+            row = self.conn.execute(
+                f"SELECT {self._ENTITY_COLUMNS} FROM entities WHERE id = ?", (entity_id,)
+            ).fetchone()
             if row is None:
                 return None
             if len(self._entities) >= 100_000:  # a bounded cache: a long-running server sees every entity
                 self._entities.clear()
-            cached = self._entities[entity_id] = Entity(*row)
+            cached = self._entities[entity_id] = KGEntity(*row)
         return cached
 
-    def find_entity(self, key: str) -> Entity | None:
+    def find_entity(self, key: str) -> KGEntity | None:
         """The entity with source id ``key`` (or a ``same_as`` id such as a Wikidata QID)."""
-        row = self.conn.execute("SELECT id FROM entities WHERE key = ? UNION ALL "
-                                "SELECT entity FROM same_as WHERE key = ? LIMIT 1", (key, key)).fetchone()
+        row = self.conn.execute(
+            "SELECT id FROM entities WHERE key = ? UNION ALL "
+            "SELECT entity FROM same_as WHERE key = ? LIMIT 1",
+            (key, key),
+        ).fetchone()
         return None if row is None else self.entity(row[0])
 
     def concepts(self, entity_id: int) -> list[tuple[str, str, str]]:
@@ -200,8 +220,9 @@ class SqliteKG:
         if entity is None:
             return []
         subject = (entity.label or entity.key).lower()
-        rows = self.conn.execute("SELECT object FROM concepts WHERE entity = ? ORDER BY rank, object",
-                                 (entity_id,))
+        rows = self.conn.execute(
+            "SELECT object FROM concepts WHERE entity = ? ORDER BY rank, object", (entity_id,)
+        )
         return [(subject, "isA", obj) for (obj,) in rows]
 
     def facts(self, entity_id: int, limit: int = 50) -> list[tuple[str, str, str]]:
@@ -211,7 +232,9 @@ class SqliteKG:
             "(SELECT head, relation, tail FROM triples WHERE head = ?1 UNION "
             " SELECT head, relation, tail FROM triples WHERE tail = ?1 LIMIT ?2) AS x "
             "JOIN entities h ON h.id = x.head JOIN entities t ON t.id = x.tail "
-            "JOIN relations r ON r.id = x.relation", (entity_id, limit))
+            "JOIN relations r ON r.id = x.relation",
+            (entity_id, limit),
+        )
         return [(h, relation_words(r), t) for h, r, t in rows]
 
     def is_person_name(self, word: str) -> bool:
@@ -221,12 +244,14 @@ class SqliteKG:
 
     def stats(self) -> dict:
         """Counts of what the KG holds, and its build metadata."""
+
         def count(sql: str) -> int:
             return self.conn.execute(sql).fetchone()[0]
 
         types = dict(self.conn.execute("SELECT coalesce(type, 'none'), count(*) FROM entities GROUP BY 1"))
         return {
-            "path": str(self.path), "schema_version": SCHEMA_VERSION,
+            "path": str(self.path),
+            "schema_version": SCHEMA_VERSION,
             "entities": count("SELECT count(*) FROM entities"),
             "aliases": count("SELECT count(*) FROM aliases"),
             "relations": count("SELECT count(*) FROM relations"),
@@ -236,7 +261,8 @@ class SqliteKG:
             "image_ids": count("SELECT count(*) FROM image_ids"),
             "images": count("SELECT count(*) FROM images"),
             "entities_with_images": count("SELECT count(*) FROM entities WHERE n_images > 0"),
-            "image_dim": self.image_dim, "image_encoder": self.meta.get("image_encoder"),
+            "image_dim": self.image_dim,
+            "image_encoder": self.meta.get("image_encoder"),
             "person_names": count("SELECT count(*) FROM person_names"),
             "sources": json.loads(self.meta.get("sources", "[]")),
             "file_bytes": self.path.stat().st_size,
@@ -247,8 +273,10 @@ class SqliteKG:
     def name_index(self) -> NameIndex:
         """The trigram name index, read from the file on first use."""
         if self._index is None:
-            blobs = {name: (dtype, data) for name, dtype, data in
-                     self.conn.execute("SELECT name, dtype, data FROM blobs")}
+            blobs = {
+                name: (dtype, data)
+                for name, dtype, data in self.conn.execute("SELECT name, dtype, data FROM blobs")
+            }
             arrays = {name: np.frombuffer(blobs[name][1], dtype=blobs[name][0]) for name in IndexArrays.BLOBS}
             self._index = NameIndex(IndexArrays(keys=blobs["keys"][1], **arrays))
         return self._index
@@ -278,8 +306,14 @@ class SqliteKG:
 
     # ------------------------------------------------------------------------------ neighbourhoods
 
-    def neighbours(self, entity_ids: Iterable[int], exclude: set[int], max_per_entity: int = 500,
-                   hub_degree: int = 1000, images_only: bool = False) -> list[int]:
+    def neighbours(
+        self,
+        entity_ids: Iterable[int],
+        exclude: set[int],
+        max_per_entity: int = 500,
+        hub_degree: int = 1000,
+        images_only: bool = False,
+    ) -> list[int]:
         """One hop out from ``entity_ids`` (either direction), minus ``exclude``.
 
         A hub (degree above ``hub_degree``) contributes at most ``max_per_entity`` neighbours, those
@@ -290,9 +324,15 @@ class SqliteKG:
         degrees = dict(self._in_chunks("SELECT id, degree FROM entities WHERE id IN ({})", ids))
         hubs = [e for e in ids if degrees.get(e, 0) > hub_degree]
         others = [e for e in ids if 0 < degrees.get(e, 0) <= hub_degree]
-        found = dict.fromkeys(n for (n,) in self._in_chunks(
-            "SELECT tail FROM triples WHERE head IN ({0}) UNION ALL "
-            "SELECT head FROM triples WHERE tail IN ({0})", others, repeat=2))
+        found = dict.fromkeys(
+            n
+            for (n,) in self._in_chunks(
+                "SELECT tail FROM triples WHERE head IN ({0}) UNION ALL "
+                "SELECT head FROM triples WHERE tail IN ({0})",
+                others,
+                repeat=2,
+            )
+        )
         for hub in hubs:
             owners, first = self._hub_neighbours(hub, max_per_entity)
             taken = owners if images_only else list(dict.fromkeys(owners + first))[:max_per_entity]
@@ -312,7 +352,7 @@ class SqliteKG:
 
     def _in_chunks(self, sql: str, ids: list[int], repeat: int = 1, size: int = 4000) -> Iterator[tuple]:
         for start in range(0, len(ids), size):
-            chunk = ids[start:start + size]
+            chunk = ids[start : start + size]
             yield from self.conn.execute(sql.format(",".join("?" * len(chunk))), chunk * repeat)
 
     def _hub_neighbours(self, hub: int, cap: int) -> tuple[list[int], list[int]]:
@@ -320,12 +360,22 @@ class SqliteKG:
         cached = self._hubs.get((hub, cap))
         if cached is None:
             owners = self.image_owners().tolist()
-            with_images = list(dict.fromkeys(n for (n,) in self._in_chunks(
-                f"SELECT tail FROM triples WHERE head = {int(hub)} AND tail IN ({{0}}) UNION ALL "
-                f"SELECT head FROM triples WHERE tail = {int(hub)} AND head IN ({{0}})", owners, repeat=2)))
+            with_images = list(
+                dict.fromkeys(
+                    n
+                    for (n,) in self._in_chunks(
+                        f"SELECT tail FROM triples WHERE head = {int(hub)} AND tail IN ({{0}}) UNION ALL "
+                        f"SELECT head FROM triples WHERE tail = {int(hub)} AND head IN ({{0}})",
+                        owners,
+                        repeat=2,
+                    )
+                )
+            )
             first: dict[int, None] = {}
-            for (n,) in self.conn.execute("SELECT tail FROM triples WHERE head = ?1 UNION ALL "
-                                          "SELECT head FROM triples WHERE tail = ?1", (hub,)):  # streamed
+            for (n,) in self.conn.execute(
+                "SELECT tail FROM triples WHERE head = ?1 UNION ALL SELECT head FROM triples WHERE tail = ?1",
+                (hub,),
+            ):  # streamed
                 first[n] = None
                 if len(first) >= cap:
                     break
@@ -341,8 +391,9 @@ class SqliteKG:
             self._owners = np.array([r[0] for r in rows], dtype=np.int64)
         return self._owners
 
-    def neighbourhood(self, entity_ids: Iterable[int], hops: int = 1, max_per_entity: int = 500,
-                      hub_degree: int = 1000) -> dict[int, int]:
+    def neighbourhood(
+        self, entity_ids: Iterable[int], hops: int = 1, max_per_entity: int = 500, hub_degree: int = 1000
+    ) -> dict[int, int]:
         """Every entity within ``hops`` of ``entity_ids``, with the hop it is first reached at."""
         reached = {e: 0 for e in entity_ids}
         frontier = list(reached)
@@ -371,19 +422,26 @@ class SqliteKG:
         vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float32))  # shape: (n, dim)
         dim = self.image_dim
         if dim is not None and vectors.shape[1] != dim:
-            raise MnerInputError(f"image vector has {vectors.shape[1]} dimensions, "
-                                 f"the KG's entity images have {dim}", self.path)
+            raise MnerInputError(
+                f"image vector has {vectors.shape[1]} dimensions, the KG's entity images have {dim}",
+                self.path,
+            )
         if self.meta.get("image_encoder") not in (None, encoder):
-            raise MnerInputError(f"the KG's entity images were encoded with {self.meta['image_encoder']!r}, "
-                                 f"not {encoder!r}", self.path)
+            raise MnerInputError(
+                f"the KG's entity images were encoded with {self.meta['image_encoder']!r}, not {encoder!r}",
+                self.path,
+            )
         if dim is None:
             self._set_meta(image_dim=str(vectors.shape[1]), image_encoder=encoder)
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         vectors = vectors / np.where(norms > 0, norms, 1)
-        self.conn.executemany("INSERT INTO images (entity, source, dim, vector) VALUES (?, ?, ?, ?)",
-                              [(entity_id, source, vectors.shape[1], v.tobytes()) for v in vectors])
-        self.conn.execute("UPDATE entities SET n_images = n_images + ? WHERE id = ?",
-                          (len(vectors), entity_id))
+        self.conn.executemany(
+            "INSERT INTO images (entity, source, dim, vector) VALUES (?, ?, ?, ?)",
+            [(entity_id, source, vectors.shape[1], v.tobytes()) for v in vectors],
+        )
+        self.conn.execute(
+            "UPDATE entities SET n_images = n_images + ? WHERE id = ?", (len(vectors), entity_id)
+        )
         self._entities.pop(entity_id, None)
         self._owners, self._hubs = None, {}
 

@@ -8,25 +8,17 @@ torch and Pillow are imported only when an encoder is loaded or an image is open
 """
 
 from mner.vision.cache import FeatureCache
+from mner.vision.config import BACKBONES, BackboneSpec, EncoderConfig
 from mner.vision.decode import ImageError
-from mner.vision.encoder import (
-    BACKBONES,
-    EncoderConfig,
-    ImageBatch,
-    ImageEncoder,
-    ImageFeatures,
-    imagenet_labels,
-    load_encoder,
-    stack_features,
-)
+from mner.vision.encoder import ImageEncoder, ImageFeatures, imagenet_labels, load_encoder
 from mner.vision.extract import ExtractSummary, extract_folder, list_images
 
 __all__ = [
     "BACKBONES",
+    "BackboneSpec",
     "EncoderConfig",
     "ExtractSummary",
     "FeatureCache",
-    "ImageBatch",
     "ImageEncoder",
     "ImageError",
     "ImageFeatures",
@@ -34,5 +26,4 @@ __all__ = [
     "imagenet_labels",
     "list_images",
     "load_encoder",
-    "stack_features",
 ]

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Self
 
 import numpy as np
 
 from mner.data import MnerInputError
-from mner.vision.encoder import EncoderConfig, ImageFeatures
+from mner.vision.config import EncoderConfig
+from mner.vision.encoder import ImageFeatures
 
 FORMAT_VERSION = 1
 _SCHEMA = """
@@ -47,8 +48,9 @@ class FeatureCache:
         cache = cls(path, *cls._connect(path))
         if backbone is not None and cache.backbone != backbone:
             cache.close()
-            raise MnerInputError(f"feature cache made with backbone {cache.backbone!r}, expected {backbone!r}",
-                                 path)
+            raise MnerInputError(
+                f"feature cache made with backbone {cache.backbone!r}, expected {backbone!r}", path
+            )
         return cache
 
     @classmethod
@@ -59,7 +61,9 @@ class FeatureCache:
             cache = cls.open(path, backbone=config.backbone)
             if cache.config != config:
                 ours, theirs = cache.config.to_dict(), config.to_dict()
-                diff = ", ".join(f"{k}={ours[k]!r} there, {theirs[k]!r} here" for k in ours if ours[k] != theirs[k])
+                diff = ", ".join(
+                    f"{k}={ours[k]!r} there, {theirs[k]!r} here" for k in ours if ours[k] != theirs[k]
+                )
                 cache.close()
                 raise MnerInputError(f"feature cache made with another encoder config ({diff})", path)
             return cache
@@ -68,8 +72,10 @@ class FeatureCache:
         db = sqlite3.connect(path)
         with db:
             db.executescript(_SCHEMA)
-            db.executemany("INSERT INTO meta VALUES (?, ?)",
-                           [("format", str(FORMAT_VERSION)), ("encoder", json.dumps(config.to_dict()))])
+            db.executemany(
+                "INSERT INTO meta VALUES (?, ?)",
+                [("format", str(FORMAT_VERSION)), ("encoder", json.dumps(config.to_dict()))],
+            )
         return cls(path, db, config)
 
     @staticmethod
@@ -78,8 +84,9 @@ class FeatureCache:
         try:
             meta = dict(db.execute("SELECT key, value FROM meta"))
             if meta.get("format") != str(FORMAT_VERSION):
-                raise MnerInputError(f"feature cache format {meta.get('format')!r}, expected '{FORMAT_VERSION}'",
-                                     path)
+                raise MnerInputError(
+                    f"feature cache format {meta.get('format')!r}, expected '{FORMAT_VERSION}'", path
+                )
             return db, EncoderConfig.from_dict(json.loads(meta["encoder"]))
         except (sqlite3.DatabaseError, KeyError, ValueError) as err:
             db.close()
@@ -113,12 +120,15 @@ class FeatureCache:
 
     def __iter__(self) -> Iterator[str]:
         """Image ids with features, sorted."""
-        return (row[0] for row in self._db.execute("SELECT image_id FROM features ORDER BY image_id").fetchall())
+        return (
+            row[0] for row in self._db.execute("SELECT image_id FROM features ORDER BY image_id").fetchall()
+        )
 
     def get(self, image_id: str) -> ImageFeatures | None:
         """The image's features, or None when it has none (never extracted, or failed: see ``missing``)."""
-        row = self._db.execute("SELECT attributes, n_regions, dim, regions, vector FROM features "
-                               "WHERE image_id = ?", (image_id,)).fetchone()
+        row = self._db.execute(
+            "SELECT attributes, n_regions, dim, regions, vector FROM features WHERE image_id = ?", (image_id,)
+        ).fetchone()
         if row is None:
             return None
         attributes, n_regions, dim, regions, vector = row
@@ -128,10 +138,6 @@ class FeatureCache:
             np.frombuffer(vector, dtype="<f4").astype(np.float32),  # shape: (C,)
             self.backbone,
         )
-
-    def features_for(self, image_ids: Iterable[str | None]) -> list[ImageFeatures | None]:
-        """Features per post in order; None for a post without an image id or without usable features."""
-        return [None if image_id is None else self.get(image_id) for image_id in image_ids]
 
     @property
     def missing(self) -> dict[str, str]:
@@ -147,9 +153,17 @@ class FeatureCache:
             raise ValueError(f"features from backbone {features.backbone!r} in a {self.backbone!r} cache")
         regions = np.ascontiguousarray(features.regions, dtype="<f4")  # shape: (N, C)
         self._db.execute("DELETE FROM failures WHERE image_id = ?", (image_id,))
-        self._db.execute("INSERT OR REPLACE INTO features VALUES (?, ?, ?, ?, ?, ?)", (
-            image_id, json.dumps(features.attributes), regions.shape[0], regions.shape[1], regions.tobytes(),
-            np.ascontiguousarray(features.vector, dtype="<f4").tobytes()))
+        self._db.execute(
+            "INSERT OR REPLACE INTO features VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                image_id,
+                json.dumps(features.attributes),
+                regions.shape[0],
+                regions.shape[1],
+                regions.tobytes(),
+                np.ascontiguousarray(features.vector, dtype="<f4").tobytes(),
+            ),
+        )
 
     def add_failure(self, image_id: str, file: str, reason: str) -> None:
         """Record that the image could not be used, and why."""

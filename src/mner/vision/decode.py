@@ -20,7 +20,7 @@ from mner.data import MnerInputError
 if TYPE_CHECKING:
     from PIL import Image as PILImage
 
-    from mner.vision.encoder import EncoderConfig
+    from mner.vision.config import EncoderConfig
 
 IMAGE_SUFFIXES: frozenset[str] = frozenset(
     {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"}
@@ -82,8 +82,11 @@ def _decode(source: Path | io.BytesIO, config: EncoderConfig, name: str | Path) 
     except Image.DecompressionBombError as err:
         # Pillow refuses on its own above twice its limit, before we see the size; its message has the numbers.
         numbers = [f"{int(n):,}" for n in re.findall(r"(\d+) pixels", str(err))]
-        detail = (f"image has {numbers[0]} pixels, over Pillow's {numbers[1]}-pixel limit" if len(numbers) == 2
-                  else "image is over Pillow's pixel limit")
+        detail = (
+            f"image has {numbers[0]} pixels, over Pillow's {numbers[1]}-pixel limit"
+            if len(numbers) == 2
+            else "image is over Pillow's pixel limit"
+        )
         raise ImageError(f"{detail} (decompression bomb); not decoded", name) from None
     except Exception as err:  # noqa: BLE001 - a malformed file may make any decoder raise anything
         if "truncated" in str(err):
@@ -97,8 +100,9 @@ def _decode(source: Path | io.BytesIO, config: EncoderConfig, name: str | Path) 
 def pixels_from_image(image: PILImage.Image, config: EncoderConfig) -> np.ndarray:
     """The encoder's input from an in-memory PIL image (any mode; orientation is taken as already applied)."""
     if image.width < config.min_side or image.height < config.min_side:
-        raise ImageError(f"image is {image.width}×{image.height} pixels; "
-                         f"the smallest accepted side is {config.min_side}")
+        raise ImageError(
+            f"image is {image.width}×{image.height} pixels; the smallest accepted side is {config.min_side}"
+        )
     return np.array(resize_to_input(to_rgb(image), config), dtype=np.uint8)
 
 
@@ -106,7 +110,9 @@ def to_rgb(image: PILImage.Image) -> PILImage.Image:
     """RGB of the (first frame of the) image; transparent pixels become white, not their hidden colour."""
     from PIL import Image
 
-    if image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (image.mode == "P" and "transparency" in image.info):
+    if image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (
+        image.mode == "P" and "transparency" in image.info
+    ):
         rgba = image.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(white, rgba).convert("RGB")
@@ -135,11 +141,15 @@ def resize_to_input(image: PILImage.Image, config: EncoderConfig) -> PILImage.Im
 def _check_size(size: tuple[int, int], config: EncoderConfig, path: str | Path) -> None:
     width, height = size
     if width * height > config.max_pixels:
-        raise ImageError(f"image is {width}×{height} ({width * height:,} pixels), over the "
-                         f"{config.max_pixels:,}-pixel limit (decompression bomb); not decoded", path)
+        raise ImageError(
+            f"image is {width}×{height} ({width * height:,} pixels), over the "
+            f"{config.max_pixels:,}-pixel limit (decompression bomb); not decoded",
+            path,
+        )
     if width < config.min_side or height < config.min_side:
-        raise ImageError(f"image is {width}×{height} pixels; the smallest accepted side is {config.min_side}",
-                         path)
+        raise ImageError(
+            f"image is {width}×{height} pixels; the smallest accepted side is {config.min_side}", path
+        )
 
 
 def _apply_orientation(image: PILImage.Image, orientation: int) -> PILImage.Image:

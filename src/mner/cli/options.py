@@ -1,0 +1,32 @@
+"""Option types that several commands share (one help text each)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+ModelOption = Annotated[
+    Path | None,
+    typer.Option(
+        help="Model folder, or a packaged model by name (default: the shipped 'default'; also 'paper-full')."
+    ),
+]
+CaptionsOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--captions", help="Captions TSV (image_id<TAB>caption) for models with a 'caption' channel."
+    ),
+]
+KgOption = Annotated[
+    Path | None,
+    typer.Option("--kg", help="Knowledge-graph file (mner kg build) for models with a 'knowledge' channel."),
+]
+ImagesCacheOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--images-cache",
+        help="Image feature cache (mner images extract) for the 'attributes' and 'image' channels.",
+    ),
+]

@@ -1,0 +1,173 @@
+"""The text encoders: what turns a post's tokens into one vector each, behind one interface.
+
+- ``GloveBiLstmEncoder``: frozen GloVe + a tuned offset for frequent training words, a char-CNN over the
+  cased characters and a word-shape embedding (GloVe is lower-case: case comes from these), then a BiLSTM.
+  With context as text, it reads the post joined with its context words (a learned SEPARATOR between).
+- ``TransformerEncoder``: a fine-tuned pretrained transformer (each token takes its first word piece's
+  state; the context follows the post as a second segment), joined with the same char-CNN and shapes,
+  optionally followed by the same BiLSTM (``encoder_lstm``).
+
+Every encoder has ``embed`` (word-char embeddings of any word sequences: the fusion's context words, the
+image's attribute labels), ``forward`` (states of the post's own tokens), ``embed_dim`` and ``out_dim``, and
+``pretrained_parameters`` (what is fine-tuned at the encoder's own learning rate). ``ENCODER_KINDS`` maps a
+config's ``EncoderSpec.kind`` to the encoder and the input builder (``mner.batching``) it reads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from mner.batching import (
+    GloveInputBuilder,
+    GloveInputs,
+    InputBuilder,
+    PieceInputBuilder,
+    PieceInputs,
+    WordInputs,
+)
+from mner.config import ModelConfig
+from mner.embeddings import SHAPES
+from mner.registry import Registry
+
+
+class CharCNN(nn.Module):
+    """Character embeddings → 1-D convolution (kernel 3) → max over the word's characters."""
+
+    def __init__(self, num_chars: int, char_dim: int, filters: int, kernel: int):
+        super().__init__()
+        self.embed = nn.Embedding(num_chars, char_dim, padding_idx=0)
+        self.conv = nn.Conv1d(char_dim, filters, kernel, padding=kernel // 2)
+
+    def forward(self, char_ids: torch.Tensor) -> torch.Tensor:
+        batch, seq_len, wlen = char_ids.shape
+        x = self.embed(char_ids.view(-1, wlen)).transpose(1, 2)  # shape: (batch*seq_len, char_dim, wlen)
+        h = self.conv(x)  # shape: (batch*seq_len, filters, wlen)
+        h = h.masked_fill((char_ids.view(-1, wlen) == 0).unsqueeze(1), -1e4)
+        h = h.max(dim=2).values.clamp(min=-1e3)  # shape: (batch*seq_len, filters); all-pad words → finite
+        return h.view(batch, seq_len, -1)
+
+
+class TextEncoder(nn.Module):
+    """The interface the network sees; subclasses set ``embed_dim`` and ``out_dim``."""
+
+    embed_dim: int  # width of ``embed``'s vectors
+    out_dim: int  # width of ``forward``'s states
+
+    def embed(self, inputs: WordInputs) -> torch.Tensor:
+        """Word-char embeddings of word sequences, shape (batch, seq_len, embed_dim)."""
+        raise NotImplementedError
+
+    def forward(self, inputs: WordInputs, post_len: int) -> torch.Tensor:
+        """States of the posts' own tokens, shape (batch, post_len, out_dim) (context positions dropped)."""
+        raise NotImplementedError
+
+    def pretrained_parameters(self) -> list[nn.Parameter]:
+        """Weights fine-tuned from a pretrained model (their own learning rate); none by default."""
+        return []
+
+    def _bilstm(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The BiLSTM over dropped-out ``x`` (batch, seq_len, embed_dim), shape (batch, seq_len, 2·hidden)."""
+        lengths = mask.sum(1).cpu()
+        packed = nn.utils.rnn.pack_padded_sequence(
+            self.dropout(x), lengths, batch_first=True, enforce_sorted=False
+        )
+        h, _ = self.lstm(packed)
+        h, _ = nn.utils.rnn.pad_packed_sequence(h, batch_first=True, total_length=x.size(1))
+        return h
+
+
+class GloveBiLstmEncoder(TextEncoder):
+    """GloVe + tuned offsets + char-CNN + shape → BiLSTM."""
+
+    def __init__(self, config: ModelConfig, pretrained: bool = True):
+        super().__init__()
+        self.tuned = nn.Embedding(len(config.words), config.word_dim, padding_idx=0)
+        nn.init.zeros_(self.tuned.weight)  # starts as plain GloVe
+        self.chars = CharCNN(len(config.chars), config.char_dim, config.char_filters, config.char_kernel)
+        self.shape = nn.Embedding(len(SHAPES), config.shape_dim, padding_idx=0)
+        self.embed_dim = config.word_dim + config.char_filters + config.shape_dim
+        self.dropout = nn.Dropout(config.dropout)
+        self.lstm = nn.LSTM(self.embed_dim, config.hidden, batch_first=True, bidirectional=True)
+        self.out_dim = 2 * config.hidden
+        if config.context_as_text:
+            self.separator = nn.Parameter(0.1 * torch.randn(self.embed_dim))  # the SEPARATOR's embedding
+
+    def embed(self, inputs: GloveInputs) -> torch.Tensor:
+        words = inputs.word_vectors + self.tuned(inputs.word_ids)  # shape: (batch, seq_len, word_dim)
+        x = torch.cat([words, self.chars(inputs.char_ids), self.shape(inputs.shape_ids)], dim=-1)
+        if inputs.separator is not None:
+            x = torch.where(inputs.separator.unsqueeze(-1), self.separator, x)
+        return x
+
+    def forward(self, inputs: GloveInputs, post_len: int) -> torch.Tensor:
+        h = self._bilstm(self.embed(inputs), inputs.mask)
+        return h[:, :post_len]  # the post comes first in a joined input: its positions only
+
+
+class TransformerEncoder(TextEncoder):
+    """A fine-tuned transformer's first-piece states + char-CNN + shape [→ BiLSTM]."""
+
+    def __init__(self, config: ModelConfig, pretrained: bool = True):
+        super().__init__()
+        from mner.transformer import PretrainedTransformer
+
+        self.transformer = PretrainedTransformer(config.encoder, pretrained)
+        self.chars = CharCNN(len(config.chars), config.char_dim, config.char_filters, config.char_kernel)
+        self.shape = nn.Embedding(len(SHAPES), config.shape_dim, padding_idx=0)
+        self.embed_dim = self.transformer.dim + config.char_filters + config.shape_dim
+        self.dropout = nn.Dropout(config.dropout)
+        self.out_dim = self.embed_dim
+        self.lstm = None
+        if config.encoder_lstm:
+            self.lstm = nn.LSTM(self.embed_dim, config.hidden, batch_first=True, bidirectional=True)
+            self.out_dim = 2 * config.hidden
+
+    def embed(self, inputs: PieceInputs) -> torch.Tensor:
+        words = self.transformer(inputs.pieces)  # shape: (batch, seq_len, transformer dim)
+        return torch.cat([words, self.chars(inputs.char_ids), self.shape(inputs.shape_ids)], dim=-1)
+
+    def forward(self, inputs: PieceInputs, post_len: int) -> torch.Tensor:
+        x = self.embed(inputs)  # the transformer has read the context segment, if any
+        return x if self.lstm is None else self._bilstm(x, inputs.mask)
+
+    def pretrained_parameters(self) -> list[nn.Parameter]:
+        return list(self.transformer.parameters())
+
+
+@dataclass(frozen=True)
+class EncoderKind:
+    """An encoder module and the input builder whose inputs it reads."""
+
+    encoder: type[TextEncoder]
+    inputs: type[InputBuilder]
+
+
+ENCODER_KINDS: Registry[EncoderKind] = Registry("encoder kind")
+ENCODER_KINDS.register("glove", EncoderKind(GloveBiLstmEncoder, GloveInputBuilder))
+ENCODER_KINDS.register("transformer", EncoderKind(TransformerEncoder, PieceInputBuilder))
+
+
+def build_encoder(config: ModelConfig, pretrained: bool = True) -> TextEncoder:
+    """The text encoder a config names; ``pretrained=False`` leaves a transformer's weights to be loaded."""
+    return ENCODER_KINDS[config.encoder_spec.kind].encoder(config, pretrained)
+
+
+def input_builder(config: ModelConfig) -> InputBuilder:
+    """The input builder for the config's encoder."""
+    return ENCODER_KINDS[config.encoder_spec.kind].inputs(config)
+
+
+def migrate_v1_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Weights saved by mner before format 2 (encoder parts at the top level) under today's names."""
+    moved = ("tuned.", "chars.", "shape.", "lstm.")
+    out = {}
+    for key, value in state.items():
+        if key.startswith("encoder."):  # the transformer itself
+            key = "encoder.transformer." + key.removeprefix("encoder.")
+        elif key.startswith(moved) or key == "separator":
+            key = "encoder." + key
+        out[key] = value
+    return out

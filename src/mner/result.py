@@ -1,0 +1,52 @@
+"""What tagging one post gives: ``TagResult``, and its one JSON form (``to_dict``), which ``mner predict
+--json``, ``mner tag`` and ``POST /v1/tag`` all emit::
+
+    {"id": "...",                  # only when a post id was given
+     "tokens": ["...", ...],
+     "entities": [{"start": 0, "end": 2, "type": "PER", "text": "..."}],   # token offsets, end exclusive
+     "attributes": [{"label": "Egyptian cat", "probability": 0.8213}],    # top 5; [] without an image
+     "knowledge": {...} or null,   # Knowledge.to_dict() when a KG is open
+     "caption": "..." or null}     # the caption the post was tagged with
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from mner.data import Span
+
+if TYPE_CHECKING:
+    from mner.knowledge import Knowledge
+
+
+@dataclass(frozen=True)
+class ImageAttribute:
+    """An ImageNet class seen in the post's image, with its probability."""
+
+    label: str
+    probability: float
+
+    def to_dict(self) -> dict:
+        return {"label": self.label, "probability": round(float(self.probability), 4)}
+
+
+@dataclass(frozen=True)
+class TagResult:
+    """One tagged post: its tokens, entities, and what its image and the KG contributed."""
+
+    tokens: tuple[str, ...]
+    entities: tuple[Span, ...]
+    attributes: tuple[ImageAttribute, ...] = ()
+    knowledge: Knowledge | None = None  # None: no KG was open
+    caption: str | None = None
+    id: str | None = None
+
+    def to_dict(self) -> dict:
+        out: dict = {} if self.id is None else {"id": self.id}
+        out["tokens"] = list(self.tokens)
+        out["entities"] = [s.to_dict() for s in self.entities]
+        out["attributes"] = [a.to_dict() for a in self.attributes]
+        out["knowledge"] = None if self.knowledge is None else self.knowledge.to_dict()
+        out["caption"] = self.caption
+        return out

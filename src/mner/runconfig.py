@@ -1,0 +1,86 @@
+"""A training run's settings: the ``[model]`` and ``[train]`` tables of a TOML config file."""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mner.config import ModelConfig, build_strict
+from mner.data import MnerInputError
+
+_MODEL_FIELDS_FROM_DATA = ("tags", "words", "chars")
+
+
+SCHEDULES = ("constant", "linear")
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings (the paper: Adam, lr 0.001, batch 20, dropout 0.5).
+
+    A transformer encoder is fine-tuned at ``encoder_lr``, everything else at ``lr``. ``schedule = "linear"``
+    warms both up over the first ``warmup`` fraction of all steps (epochs × batches), then decays them
+    linearly to zero at the last epoch; "constant" keeps them fixed."""
+
+    epochs: int = 30
+    batch_size: int = 20
+    lr: float = 0.001
+    encoder_lr: float = 5e-5
+    schedule: str = "constant"
+    warmup: float = 0.1
+    weight_decay: float = 0.0
+    grad_clip: float = 5.0
+    patience: int = 6
+    min_word_count: int = 2
+    seed: int = 13
+    threads: int | None = None
+    device: str = "cpu"
+    progress: bool = True
+
+    def __post_init__(self):
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule {self.schedule!r}: expected one of {list(SCHEDULES)}")
+        if not 0 <= self.warmup < 1:
+            raise ValueError(f"warmup {self.warmup}: expected a fraction of the steps in [0, 1)")
+        if self.device.split(":")[0] not in ("cpu", "cuda"):
+            raise ValueError(f"device {self.device!r}: expected 'cpu' or 'cuda' (or 'cuda:N')")
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainConfig:
+        return build_strict(cls, values, "train config")
+
+
+@dataclass
+class RunConfig:
+    """A config file: ``[model]`` options (sizes, dropout, channels) and ``[train]`` options."""
+
+    model: dict = field(default_factory=dict)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def read_run_config(path: str | Path | None) -> RunConfig:
+    """Parse a TOML config file with optional ``[model]`` and ``[train]`` tables; unknown keys raise."""
+    if path is None:
+        return RunConfig()
+    path = Path(path)
+    try:
+        values = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise MnerInputError("config file not found", path) from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise MnerInputError(f"not valid TOML ({err})", path) from None
+    unknown = sorted(set(values) - {"model", "train"})
+    if unknown:
+        raise MnerInputError(f"unknown section(s) {unknown}; expected [model] and/or [train]", path)
+    model = dict(values.get("model", {}))
+    known = {f.name for f in dataclasses.fields(ModelConfig)} - set(_MODEL_FIELDS_FROM_DATA)
+    bad = sorted(set(model) - known)
+    if bad:
+        raise MnerInputError(f"unknown [model] key(s) {bad}; expected some of {sorted(known)}", path)
+    try:
+        train = TrainConfig.from_dict(dict(values.get("train", {})))
+    except (TypeError, ValueError) as err:
+        raise MnerInputError(str(err), path) from None
+    return RunConfig(model, train)
