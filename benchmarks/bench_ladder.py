@@ -21,7 +21,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from runs import build_kg, mean_std, train_once
+from runs import build_kg, mean_std, test_without_context, train_once
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -42,8 +42,9 @@ def channels_of(config: Path) -> str:
     import tomllib
 
     model = tomllib.loads(config.read_text()).get("model", {})
+    channels = ["context (LLM)" if c == "context" else c for c in model.get("channels", ["text"])]
     return (
-        " + ".join(model.get("channels", ["text"]))
+        " + ".join(channels)
         + (" (as text)" if model.get("context_as_text") else "")
         + (" (fusion)" if model.get("fusion") else "")
     )
@@ -106,10 +107,17 @@ def main() -> None:
             sorted({r.get("hardware", "this CPU (record predates the field)") for r in runs})
         )
         epochs = "/".join(str(r["epochs_run"]) for r in runs)
+        without = "–"
+        if "context" in channels_of(config):
+            plain = [
+                test_without_context(args.out / name / f"seed{seed}", args.data, args.threads)
+                for seed in args.seeds
+            ]
+            without = mean_std([r["f1"] for r in plain])
         rows.append(
             f"| mner `{name}` (n={len(runs)}) | {channels_of(config)} | "
             + " | ".join(cells)
-            + f" | {per_epoch:.0f} | {epochs} | {wall} | {memory} | {hardware} |"
+            + f" | {without} | {per_epoch:.0f} | {epochs} | {wall} | {memory} | {hardware} |"
         )
     flags = (
         f" --threads {args.threads}"
@@ -121,17 +129,22 @@ def main() -> None:
         "",
         (
             f"Seeds {', '.join(map(str, args.seeds))}, mean ± std, dev-F1 checkpoint, test scored once; caption = BLIP-2 "
-            "caption of the tweet image, knowledge = KG isA triples (text candidates). s/epoch = median training "
+            "caption of the tweet image, knowledge = KG isA triples (text candidates), context = the LLM knowledge "
+            "of each post (llm_knowledge.tsv); F1 no ctx = the same models tagging test with no channel but the text. "
+            "s/epoch = median training "
             "seconds an epoch (dev scoring excluded); epochs = epochs run per seed; min = median whole run; "
             f"GB = peak resident memory of a training process (and the GPU's peak allocation). {args.jobs} training(s) "
             "at once."
         ),
         "",
-        "| system | channels | PER F1 | LOC F1 | ORG F1 | OTHER F1 | P | R | F1 | s/epoch | epochs | min | GB | trained on |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        (
+            "| system | channels | PER F1 | LOC F1 | ORG F1 | OTHER F1 | P | R | F1 | F1 no ctx | s/epoch | epochs "
+            "| min | GB | trained on |"
+        ),
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         *rows,
         *[
-            f"| {name} (reported) | {channels} | | | | | | | {f1:.2f} | | | | | |"
+            f"| {name} (reported) | {channels} | | | | | | | {f1:.2f} | | | | | | |"
             for name, channels, f1 in ANCHORS
         ],
         "",

@@ -52,6 +52,8 @@ def train_once(
             cmd += ["--device", device]
         if "caption" in channels:
             cmd += ["--captions", str(data / "image_captions.tsv")]
+        if "context" in channels:
+            cmd += ["--context", str(data / "llm_knowledge.tsv")]
         if "knowledge" in channels:
             if kg is None:
                 raise SystemExit(f"{config.name} uses the knowledge channel: a KG file is needed")
@@ -117,3 +119,26 @@ def filled_posts(data: Path, channels: list[str], kg: Path | None, splits=("trai
         kg=kg if "knowledge" in channels else None,
     )
     return [sources.fill(read_conll(data / f"{split}.txt"), channels).posts for split in splits]
+
+
+def test_without_context(out: Path, data: Path, threads: int) -> dict:
+    """Twitter-2015 test scores of a trained model tagging with its channels but no context (cached beside it):
+    ``mner evaluate --model OUT --data test.txt --json`` without ``--context``."""
+    cached = out / "test_without_context.json"
+    if not cached.exists():
+        cmd = [
+            sys.executable,
+            "-m",
+            "mner",
+            "evaluate",
+            "--model",
+            str(out),
+            "--data",
+            str(data / "test.txt"),
+            "--json",
+        ]
+        print("$", " ".join(cmd), flush=True)
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+        result = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
+        cached.write_text(result.stdout.strip().splitlines()[-1] + "\n")
+    return json.loads(cached.read_text())

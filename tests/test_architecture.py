@@ -25,7 +25,7 @@ LAYERS = [
             "mner.evaluate",
         ],
     ),
-    ("stages", ["mner.vision.*", "mner.knowledge.*"]),
+    ("stages", ["mner.vision.*", "mner.knowledge.*", "mner.context", "mner.llm"]),
     (
         "channels and inputs",
         ["mner.channels", "mner.transformer", "mner.batching", "mner.result", "mner.runconfig"],

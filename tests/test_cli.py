@@ -107,6 +107,7 @@ def test_predict_json_contract(trained):
         "attributes": [],
         "knowledge": None,
         "caption": None,
+        "context": None,
     }
 
 

@@ -98,7 +98,7 @@ def test_context_as_text_needs_a_context_channel():
     with pytest.raises(
         ValueError,
         match=r"context_as_text needs a context channel: some of \['caption', "
-        r"'knowledge'\]",
+        r"'knowledge', 'context'\]",
     ):
         ModelConfig(tags=[], words=[], chars=[], context_as_text=True)
     with pytest.raises(ValueError, match=r"channel\(s\) \['attributes'\] need fusion = true$"):

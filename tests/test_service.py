@@ -28,7 +28,9 @@ from tests.serving import photo_jpeg, running_server
 
 POST = "Barack Obama visits Berlin"
 EXPECTED = '{"text": str, "image"?: base64 str, "caption"?: str}'
-SMALL = Limits(max_text_chars=100, max_caption_chars=20, max_image_bytes=50_000, max_pending=64)
+SMALL = Limits(
+    max_text_chars=100, max_caption_chars=20, max_context_chars=100, max_image_bytes=50_000, max_pending=64
+)
 
 
 @pytest.fixture(scope="module")
@@ -341,7 +343,7 @@ def test_an_image_over_the_byte_limit_gets_413(small_url):
         413,
         {
             "error": f"request body is {int(as_file.request.headers['content-length']):,} bytes, over the "
-            f"{SMALL.max_body_bytes:,}-byte limit (an image, the text and caption)"
+            f"{SMALL.max_body_bytes:,}-byte limit (an image, the text, caption and context)"
         },
     )
     assert (as_base64.status_code, as_base64.json()) == (
@@ -369,7 +371,7 @@ def test_an_announced_content_length_over_the_limit_is_refused_before_the_body(u
     assert json.loads(answer.partition(b"\r\n\r\n")[2]) == {
         "error": (
             f"request body is 1,000,000,000 bytes, over the {Limits().max_body_bytes:,}-byte limit "
-            "(an image, the text and caption)"
+            "(an image, the text, caption and context)"
         )
     }
 
@@ -385,7 +387,7 @@ def test_a_chunked_body_is_cut_off_at_the_limit(small_url):
         413,
         {
             "error": (
-                f"request body is over the {SMALL.max_body_bytes:,}-byte limit (an image, the text and caption)"
+                f"request body is over the {SMALL.max_body_bytes:,}-byte limit (an image, the text, caption and context)"
             )
         },
     )

@@ -33,7 +33,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 CAT_CLASSES = {"tabby", "tiger cat", "Persian cat", "Siamese cat", "Egyptian cat"}
-KEYS = ["tokens", "entities", "attributes", "knowledge", "caption"]
+KEYS = ["tokens", "entities", "attributes", "knowledge", "caption", "context"]
 LABELS = """\
 cat	Chelsea	the cat in the scikit-image photo	Chelsea the cat
 cfc	Chelsea F.C.	association football club based in London	Chelsea
@@ -91,6 +91,7 @@ def test_result_contract_without_image(pipeline):
         "attributes": [],
         "knowledge": None,
         "caption": None,
+        "context": None,
     }
     assert list(pipeline.tag("Paris", post_id="p1").to_dict()) == ["id", *KEYS]
     assert pipeline.describe() == {

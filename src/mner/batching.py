@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from mner.config import ModelConfig
+from mner.context import alignment_ids, context_words
 from mner.data import Post
 from mner.embeddings import load_word_vectors, word_key, word_shape
 
@@ -34,6 +35,8 @@ class WordInputs:
     char_ids: torch.Tensor  # shape: (batch, seq_len, max_word_chars)
     shape_ids: torch.Tensor  # shape: (batch, seq_len)
     mask: torch.Tensor  # shape: (batch, seq_len), bool; a sequence with no words has no True
+    # shape: (batch, seq_len); the context's entities aligned to the post (mner.context), 0 elsewhere; None: unused
+    alignment_ids: torch.Tensor | None = None
 
 
 @dataclass
@@ -126,7 +129,11 @@ class GloveInputBuilder:
         word_vectors = np.zeros((batch, seq_len, vectors.dim), dtype=np.float32)
         word_vectors[found] = vectors.vectors[rows[found]]
         return GloveInputs(
-            char_ids, shape_ids, mask, torch.from_numpy(word_vectors), torch.from_numpy(word_ids)
+            char_ids,
+            shape_ids,
+            mask,
+            word_vectors=torch.from_numpy(word_vectors),
+            word_ids=torch.from_numpy(word_ids),
         )
 
     def post(
@@ -165,16 +172,20 @@ class PieceInputBuilder:
         from mner.transformer import encode_pieces
 
         char_ids, shape_ids, mask = char_features(tokens, self.config)
-        return PieceInputs(char_ids, shape_ids, mask, encode_pieces(self.config.encoder, tokens, contexts))
+        pieces = encode_pieces(self.config.encoder, tokens, contexts)
+        return PieceInputs(char_ids, shape_ids, mask, pieces=pieces)
 
 
-def context_tokens(post: Post, channel: str, limit: int) -> tuple[str, ...]:
-    """The words a post carries for a context channel (its caption, its knowledge triples), at most ``limit``."""
+def context_tokens(post: Post, channel: str, config: ModelConfig) -> tuple[str, ...]:
+    """The words a post carries for a context channel (its caption, its knowledge triples, its context text in
+    the config's ``context_form``), at most the config's limit for the channel."""
     if channel == "caption":
         words = tuple(post.caption.split()) if post.caption else ()
-    else:
+    elif channel == "knowledge":
         words = post.knowledge or ()
-    return words[:limit]
+    else:
+        words = tuple(context_words(post.context, config.context_form))
+    return words[: config.context_limit(channel)]
 
 
 class BatchBuilder:
@@ -195,11 +206,14 @@ class BatchBuilder:
         tokens = [p.tokens for p in posts]
         as_text = None
         if config.context_as_text:
-            as_text = [
-                [context_tokens(p, c, config.max_context_tokens) for c in config.text_context_channels]
-                for p in posts
-            ]
+            as_text = [[context_tokens(p, c, config) for c in config.text_context_channels] for p in posts]
         text = self.inputs.post(tokens, as_text)
+        if config.context_alignment:
+            text.alignment_ids = torch.zeros(text.mask.shape, dtype=torch.long)  # the post comes first
+            for b, post in enumerate(posts):
+                text.alignment_ids[b, : len(post.tokens)] = torch.tensor(
+                    alignment_ids(post.tokens, post.context)
+                )
         mask = torch.zeros(len(posts), max(1, *(len(t) for t in tokens)), dtype=torch.bool)
         for b, post_tokens in enumerate(tokens):
             mask[b, : len(post_tokens)] = True
@@ -210,7 +224,7 @@ class BatchBuilder:
             for b, post in enumerate(posts):
                 tags[b, : len(post.tags)] = torch.tensor([tag_index[t] for t in post.tags])
         memory = {
-            c: self.inputs.words([context_tokens(p, c, config.max_context_tokens) for p in posts])
+            c: self.inputs.words([context_tokens(p, c, config) for p in posts])
             for c in config.memory_channels
         }
         image = self.image_inputs(posts, images) if config.image_channels else None

@@ -70,15 +70,25 @@ def _encoder_text(config: ModelConfig, record: dict) -> str:
 
 
 def _context_text_lines(config: ModelConfig) -> list[str]:
-    if not config.context_as_text:
-        return []
-    return [
-        (
-            f"- Context as text: the {' and '.join(config.text_context_channels)} words (at most "
-            f"{config.max_context_tokens} per channel) follow the post in the encoder input after a separator; "
-            "the CRF tags the post's own tokens only."
+    lines = []
+    if config.context_as_text:
+        limits = ", ".join(f"{c} {config.context_limit(c)}" for c in config.text_context_channels)
+        lines.append(
+            f"- Context as text: the {' and '.join(config.text_context_channels)} words (at most {limits}) follow "
+            "the post in the encoder input after a separator; the CRF tags the post's own tokens only."
         )
-    ]
+    if "context" in config.channels:
+        form = "its 'Named entities' list only" if config.context_form == "entities" else "the whole text"
+        lines.append(
+            f"- Context channel: free text per post (`--context FILE.tsv`, a JSONL or request `context` field); the "
+            f"model reads {form}. A post without context is tagged from what it has."
+        )
+    if config.context_alignment:
+        lines.append(
+            "- Context aligned: the context's named entities found in the post's tokens give each token a feature "
+            f"(inside a named span or not, B/I, the named kind as PER/LOC/ORG/OTHER), {config.alignment_dim} wide."
+        )
+    return lines
 
 
 def _fusion_lines(config: ModelConfig) -> list[str]:
@@ -105,6 +115,7 @@ def _fusion_lines(config: ModelConfig) -> list[str]:
         "image, text candidates without); no KG: masked out",
         "attributes": "attributes: top-5 ImageNet classes of the post image (EfficientNet-Lite); no image: masked out",
         "image": "image: 7x7 regions of the post image; no image: masked out (the gate is forced shut)",
+        "context": "context: the words of the post's context text (`--context FILE`); none: masked out",
     }
     lines += [
         f"- Channel {fill[c]}."

@@ -7,6 +7,9 @@ caller) — and ``fill`` returns new posts with every channel filled the same wa
 
 - caption: the post's own; else the captions file's, by image id; else, for a model that reads captions
   and a post with image features, the image's attribute labels joined as words ("Egyptian cat tabby ...").
+- context: the post's own; else the context file's, by image id or by post id (the file's header says
+  which). The model reads it as text after the post, through the fusion, or aligned to the post's tokens
+  (``mner.context``), as its config says.
 - knowledge: with a KG, ``post_knowledge(kg, tokens, image vector)``, the paper's search: the image vector
   drives the image match, a post without image features takes the text fallback (policy
   "image-then-text"); ``Post.knowledge`` is the result's triples as compact words.
@@ -26,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from mner.data import MnerInputError, Post, read_captions
+from mner.data import MnerInputError, Post, read_captions, read_context
 
 if TYPE_CHECKING:
     from mner.knowledge import Knowledge, KnowledgeStore
@@ -46,6 +49,7 @@ class ChannelReport:
     posts: int = 0
     found: dict[str, int] = field(default_factory=dict)  # channel → posts that have it
     missing: dict[str, list[str]] = field(default_factory=dict)  # source → image (or post) ids it lacked
+    context_key: str | None = None  # what the context source is keyed by: "image_id" or "id"
 
     def summary(self) -> str:
         """One line: ``3257 posts, 3257 with a caption (0 image ids without one), 1890 with knowledge``."""
@@ -61,6 +65,13 @@ class ChannelReport:
             )
         if self.found.get("knowledge"):
             parts.append(f"{self.found['knowledge']} with knowledge")
+        if "context" in self.missing:
+            parts.append(
+                f"{self.found.get('context', 0)} with context ({len(self.missing['context'])} "
+                f"{self.context_key or 'id'}s without one)"
+            )
+        elif self.found.get("context"):
+            parts.append(f"{self.found['context']} with context")
         if "images" in self.missing:
             parts.append(
                 f"{self.found.get('image', 0)} with image features ({len(self.missing['images'])} without)"
@@ -90,6 +101,8 @@ class ChannelSources:
     captions: Mapping[str, str] | None = None  # by image id
     kg: KnowledgeStore | None = None
     images: FeatureLookup | None = None  # by image id
+    context: Mapping[str, str] | None = None  # free text by image id or post id (``context_key``)
+    context_key: str = "image_id"  # "image_id" or "id": what the context file's first column holds
     policy: str = "image-then-text"  # the knowledge search's fallback (mner.knowledge.POLICIES)
 
     @classmethod
@@ -99,13 +112,15 @@ class ChannelSources:
         kg: str | Path | None = None,
         images_cache: str | Path | None = None,
         backbone: str | None = None,
+        context: str | Path | None = None,
     ) -> ChannelSources:
-        """Read the captions TSV, open the KG and the feature cache (checked against ``backbone``).
+        """Read the captions and context TSVs, open the KG and the feature cache (checked against ``backbone``).
 
         Raises:
             MnerInputError: a file is missing or is not what it should be.
         """
         caption_map = read_captions(captions) if captions is not None else None
+        context_map, context_key = read_context(context) if context is not None else (None, "image_id")
         store = None
         if kg is not None:
             from mner.knowledge import open_kg
@@ -116,7 +131,7 @@ class ChannelSources:
             from mner.vision import FeatureCache
 
             images = FeatureCache.open(images_cache, backbone=backbone)
-        return cls(caption_map, store, images)
+        return cls(caption_map, store, images, context_map, context_key)
 
     def require(self, channels: Sequence[str]) -> None:
         """A config enabling a channel with no source for it fails at the start, not after an epoch."""
@@ -129,51 +144,60 @@ class ChannelSources:
             raise MnerInputError("the model config enables the 'caption' channel: pass --captions FILE")
         if "knowledge" in channels and self.kg is None:
             raise MnerInputError("the model config enables the 'knowledge' channel: pass --kg FILE")
+        if "context" in channels and self.context is None:
+            raise MnerInputError("the model config enables the 'context' channel: pass --context FILE")
 
     def fill(
         self,
         posts: Sequence[Post],
         channels: Sequence[str] = ("text",),
-        features: Mapping[str, ImageFeatures] | None = None,
+        features: Sequence[ImageFeatures | None] | None = None,
     ) -> FilledPosts:
         """New posts with their channels filled for a model reading ``channels``; the inputs are unchanged.
 
         Args:
-            features: image features by ``Post.image`` computed by the caller (the Pipeline, from pixels);
-                they take the place of the sources' feature cache.
+            features: each post's image features, computed by the caller (the Pipeline, from pixels), in place
+                of the sources' feature cache; the filled posts then name them by their position.
         """
-        images = features if features is not None else self.images
-        report = ChannelReport(posts=len(posts))
-        if self.captions is not None:
-            report.missing["captions"] = []
-        if images is not None:
-            report.missing["images"] = []
+        if features is not None and len(features) != len(posts):
+            raise ValueError(f"{len(posts)} posts but {len(features)} image features")
+        images = (
+            self.images if features is None else {f"#{i}": f for i, f in enumerate(features) if f is not None}
+        )
+        report = ChannelReport(
+            posts=len(posts), context_key=None if self.context is None else self.context_key
+        )
+        for source, given in (("captions", self.captions), ("images", images), ("context", self.context)):
+            if given is not None:
+                report.missing[source] = []
         out, found = [], []
-        for post in posts:
-            feats = images.get(post.image) if images is not None and post.image is not None else None
+        for i, post in enumerate(posts):
+            if features is None:
+                feats = images.get(post.image) if images is not None and post.image is not None else None
+            else:
+                feats = features[i]
             if images is not None and feats is None:
                 report.missing["images"].append(post.image or post.id)
-            caption = post.caption or None
-            if caption is None and self.captions is not None:
-                caption = self.captions.get(post.image) or None if post.image is not None else None
-                if caption is None:
-                    report.missing["captions"].append(post.image or post.id)
+            caption = post.caption or self._lookup(self.captions, post.image, "captions", report, post)
             if caption is None and feats is not None and "caption" in channels:
                 caption = attribute_caption(feats.attributes)
-            knowledge = words = None
+            key = post.image if self.context_key == "image_id" else post.id
+            context = post.context or self._lookup(self.context, key, "context", report, post)
+            knowledge = None
+            changes = {"caption": caption, "context": context}
+            if features is not None:
+                changes["image"] = None if feats is None else f"#{i}"
             if self.kg is not None:
                 from mner.knowledge import post_knowledge
 
-                knowledge = post_knowledge(
-                    self.kg, post.tokens, None if feats is None else feats.vector, policy=self.policy
-                )
-                words = knowledge_words(knowledge)
-            new = dataclasses.replace(
-                post, caption=caption, knowledge=words if self.kg is not None else post.knowledge
-            )
+                vector = None if feats is None else feats.vector
+                knowledge = post_knowledge(self.kg, post.tokens, vector, policy=self.policy)
+                changes["knowledge"] = knowledge_words(knowledge)
+            new = dataclasses.replace(post, **changes)
             for channel, present in (
                 ("caption", new.caption),
                 ("knowledge", new.knowledge),
+                ("context", new.context),
                 ("attributes", feats),
                 ("image", feats),
             ):
@@ -182,6 +206,18 @@ class ChannelSources:
             out.append(new)
             found.append(knowledge)
         return FilledPosts(out, found, images, report)
+
+    @staticmethod
+    def _lookup(
+        source: Mapping[str, str] | None, key: str | None, name: str, report: ChannelReport, post: Post
+    ) -> str | None:
+        """``source[key]`` (None when empty); a miss is counted in the report."""
+        if source is None:
+            return None
+        found = (source.get(key) or None) if key is not None else None
+        if found is None:
+            report.missing[name].append(key or post.id)
+        return found
 
     def close(self) -> None:
         """Close the KG and the feature cache."""

@@ -11,10 +11,14 @@ from dataclasses import dataclass, field
 
 from mner.registry import Registry
 
-CHANNELS = ("text", "caption", "knowledge", "attributes", "image")
-CONTEXT_CHANNELS = ("caption", "knowledge")  # word sequences a post carries besides its text
+CHANNELS = ("text", "caption", "knowledge", "context", "attributes", "image")
+CONTEXT_CHANNELS = ("caption", "knowledge", "context")  # word sequences a post carries besides its text
 IMAGE_CHANNELS = ("attributes", "image")  # from the post's image features (mner.vision)
 CAPTION_MODES = ("words", "attribute")
+CONTEXT_FORMS = (
+    "full",
+    "entities",
+)  # the whole context text, or only its "Named entities" list (mner.context)
 
 
 def build_strict(cls, values: dict, what: str):
@@ -85,9 +89,12 @@ class ModelConfig:
     context_as_text: bool = (
         False  # caption/knowledge words follow the post in the encoder input, not the fusion
     )
-    encoder_lstm: bool = (
-        False  # a transformer encoder: a BiLSTM (``hidden`` wide) over its states + char-CNN + shape
-    )
+    # a transformer encoder: a BiLSTM (``hidden`` wide) over its states + char-CNN + shape
+    encoder_lstm: bool = False
+    context_form: str = "full"  # the 'context' channel's words: the whole text, or its entity list
+    max_context_text_tokens: int = 160  # words of the 'context' channel kept (others: max_context_tokens)
+    context_alignment: bool = False  # the context's named entities found in the post: a feature per token
+    alignment_dim: int = 16  # width of that feature's embedding
 
     def __post_init__(self):
         unknown = [c for c in self.channels if c not in CHANNELS]
@@ -98,7 +105,15 @@ class ModelConfig:
         spec = TEXT_ENCODERS[self.encoder]
         if self.context_as_text and not self.context_channels:
             raise ValueError(f"context_as_text needs a context channel: some of {list(CONTEXT_CHANNELS)}")
-        needs_fusion = [c for c in self.channels if c != "text" and c not in self.text_context_channels]
+        if self.context_alignment and "context" not in self.channels:
+            raise ValueError("context_alignment reads the 'context' channel: add it to channels")
+        needs_fusion = [
+            c
+            for c in self.channels
+            if c != "text"
+            and c not in self.text_context_channels
+            and not (c == "context" and self.context_alignment)
+        ]
         if needs_fusion and not self.fusion:
             raise ValueError(
                 f"channel(s) {needs_fusion} need fusion = true"
@@ -109,6 +124,8 @@ class ModelConfig:
             raise ValueError(
                 f"encoder_lstm adds a BiLSTM over a transformer encoder: set encoder to one of {transformers}"
             )
+        if self.context_form not in CONTEXT_FORMS:
+            raise ValueError(f"context_form {self.context_form!r}: expected one of {list(CONTEXT_FORMS)}")
         if self.caption_mode not in CAPTION_MODES:
             raise ValueError(f"caption_mode {self.caption_mode!r}: expected one of {list(CAPTION_MODES)}")
         if self.max_post_tokens < 1 or self.max_word_chars < 1:
@@ -146,7 +163,11 @@ class ModelConfig:
     @property
     def memory_channels(self) -> list[str]:
         """Context channels whose words are memory items of the fusion."""
-        return [] if self.context_as_text else self.context_channels
+        return [] if self.context_as_text or not self.fusion else self.context_channels
+
+    def context_limit(self, channel: str) -> int:
+        """The most words a context channel gives the model."""
+        return self.max_context_text_tokens if channel == "context" else self.max_context_tokens
 
     @property
     def image_channels(self) -> list[str]:

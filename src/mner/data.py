@@ -4,7 +4,8 @@ Formats:
 - CoNLL with image ids (Twitter-2015/2017): ``IMGID:<id>``, then ``token<TAB>tag`` lines, a blank line
   between posts. Twitter-2017's ``MISC`` is read as ``OTHER``.
 - Captions: TSV ``image_id<TAB>caption`` with a header line.
-- JSONL posts: ``{"id", "text" | "tokens", "image"?, "caption"?}`` per line; tagged output adds
+- Context: TSV ``image_id<TAB>text`` or ``id<TAB>text`` with a header line (free text about each post).
+- JSONL posts: ``{"id", "text" | "tokens", "image"?, "caption"?, "context"?}`` per line; tagged output adds
   ``"entities": [{"start", "end", "type", "text"}]`` (token offsets, end exclusive).
 """
 
@@ -53,7 +54,7 @@ class Span:
 
 @dataclass(frozen=True)
 class Post:
-    """One social-media post: tokens, optional gold tags, optional image reference and caption."""
+    """One social-media post: tokens, optional gold tags, image reference, caption, knowledge and context."""
 
     tokens: tuple[str, ...]
     id: str = ""
@@ -61,6 +62,7 @@ class Post:
     image: str | None = None
     caption: str | None = None
     knowledge: tuple[str, ...] | None = None
+    context: str | None = None  # free text about the post (an LLM's notes, retrieved passages)
     extra: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self):
@@ -222,6 +224,41 @@ def read_captions(path: str | Path) -> dict[str, str]:
     return captions
 
 
+CONTEXT_KEYS = ("image_id", "id")
+
+
+def read_context(path: str | Path) -> tuple[dict[str, str], str]:
+    """Context text by key from a TSV whose header is ``image_id<TAB>...`` or ``id<TAB>...``: (texts, the key
+    column's name). Each line is ``key<TAB>text``; the text is everything after the first tab."""
+    path = Path(path)
+    lines = _read_text(path).splitlines()
+    expected = "a header 'image_id<TAB>text' or 'id<TAB>text'"
+    if not lines:
+        raise MnerInputError(f"file is empty: expected {expected}", path)
+    key = lines[0].split("\t", 1)[0].strip()
+    if key not in CONTEXT_KEYS or "\t" not in lines[0]:
+        raise MnerInputError(f"expected {expected}, got {lines[0][:60]!r}", path, 1)
+    texts: dict[str, str] = {}
+    for line_no, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        name, tab, text = line.partition("\t")
+        if not tab or not name.strip():
+            raise MnerInputError(
+                f"expected '{key}<TAB>text', got no tab"
+                if not tab
+                else f"expected '{key}<TAB>text', got an empty {key}",
+                path,
+                line_no,
+            )
+        if name.strip() in texts:
+            raise MnerInputError(
+                f"{key} {name.strip()!r} is given twice (first on an earlier line)", path, line_no
+            )
+        texts[name.strip()] = " ".join(text.split())
+    return texts, key
+
+
 def write_captions(captions: dict[str, str], path: str | Path) -> None:
     """Write captions as TSV with a header; tabs and newlines inside captions become spaces."""
     with open(path, "w", encoding="utf-8", newline="\n") as out:
@@ -247,7 +284,7 @@ def post_from_json(obj: object, where: str = "") -> Post:
         raise ValueError("expected 'text' (a string) or 'tokens' (a list of strings)")
     if not tokens:
         raise ValueError("the post is empty: 'text' has no tokens")
-    for key in ("image", "caption"):
+    for key in ("image", "caption", "context"):
         if obj.get(key) is not None and not isinstance(obj[key], str):
             raise ValueError(f"'{key}' must be a string")
     post_id = obj.get("id", where)
@@ -256,6 +293,7 @@ def post_from_json(obj: object, where: str = "") -> Post:
         id=str(post_id),
         image=obj.get("image"),
         caption=obj.get("caption"),
+        context=obj.get("context"),
         extra={"text": text} if text is not None else {},
     )
 
@@ -322,6 +360,8 @@ def post_to_json(post: Post, spans: Iterable[Span] | None = None) -> dict:
         obj["image"] = post.image
     if post.caption is not None:
         obj["caption"] = post.caption
+    if post.context is not None:
+        obj["context"] = post.context
     if spans is not None:
         obj["entities"] = [s.to_dict() for s in spans]
     return obj

@@ -29,6 +29,7 @@ from mner.batching import (
     WordInputs,
 )
 from mner.config import ModelConfig
+from mner.context import ALIGN_TAGS, NO_CONTEXT
 from mner.embeddings import SHAPES
 from mner.registry import Registry
 
@@ -60,6 +61,22 @@ class TextEncoder(nn.Module):
         """Word-char embeddings of word sequences, shape (batch, seq_len, embed_dim)."""
         raise NotImplementedError
 
+    def _token_features(self, words: torch.Tensor, inputs: WordInputs) -> torch.Tensor:
+        """``words`` (batch, seq_len, d) joined with the char-CNN, the word shape and, where the model reads
+        the context aligned to the post, its per-token feature (zero for sequences that have none)."""
+        parts = [words, self.chars(inputs.char_ids), self.shape(inputs.shape_ids)]
+        if self.alignment is not None:
+            ids = inputs.alignment_ids
+            parts.append(self.alignment(ids if ids is not None else torch.zeros_like(inputs.shape_ids)))
+        return torch.cat(parts, dim=-1)
+
+    def _add_alignment(self, config: ModelConfig) -> None:
+        """The aligned context's embedding (mner.context), when the config reads it; widens ``embed_dim``."""
+        self.alignment = None
+        if config.context_alignment:
+            self.alignment = nn.Embedding(1 + len(ALIGN_TAGS), config.alignment_dim, padding_idx=NO_CONTEXT)
+            self.embed_dim += config.alignment_dim
+
     def forward(self, inputs: WordInputs, post_len: int) -> torch.Tensor:
         """States of the posts' own tokens, shape (batch, post_len, out_dim) (context positions dropped)."""
         raise NotImplementedError
@@ -89,6 +106,7 @@ class GloveBiLstmEncoder(TextEncoder):
         self.chars = CharCNN(len(config.chars), config.char_dim, config.char_filters, config.char_kernel)
         self.shape = nn.Embedding(len(SHAPES), config.shape_dim, padding_idx=0)
         self.embed_dim = config.word_dim + config.char_filters + config.shape_dim
+        self._add_alignment(config)
         self.dropout = nn.Dropout(config.dropout)
         self.lstm = nn.LSTM(self.embed_dim, config.hidden, batch_first=True, bidirectional=True)
         self.out_dim = 2 * config.hidden
@@ -97,7 +115,7 @@ class GloveBiLstmEncoder(TextEncoder):
 
     def embed(self, inputs: GloveInputs) -> torch.Tensor:
         words = inputs.word_vectors + self.tuned(inputs.word_ids)  # shape: (batch, seq_len, word_dim)
-        x = torch.cat([words, self.chars(inputs.char_ids), self.shape(inputs.shape_ids)], dim=-1)
+        x = self._token_features(words, inputs)
         if inputs.separator is not None:
             x = torch.where(inputs.separator.unsqueeze(-1), self.separator, x)
         return x
@@ -118,6 +136,7 @@ class TransformerEncoder(TextEncoder):
         self.chars = CharCNN(len(config.chars), config.char_dim, config.char_filters, config.char_kernel)
         self.shape = nn.Embedding(len(SHAPES), config.shape_dim, padding_idx=0)
         self.embed_dim = self.transformer.dim + config.char_filters + config.shape_dim
+        self._add_alignment(config)
         self.dropout = nn.Dropout(config.dropout)
         self.out_dim = self.embed_dim
         self.lstm = None
@@ -127,7 +146,7 @@ class TransformerEncoder(TextEncoder):
 
     def embed(self, inputs: PieceInputs) -> torch.Tensor:
         words = self.transformer(inputs.pieces)  # shape: (batch, seq_len, transformer dim)
-        return torch.cat([words, self.chars(inputs.char_ids), self.shape(inputs.shape_ids)], dim=-1)
+        return self._token_features(words, inputs)
 
     def forward(self, inputs: PieceInputs, post_len: int) -> torch.Tensor:
         x = self.embed(inputs)  # the transformer has read the context segment, if any

@@ -30,15 +30,15 @@ UPLOAD_NAME = "<upload>"  # what errors call an image given as bytes
 
 @dataclass(frozen=True)
 class PostInput:
-    """One raw post: its text, an optional image (a path, or the file's bytes), caption and id."""
+    """One raw post: its text, an optional image (a path, or the file's bytes), caption, context and id."""
 
     text: str
     image: str | Path | bytes | None = None
     caption: str | None = None
     post_id: str | None = None
-    tokens: Sequence[str] | None = (
-        None  # words already split (JSONL "tokens"): used instead of tokenising text
-    )
+    # words already split (JSONL "tokens"): used instead of tokenising text
+    tokens: Sequence[str] | None = None
+    context: str | None = None  # free text about the post (an LLM's notes on it)
 
 
 @dataclass
@@ -56,12 +56,15 @@ class Pipeline:
     Safe to share between threads: one batch is tagged at a time.
     """
 
-    def __init__(self, model: str | Path | None = None, kg: str | Path | None = None):
-        """Load the tagger (``None``: the shipped model) and open the KG file, if given.
+    def __init__(
+        self, model: str | Path | None = None, kg: str | Path | None = None, context: str | Path | None = None
+    ):
+        """Load the tagger (``None``: the shipped model), open the KG file and read the context TSV, if given.
 
         Raises:
-            MnerInputError: a bad model folder or KG file. A model with a 'knowledge' channel and no KG
-            tags with that channel masked (as for a post the KG knows nothing about).
+            MnerInputError: a bad model folder, KG or context file. A model with a 'knowledge' channel and no
+            KG tags with that channel masked (as for a post the KG knows nothing about); likewise a post
+            without context.
         """
         from mner.tagger import load_tagger
         from mner.vision.config import EncoderConfig
@@ -70,7 +73,7 @@ class Pipeline:
         self.kg_path = kg
         self.tagger = load_tagger(model)
         self.channels = list(self.tagger.config.channels)
-        self.sources = ChannelSources.open(kg=kg)
+        self.sources = ChannelSources.open(kg=kg, context=context)
         self.encoder_config = EncoderConfig.for_backbone(self.tagger.config.image_backbone)
         self._encoder: ImageEncoder | None = None
         self._lock = threading.Lock()
@@ -104,6 +107,7 @@ class Pipeline:
         image: str | Path | bytes | None = None,
         caption: str | None = None,
         post_id: str | None = None,
+        context: str | None = None,
     ) -> TagResult:
         """Tag one post.
 
@@ -111,7 +115,7 @@ class Pipeline:
             MnerInputError: the text is empty.
             ImageError: the image cannot be used (the error names it and says why).
         """
-        result = self.tag_many([PostInput(text, image, caption, post_id)])[0]
+        result = self.tag_many([PostInput(text, image, caption, post_id, context=context)])[0]
         if isinstance(result, MnerInputError):
             raise result
         return result
@@ -171,13 +175,13 @@ class Pipeline:
             Post(
                 d.tokens,
                 id=d.item.post_id or f"#{i}",
-                image=None if f is None else f"post-{i}",
+                image=_image_id(d.item.image),
                 caption=d.item.caption or None,
+                context=d.item.context or None,
             )
-            for i, (d, f) in enumerate(zip(decoded, features, strict=True))
+            for i, d in enumerate(decoded)
         ]
-        by_key = {p.image: f for p, f in zip(posts, features, strict=True) if f is not None}
-        filled = self.sources.fill(posts, self.channels, features=by_key)
+        filled = self.sources.fill(posts, self.channels, features=features)
         spans = self.tagger.predict(filled.posts, images=filled.images) if posts else []
         return [
             _result(d.item.post_id, post, post_spans, feats, knowledge)
@@ -187,8 +191,13 @@ class Pipeline:
         ]
 
 
+def _image_id(image: str | Path | bytes | None) -> str | None:
+    """The id of a post's image, as a feature cache and a captions or context file name it: the file's stem."""
+    return Path(image).stem if isinstance(image, str | Path) else None
+
+
 def _result(post_id: str | None, post: Post, spans: list[Span], features, knowledge) -> TagResult:
     attributes = (
         () if features is None else tuple(ImageAttribute(label, p) for label, p in features.attributes)
     )
-    return TagResult(post.tokens, tuple(spans), attributes, knowledge, post.caption, post_id)
+    return TagResult(post.tokens, tuple(spans), attributes, knowledge, post.caption, post_id, post.context)

@@ -6,7 +6,8 @@
      "entities": [{"start": 0, "end": 2, "type": "PER", "text": "..."}],   # token offsets, end exclusive
      "attributes": [{"label": "Egyptian cat", "probability": 0.8213}],    # top 5; [] without an image
      "knowledge": {...} or null,   # Knowledge.to_dict() when a KG is open
-     "caption": "..." or null}     # the caption the post was tagged with
+     "caption": "..." or null,     # the caption the post was tagged with
+     "context": "..." or null}     # the context text the post was tagged with
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class TagResult:
     knowledge: Knowledge | None = None  # None: no KG was open
     caption: str | None = None
     id: str | None = None
+    context: str | None = None
 
     def to_dict(self) -> dict:
         out: dict = {} if self.id is None else {"id": self.id}
@@ -49,4 +51,5 @@ class TagResult:
         out["attributes"] = [a.to_dict() for a in self.attributes]
         out["knowledge"] = None if self.knowledge is None else self.knowledge.to_dict()
         out["caption"] = self.caption
+        out["context"] = self.context
         return out

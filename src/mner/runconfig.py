@@ -38,8 +38,13 @@ class TrainConfig:
     threads: int | None = None
     device: str = "cpu"
     progress: bool = True
+    # the share of training posts whose context is dropped at each step, so that the model also learns to tag
+    # without it (a post without context at tagging time then keeps its meaning)
+    context_dropout: float = 0.0
 
     def __post_init__(self):
+        if not 0 <= self.context_dropout < 1:
+            raise ValueError(f"context_dropout {self.context_dropout}: expected a fraction in [0, 1)")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule {self.schedule!r}: expected one of {list(SCHEDULES)}")
         if not 0 <= self.warmup < 1:

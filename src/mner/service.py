@@ -44,7 +44,7 @@ from mner.vision.decode import ImageError
 
 log = logging.getLogger("mner.service")
 
-FIELDS = ("text", "image", "caption")
+FIELDS = ("text", "image", "caption", "context")
 _DATA_URL = re.compile(r"^data:[\w.+/-]*(;[\w=.+-]+)*;base64,", re.IGNORECASE)
 
 
@@ -54,6 +54,7 @@ class Limits:
 
     max_text_chars: int = 5_000
     max_caption_chars: int = 1_000
+    max_context_chars: int = 10_000
     max_image_bytes: int = 10 * 1024 * 1024
     max_pending: int = 64  # posts waiting for the tagging thread; more get 503 at once
 
@@ -67,7 +68,11 @@ class Limits:
     def max_body_bytes(self) -> int:
         """The largest request body: the image as base64, the text and caption JSON-escaped, some slack."""
         base64_image = (self.max_image_bytes + 2) // 3 * 4
-        return base64_image + 12 * (self.max_text_chars + self.max_caption_chars) + 64 * 1024
+        return (
+            base64_image
+            + 12 * (self.max_text_chars + self.max_caption_chars + self.max_context_chars)
+            + 64 * 1024
+        )
 
 
 # ------------------------------------------------------------------------------ request/response models
@@ -83,6 +88,10 @@ class TagRequest(BaseModel):
         None, description="The post's image file (JPEG, PNG, ...) as base64; a data: URL prefix is accepted."
     )
     caption: str | None = Field(None, description="A caption of the image (models with a 'caption' channel).")
+    context: str | None = Field(
+        None,
+        description="Free text about the post, e.g. an LLM's notes on it (models with a 'context' channel).",
+    )
 
 
 class Entity(BaseModel):
@@ -111,6 +120,7 @@ class TagResponse(BaseModel):
     attributes: list[Attribute] = Field(description="The image's top classes; empty without an image.")
     knowledge: dict[str, Any] | None = Field(description="The KG entity and triples used; null without a KG.")
     caption: str | None
+    context: str | None = Field(description="The context text the post was tagged with; null without one.")
 
 
 class HealthResponse(BaseModel):
@@ -219,6 +229,7 @@ _TAG_REQUEST_DOC = {
                             "description": "The post's image file.",
                         },
                         "caption": {"type": "string", "description": "A caption of the image."},
+                        "context": {"type": "string", "description": "Free text about the post."},
                     },
                 }
             },
@@ -247,7 +258,7 @@ async def _run_tagging(app: FastAPI, tagging_thread: ThreadPoolExecutor, post: P
 def tag_post(pipeline, post: PostInput) -> dict:
     """The Pipeline's result for one post as JSON; its input errors become 422s naming the reason."""
     try:
-        return pipeline.tag(post.text, image=post.image, caption=post.caption).to_dict()
+        return pipeline.tag(post.text, image=post.image, caption=post.caption, context=post.context).to_dict()
     except ImageError as err:
         # the reason without the name the Pipeline gives an upload ("<upload>: ...")
         raise RequestError(422, f"image: {err.reason}") from None
@@ -292,14 +303,15 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
             raise RequestError(
                 413,
                 f"request body is {int(announced):,} bytes, over the {max_bytes:,}-byte "
-                "limit (an image, the text and caption)",
+                "limit (an image, the text, caption and context)",
             )
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > max_bytes:  # a chunked body that announced nothing, or one that lied
             raise RequestError(
-                413, f"request body is over the {max_bytes:,}-byte limit (an image, the text and caption)"
+                413,
+                f"request body is over the {max_bytes:,}-byte limit (an image, the text, caption and context)",
             )
         chunks.append(chunk)
     return b"".join(chunks)
@@ -324,7 +336,7 @@ def post_from_body(body: bytes, limits: Limits) -> PostInput:
             '"image"?: base64 str, "caption"?: str}',
         ) from None
     image = None if request.image is None else decode_base64_image(request.image, limits)
-    return PostInput(request.text, image, request.caption or None)
+    return PostInput(request.text, image, request.caption or None, context=request.context or None)
 
 
 def decode_base64_image(value: str, limits: Limits) -> bytes:
@@ -370,7 +382,8 @@ async def post_from_form(request: Request, body: bytes) -> PostInput:
                     422, f"form field {name!r} is given {len(form.getlist(name))} times; expected it once"
                 )
         text, caption, image = form.get("text"), form.get("caption"), form.get("image")
-        for name, value in (("text", text), ("caption", caption)):
+        context = form.get("context")
+        for name, value in (("text", text), ("caption", caption), ("context", context)):
             if isinstance(value, UploadFile):
                 raise RequestError(422, f"form field {name!r} is a file: expected a text field")
         if isinstance(image, str) and image:
@@ -382,7 +395,7 @@ async def post_from_form(request: Request, body: bytes) -> PostInput:
         data = await image.read() if isinstance(image, UploadFile) else b""
         # a form whose file input was left empty sends a part with no filename and no bytes: no image
         no_image = not data and (not isinstance(image, UploadFile) or not image.filename)
-        return PostInput(text, None if no_image else data, caption or None)
+        return PostInput(text, None if no_image else data, caption or None, context=context or None)
     finally:
         await form.close()
 
@@ -400,6 +413,11 @@ def check_post(post: PostInput, limits: Limits) -> None:
             413,
             f"caption is {len(post.caption):,} characters, over the "
             f"{limits.max_caption_chars:,}-character limit",
+        )
+    if post.context is not None and len(post.context) > limits.max_context_chars:
+        raise RequestError(
+            413,
+            f"context is {len(post.context):,} characters, over the {limits.max_context_chars:,}-character limit",
         )
     if post.image is not None and len(post.image) > limits.max_image_bytes:
         raise RequestError(

@@ -115,12 +115,15 @@ class Trainer:
         steps_per_epoch = -(-len(train_posts) // cfg.batch_size)
         self.scheduler = make_schedule(self.optimiser, cfg, cfg.epochs * steps_per_epoch)
         self.order_rng = random.Random(cfg.seed)
+        self.context_rng = random.Random(cfg.seed + 1)  # its own stream: no draws when context_dropout is 0
         self.history: list[dict] = []
         self.best = {"f1": -1.0, "epoch": 0, "state": None}
 
     def step(self, posts: Sequence[Post]) -> float:
         """One optimisation step on a batch (loss, backward, clipped gradients, Adam, schedule); its loss."""
         self.network.train()
+        if self.cfg.context_dropout:
+            posts = [self._without_context(p) for p in posts]
         batch = batch_to(self.tagger.batches.build(posts, with_tags=True, images=self.images), self.device)
         loss = self.network.loss(batch)
         self.optimiser.zero_grad()
@@ -132,6 +135,12 @@ class Trainer:
         if self.on_step is not None:
             self.on_step(value)
         return value
+
+    def _without_context(self, post: Post) -> Post:
+        """The post with its context dropped, at the rate ``context_dropout``."""
+        if post.context is None or self.context_rng.random() >= self.cfg.context_dropout:
+            return post
+        return dataclasses.replace(post, context=None)
 
     def epoch(self, number: int) -> dict:
         """One pass over the shuffled training posts, then dev F1; the epoch's row of the history."""

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from mner.cli.errors import fail, user_errors
-from mner.cli.options import CaptionsOption, ImagesCacheOption, KgOption, ModelOption
+from mner.cli.options import CaptionsOption, ContextOption, ImagesCacheOption, KgOption, ModelOption
 from mner.data import MnerInputError
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "posts.jsonl"
@@ -37,6 +37,7 @@ def train(
         ),
     ] = None,
     captions: CaptionsOption = None,
+    context: ContextOption = None,
     kg: KgOption = None,
     images_cache: ImagesCacheOption = None,
 ) -> None:
@@ -60,7 +61,9 @@ def train(
         except ValueError as err:
             raise MnerInputError(str(err)) from None
     channels = run.model.get("channels", ["text"])
-    sources = ChannelSources.open(captions, kg, images_cache, run.model.get("image_backbone", "lite0"))
+    sources = ChannelSources.open(
+        captions, kg, images_cache, run.model.get("image_backbone", "lite0"), context
+    )
     sources.require(channels)
     data = {"train": train_file, "dev": dev_file, "test": test_file}
     filled = {name: fill(sources, read_conll(path), channels, name) for name, path in data.items() if path}
@@ -81,6 +84,7 @@ def train(
         ("--test", test_file),
         ("--config", config),
         ("--captions", captions),
+        ("--context", context),
         ("--kg", kg),
         ("--images-cache", images_cache),
         ("--seed", seed),
@@ -113,6 +117,7 @@ def evaluate(
     data: Annotated[Path, typer.Option(help="CoNLL file with gold tags.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     captions: CaptionsOption = None,
+    context: ContextOption = None,
     kg: KgOption = None,
     images_cache: ImagesCacheOption = None,
 ) -> None:
@@ -123,8 +128,16 @@ def evaluate(
     from mner.tagger import load_tagger
 
     tagger = load_tagger(model)
-    sources = ChannelSources.open(captions, kg, images_cache, tagger.config.image_backbone)
+    sources = ChannelSources.open(captions, kg, images_cache, tagger.config.image_backbone, context)
     filled = fill(sources, read_conll(data), tagger.config.channels, "data")
+    absent = filled.report.absent(tagger.config.channels)
+    if absent:
+        typer.echo(
+            "warning: the model was trained with "
+            + "; ".join(f"'{c}', absent for {n} of {filled.report.posts} posts" for c, n in absent.items())
+            + " (tagged without it)",
+            err=True,
+        )
     scores = entity_scores(
         [list(p.tags) for p in filled.posts], tagger.predict_tags(filled.posts, images=filled.images)
     )
@@ -136,10 +149,19 @@ def predict(
     text: Annotated[str, typer.Option(help="The post's text (tokenised like the Twitter-2015 files).")],
     model: ModelOption = None,
     as_json: Annotated[
-        bool, typer.Option("--json", help="Print {tokens, entities, attributes, knowledge, caption} as JSON.")
+        bool,
+        typer.Option(
+            "--json", help="Print {tokens, entities, attributes, knowledge, caption, context} as JSON."
+        ),
     ] = False,
     caption: Annotated[
         str | None, typer.Option(help="A caption of the post's image (models with a 'caption' channel).")
+    ] = None,
+    context: Annotated[
+        str | None,
+        typer.Option(
+            help="Free text about the post, e.g. an LLM's notes on it (models with a 'context' channel)."
+        ),
     ] = None,
     kg: KgOption = None,
     image: Annotated[
@@ -156,7 +178,7 @@ def predict(
 
     if not tokenize(text):
         fail("--text is empty: expected the words of a post")
-    result = Pipeline(model, kg).tag(text, image=image, caption=caption).to_dict()
+    result = Pipeline(model, kg).tag(text, image=image, caption=caption, context=context).to_dict()
     if as_json:
         typer.echo(json.dumps(result, ensure_ascii=False))
         return
@@ -215,7 +237,7 @@ def demo(
 def fill(sources, posts, channels, name: str):
     """Posts with their channels filled (``mner.channels``); what was found goes to stderr."""
     filled = sources.fill(posts, channels)
-    if sources.captions is not None or sources.kg is not None or sources.images is not None:
+    if any(source is not None for source in (sources.captions, sources.kg, sources.images, sources.context)):
         typer.echo(f"{name}: {filled.report.summary()}", err=True)
     return filled
 

@@ -30,3 +30,11 @@ ImagesCacheOption = Annotated[
         help="Image feature cache (mner images extract) for the 'attributes' and 'image' channels.",
     ),
 ]
+ContextOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--context",
+        help="Context TSV (image_id<TAB>text or id<TAB>text, with that header): free text about each post, e.g. "
+        "an LLM's notes (mner context); for models with a 'context' channel.",
+    ),
+]

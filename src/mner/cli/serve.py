@@ -32,6 +32,9 @@ def serve(
     max_caption_chars: Annotated[
         int, typer.Option(min=1, help="Longest caption accepted, in characters.")
     ] = 1_000,
+    max_context_chars: Annotated[
+        int, typer.Option(min=1, help="Longest context text accepted, in characters.")
+    ] = 10_000,
     max_image_bytes: Annotated[
         int, typer.Option(min=1, help="Largest image file accepted, in bytes (default 10 MiB).")
     ] = 10 * 1024 * 1024,
@@ -51,7 +54,13 @@ def serve(
         fail(f"mner serve needs fastapi, uvicorn and python-multipart ({err}): pip install mner")
     from mner.pipeline import Pipeline
 
-    limits = Limits(max_text_chars, max_caption_chars, max_image_bytes, max_pending)
+    limits = Limits(
+        max_text_chars=max_text_chars,
+        max_caption_chars=max_caption_chars,
+        max_context_chars=max_context_chars,
+        max_image_bytes=max_image_bytes,
+        max_pending=max_pending,
+    )
     pipeline = Pipeline(model=model, kg=kg)  # loaded once, before the port opens
     typer.echo(f"mner serve: http://{host}:{port}/ (API docs at /docs)", err=True)
     uvicorn.run(create_app(pipeline, limits), host=host, port=port, log_level=log_level)

@@ -1,6 +1,7 @@
 """``mner tag``: tag a JSONL file of posts into a JSONL file of results, in batches, resumable.
 
-Input lines: ``{"id"?: str, "text": str (or "tokens": [str]), "image"?: path, "caption"?: str}``. Output
+Input lines: ``{"id"?: str, "text": str (or "tokens": [str]), "image"?: path, "caption"?: str, "context"?: str}``;
+a ``--context`` TSV fills "context" for lines without one (by "id", or by the image file's stem). Output
 lines: the ``mner.pipeline`` result of each post, or ``{"id", "line", "error"}`` for a line that cannot be
 tagged. The input is read and the output written one batch at a time (constant memory); a rerun skips the
 ids already in the output, so an interrupted run is resumed by running the same command again.
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from mner.cli.errors import user_errors
-from mner.cli.options import ModelOption
+from mner.cli.options import ContextOption, ModelOption
 from mner.data import MnerInputError
 
 if TYPE_CHECKING:
@@ -57,7 +58,8 @@ def tag(
     input_file: Annotated[
         Path,
         typer.Option(
-            "--in", help='Posts, one JSON object a line: {"id"?, "text" (or "tokens"), "image"?, "caption"?}.'
+            "--in",
+            help='Posts, one JSON object a line: {"id"?, "text" (or "tokens"), "image"?, "caption"?, "context"?}.',
         ),
     ],
     out: Annotated[
@@ -78,6 +80,7 @@ def tag(
     ] = None,
     model: ModelOption = None,
     kg: Annotated[Path | None, typer.Option("--kg", help="Knowledge-graph file (mner kg build).")] = None,
+    context: ContextOption = None,
     batch_size: Annotated[
         int,
         typer.Option(
@@ -100,7 +103,7 @@ def tag(
         )
     if done:
         typer.echo(f"{out.name}: {len(done)} posts already there are skipped", err=True)
-    pipeline = Pipeline(model, kg)
+    pipeline = Pipeline(model, kg, context)
     summary = run_tagging(
         pipeline,
         lines,
@@ -197,6 +200,7 @@ def _read_lines(lines, input_file: Path, base: Path, confined: bool) -> Iterator
                 post.caption,
                 line_id,
                 tokens=post.tokens,
+                context=post.context,
             ),
         )
 
