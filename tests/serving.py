@@ -11,14 +11,18 @@ from contextlib import contextmanager
 
 
 @contextmanager
-def running_server(app) -> Iterator[str]:
-    """Serve ``app`` with uvicorn on a thread; yields its base URL, stops it on exit."""
+def running_server(app, read_timeout: float = 30.0) -> Iterator[str]:
+    """Serve ``app`` as ``mner serve`` does (``mner.service.server_config``) on a thread; yields its base URL."""
     import uvicorn
+
+    from mner.service import server_config
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))  # the OS picks a free port; uvicorn listens on this very socket, no race
     # log_config=None: uvicorn's records reach the root logger, so caplog sees them
-    server = uvicorn.Server(uvicorn.Config(app, log_config=None, log_level="info", lifespan="on"))
+    server = uvicorn.Server(
+        server_config(app, read_timeout=read_timeout, log_config=None, log_level="info", lifespan="on")
+    )
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

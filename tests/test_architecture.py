@@ -32,7 +32,7 @@ LAYERS = [
     ),
     ("the network", ["mner.encoders", "mner.network", "mner.card"]),
     ("the tagger", ["mner.tagger"]),
-    ("training and tagging", ["mner.training", "mner.pipeline"]),
+    ("training and tagging", ["mner.training", "mner.pipeline", "mner.jobs"]),
     ("edges", ["mner.service", "mner.cli.*", "mner", "mner.__main__"]),
 ]
 

@@ -85,7 +85,7 @@ def test_conll_errors_name_file_line_and_expectation(tmp_path, text, message):
 
 def test_conll_not_utf8_names_the_line(tmp_path):
     path = write(tmp_path, "IMGID:1\nx\tO\nM\xfcnchen\tB-LOC\n".encode("latin-1"))
-    with pytest.raises(MnerInputError, match=r"^data.txt:3: not UTF-8 \(byte 0xfc at offset 13\)$"):
+    with pytest.raises(MnerInputError, match=r"^data.txt:3: not UTF-8 \(byte 0xfc at column 2\)$"):
         read_conll(path)
 
 

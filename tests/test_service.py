@@ -27,7 +27,7 @@ from mner.service import Limits, TagResponse, create_app
 from tests.serving import photo_jpeg, running_server
 
 POST = "Barack Obama visits Berlin"
-EXPECTED = '{"text": str, "image"?: base64 str, "caption"?: str}'
+EXPECTED = '{"text": str, "image"?: base64 str, "caption"?: str, "context"?: str}'
 SMALL = Limits(
     max_text_chars=100, max_caption_chars=20, max_context_chars=100, max_image_bytes=50_000, max_pending=64
 )
@@ -175,8 +175,8 @@ BAD_JSON = [
         b"{bad",
         400,
         (
-            "malformed JSON: Expecting property name enclosed in double quotes: line 1 column 2 "
-            f"(char 1); expected an object {EXPECTED}"
+            "malformed JSON: not JSON (Expecting property name enclosed in double quotes at column 2); "
+            f"expected an object {EXPECTED}"
         ),
     ),
     (b"\xff\xfe\x00", 400, None),
@@ -485,7 +485,10 @@ def test_more_waiting_posts_than_max_pending_get_503(pipeline):
         assert first.result().status_code == 200
     assert (second.status_code, second.json()) == (
         503,
-        {"error": ("server busy: the queue of posts to tag is full (1); retry later")},
+        {
+            "error": "server busy: 1 requests in progress (at most 1, holding at most 134,217,728 bytes of bodies); "
+            "retry later"
+        },
     )
     assert second.headers["retry-after"] == "1"
 

@@ -509,14 +509,14 @@ def test_tag_ids_relative_images_and_bad_lines(photos, tmp_path):
         {
             "id": "posts-3",
             "line": 3,
-            "error": "posts.jsonl:3: not JSON (Expecting property name enclosed in double quotes at column 2)",
+            "error": f"{posts}:3: not JSON (Expecting property name enclosed in double quotes at column 2)",
         },
         {
             "id": "d",
             "line": 4,
-            "error": "posts.jsonl:4: expected 'text' (a string) or 'tokens' (a list of strings)",
+            "error": f"{posts}:4: expected 'text' (a string) or 'tokens' (a list of strings)",
         },
-        {"id": "e", "line": 5, "error": "posts.jsonl:5: broken.jpg: truncated image data"},
+        {"id": "e", "line": 5, "error": f"{posts}:5: broken.jpg: truncated image data"},
     ]
     assert "tagged 3, errors 3, skipped 0 (already in the output); " in result.stderr
 
@@ -541,7 +541,7 @@ def test_tag_images_root_confines_image_paths(photos, tmp_path):
     records = read_records(tmp_path / "out.jsonl")
     assert records[0]["attributes"] and "error" not in records[0]
     assert [r["error"] for r in records[1:]] == [
-        f"posts.jsonl:{n}: image {v!r} is outside --images-root {root}"
+        f"{posts}:{n}: image {v!r} is outside --images-root {root}"
         for n, v in [(2, "../outside.jpg"), (3, str(tmp_path / "outside.jpg")), (4, "link.jpg")]
     ]
 
@@ -593,7 +593,10 @@ def test_tag_refuses_an_output_that_is_not_its_own(tmp_path):
     (tmp_path / "notes.txt").write_text("my notes\nmore notes\n")
     result = tag("--in", str(posts), "--out", str(tmp_path / "notes.txt"))
     assert result.exit_code == 2
-    assert result.stderr.startswith("error: notes.txt:1: not an 'mner tag' output line")
+    assert result.stderr == (
+        "error: notes.txt:1: not an mner tag record (a tagged post or an error record); give another --out: mner "
+        "never changes a file it did not write\n"
+    )
     assert (tmp_path / "notes.txt").read_text() == "my notes\nmore notes\n"
 
 

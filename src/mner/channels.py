@@ -50,6 +50,7 @@ class ChannelReport:
     found: dict[str, int] = field(default_factory=dict)  # channel → posts that have it
     missing: dict[str, list[str]] = field(default_factory=dict)  # source → image (or post) ids it lacked
     context_key: str | None = None  # what the context source is keyed by: "image_id" or "id"
+    searched: int = 0  # posts the KG was asked about
 
     def summary(self) -> str:
         """One line: ``3257 posts, 3257 with a caption (0 image ids without one), 1890 with knowledge``."""
@@ -79,8 +80,10 @@ class ChannelReport:
         return ", ".join(parts)
 
     def absent(self, channels: Sequence[str]) -> dict[str, int]:
-        """For each of ``channels`` (a model's) other than text: how many posts lack it, where some do."""
-        lacking = {c: self.posts - self.found.get(c, 0) for c in channels if c != "text"}
+        """For each of ``channels`` (a model's) other than text: how many posts had no source for it, where some
+        had none (for knowledge: posts no KG was asked about; the KG knowing nothing of a post is an answer)."""
+        have = {**self.found, "knowledge": self.searched}
+        lacking = {c: self.posts - have.get(c, 0) for c in channels if c != "text"}
         return {c: n for c, n in lacking.items() if n}
 
 
@@ -193,6 +196,7 @@ class ChannelSources:
                 vector = None if feats is None else feats.vector
                 knowledge = post_knowledge(self.kg, post.tokens, vector, policy=self.policy)
                 changes["knowledge"] = knowledge_words(knowledge)
+                report.searched += 1
             new = dataclasses.replace(post, **changes)
             for channel, present in (
                 ("caption", new.caption),

@@ -22,12 +22,38 @@ CONTEXT_FORMS = (
 
 
 def build_strict(cls, values: dict, what: str):
-    """``cls(**values)`` for a dataclass ``cls``; unknown keys raise ValueError naming them and the known ones."""
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - known)
+    """``cls(**values)`` for a dataclass ``cls``; unknown keys and values of the wrong type (``"150"`` for an
+    int) raise ValueError naming them."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
     if unknown:
-        raise ValueError(f"unknown {what} key(s) {unknown}; expected some of {sorted(known)}")
+        raise ValueError(f"unknown {what} key(s) {unknown}; expected some of {sorted(fields)}")
+    for name, value in values.items():
+        hint = (
+            fields[name].type
+            if isinstance(fields[name].type, str)
+            else getattr(fields[name].type, "__name__", "")
+        )
+        if not _fits(value, hint):
+            raise ValueError(f"{what} key {name!r}: expected {hint}, got {type(value).__name__} {value!r}")
     return cls(**values)
+
+
+def _fits(value, hint: str) -> bool:
+    """Whether a value read from JSON or TOML has the type a field's annotation names (unknown forms pass)."""
+    checks = {
+        "None": lambda v: v is None,
+        "bool": lambda v: isinstance(v, bool),
+        "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+        "float": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+        "str": lambda v: isinstance(v, str),
+        "dict": lambda v: isinstance(v, dict),
+        "list[str]": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+    }
+    options = [part.strip() for part in hint.split("|")]
+    if not all(option in checks for option in options):
+        return True
+    return any(checks[option](value) for option in options)
 
 
 @dataclass(frozen=True)

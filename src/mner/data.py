@@ -11,11 +11,14 @@ Formats:
 
 from __future__ import annotations
 
+import itertools
 import json
-import re
+import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import regex
 
 ENTITY_TYPES: tuple[str, ...] = ("PER", "LOC", "ORG", "OTHER")
 TYPE_ALIASES: dict[str, str] = {"MISC": "OTHER"}
@@ -114,31 +117,58 @@ def tags_from_spans(spans: Iterable[Span], length: int) -> list[str]:
 # ------------------------------------------------------------------------------------------- CoNLL
 
 
-def _read_text(path: Path) -> str:
+MAX_LINE_BYTES = 16 * 1024 * 1024  # a longer line is an error: memory stays bounded on any input
+
+
+def _open(path: Path):
     try:
-        raw = path.read_bytes()
+        return open(path, "rb")
     except FileNotFoundError:
         raise MnerInputError("file not found", path) from None
     except IsADirectoryError:
         raise MnerInputError("expected a file, got a directory", path) from None
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        line = raw[: err.start].count(b"\n") + 1
-        raise MnerInputError(
-            f"not UTF-8 (byte 0x{raw[err.start]:02x} at offset {err.start})", path, line
-        ) from None
+
+
+def bounded_lines(handle, path: Path) -> Iterator[tuple[int, bytes | MnerInputError]]:
+    """(line number, bytes without the line break, or the error of a line over MAX_LINE_BYTES), reading at
+    most MAX_LINE_BYTES at a time; a UTF-8 byte-order mark on the first line is dropped."""
+    for line_no in itertools.count(1):
+        raw = handle.readline(MAX_LINE_BYTES + 1)
+        if not raw:
+            return
+        if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+            while raw and not raw.endswith(b"\n"):  # skip the rest of the line, a block at a time
+                raw = handle.readline(MAX_LINE_BYTES)
+            yield line_no, MnerInputError(f"line is over {MAX_LINE_BYTES:,} bytes: not a post", path, line_no)
+            continue
+        if line_no == 1:
+            raw = raw.removeprefix(b"\xef\xbb\xbf")
+        yield line_no, raw.rstrip(b"\n").removesuffix(b"\r")
+
+
+def _text_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, text) of each line of a UTF-8 text file, streamed.
+
+    Raises:
+        MnerInputError: the file cannot be opened, a line is not UTF-8 or over MAX_LINE_BYTES.
+    """
+    with _open(path) as handle:
+        for line_no, raw in bounded_lines(handle, path):
+            if isinstance(raw, MnerInputError):
+                raise raw
+            try:
+                yield line_no, raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise MnerInputError(
+                    f"not UTF-8 (byte 0x{raw[err.start]:02x} at column {err.start + 1})", path, line_no
+                ) from None
 
 
 def iter_conll(path: str | Path) -> Iterator[Post]:
     """Posts from a CoNLL file with ``IMGID:`` lines; raises MnerInputError naming the bad line."""
     path = Path(path)
-    text = _read_text(path)
-    if not text.strip():
-        raise MnerInputError(
-            "file is empty: expected CoNLL posts ('IMGID:<id>' then 'token<TAB>tag' lines)", path
-        )
     image_id, id_line, tokens, tags = None, None, [], []
+    seen_text = False
 
     def finish():
         if image_id is not None and not tokens:
@@ -146,7 +176,8 @@ def iter_conll(path: str | Path) -> Iterator[Post]:
         post = Post(tuple(tokens), id=image_id or f"{path.stem}-{id_line}", tags=tuple(tags), image=image_id)
         return post
 
-    for line_no, line in enumerate(text.splitlines(), start=1):  # splitlines accepts CRLF
+    for line_no, line in _text_lines(path):  # CRLF accepted
+        seen_text = seen_text or bool(line.strip())
         if line.startswith("IMGID:"):
             if tokens or image_id is not None:
                 yield finish()
@@ -176,6 +207,10 @@ def iter_conll(path: str | Path) -> Iterator[Post]:
             id_line = line_no
         tokens.append(token)
         tags.append(norm)
+    if not seen_text:
+        raise MnerInputError(
+            "file is empty: expected CoNLL posts ('IMGID:<id>' then 'token<TAB>tag' lines)", path
+        )
     if tokens or image_id is not None:
         yield finish()
 
@@ -205,7 +240,7 @@ def write_conll(posts: Iterable[Post], path: str | Path, tags: Iterable[Iterable
 def read_captions(path: str | Path) -> dict[str, str]:
     """Captions by image id from a TSV with a header ``image_id<TAB>caption``."""
     path = Path(path)
-    lines = _read_text(path).splitlines()
+    lines = [line for _, line in _text_lines(path)]
     if not lines:
         raise MnerInputError("file is empty: expected a header 'image_id<TAB>caption'", path)
     header = lines[0].split("\t")
@@ -231,7 +266,7 @@ def read_context(path: str | Path) -> tuple[dict[str, str], str]:
     """Context text by key from a TSV whose header is ``image_id<TAB>...`` or ``id<TAB>...``: (texts, the key
     column's name). Each line is ``key<TAB>text``; the text is everything after the first tab."""
     path = Path(path)
-    lines = _read_text(path).splitlines()
+    lines = [line for _, line in _text_lines(path)]
     expected = "a header 'image_id<TAB>text' or 'id<TAB>text'"
     if not lines:
         raise MnerInputError(f"file is empty: expected {expected}", path)
@@ -305,36 +340,52 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, object | MnerInputError]
     (checked on the call, before the first line).
     """
     path = Path(path)
-    try:
-        handle = open(path, "rb")  # noqa: SIM115 - closed by the generator below
-    except FileNotFoundError:
-        raise MnerInputError("file not found", path) from None
-    except IsADirectoryError:
-        raise MnerInputError("expected a file, got a directory", path) from None
-    return _jsonl_lines(handle, path)
+    return _jsonl_lines(_open(path), path)
 
 
 def _jsonl_lines(handle, path: Path) -> Iterator[tuple[int, object | MnerInputError]]:
     with handle:
-        for line_no, raw in enumerate(handle, start=1):
-            if line_no == 1:
-                raw = raw.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte-order mark
+        for line_no, raw in bounded_lines(handle, path):
+            if isinstance(raw, MnerInputError):
+                yield line_no, raw
+                continue
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as err:
-                yield (
-                    line_no,
-                    MnerInputError(
-                        f"not UTF-8 (byte 0x{raw[err.start]:02x} at column {err.start + 1})", path, line_no
-                    ),
-                )
+                message = f"not UTF-8 (byte 0x{raw[err.start]:02x} at column {err.start + 1})"
+                yield line_no, MnerInputError(message, path, line_no)
                 continue
             if not line.strip():
                 continue
             try:
-                yield line_no, json.loads(line)
-            except json.JSONDecodeError as err:
-                yield line_no, MnerInputError(f"not JSON ({err.msg} at column {err.colno})", path, line_no)
+                yield line_no, parse_json(line)
+            except ValueError as err:
+                yield line_no, MnerInputError(str(err), path, line_no)
+
+
+def parse_json(text: str | bytes) -> object:
+    """``json.loads`` for untrusted input: every way a text can fail is a ValueError with one clear line —
+    not JSON, nested too deep for Python, an integer too long to convert, a string that is not valid
+    Unicode (a lone surrogate such as ``"\\udc80"``, which could never be written back as UTF-8)."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"not JSON ({err.msg} at column {err.colno})") from None
+    except UnicodeDecodeError as err:
+        raise ValueError(f"not UTF-8 (byte 0x{err.object[err.start]:02x} at offset {err.start})") from None
+    except RecursionError:
+        raise ValueError("not usable JSON: nested too deeply") from None
+    except ValueError as err:  # an integer literal longer than sys.get_int_max_str_digits()
+        raise ValueError(f"not usable JSON: {str(err).split(';')[0]}") from None
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise ValueError(
+            f"not valid Unicode: a lone surrogate {err.object[err.start]!r} in a string"
+        ) from None
+    except RecursionError:
+        raise ValueError("not usable JSON: nested too deeply") from None
+    return value
 
 
 def iter_jsonl_posts(path: str | Path) -> Iterator[tuple[int, Post | MnerInputError]]:
@@ -377,24 +428,42 @@ def write_jsonl(objects: Iterable[dict], path: str | Path) -> None:
 
 _EMOJI = "[\u2600-\u27bf\u2b00-\u2bff\U0001f000-\U0001faff]"
 _EMOJI_MOD = "[\ufe0f\U0001f3fb-\U0001f3ff]"
-_TOKEN_RE = re.compile(
+_TOKEN_RE = regex.compile(  # regex's \w is Unicode's: letters with their marks, joiners
     r"""
     (?:https?://|www\.)\S+                               # URL, kept whole
     | [A-Za-z]+://\S+
     | &[A-Za-z]+;?                                       # HTML entity as tweeted (&amp)
     | [@＠]\w+                                           # @user
     | [#＃]\w+                                           # #hashtag
-    | \w+(?:-\w+)*                                       # words, numbers, hyphenated words
+    | \w+(?:[-\u200c\u200d]\w+)*                           # words, numbers, hyphenated words (ZWJ/ZWNJ inside)
     | """
     + f"{_EMOJI}{_EMOJI_MOD}*(?:\u200d{_EMOJI}{_EMOJI_MOD}*)*"
     + r"""  # one emoji, ZWJ sequences kept
     | \.{2,} | -{2,} | …                                 # ellipses and dashes
     | \S                                                 # any other single character
     """,
-    re.VERBOSE,
+    regex.VERBOSE,
 )
 
 
+_CLUSTER_RE = regex.compile(r"\X")
+
+
 def tokenize(text: str) -> list[str]:
-    """Split raw tweet text as the Twitter-2015 files are split (``@user``, ``#tag``, URLs, emoji whole)."""
-    return _TOKEN_RE.findall(text)
+    """Split raw tweet text as the Twitter-2015 files are split (``@user``, ``#tag``, URLs, emoji whole).
+
+    The text is normalised to NFC first (a decomposed "José" is the composed one), and no token boundary
+    falls inside a grapheme cluster (a letter and its combining marks, a flag's two regional indicators, an
+    emoji ZWJ sequence): pieces of one cluster are joined into one token."""
+    text = unicodedata.normalize("NFC", text)
+    spans = [m.span() for m in _TOKEN_RE.finditer(text)]
+    if not text.isascii():  # ASCII text has no multi-character clusters but CRLF, never inside a token
+        boundaries = {m.start() for m in _CLUSTER_RE.finditer(text)} | {len(text)}
+        joined: list[tuple[int, int]] = []
+        for start, end in spans:
+            if joined and joined[-1][1] == start and start not in boundaries:
+                joined[-1] = (joined[-1][0], end)  # the previous token ends inside this cluster
+            else:
+                joined.append((start, end))
+        spans = joined
+    return [text[start:end] for start, end in spans]

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import json
 import logging
 import re
 from concurrent.futures import ThreadPoolExecutor
@@ -37,7 +36,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
-from mner.data import MnerInputError
+from mner.data import MnerInputError, parse_json
 from mner.pipeline import PostInput
 from mner.version import __version__
 from mner.vision.decode import ImageError
@@ -56,7 +55,8 @@ class Limits:
     max_caption_chars: int = 1_000
     max_context_chars: int = 10_000
     max_image_bytes: int = 10 * 1024 * 1024
-    max_pending: int = 64  # posts waiting for the tagging thread; more get 503 at once
+    max_pending: int = 64  # requests in the service at once (reading or waiting to be tagged); more get 503
+    max_buffered_bytes: int = 128 * 1024 * 1024  # request bodies held at once (announced sizes); more get 503
 
     def __post_init__(self):
         for f in fields(self):
@@ -165,15 +165,18 @@ def create_app(pipeline, limits: Limits = Limits()) -> FastAPI:
         lifespan=lifespan,
         description="Multimodal named entity recognition for social-media posts: text + image "
         "(+ a knowledge graph) → PER/LOC/ORG/OTHER entities.",
+        docs_url=None,  # served below from the swagger-ui-bundle package: /docs works offline
+        redoc_url=None,
     )
     app.state.pipeline = pipeline
     app.state.limits = limits
-    app.state.pending = 0
+    admission = app.state.admission = Admission(limits)
     _add_error_handlers(app)
     app.mount("/web", StaticFiles(packages=[("mner", "web")]), name="web")
+    _add_docs(app)
     page = resources.files("mner").joinpath("web", "index.html").read_text(encoding="utf-8")
 
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    @app.api_route("/", methods=["GET", "HEAD"], response_class=HTMLResponse, include_in_schema=False)
     def demo_page() -> HTMLResponse:
         return HTMLResponse(page)
 
@@ -191,6 +194,10 @@ def create_app(pipeline, limits: Limits = Limits()) -> FastAPI:
     async def tag(request: Request) -> Response:
         """Tag one post: JSON ``{text, image?, caption?}`` (image in base64) or multipart (image a file)."""
         try:
+            reserved = admission.admit(request)  # before a byte of the body is read
+        except RequestError as err:
+            return error_response(err.status, err.message, err.headers)
+        try:
             post = await read_post(request, limits)
             result = await _run_tagging(app, tagging_thread, post)
         except RequestError as err:
@@ -198,9 +205,29 @@ def create_app(pipeline, limits: Limits = Limits()) -> FastAPI:
         except ClientDisconnect:
             log.info("client went away before sending the whole request")
             return Response(status_code=400)  # nobody reads it
+        finally:
+            admission.release(reserved)
         return JSONResponse(result)
 
     return app
+
+
+def _add_docs(app: FastAPI) -> None:
+    """Swagger UI at /docs with its scripts and styles from the installed swagger-ui-bundle (no CDN)."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from swagger_ui_bundle import swagger_ui_path
+
+    app.mount("/docs-assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url,
+            title="mner API",
+            swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs-assets/swagger-ui.css",
+            swagger_favicon_url="/docs-assets/favicon-32x32.png",
+        )
 
 
 _TAG_ERRORS = {
@@ -238,21 +265,56 @@ _TAG_REQUEST_DOC = {
 }
 
 
+class Admission:
+    """Requests let in before their bodies are read: at most ``max_pending`` at once, and bodies of at most
+    ``max_buffered_bytes`` together (a request reserves its announced Content-Length, or the largest body when
+    it announces none). Over either: 503 with Retry-After, before a byte of the body is read. Used on the event
+    loop's thread only."""
+
+    def __init__(self, limits: Limits):
+        self.limits = limits
+        self.requests = 0
+        self.bytes = 0
+
+    def admit(self, request: Request) -> int:
+        """Let a request in and return the bytes it reserved.
+
+        Raises:
+            RequestError: 400 (a Content-Length that is not a number), 413 (one over the body limit), 503 (full).
+        """
+        limits = self.limits
+        announced = request.headers.get("content-length")
+        reserve = limits.max_body_bytes
+        if announced is not None:
+            if not announced.strip().isdigit():
+                raise RequestError(400, f"Content-Length {announced!r} is not a number of bytes")
+            if int(announced) > limits.max_body_bytes:
+                raise RequestError(
+                    413,
+                    f"request body is {int(announced):,} bytes, over the {limits.max_body_bytes:,}-byte "
+                    "limit (an image, the text, caption and context)",
+                )
+            reserve = int(announced)
+        if self.requests >= limits.max_pending or self.bytes + reserve > limits.max_buffered_bytes:
+            raise RequestError(
+                503,
+                f"server busy: {self.requests} requests in progress (at most {limits.max_pending}, holding at most "
+                f"{limits.max_buffered_bytes:,} bytes of bodies); retry later",
+                {"Retry-After": "1"},
+            )
+        self.requests += 1
+        self.bytes += reserve
+        return reserve
+
+    def release(self, reserve: int) -> None:
+        self.requests -= 1
+        self.bytes -= reserve
+
+
 async def _run_tagging(app: FastAPI, tagging_thread: ThreadPoolExecutor, post: PostInput) -> dict:
     """``pipeline.tag`` on the tagging thread; the event loop waits without blocking."""
-    limits: Limits = app.state.limits
-    if app.state.pending >= limits.max_pending:
-        raise RequestError(
-            503,
-            f"server busy: the queue of posts to tag is full ({limits.max_pending}); retry later",
-            {"Retry-After": "1"},
-        )
-    app.state.pending += 1  # only the event loop's thread touches the count
-    try:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(tagging_thread, tag_post, app.state.pipeline, post)
-    finally:
-        app.state.pending -= 1
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(tagging_thread, tag_post, app.state.pipeline, post)
 
 
 def tag_post(pipeline, post: PostInput) -> dict:
@@ -320,12 +382,12 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
 def post_from_body(body: bytes, limits: Limits) -> PostInput:
     """The post in a JSON body; the image's base64 is decoded here."""
     try:
-        data = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        data = parse_json(body)
+    except ValueError as err:  # not JSON, too deep, an over-long integer, a lone surrogate
         raise RequestError(
             400,
             f"malformed JSON: {err}; expected an object "
-            '{"text": str, "image"?: base64 str, "caption"?: str}',
+            '{"text": str, "image"?: base64 str, "caption"?: str, "context"?: str}',
         ) from None
     try:
         request = TagRequest.model_validate(data)
@@ -333,7 +395,7 @@ def post_from_body(body: bytes, limits: Limits) -> PostInput:
         raise RequestError(
             422,
             "invalid request: " + validation_message(err) + '; expected {"text": str, '
-            '"image"?: base64 str, "caption"?: str}',
+            '"image"?: base64 str, "caption"?: str, "context"?: str}',
         ) from None
     image = None if request.image is None else decode_base64_image(request.image, limits)
     return PostInput(request.text, image, request.caption or None, context=request.context or None)
@@ -341,7 +403,7 @@ def post_from_body(body: bytes, limits: Limits) -> PostInput:
 
 def decode_base64_image(value: str, limits: Limits) -> bytes:
     """The image bytes of a base64 string (a ``data:...;base64,`` prefix is dropped)."""
-    value = _DATA_URL.sub("", value.strip(), count=1)
+    value = "".join(_DATA_URL.sub("", value.strip(), count=1).split())  # line breaks, as `base64` prints them
     if len(value) // 4 * 3 > limits.max_image_bytes + 2:  # refused before decoding
         raise RequestError(
             413,
@@ -473,3 +535,64 @@ def _add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(Exception, crash)
+
+
+# ----------------------------------------------------------------------------------------- the server
+
+
+def server_config(app, host: str = "127.0.0.1", port: int = 8000, read_timeout: float = 30.0, **options):
+    """uvicorn's config for the app, with a deadline on reading each request: a client that has not sent its
+    whole request (headers and body) ``read_timeout`` seconds after it started is cut off, so stalled or
+    trickling clients cannot hold connections (uvicorn alone waits for them forever)."""
+    import uvicorn
+
+    return uvicorn.Config(app, host=host, port=port, http=_deadline_protocol(read_timeout), **options)
+
+
+def _deadline_protocol(read_timeout: float):
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class DeadlineProtocol(H11Protocol):
+        """uvicorn's h11 protocol with a read deadline per request (see ``server_config``)."""
+
+        def connection_made(self, transport) -> None:
+            super().connection_made(transport)
+            self._deadline = None
+            self._arm()
+
+        def _arm(self) -> None:
+            if self._deadline is None:
+                self._deadline = self.loop.call_later(read_timeout, self._read_timed_out)
+
+        def _disarm(self) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
+
+        def handle_events(self) -> None:
+            super().handle_events()
+            if self.conn.their_state in (h11.DONE, h11.MUST_CLOSE, h11.CLOSED, h11.ERROR):
+                self._disarm()  # the whole request is in: the time to answer it is the app's
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            waiting = self.conn.their_state not in (h11.DONE, h11.MUST_CLOSE, h11.CLOSED, h11.ERROR)
+            if waiting and not self.transport.is_closing():
+                self._arm()  # the next request on this connection gets its own deadline
+
+        def connection_lost(self, exc) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def _read_timed_out(self) -> None:
+            self._deadline = None
+            if self.transport.is_closing() or self.conn.their_state in (h11.DONE, h11.MUST_CLOSE):
+                return
+            self.logger.info("closing a connection that sent no whole request in %g s", read_timeout)
+            if self.cycle is not None and not self.cycle.response_complete:
+                self.cycle.disconnected = True
+                self.cycle.message_event.set()
+            self.transport.close()
+
+    return DeadlineProtocol

@@ -8,6 +8,7 @@ included; never pickles) and ``README.md`` (the model card, ``mner.card``).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -52,7 +53,7 @@ MODELS.register(
     ),
 )
 DEFAULT_MODEL = MODELS["default"].folder
-_CONFIG_KEYS = {"format_version", "mner_version", "model", "encoder", "training", "scores"}
+_CONFIG_KEYS = {"format_version", "mner_version", "model", "encoder", "training", "scores", "weights_sha256"}
 
 
 def packaged_models() -> list[str]:
@@ -132,22 +133,22 @@ class Tagger:
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        record = {
-            k: v for k, v in self.record.items() if k in _CONFIG_KEYS - {"format_version", "mner_version"}
-        }
+        written = {"format_version", "mner_version", "weights_sha256"}
+        record = {k: v for k, v in self.record.items() if k in _CONFIG_KEYS - written}
         if self.config.encoder_spec.pretrained:
             from mner.transformer import encoder_record
 
             # the tokenizer and the architecture are read from this package again at load time
             record["encoder"] = self.record.get("encoder") or encoder_record(self.config.encoder)
+        state = {k: v.detach().cpu().contiguous() for k, v in self.network.state_dict().items()}
+        save_file(state, str(folder / "model.safetensors"))
         config = {
             "format_version": FORMAT_VERSION,
             "mner_version": __version__,
             "model": self.config.to_dict(),
             **{k: v for k, v in record.items() if k != "model"},
+            "weights_sha256": file_sha256(folder / "model.safetensors"),  # checked on every load
         }
-        state = {k: v.detach().cpu().contiguous() for k, v in self.network.state_dict().items()}
-        save_file(state, str(folder / "model.safetensors"))
         (folder / "config.json").write_text(
             json.dumps(config, indent=1, ensure_ascii=False) + "\n", encoding="utf-8"
         )
@@ -182,6 +183,15 @@ def load_tagger(folder: str | Path | None = None) -> Tagger:
         state = load_file(str(weights_path))
     except (SafetensorError, OSError, ValueError) as err:
         raise MnerInputError(f"corrupt safetensors file ({err})", weights_path) from None
+    if "weights_sha256" in record and file_sha256(weights_path) != record["weights_sha256"]:
+        raise MnerInputError(
+            "the weights differ from the ones this model was saved with (their SHA-256 is not "
+            "the one config.json records): a damaged or replaced file",
+            weights_path,
+        )
+    bad = next((name for name, tensor in state.items() if not torch.isfinite(tensor).all()), None)
+    if bad is not None:
+        raise MnerInputError(f"weight {bad!r} holds NaN or infinite values: a damaged model", weights_path)
     if record.get("format_version", 1) < 2:
         state = migrate_v1_keys(state)
     try:
@@ -198,6 +208,14 @@ def load_tagger(folder: str | Path | None = None) -> Tagger:
         first = str(err).splitlines()[1].strip() if "\n" in str(err) else str(err)
         raise MnerInputError(f"weights do not match config.json: {first}", weights_path) from None
     return Tagger(network, record)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _read_config(path: Path) -> dict:

@@ -34,7 +34,9 @@ def make_model_config(posts: Sequence[Post], options: dict, min_word_count: int)
     from mner.embeddings import PAD, UNK, build_vocab, word_key
 
     try:
-        config = ModelConfig(tags=list(TAGS), words=[PAD, UNK], chars=[PAD, UNK], **options)
+        config = ModelConfig.from_dict(
+            {"tags": list(TAGS), "words": [PAD, UNK], "chars": [PAD, UNK], **options}
+        )
     except ValueError as err:
         raise MnerInputError(f"bad [model] config: {err}") from None
     words = [PAD, UNK]  # a transformer encoder has its own word pieces: no tuned word vocabulary

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import sqlite3
 
 import typer
 
@@ -30,6 +31,9 @@ def user_errors(func):
         except MnerInputError as err:
             raise error_exit(err) from None
         except OSError as err:
-            raise error_exit(f"{err.filename or ''}: {err.strerror or err}") from None
+            reason = err.strerror or str(err)
+            raise error_exit(f"{err.filename}: {reason}" if err.filename else reason) from None
+        except sqlite3.DatabaseError as err:  # a KG or feature cache damaged after it was opened
+            raise error_exit(f"a database file is damaged or unreadable ({err})") from None
 
     return wrapper

@@ -18,7 +18,7 @@ def serve(
     host: Annotated[
         str, typer.Option(help="Address to listen on (0.0.0.0 for every interface).")
     ] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port to listen on.")] = 8000,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port to listen on.")] = 8000,
     model: ModelOption = None,
     kg: Annotated[
         Path | None,
@@ -39,8 +39,21 @@ def serve(
         int, typer.Option(min=1, help="Largest image file accepted, in bytes (default 10 MiB).")
     ] = 10 * 1024 * 1024,
     max_pending: Annotated[
-        int, typer.Option(min=1, help="Posts that may wait for tagging; more get 503 at once.")
+        int,
+        typer.Option(
+            min=1, help="Requests in the service at once (reading or waiting); more get 503 at once."
+        ),
     ] = 64,
+    max_buffered_bytes: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Bytes of request bodies held at once (as announced); more get 503 at once."
+        ),
+    ] = 128 * 1024 * 1024,
+    read_timeout: Annotated[
+        float,
+        typer.Option(min=0.1, help="Seconds a client has to send a whole request; a slower one is cut off."),
+    ] = 30.0,
     log_level: Annotated[str, typer.Option(help=f"uvicorn's log level: {', '.join(LOG_LEVELS)}.")] = "info",
 ) -> None:
     """Serve POST /v1/tag, GET /health, the OpenAPI docs at /docs and a web demo at /."""
@@ -49,7 +62,7 @@ def serve(
     try:
         import uvicorn
 
-        from mner.service import Limits, create_app
+        from mner.service import Limits, create_app, server_config
     except ImportError as err:
         fail(f"mner serve needs fastapi, uvicorn and python-multipart ({err}): pip install mner")
     from mner.pipeline import Pipeline
@@ -60,7 +73,9 @@ def serve(
         max_context_chars=max_context_chars,
         max_image_bytes=max_image_bytes,
         max_pending=max_pending,
+        max_buffered_bytes=max_buffered_bytes,
     )
     pipeline = Pipeline(model=model, kg=kg)  # loaded once, before the port opens
     typer.echo(f"mner serve: http://{host}:{port}/ (API docs at /docs)", err=True)
-    uvicorn.run(create_app(pipeline, limits), host=host, port=port, log_level=log_level)
+    config = server_config(create_app(pipeline, limits), host, port, read_timeout, log_level=log_level)
+    uvicorn.Server(config).run()

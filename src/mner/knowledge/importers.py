@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import unquote
 
-from mner.data import MnerInputError
+from mner.data import MnerInputError, bounded_lines
 from mner.knowledge.builder import ImportReport, KGBuilder
 from mner.knowledge.concepts import head_noun_type
 
@@ -34,9 +34,12 @@ def iter_lines(path: str | Path, report: ImportReport) -> Iterator[tuple[int, st
     """(line number, text) of each non-blank line; a line that is not UTF-8 is reported and skipped."""
     path = _require(Path(path))
     with open(path, "rb") as f:
-        for line_no, raw in enumerate(f, start=1):
+        for line_no, raw in bounded_lines(f, path):  # a line over MAX_LINE_BYTES is skipped, not held
+            if isinstance(raw, MnerInputError):
+                report.skip(path, line_no, raw.reason)
+                continue
             try:
-                line = raw.decode("utf-8").rstrip("\r\n")
+                line = raw.decode("utf-8")
             except UnicodeDecodeError as err:
                 reason = f"not UTF-8 (byte 0x{raw[err.start]:02x} at column {err.start + 1})"
                 report.skip(path, line_no, reason)

@@ -143,6 +143,17 @@ def open_sqlite(path: str | Path, writable: bool = False) -> sqlite3.Connection:
             raise MnerInputError("not a KG file (not SQLite); build one with 'mner kg build'", path)
     mode = "rw" if writable else "ro"
     conn = sqlite3.connect(f"file:{path.resolve()}?mode={mode}", uri=True, check_same_thread=False)
+    try:  # a damaged file (flipped bits, a cut copy) is refused here, not found empty mid-search
+        check = conn.execute("PRAGMA quick_check(3)").fetchall()
+    except sqlite3.DatabaseError as err:
+        check = [(str(err),)]
+    if check != [("ok",)]:
+        conn.close()
+        problems = "; ".join(str(r[0]) for r in check)
+        raise MnerInputError(
+            f"the KG file is damaged (SQLite's quick_check: {problems}); rebuild it with 'mner kg build'",
+            path,
+        )
     try:
         row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
     except sqlite3.DatabaseError:

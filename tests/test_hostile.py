@@ -1,0 +1,387 @@
+"""What hostile input found (issue #16), each case kept out by a test: nothing lost, nothing crashes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from mner.cli import app
+from mner.jobs import OutputFile
+from tests.conftest import TWITTER2015
+
+runner = CliRunner()
+HOSTILE_LINES = {  # valid JSON that used to crash `mner tag` (and make /v1/tag answer 500)
+    "surrogate": '{"id":"s","text":"Obama \\udc80 Berlin"}',
+    "deep": '{"id":"d","text":' + "[" * 2000 + "]" * 2000 + "}",
+    "long int": '{"id":"n","text":"Obama","n":' + "9" * 5000 + "}",
+}
+
+
+def tag(*args: str):
+    return runner.invoke(app, ["tag", *args])
+
+
+def records(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def write(path, lines: list[str], newline_at_end: bool = True):
+    path.write_text("\n".join(lines) + ("\n" if newline_at_end else ""), encoding="utf-8")
+    return path
+
+
+# ------------------------------------------------------------------ 1. the output is never the input
+
+
+def test_an_output_that_is_the_input_is_refused_and_left_whole(tmp_path):
+    posts = write(
+        tmp_path / "same.jsonl",
+        ['{"id":"a","text":"Obama in Berlin"}', '{"id":"b","text":"Paris"}'],
+        newline_at_end=False,
+    )
+    before = posts.read_bytes()
+    result = tag("--in", str(posts), "--out", str(posts))
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "error: same.jsonl: --out is the input file: give another --out (the input is never overwritten)\n"
+    )
+    link = tmp_path / "link.jsonl"
+    link.hardlink_to(posts)  # the same file by another name
+    assert tag("--in", str(posts), "--out", str(link)).exit_code == 2
+    assert posts.read_bytes() == before
+
+
+def test_posts_with_ids_are_not_taken_for_an_earlier_output(tmp_path):
+    posts = write(tmp_path / "in.jsonl", ['{"text":"Obama in Berlin"}'])
+    theirs = write(
+        tmp_path / "theirs.jsonl", ['{"id":"a","text":"x"}', '{"id":"b","text":"y"}'], newline_at_end=False
+    )
+    before = theirs.read_bytes()
+    result = tag("--in", str(posts), "--out", str(theirs))
+    assert result.exit_code == 2 and "theirs.jsonl:1: not an mner tag record" in result.stderr
+    assert theirs.read_bytes() == before
+
+
+def test_a_file_whose_only_line_is_cut_is_not_truncated(tmp_path):
+    posts = write(tmp_path / "in.jsonl", ['{"text":"Obama in Berlin"}'])
+    theirs = tmp_path / "theirs.txt"
+    theirs.write_text("half a line", encoding="utf-8")
+    result = tag("--in", str(posts), "--out", str(theirs))
+    assert result.exit_code == 2 and "its only line is not a record" in result.stderr
+    assert theirs.read_text(encoding="utf-8") == "half a line"
+
+
+# ------------------------------------------- 2. one line that parses cannot crash a run, or every rerun
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_LINES))
+def test_a_hostile_line_becomes_its_error_record(tmp_path, name):
+    posts = write(
+        tmp_path / "posts.jsonl",
+        ['{"id":"a","text":"Obama in Berlin"}', HOSTILE_LINES[name], '{"id":"c","text":"Paris"}'],
+    )
+    out = tmp_path / "out.jsonl"
+    first = tag("--in", str(posts), "--out", str(out))
+    assert first.exit_code == 0, first.output
+    got = records(out)
+    assert [r["id"] for r in got] == ["a", "posts-2", "c"]
+    expected = {
+        "surrogate": "not valid Unicode: a lone surrogate '\\udc80' in a string",
+        "deep": "not usable JSON: nested too deeply",
+        "long int": "not usable JSON: Exceeds the limit (4300 digits) for integer string conversion: value has 5000 "
+        "digits",
+    }[name]
+    assert got[1] == {"id": "posts-2", "line": 2, "error": f"{posts}:2: {expected}"}
+    again = tag("--in", str(posts), "--out", str(out))
+    assert again.exit_code == 0 and "tagged 0, errors 0, skipped 3" in again.stderr
+
+
+def test_an_over_long_line_is_an_error_not_a_memory_spike(tmp_path, monkeypatch):
+    import mner.data
+
+    monkeypatch.setattr(mner.data, "MAX_LINE_BYTES", 1000)
+    posts = write(
+        tmp_path / "posts.jsonl", ['{"id":"a","text":"' + "word " * 1000 + '"}', '{"id":"b","text":"Paris"}']
+    )
+    out = tmp_path / "out.jsonl"
+    assert tag("--in", str(posts), "--out", str(out)).exit_code == 0
+    assert records(out)[0] == {
+        "id": "posts-1",
+        "line": 1,
+        "error": f"{posts}:1: line is over 1,000 bytes: not a post",
+    }
+    assert records(out)[1]["id"] == "b"
+
+
+# ----------------------------------------------------- 4. duplicate ids, and two runs on one output
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        ['{"id":"a","text":"Obama in Berlin"}', '{"id":"a","text":"Merkel in Paris"}'],
+        [
+            '{"id":"posts-2","text":"Obama in Berlin"}',
+            '{"text":"Merkel in Paris"}',
+        ],  # explicit id = a default id
+    ],
+    ids=["same id twice", "explicit id equals a default id"],
+)
+def test_a_resume_loses_no_post_with_a_repeated_id(tmp_path, lines):
+    posts = write(tmp_path / "posts.jsonl", lines)
+    whole, cut = tmp_path / "whole.jsonl", tmp_path / "cut.jsonl"
+    assert tag("--in", str(posts), "--out", str(whole), "--batch-size", "1").exit_code == 0
+    cut.write_text(
+        whole.read_text(encoding="utf-8").splitlines(keepends=True)[0], encoding="utf-8"
+    )  # interrupted
+    resumed = tag("--in", str(posts), "--out", str(cut), "--batch-size", "1")
+    assert resumed.exit_code == 0 and "tagged 1, errors 0, skipped 1" in resumed.stderr
+    assert records(cut) == records(whole) and len(records(cut)) == 2
+
+
+def test_a_second_run_on_the_same_output_is_refused(tmp_path):
+    posts = write(tmp_path / "posts.jsonl", ['{"id":"a","text":"Obama in Berlin"}'])
+    out = tmp_path / "out.jsonl"
+    held = OutputFile(out, posts)  # another job holds it
+    try:
+        result = tag("--in", str(posts), "--out", str(out))
+    finally:
+        held.close()
+    assert result.exit_code == 2
+    assert (
+        result.stderr
+        == "error: out.jsonl: another mner job is writing to this file: wait for it or give another --out\n"
+    )
+    assert out.read_text(encoding="utf-8") == ""
+    assert tag("--in", str(posts), "--out", str(out)).exit_code == 0 and len(records(out)) == 1
+
+
+# ------------------------------------------------------------------------ 3, 7, 8, 9. the HTTP service
+
+
+@pytest.fixture(scope="module")
+def pipeline():
+    from mner.pipeline import Pipeline
+
+    return Pipeline()
+
+
+@pytest.fixture(scope="module")
+def url(pipeline):
+    from mner.service import create_app
+    from tests.serving import running_server
+
+    with running_server(create_app(pipeline), read_timeout=1.0) as base:
+        yield base
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_LINES))
+def test_a_hostile_body_is_a_400_and_the_connection_lives_on(url, name):
+    import httpx
+
+    with httpx.Client(base_url=url, timeout=30) as client:
+        bad = client.post(
+            "/v1/tag", content=HOSTILE_LINES[name].encode(), headers={"Content-Type": "application/json"}
+        )
+        after = client.post("/v1/tag", json={"text": "Obama in Berlin"})  # the same keep-alive connection
+    assert bad.status_code == 400 and bad.json()["error"].startswith("malformed JSON: not ")
+    assert after.status_code == 200 and after.json()["entities"][0]["text"] == "Obama"
+
+
+def test_a_request_is_refused_before_its_body_is_read_when_the_service_is_full(pipeline):
+    import socket
+
+    from mner.service import Limits, create_app
+    from tests.serving import running_server
+
+    limits = Limits(max_buffered_bytes=1_000_000)
+    with running_server(create_app(pipeline, limits)) as base:
+        port = int(base.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(
+                b"POST /v1/tag HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 2000000\r\n\r\n"
+            )  # announces 2 MB, sends none of it
+            answer = b""
+            while b"holding" not in answer and (chunk := sock.recv(65536)):  # the answer, before any body
+                answer += chunk
+    assert answer.startswith(b"HTTP/1.1 503 ") and b"retry-after: 1" in answer.lower()
+    assert b"holding at most 1,000,000 bytes of bodies" in answer
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [
+        b"POST /v1/tag HTTP/1.1\r\nHost: x\r\nContent-Ty",  # headers never finished
+        b"POST /v1/tag HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{",  # body
+        b"",  # connected, said nothing
+    ],
+    ids=["headers", "body", "nothing"],
+)
+def test_a_stalled_client_is_cut_off(url, sent):
+    import socket
+    import time
+
+    port = int(url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+        sock.sendall(sent)
+        start = time.monotonic()
+        while sock.recv(65536):  # until the server closes the connection
+            pass
+        waited = time.monotonic() - start
+    assert waited < 10  # the server's read deadline is 1 s here (30 s by default)
+
+
+def test_stalled_clients_do_not_block_a_normal_request(url):
+    import socket
+
+    import httpx
+
+    port = int(url.rsplit(":", 1)[1])
+    stalled = [socket.create_connection(("127.0.0.1", port), timeout=20) for _ in range(200)]
+    try:
+        for sock in stalled:
+            sock.sendall(b"POST /v1/tag HTTP/1.1\r\nHost: x\r\n")
+        response = httpx.post(url + "/v1/tag", json={"text": "Obama in Berlin"}, timeout=10)
+    finally:
+        for sock in stalled:
+            sock.close()
+    assert response.status_code == 200
+
+
+def test_base64_with_line_breaks_is_accepted(url):
+    import base64
+
+    import httpx
+
+    from tests.serving import photo_jpeg
+
+    photo = photo_jpeg("chelsea")
+    wrapped = base64.encodebytes(photo).decode()  # 76 characters a line, as `base64` prints it
+    assert "\n" in wrapped
+    plain = httpx.post(
+        url + "/v1/tag", json={"text": "Chelsea", "image": base64.b64encode(photo).decode()}, timeout=60
+    )
+    lines = httpx.post(url + "/v1/tag", json={"text": "Chelsea", "image": wrapped}, timeout=60)
+    assert lines.status_code == 200 and lines.json() == plain.json()
+
+
+def test_docs_work_offline_and_head_is_answered(url):
+    import httpx
+
+    docs = httpx.get(url + "/docs", timeout=10)
+    assert (
+        docs.status_code == 200
+        and "cdn" not in docs.text.lower()
+        and "/docs-assets/swagger-ui-bundle.js" in docs.text
+    )
+    assert httpx.get(url + "/docs-assets/swagger-ui-bundle.js", timeout=10).status_code == 200
+    assert httpx.head(url + "/", timeout=10).status_code == 200
+
+
+def test_serve_refuses_a_port_out_of_range_in_one_line():
+    result = runner.invoke(app, ["serve", "--port", "99999"])
+    assert result.exit_code == 2
+    assert "Invalid value for '--port': Input should be less than or equal to 65535" in result.output
+    assert "Traceback" not in result.output
+
+
+# ------------------------------------------------------------------------- 5. silent corruption refused
+
+
+def test_a_model_with_flipped_bits_or_nan_weights_is_refused(tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from mner.tagger import DEFAULT_MODEL
+
+    flipped = tmp_path / "flipped"
+    shutil.copytree(DEFAULT_MODEL, flipped)
+    data = bytearray((flipped / "model.safetensors").read_bytes())
+    data[-100] ^= 0x10  # one bit of a weight
+    (flipped / "model.safetensors").write_bytes(bytes(data))
+    result = runner.invoke(
+        app, ["evaluate", "--model", str(flipped), "--data", str(TWITTER2015 / "test.txt")]
+    )
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "error: model.safetensors: the weights differ from the ones this model was saved with "
+        "(their SHA-256 is not the one config.json records): a damaged or replaced file\n"
+    )
+    nan = tmp_path / "nan"
+    shutil.copytree(DEFAULT_MODEL, nan)
+    state = load_file(str(nan / "model.safetensors"))
+    state["emit.bias"][0] = float("nan")
+    save_file(state, str(nan / "model.safetensors"))
+    record = json.loads((nan / "config.json").read_text(encoding="utf-8"))
+    del record["weights_sha256"]  # a model from before hashes were recorded
+    (nan / "config.json").write_text(json.dumps(record), encoding="utf-8")
+    result = runner.invoke(app, ["predict", "--model", str(nan), "--text", "Obama in Berlin"])
+    assert result.exit_code == 2
+    assert (
+        result.stderr
+        == "error: model.safetensors: weight 'emit.bias' holds NaN or infinite values: a damaged model\n"
+    )
+
+
+def test_a_model_config_with_a_mistyped_value_is_one_clear_error(tmp_path):
+    import shutil
+
+    from mner.tagger import DEFAULT_MODEL
+
+    shutil.copytree(DEFAULT_MODEL, tmp_path / "m")
+    record = json.loads((tmp_path / "m" / "config.json").read_text(encoding="utf-8"))
+    record["model"]["hidden"] = "150"
+    (tmp_path / "m" / "config.json").write_text(json.dumps(record), encoding="utf-8")
+    result = runner.invoke(app, ["predict", "--model", str(tmp_path / "m"), "--text", "Obama"])
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "error: config.json: bad 'model' section: model config key 'hidden': expected int, got str '150'\n"
+    )
+
+
+def test_a_damaged_kg_is_refused_when_opened(tmp_path):
+    from mner.knowledge import KGSources, build_kg
+
+    (tmp_path / "labels.tsv").write_text("cfc\tChelsea F.C.\tfootball club\n", encoding="utf-8")
+    build_kg(tmp_path / "kg.sqlite", KGSources(labels=[tmp_path / "labels.tsv"]))
+    data = bytearray((tmp_path / "kg.sqlite").read_bytes())
+    for offset in range(4096, len(data), 4096):  # the header of every page after the first
+        data[offset : offset + 8] = b"\xff" * 8
+    (tmp_path / "kg.sqlite").write_bytes(bytes(data))
+    for args in (
+        ["kg", "stats", "--kg", str(tmp_path / "kg.sqlite")],
+        ["predict", "--text", "Chelsea won", "--kg", str(tmp_path / "kg.sqlite")],
+    ):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, result.output
+        assert result.stderr.startswith("error: kg.sqlite: the KG file is damaged (SQLite's quick_check: ")
+        assert "Traceback" not in result.output
+
+
+def test_a_full_disk_names_the_file(tmp_path):
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    posts = write(tmp_path / "posts.jsonl", ['{"text":"Obama in Berlin"}'] * 50)
+
+    def small_files():  # writes past 2 KB fail with EFBIG ("File too large"), as on a full disk
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2048, 2048))
+
+    out = tmp_path / "out.jsonl"
+    result = subprocess.run(
+        [sys.executable, "-m", "mner", "tag", "--in", str(posts), "--out", str(out)],
+        check=False,
+        capture_output=True,
+        text=True,
+        preexec_fn=small_files,
+        env={**__import__("os").environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == "error: out.jsonl: cannot write (File too large)"
