@@ -27,3 +27,12 @@ def _seed_torch():
         return
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _mner_cache(tmp_path_factory):
+    """Files mner makes once (the image encoder's ONNX export) go to a folder of this test session."""
+    import os
+
+    os.environ["MNER_CACHE"] = str(tmp_path_factory.mktemp("mner-cache"))
+    yield

@@ -17,6 +17,7 @@ LAYERS = [
         [
             "mner.version",
             "mner.registry",
+            "mner.viterbi",
             "mner.data",
             "mner.crf",
             "mner.fusion",
@@ -28,10 +29,19 @@ LAYERS = [
     ("stages", ["mner.vision.*", "mner.knowledge.*", "mner.context", "mner.llm"]),
     (
         "channels and inputs",
-        ["mner.channels", "mner.transformer", "mner.batching", "mner.result", "mner.runconfig"],
+        [
+            "mner.channels",
+            "mner.pieces",
+            "mner.batching",
+            "mner.predicting",
+            "mner.ort",
+            "mner.result",
+            "mner.runconfig",
+            "mner.modelfolder",
+        ],
     ),
-    ("the network", ["mner.encoders", "mner.network", "mner.card"]),
-    ("the tagger", ["mner.tagger"]),
+    ("the network", ["mner.transformer", "mner.encoders", "mner.network", "mner.card"]),
+    ("the tagger", ["mner.tagger", "mner.export", "mner.runtime"]),
     ("training and tagging", ["mner.training", "mner.pipeline", "mner.jobs"]),
     ("edges", ["mner.service", "mner.cli.*", "mner", "mner.__main__"]),
 ]

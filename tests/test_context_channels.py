@@ -77,12 +77,12 @@ def test_context_as_text_tags_the_post_only():
     )
     net = TaggingNetwork(config).eval()
     tagger = Tagger(net)
-    batch = tagger.batches.build(posts, with_tags=True)
+    batch = tagger.batch(posts, with_tags=True)
     marks = batch.text.separator[0].tolist()
     assert [i for i, m in enumerate(marks) if m] == [3, 7]  # post, SEPARATOR caption, SEPARATOR knowledge
     assert batch.text.mask.sum(1).tolist() == [11, 4] and batch.mask.sum(1).tolist() == [3, 1]
     longer = [Post(p.tokens, tags=p.tags, caption="a crowd cheering in a stadium at night") for p in posts]
-    other = tagger.batches.build(longer, with_tags=True)
+    other = tagger.batch(longer, with_tags=True)
     with torch.inference_mode():
         assert net.emissions(batch).shape == net.emissions(other).shape == (2, 3, len(config.tags))
         assert [len(t) for t in net.decode(other)] == [3, 1]
@@ -90,7 +90,7 @@ def test_context_as_text_tags_the_post_only():
         loss = net.loss(batch)
         batch.tags[1, 1:] = 4  # past the second post's end (its context's positions): never read
         assert torch.equal(net.loss(batch), loss)
-        alone = torch.stack([net.loss(tagger.batches.build([p], with_tags=True)) for p in posts])
+        alone = torch.stack([net.loss(tagger.batch([p], with_tags=True)) for p in posts])
     assert torch.allclose(loss, alone.mean(), atol=1e-5)
 
 

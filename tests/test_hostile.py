@@ -296,7 +296,7 @@ def test_a_model_with_flipped_bits_or_nan_weights_is_refused(tmp_path):
 
     from safetensors.torch import load_file, save_file
 
-    from mner.tagger import DEFAULT_MODEL
+    from mner.modelfolder import DEFAULT_MODEL
 
     flipped = tmp_path / "flipped"
     shutil.copytree(DEFAULT_MODEL, flipped)
@@ -330,7 +330,7 @@ def test_a_model_with_flipped_bits_or_nan_weights_is_refused(tmp_path):
 def test_a_model_config_with_a_mistyped_value_is_one_clear_error(tmp_path):
     import shutil
 
-    from mner.tagger import DEFAULT_MODEL
+    from mner.modelfolder import DEFAULT_MODEL
 
     shutil.copytree(DEFAULT_MODEL, tmp_path / "m")
     record = json.loads((tmp_path / "m" / "config.json").read_text(encoding="utf-8"))

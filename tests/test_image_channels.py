@@ -72,7 +72,7 @@ def test_text_only_cannot(images):
 def test_missing_image_is_a_mask_not_a_zero_image(images, tmp_path):
     tagger = fit(["text", "image", "attributes"], images)
     no_image = [Post(("Chelsea", "is", "sleeping"), image="not-there")]
-    batch = tagger.batches.build(no_image, images=images)
+    batch = tagger.batch(no_image, images=images)
     assert not bool(batch.image.has_image[0])
     assert len(tagger.predict_tags(no_image, images=images)[0]) == 3
     tagger.save(tmp_path / "m")

@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -66,7 +67,7 @@ def test_save_load_gives_identical_predictions(overfit, tmp_path):
     posts = POSTS + [Post(("unseen", "Words", "from", "Berlin", "#Wow"))]
     assert loaded.predict_tags(posts) == tagger.predict_tags(posts)
     with torch.inference_mode():
-        batch = loaded.batches.build(posts)
+        batch = loaded.batch(posts)
         assert torch.equal(loaded.network.emissions(batch), tagger.network.emissions(batch))
 
 
@@ -153,7 +154,7 @@ def test_config_weights_mismatch(saved):
 
 
 def test_packaged_models_load_by_name(tmp_path, monkeypatch):
-    from mner.tagger import DEFAULT_MODEL, packaged_models, resolve_model
+    from mner.modelfolder import DEFAULT_MODEL, packaged_models, resolve_model
 
     assert "default" in packaged_models()
     monkeypatch.chdir(tmp_path)
@@ -238,7 +239,7 @@ def _tensors(value, path="batch"):
     """Every tensor inside a batch, with where it sits."""
     import dataclasses
 
-    if isinstance(value, torch.Tensor):
+    if isinstance(value, torch.Tensor | np.ndarray):
         yield path, value
     elif isinstance(value, dict):
         for k, v in value.items():
@@ -248,8 +249,8 @@ def _tensors(value, path="batch"):
             yield from _tensors(getattr(value, f.name), f"{path}.{f.name}")
 
 
-def test_batch_to_moves_every_nested_tensor():
-    from mner.batching import batch_to
+def test_as_tensors_moves_every_nested_array():
+    from mner.network import as_tensors
     from mner.training import make_model_config
 
     posts = [
@@ -271,9 +272,11 @@ def test_batch_to_moves_every_nested_tensor():
     }
     config = make_model_config(posts, options, min_word_count=1)
     tagger = Tagger(TaggingNetwork(config))
-    batch = tagger.batches.build(posts, with_tags=True)
-    assert batch_to(batch, "cpu") is batch  # nothing to move on the CPU
-    moved = batch_to(batch, "meta")  # a device every torch build has: shapes without storage
+    batch = tagger.batches.build(posts, with_tags=True)  # NumPy arrays
+    on_cpu = as_tensors(batch)
+    assert all(isinstance(t, torch.Tensor) for _, t in _tensors(on_cpu))
+    assert on_cpu.mask.data_ptr() == batch.mask.ctypes.data  # no copy on the CPU
+    moved = as_tensors(batch, "meta")  # a device every torch build has: shapes without storage
     found = dict(_tensors(moved))
     assert {
         "batch.tags",
@@ -283,8 +286,8 @@ def test_batch_to_moves_every_nested_tensor():
         "batch.text.word_vectors",
     } <= set(found)
     assert {p: t.device.type for p, t in found.items()} == {p: "meta" for p in found}
-    assert {p: t.shape for p, t in found.items()} == {p: t.shape for p, t in _tensors(batch)}
-    assert all(t.device.type == "cpu" for _, t in _tensors(batch))  # the original is left alone
+    assert {p: tuple(t.shape) for p, t in found.items()} == {p: t.shape for p, t in _tensors(batch)}
+    assert all(isinstance(t, np.ndarray) for _, t in _tensors(batch))  # the original is left alone
 
 
 def test_a_glove_model_has_one_optimiser_group_at_lr():

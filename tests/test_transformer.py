@@ -16,11 +16,12 @@ from safetensors.torch import load_file
 from mner.batching import PieceInputs
 from mner.config import TEXT_ENCODERS, ModelConfig
 from mner.data import Post
-from mner.network import TaggingNetwork
+from mner.network import TaggingNetwork, as_tensors
+from mner.pieces import encode_pieces, encoder_folder, load_tokenizer
 from mner.runconfig import RunConfig, TrainConfig
 from mner.tagger import Tagger, load_tagger
 from mner.training import make_model_config, train
-from mner.transformer import PretrainedTransformer, encode_pieces, encoder_folder, load_tokenizer
+from mner.transformer import PretrainedTransformer
 
 TWEET = (
     "RT",
@@ -87,6 +88,7 @@ def test_every_token_gets_its_first_piece_state(minilm):
     tokenizer = load_tokenizer("minilm")
     pieces = encode_pieces("minilm", [TWEET])
     ids, first = pieces.input_ids[0].tolist(), pieces.first[0].tolist()
+    tensors = as_tensors(pieces)
     assert len(first) == len(TWEET) and first == sorted(set(first)) and first[0] == 1  # after [CLS]
     assert ids[0] == tokenizer.cls_token_id and ids[-1] == tokenizer.sep_token_id
     alone = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in TWEET]
@@ -96,11 +98,11 @@ def test_every_token_gets_its_first_piece_state(minilm):
     assert [len(p) for p in alone][6:9] == [first[7] - first[6], first[8] - first[7], 0]
     assert ids[first[5]] == ids[first[8]] == tokenizer.unk_token_id  # the emoji and the zero-width space
     with torch.inference_mode():
-        vectors = minilm(pieces)
+        vectors = minilm(tensors)
         states = minilm.model(
-            input_ids=pieces.input_ids,
-            attention_mask=pieces.attention_mask,
-            token_type_ids=pieces.token_type_ids,
+            input_ids=tensors.input_ids,
+            attention_mask=tensors.attention_mask,
+            token_type_ids=tensors.token_type_ids,
         ).last_hidden_state
     assert vectors.shape == (1, len(TWEET), 384)
     assert torch.equal(vectors[0], states[0, first])
@@ -142,7 +144,7 @@ def test_context_as_text_is_a_second_segment_and_only_the_post_is_tagged():
     tagger = network(channels=CONTEXT, context_as_text=True)
     net, config = tagger.network.eval(), tagger.config
     posts = POSTS[:3]
-    batch = tagger.batches.build(posts, with_tags=True)
+    batch = tagger.batch(posts, with_tags=True)
     tokenizer = load_tokenizer("minilm")
     ids, types = batch.text.pieces.input_ids[0].tolist(), batch.text.pieces.token_type_ids[0].tolist()
     seps = [i for i, t in enumerate(ids) if t == tokenizer.sep_token_id]
@@ -159,7 +161,7 @@ def test_context_as_text_is_a_second_segment_and_only_the_post_is_tagged():
         )
         for p in posts
     ]
-    other = tagger.batches.build(longer, with_tags=True)
+    other = tagger.batch(longer, with_tags=True)
     with torch.inference_mode():
         emissions, other_emissions = net.emissions(batch), net.emissions(other)
         assert emissions.shape == other_emissions.shape == (3, 4, len(config.tags))
@@ -168,7 +170,7 @@ def test_context_as_text_is_a_second_segment_and_only_the_post_is_tagged():
         loss = net.loss(batch)
         batch.tags[2, 3] = 5  # past post 3's end: never read
         assert torch.equal(net.loss(batch), loss)
-        alone = [net.loss(tagger.batches.build([p], with_tags=True)) for p in posts]
+        alone = [net.loss(tagger.batch([p], with_tags=True)) for p in posts]
     assert torch.allclose(loss, torch.stack(alone).mean(), atol=1e-4)
 
 
@@ -233,7 +235,7 @@ def test_save_load_gives_identical_predictions(trained, tmp_path):
     posts = POSTS + [Post(("unseen", "Words", "from", "Berlin", "#Wow"), caption="a city street")]
     assert loaded.predict_tags(posts) == trained.predict_tags(posts)
     with torch.inference_mode():
-        batch = loaded.batches.build(posts)
+        batch = loaded.batch(posts)
         assert torch.equal(loaded.network.emissions(batch), trained.network.emissions(batch))
     # the fine-tuned transformer weights are the ones saved, not the package's
     key = "embeddings.word_embeddings.weight"
@@ -251,7 +253,7 @@ def test_case_comes_from_the_char_cnn():
     net = tagger.network.eval()
     posts = [Post(("apple", "pie")), Post(("Apple", "pie"))]
     with torch.inference_mode():
-        features = net.encoder.embed(tagger.batches.build(posts).text)
+        features = net.encoder.embed(tagger.batch(posts).text)
     dim = net.encoder.transformer.dim
     assert torch.equal(features[0, 0, :dim], features[1, 0, :dim])  # MiniLM is uncased
     assert not torch.equal(features[0, 0, dim:], features[1, 0, dim:])
@@ -273,7 +275,7 @@ def test_a_missing_extra_names_the_install_command(monkeypatch):
 def test_a_transformer_tagger_reads_no_glove():
     tagger = network()
     assert not hasattr(tagger.batches.inputs, "vectors")  # the word pieces replace GloVe: it is not loaded
-    batch = tagger.batches.build(POSTS[:2])
+    batch = tagger.batch(POSTS[:2])
     assert isinstance(batch.text, PieceInputs) and not hasattr(batch.text, "word_vectors")
     with pytest.raises(ValueError, match="encoder_lstm adds a BiLSTM over a transformer encoder"):
         ModelConfig(tags=[], words=[], chars=[], encoder="bilstm", encoder_lstm=True)
@@ -293,7 +295,7 @@ def test_the_bilstm_over_the_encoder_reads_the_post_only_and_reloads(tmp_path):
         == encoder.transformer.dim + tagger.config.char_filters + tagger.config.shape_dim
     )
     with torch.inference_mode():
-        batch = tagger.batches.build(POSTS)
+        batch = tagger.batch(POSTS)
         states = encoder(batch.text, batch.mask.shape[1])
     assert states.shape == (len(POSTS), batch.mask.shape[1], 16)  # post positions, both directions
     loaded = load_tagger(tagger.save(tmp_path / "m"))

@@ -21,9 +21,10 @@ from mner.cli import app
 from mner.config import ModelConfig
 from mner.data import MnerInputError, Post, tokenize
 from mner.knowledge import KGSources, SqliteKG, build_kg, post_knowledge
+from mner.modelfolder import DEFAULT_MODEL
 from mner.pipeline import Pipeline, PostInput
 from mner.result import TagResult
-from mner.tagger import DEFAULT_MODEL, Tagger
+from mner.tagger import Tagger
 from mner.vision import EncoderConfig, ImageError
 from mner.vision.decode import load_pixels, pixels_from_bytes
 from tests.images import png_header
@@ -287,7 +288,9 @@ def test_training_and_tagging_fill_the_same_channels_for_a_post(kg_path, photos,
     cached, computed = train_time.images.get(trained_post.image), seen["images"][tagged_post.image]
     assert [label for label, _ in cached.attributes] == [label for label, _ in computed.attributes]
     assert [p for _, p in cached.attributes] == pytest.approx([p for _, p in computed.attributes], abs=1e-5)
-    assert np.allclose(cached.regions, computed.regions) and np.allclose(cached.vector, computed.vector)
+    # the cache was made on PyTorch, the Pipeline encodes on ONNX Runtime: equal to float noise
+    assert np.allclose(cached.regions, computed.regions, atol=1e-4)
+    assert np.allclose(cached.vector, computed.vector, atol=1e-4)
     assert (
         train_time.report.summary()
         == "1 posts, 1 with a caption, 1 with knowledge, 1 with image features (0 without)"

@@ -3,7 +3,8 @@
 Each text encoder kind has an input builder (``GloveInputBuilder``, ``PieceInputBuilder``) that turns word
 sequences into its inputs; ``BatchBuilder`` uses one to make a ``TaggingBatch``: the post (with its context
 words after it, for a model reading context as text), the post's mask and gold tags, the fusion's context
-channels and the image channels. Nothing here has weights.
+channels and the image channels. Nothing here has weights, and nothing here needs torch: a batch is NumPy
+arrays (``mner.network.as_tensors`` makes torch tensors of them; the ONNX runtime reads them as they are).
 """
 
 from __future__ import annotations
@@ -14,15 +15,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
-import torch
 
 from mner.config import ModelConfig
 from mner.context import alignment_ids, context_words
 from mner.data import Post
 from mner.embeddings import load_word_vectors, word_key, word_shape
+from mner.registry import Registry
 
 if TYPE_CHECKING:
-    from mner.transformer import WordPieces
+    from mner.pieces import WordPieces
     from mner.vision import ImageFeatures
 
 SEPARATOR = "[SEP]"  # between the post and each context channel's words, with context as text
@@ -32,20 +33,20 @@ SEPARATOR = "[SEP]"  # between the post and each context channel's words, with c
 class WordInputs:
     """Per-token inputs every encoder reads (case comes from these: characters and word shapes)."""
 
-    char_ids: torch.Tensor  # shape: (batch, seq_len, max_word_chars)
-    shape_ids: torch.Tensor  # shape: (batch, seq_len)
-    mask: torch.Tensor  # shape: (batch, seq_len), bool; a sequence with no words has no True
+    char_ids: np.ndarray  # shape: (batch, seq_len, max_word_chars)
+    shape_ids: np.ndarray  # shape: (batch, seq_len)
+    mask: np.ndarray  # shape: (batch, seq_len), bool; a sequence with no words has no True
     # shape: (batch, seq_len); the context's entities aligned to the post (mner.context), 0 elsewhere; None: unused
-    alignment_ids: torch.Tensor | None = None
+    alignment_ids: np.ndarray | None = None
 
 
 @dataclass
 class GloveInputs(WordInputs):
     """Inputs of the GloVe encoder: frozen vectors and tuned-vocabulary ids besides characters and shapes."""
 
-    word_vectors: torch.Tensor = None  # shape: (batch, seq_len, word_dim), frozen GloVe rows
-    word_ids: torch.Tensor = None  # shape: (batch, seq_len), tuned-vocabulary ids
-    separator: torch.Tensor | None = None  # shape: (batch, seq_len), bool; True at SEPARATOR positions
+    word_vectors: np.ndarray = None  # shape: (batch, seq_len, word_dim), frozen GloVe rows
+    word_ids: np.ndarray = None  # shape: (batch, seq_len), tuned-vocabulary ids
+    separator: np.ndarray | None = None  # shape: (batch, seq_len), bool; True at SEPARATOR positions
 
 
 @dataclass
@@ -59,10 +60,10 @@ class PieceInputs(WordInputs):
 class ImageInputs:
     """A batch's image features; ``has_image`` is False for posts whose image is missing or unreadable."""
 
-    has_image: torch.Tensor  # shape: (batch,), bool
+    has_image: np.ndarray  # shape: (batch,), bool
     attribute_words: WordInputs  # (batch * top_k) label word sequences
-    attribute_probs: torch.Tensor  # shape: (batch, top_k)
-    regions: torch.Tensor  # shape: (batch, num_regions, image_dim); zeros where has_image is False
+    attribute_probs: np.ndarray  # shape: (batch, top_k)
+    regions: np.ndarray  # shape: (batch, num_regions, image_dim); zeros where has_image is False
 
 
 @dataclass
@@ -70,8 +71,8 @@ class TaggingBatch:
     """Everything the network reads for a batch of posts."""
 
     text: WordInputs  # the post, followed by its context words when the model reads context as text
-    mask: torch.Tensor  # shape: (batch, seq_len), bool: the post's own tokens (what the CRF tags)
-    tags: torch.Tensor | None = None  # shape: (batch, seq_len); None at prediction time
+    mask: np.ndarray  # shape: (batch, seq_len), bool: the post's own tokens (what the CRF tags)
+    tags: np.ndarray | None = None  # shape: (batch, seq_len); None at prediction time
     memory: dict[str, WordInputs] = field(default_factory=dict)  # the fusion's context channels
     image: ImageInputs | None = None
 
@@ -88,7 +89,7 @@ class InputBuilder(Protocol):
         """Inputs of posts, each followed by its context channels' words (``contexts[b]``) if given."""
 
 
-def char_features(sequences: Sequence[Sequence[str]], config: ModelConfig) -> tuple[torch.Tensor, ...]:
+def char_features(sequences: Sequence[Sequence[str]], config: ModelConfig) -> tuple[np.ndarray, ...]:
     """(char_ids, shape_ids, mask) of word sequences, padded to the longest."""
     batch, seq_len, wlen = len(sequences), max(1, *(len(s) for s in sequences)), config.max_word_chars
     char_index = config.index("chars")
@@ -100,7 +101,7 @@ def char_features(sequences: Sequence[Sequence[str]], config: ModelConfig) -> tu
             char_ids[b, t, : min(len(token), wlen)] = [char_index.get(c, 1) for c in token[:wlen]]
             shape_ids[b, t] = word_shape(token)
             mask[b, t] = True
-    return torch.from_numpy(char_ids), torch.from_numpy(shape_ids), torch.from_numpy(mask)
+    return char_ids, shape_ids, mask
 
 
 class GloveInputBuilder:
@@ -132,8 +133,8 @@ class GloveInputBuilder:
             char_ids,
             shape_ids,
             mask,
-            word_vectors=torch.from_numpy(word_vectors),
-            word_ids=torch.from_numpy(word_ids),
+            word_vectors=word_vectors,
+            word_ids=word_ids,
         )
 
     def post(
@@ -151,9 +152,9 @@ class GloveInputBuilder:
             joined.append(sequence)
             separators.append(marks)
         inputs = self.words(joined)
-        inputs.separator = torch.zeros(inputs.mask.shape, dtype=torch.bool)
+        inputs.separator = np.zeros(inputs.mask.shape, dtype=bool)
         for b, marks in enumerate(separators):
-            inputs.separator[b, : len(marks)] = torch.tensor(marks, dtype=torch.bool)
+            inputs.separator[b, : len(marks)] = marks
         return inputs
 
 
@@ -169,7 +170,7 @@ class PieceInputBuilder:
     def post(
         self, tokens: Sequence[Sequence[str]], contexts: Sequence[Sequence[Sequence[str]]] | None
     ) -> PieceInputs:
-        from mner.transformer import encode_pieces
+        from mner.pieces import encode_pieces
 
         char_ids, shape_ids, mask = char_features(tokens, self.config)
         pieces = encode_pieces(self.config.encoder, tokens, contexts)
@@ -209,20 +210,18 @@ class BatchBuilder:
             as_text = [[context_tokens(p, c, config) for c in config.text_context_channels] for p in posts]
         text = self.inputs.post(tokens, as_text)
         if config.context_alignment:
-            text.alignment_ids = torch.zeros(text.mask.shape, dtype=torch.long)  # the post comes first
+            text.alignment_ids = np.zeros(text.mask.shape, dtype=np.int64)  # the post comes first
             for b, post in enumerate(posts):
-                text.alignment_ids[b, : len(post.tokens)] = torch.tensor(
-                    alignment_ids(post.tokens, post.context)
-                )
-        mask = torch.zeros(len(posts), max(1, *(len(t) for t in tokens)), dtype=torch.bool)
+                text.alignment_ids[b, : len(post.tokens)] = alignment_ids(post.tokens, post.context)
+        mask = np.zeros((len(posts), max(1, *(len(t) for t in tokens))), dtype=bool)
         for b, post_tokens in enumerate(tokens):
             mask[b, : len(post_tokens)] = True
         tags = None
         if with_tags:
             tag_index = config.index("tags")
-            tags = torch.zeros(mask.shape, dtype=torch.long)
+            tags = np.zeros(mask.shape, dtype=np.int64)
             for b, post in enumerate(posts):
-                tags[b, : len(post.tags)] = torch.tensor([tag_index[t] for t in post.tags])
+                tags[b, : len(post.tags)] = [tag_index[t] for t in post.tags]
         memory = {
             c: self.inputs.words([context_tokens(p, c, config) for p in posts])
             for c in config.memory_channels
@@ -237,8 +236,8 @@ class BatchBuilder:
         top_k = max([len(f.attributes) for f in found if f is not None], default=1)
         n_regions = max([f.regions.shape[0] for f in found if f is not None], default=1)
         labels: list[tuple[str, ...]] = []
-        probs = torch.zeros(len(posts), top_k)
-        regions = torch.zeros(len(posts), n_regions, config.image_dim)
+        probs = np.zeros((len(posts), top_k), dtype=np.float32)
+        regions = np.zeros((len(posts), n_regions, config.image_dim), dtype=np.float32)
         for b, feats in enumerate(found):
             attributes = list(feats.attributes) if feats is not None else []
             for k in range(top_k):
@@ -251,29 +250,48 @@ class BatchBuilder:
                         f"image {posts[b].image!r}: expected {config.image_dim}-d regions "
                         f"({config.image_backbone}), got {feats.regions.shape[1]}"
                     )
-                regions[b, : feats.regions.shape[0]] = torch.from_numpy(
-                    np.asarray(feats.regions, dtype=np.float32)
-                )
-        has_image = torch.tensor([f is not None for f in found], dtype=torch.bool)
+                regions[b, : feats.regions.shape[0]] = np.asarray(feats.regions, dtype=np.float32)
+        has_image = np.array([f is not None for f in found], dtype=bool)
         return ImageInputs(has_image, self.inputs.words(labels), probs, regions)
 
 
-def batch_to(batch, device: torch.device | str):
-    """The batch with every tensor in it (nested inputs included) on ``device``; the same object on the CPU."""
-    device = torch.device(device)
-    if device.type == "cpu":
-        return batch
-    return _moved(batch, device)
+INPUT_BUILDERS: Registry[type] = Registry("encoder kind")  # EncoderSpec.kind → the input builder it reads
+INPUT_BUILDERS.register("glove", GloveInputBuilder)
+INPUT_BUILDERS.register("transformer", PieceInputBuilder)
 
 
-def _moved(value, device: torch.device):
-    if isinstance(value, torch.Tensor):
-        return value.to(device, non_blocking=True)
+def input_builder(config: ModelConfig) -> InputBuilder:
+    """The input builder for the config's encoder."""
+    return INPUT_BUILDERS[config.encoder_spec.kind](config)
+
+
+def flat_arrays(value, path: str = "") -> dict[str, np.ndarray]:
+    """Every array inside a batch by its dotted path (``text.char_ids``, ``memory.caption.mask``, ...)."""
+    if isinstance(value, np.ndarray):
+        return {path: value}
+    out: dict[str, np.ndarray] = {}
     if isinstance(value, dict):
-        return {k: _moved(v, device) for k, v in value.items()}
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        for key, item in value.items():
+            out.update(flat_arrays(item, f"{path}.{key}" if path else str(key)))
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        for f in dataclasses.fields(value):
+            out.update(flat_arrays(getattr(value, f.name), f"{path}.{f.name}" if path else f.name))
+    return out
+
+
+def with_arrays(template, values: dict, path: str = ""):
+    """``template`` (a batch) with the arrays at the paths of ``values`` replaced by those values."""
+    if path in values:
+        return values[path]
+    if isinstance(template, dict):
+        return {k: with_arrays(v, values, f"{path}.{k}" if path else str(k)) for k, v in template.items()}
+    if dataclasses.is_dataclass(template) and not isinstance(template, type):
         return dataclasses.replace(
-            value,
-            **{f.name: _moved(getattr(value, f.name), device) for f in dataclasses.fields(value) if f.init},
+            template,
+            **{
+                f.name: with_arrays(getattr(template, f.name), values, f"{path}.{f.name}" if path else f.name)
+                for f in dataclasses.fields(template)
+                if f.init
+            },
         )
-    return value
+    return template

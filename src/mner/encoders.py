@@ -10,21 +10,16 @@
 Every encoder has ``embed`` (word-char embeddings of any word sequences: the fusion's context words, the
 image's attribute labels), ``forward`` (states of the post's own tokens), ``embed_dim`` and ``out_dim``, and
 ``pretrained_parameters`` (what is fine-tuned at the encoder's own learning rate). ``ENCODER_KINDS`` maps a
-config's ``EncoderSpec.kind`` to the encoder and the input builder (``mner.batching``) it reads.
+config's ``EncoderSpec.kind`` to the encoder; ``mner.batching.INPUT_BUILDERS`` to the inputs it reads.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from mner.batching import (
-    GloveInputBuilder,
     GloveInputs,
-    InputBuilder,
-    PieceInputBuilder,
     PieceInputs,
     WordInputs,
 )
@@ -156,27 +151,14 @@ class TransformerEncoder(TextEncoder):
         return list(self.transformer.parameters())
 
 
-@dataclass(frozen=True)
-class EncoderKind:
-    """An encoder module and the input builder whose inputs it reads."""
-
-    encoder: type[TextEncoder]
-    inputs: type[InputBuilder]
-
-
-ENCODER_KINDS: Registry[EncoderKind] = Registry("encoder kind")
-ENCODER_KINDS.register("glove", EncoderKind(GloveBiLstmEncoder, GloveInputBuilder))
-ENCODER_KINDS.register("transformer", EncoderKind(TransformerEncoder, PieceInputBuilder))
+ENCODER_KINDS: Registry[type[TextEncoder]] = Registry("encoder kind")  # EncoderSpec.kind → its module
+ENCODER_KINDS.register("glove", GloveBiLstmEncoder)
+ENCODER_KINDS.register("transformer", TransformerEncoder)
 
 
 def build_encoder(config: ModelConfig, pretrained: bool = True) -> TextEncoder:
     """The text encoder a config names; ``pretrained=False`` leaves a transformer's weights to be loaded."""
-    return ENCODER_KINDS[config.encoder_spec.kind].encoder(config, pretrained)
-
-
-def input_builder(config: ModelConfig) -> InputBuilder:
-    """The input builder for the config's encoder."""
-    return ENCODER_KINDS[config.encoder_spec.kind].inputs(config)
+    return ENCODER_KINDS[config.encoder_spec.kind](config, pretrained)
 
 
 def migrate_v1_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

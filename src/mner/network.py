@@ -9,6 +9,9 @@ the loss and decoding cover the post's own tokens only.
 
 from __future__ import annotations
 
+import dataclasses
+
+import numpy as np
 import torch
 from torch import nn
 
@@ -113,3 +116,24 @@ class TaggingNetwork(nn.Module):
         if pretrained:
             groups.append({"params": pretrained, "lr": encoder_lr})
         return torch.optim.Adam(groups, lr=lr, weight_decay=weight_decay, fused=True if pretrained else None)
+
+
+def as_tensors(batch, device: torch.device | str = "cpu"):
+    """The batch (``mner.batching``) with every NumPy array in it, nested inputs included, as a torch tensor on
+    ``device``; the arrays are not copied on the CPU."""
+    device = torch.device(device)
+
+    def convert(value):
+        if isinstance(value, np.ndarray):
+            tensor = torch.from_numpy(value)
+            return tensor if device.type == "cpu" else tensor.to(device, non_blocking=True)
+        if isinstance(value, dict):
+            return {k: convert(v) for k, v in value.items()}
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            return dataclasses.replace(
+                value,
+                **{f.name: convert(getattr(value, f.name)) for f in dataclasses.fields(value) if f.init},
+            )
+        return value
+
+    return convert(batch)

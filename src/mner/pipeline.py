@@ -57,7 +57,11 @@ class Pipeline:
     """
 
     def __init__(
-        self, model: str | Path | None = None, kg: str | Path | None = None, context: str | Path | None = None
+        self,
+        model: str | Path | None = None,
+        kg: str | Path | None = None,
+        context: str | Path | None = None,
+        runtime: str = "auto",
     ):
         """Load the tagger (``None``: the shipped model), open the KG file and read the context TSV, if given.
 
@@ -66,12 +70,13 @@ class Pipeline:
             KG tags with that channel masked (as for a post the KG knows nothing about); likewise a post
             without context.
         """
-        from mner.tagger import load_tagger
+        from mner.runtime import load_tagger
         from mner.vision.config import EncoderConfig
 
         self.model = model
         self.kg_path = kg
-        self.tagger = load_tagger(model)
+        self.runtime = runtime
+        self.tagger = load_tagger(model, runtime)  # ONNX Runtime when the model has a current export
         self.channels = list(self.tagger.config.channels)
         self.sources = ChannelSources.open(kg=kg, context=context)
         self.encoder_config = EncoderConfig.for_backbone(self.tagger.config.image_backbone)
@@ -87,9 +92,9 @@ class Pipeline:
     def encoder(self) -> ImageEncoder:
         """The image encoder, loaded on first use."""
         if self._encoder is None:
-            from mner.vision import load_encoder
+            from mner.runtime import load_image_encoder
 
-            self._encoder = load_encoder(self.encoder_config)
+            self._encoder = load_image_encoder(self.encoder_config, self.runtime)
         return self._encoder
 
     def describe(self) -> dict:

@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from mner.batching import batch_to
 from mner.config import ModelConfig
 from mner.data import TAGS, MnerInputError, Post
 from mner.evaluate import entity_scores
+from mner.network import as_tensors
 from mner.runconfig import RunConfig, TrainConfig
 from mner.tagger import Tagger
 
@@ -126,7 +126,7 @@ class Trainer:
         self.network.train()
         if self.cfg.context_dropout:
             posts = [self._without_context(p) for p in posts]
-        batch = batch_to(self.tagger.batches.build(posts, with_tags=True, images=self.images), self.device)
+        batch = as_tensors(self.tagger.batches.build(posts, with_tags=True, images=self.images), self.device)
         loss = self.network.loss(batch)
         self.optimiser.zero_grad()
         loss.backward()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from mner.cli import context, core, images, kg, serve, tag
+from mner.cli import context, core, export, images, kg, serve, tag
 
 app = typer.Typer(
     name="mner",
@@ -13,7 +13,16 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-for command in (core.train, core.evaluate, core.predict, core.demo, tag.tag, context.context, serve.serve):
+for command in (
+    core.train,
+    core.evaluate,
+    core.predict,
+    core.demo,
+    tag.tag,
+    context.context,
+    serve.serve,
+    export.export,
+):
     app.command()(command)
 app.add_typer(images.app, name="images")
 app.add_typer(kg.app, name="kg")

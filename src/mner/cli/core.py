@@ -11,7 +11,15 @@ from typing import Annotated
 import typer
 
 from mner.cli.errors import fail, user_errors
-from mner.cli.options import CaptionsOption, ContextOption, ImagesCacheOption, KgOption, ModelOption
+from mner.cli.options import (
+    CaptionsOption,
+    ContextOption,
+    ImagesCacheOption,
+    KgOption,
+    ModelOption,
+    RuntimeOption,
+    ThreadsOption,
+)
 from mner.data import MnerInputError
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "posts.jsonl"
@@ -40,6 +48,10 @@ def train(
     context: ContextOption = None,
     kg: KgOption = None,
     images_cache: ImagesCacheOption = None,
+    onnx: Annotated[
+        bool,
+        typer.Option("--onnx/--no-onnx", help="Export the model to ONNX beside its weights (mner export)."),
+    ] = True,
 ) -> None:
     """Train a tagger on CoNLL data; the epoch with the best dev F1 is kept."""
     from mner.channels import ChannelSources
@@ -103,6 +115,13 @@ def train(
         scores = entity_scores([list(p.tags) for p in test], tagger.predict_tags(test, images=sources.images))
         tagger.record["scores"] = {"test": scores.to_json()}
     tagger.save(out)
+    if onnx:
+        try:
+            from mner.export import export_model
+
+            export_model(tagger, out)  # predict, tag, serve and evaluate then run on ONNX Runtime
+        except (ImportError, RuntimeError) as err:
+            typer.echo(f"warning: no ONNX export ({err}); the model runs on PyTorch", err=True)
     typer.echo(
         f"best epoch {tagger.record['training']['best_epoch']}, dev F1 "
         f"{tagger.record['training']['dev_f1']:.2f}"
@@ -120,14 +139,18 @@ def evaluate(
     context: ContextOption = None,
     kg: KgOption = None,
     images_cache: ImagesCacheOption = None,
+    threads: ThreadsOption = None,
+    runtime: RuntimeOption = "auto",
 ) -> None:
     """Entity-level P/R/F1 (conlleval-compatible) of a model on gold data."""
     from mner.channels import ChannelSources
     from mner.data import read_conll
     from mner.evaluate import entity_scores, format_scores
-    from mner.tagger import load_tagger
+    from mner.ort import set_threads
+    from mner.runtime import load_tagger
 
-    tagger = load_tagger(model)
+    set_threads(threads)
+    tagger = load_tagger(model, runtime)
     sources = ChannelSources.open(captions, kg, images_cache, tagger.config.image_backbone, context)
     filled = fill(sources, read_conll(data), tagger.config.channels, "data")
     absent = filled.report.absent(tagger.config.channels)
@@ -171,14 +194,22 @@ def predict(
             "used by models with image channels."
         ),
     ] = None,
+    threads: ThreadsOption = None,
+    runtime: RuntimeOption = "auto",
 ) -> None:
     """Tag one post and print its entities (and its image's attributes and the knowledge used)."""
     from mner.data import tokenize
+    from mner.ort import set_threads
     from mner.pipeline import Pipeline
 
     if not tokenize(text):
         fail("--text is empty: expected the words of a post")
-    result = Pipeline(model, kg).tag(text, image=image, caption=caption, context=context).to_dict()
+    set_threads(threads)
+    result = (
+        Pipeline(model, kg, runtime=runtime)
+        .tag(text, image=image, caption=caption, context=context)
+        .to_dict()
+    )
     if as_json:
         typer.echo(json.dumps(result, ensure_ascii=False))
         return
@@ -219,14 +250,14 @@ def context_lines(result: dict, given_caption: str | None = None) -> list[str]:
 
 
 @user_errors
-def demo(
-    model: ModelOption = None,
-) -> None:
+def demo(model: ModelOption = None, threads: ThreadsOption = None, runtime: RuntimeOption = "auto") -> None:
     """Tag the example posts that ship with mner and print their entities."""
     from mner.data import iter_jsonl_posts
-    from mner.tagger import load_tagger
+    from mner.ort import set_threads
+    from mner.runtime import load_tagger
 
-    tagger = load_tagger(model)
+    set_threads(threads)
+    tagger = load_tagger(model, runtime)
     posts = [p for _, p in iter_jsonl_posts(EXAMPLES)]
     typer.echo(f"model: {model or 'shipped default'}  ({', '.join(tagger.config.channels)})\n")
     for post, spans in zip(posts, tagger.predict(posts)):

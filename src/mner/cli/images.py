@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from mner.cli.errors import user_errors
+from mner.cli.options import RuntimeOption, ThreadsOption
 
 app = typer.Typer(
     help="Image features: ImageNet attributes, 7×7 regional features and image vectors (EfficientNet-Lite).",
@@ -29,24 +30,19 @@ def extract(
     out: Annotated[Path, typer.Option("--out", help="Feature cache file (SQLite); created, or added to.")],
     backbone: Backbone = "lite0",
     batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 16,
-    threads: Annotated[
-        int | None,
-        typer.Option(
-            min=1,
-            help="Torch threads for the forward pass (default: "
-            "torch's); 1 leaves a core to JPEG decoding, which runs "
-            "alongside, and is faster where other jobs share the CPU.",
-        ),
-    ] = None,
+    threads: ThreadsOption = None,
+    runtime: RuntimeOption = "auto",
 ) -> None:
     """Encode every image of a folder into a feature cache; images already there are skipped."""
+    from mner.ort import set_threads
+    from mner.runtime import load_image_encoder
     from mner.vision import EncoderConfig, extract_folder
 
-    if threads is not None:
-        import torch
-
-        torch.set_num_threads(threads)
-    summary = extract_folder(images, out, EncoderConfig.for_backbone(backbone), batch_size, progress=True)
+    set_threads(threads)
+    config = EncoderConfig.for_backbone(backbone)
+    summary = extract_folder(
+        images, out, config, batch_size, progress=True, load=lambda c: load_image_encoder(c, runtime)
+    )
     for line in summary.lines():
         typer.echo(line)
 
@@ -60,14 +56,19 @@ def attributes(
     ] = False,
     backbone: Backbone = "lite0",
     top_k: Annotated[int, typer.Option(min=1, max=1000, help="How many ImageNet classes to show.")] = 5,
+    threads: ThreadsOption = None,
+    runtime: RuntimeOption = "auto",
 ) -> None:
     """Print an image's top ImageNet classes with their probabilities."""
-    from mner.vision import EncoderConfig, load_encoder
+    from mner.ort import set_threads
+    from mner.runtime import load_image_encoder
+    from mner.vision import EncoderConfig
     from mner.vision.decode import load_pixels
 
+    set_threads(threads)
     config = EncoderConfig.for_backbone(backbone, top_k=top_k)
     pixels = load_pixels(path, config)  # a bad file fails here, before the model loads
-    features = load_encoder(config).encode_pixels(pixels[None])[0]
+    features = load_image_encoder(config, runtime).encode_pixels(pixels[None])[0]
     if json_output:
         typer.echo(json.dumps(features.to_json()))
         return

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from mner.cli.errors import user_errors
+from mner.cli.options import RuntimeOption, ThreadsOption
 from mner.data import MnerInputError
 
 app = typer.Typer(
@@ -117,9 +118,14 @@ def add_images(
     ] = None,
     encoder: Annotated[str, typer.Option(help="Image encoder: lite0, lite1 or lite2.")] = "lite0",
     batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 16,
+    threads: ThreadsOption = None,
+    runtime: RuntimeOption = "auto",
 ) -> None:
     """Compute image vectors of entity photos with the vision encoder and store them in the KG."""
     from mner.knowledge import SqliteKG
+    from mner.ort import set_threads
+
+    set_threads(threads)
 
     if not images.is_dir():
         raise MnerInputError("folder not found" if not images.exists() else "expected a folder", images)
@@ -130,7 +136,7 @@ def add_images(
                 f"the KG's entity images were encoded with {used!r}; use --encoder {used}", kg_path
             )
         jobs, problems = _image_jobs(kg, images, mapping)
-        added = _encode_and_store(kg, jobs, problems, encoder, batch_size)
+        added = _encode_and_store(kg, jobs, problems, encoder, batch_size, runtime)
         kg.commit()
     for problem in problems:
         typer.echo(f"  skipped {problem}", err=True)
@@ -140,12 +146,13 @@ def add_images(
     )
 
 
-def _encode_and_store(kg, jobs, problems: list[str], encoder: str, batch_size: int) -> int:
+def _encode_and_store(kg, jobs, problems: list[str], encoder: str, batch_size: int, runtime: str) -> int:
     if not jobs:
         return 0
-    from mner.vision import ImageError, load_encoder
+    from mner.runtime import load_image_encoder
+    from mner.vision import EncoderConfig, ImageError
 
-    enc = load_encoder(encoder)
+    enc = load_image_encoder(EncoderConfig.for_backbone(encoder), runtime)
     added = 0
     results = enc.encode_files([path for _, path, _ in jobs], batch_size=batch_size)
     for (entity, _, where), result in zip(jobs, results, strict=True):
@@ -176,8 +183,13 @@ def lookup(
             help="image-then-text (fall back to the best text candidate) or image-only (the paper)."
         ),
     ] = "image-then-text",
+    threads: ThreadsOption = None,
+    runtime: RuntimeOption = "auto",
 ) -> None:
     """Candidates for the mentions in TEXT, then the image-knowledge match and its isA triples."""
+    from mner.ort import set_threads
+
+    set_threads(threads)
     from mner.data import tokenize
     from mner.knowledge import SqliteKG, image_knowledge, post_candidates
     from mner.knowledge.names import Mention, check_mention
@@ -190,7 +202,7 @@ def lookup(
             mentions = [Mention(0, len(tokens), text, text)]
             candidates = kg.candidates(text, k=k)
             by_entity = {c.entity.id: mentions[0] for c in candidates}
-        vector = _image_vector(kg, image)
+        vector = _image_vector(kg, image, runtime)
         found = image_knowledge(kg, candidates, vector, theta, policy, mentions=by_entity)
     if json_output:
         out = {"mentions": [m.query for m in mentions], **found.to_dict()}
@@ -199,15 +211,17 @@ def lookup(
     _print_knowledge(found, mentions)
 
 
-def _image_vector(kg, image: Path | None):
+def _image_vector(kg, image: Path | None, runtime: str = "auto"):
     if image is None:
         return None
     if kg.image_dim is None:
         typer.echo("note: the KG has no entity images; --image is not used", err=True)
         return None
-    from mner.vision import load_encoder
+    from mner.runtime import load_image_encoder
+    from mner.vision import EncoderConfig
 
-    return load_encoder(kg.meta.get("image_encoder") or "lite0").encode_file(image).vector
+    config = EncoderConfig.for_backbone(kg.meta.get("image_encoder") or "lite0")
+    return load_image_encoder(config, runtime).encode_file(image).vector
 
 
 def _print_knowledge(found, mentions) -> None:

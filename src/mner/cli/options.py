@@ -38,3 +38,17 @@ ContextOption = Annotated[
         "an LLM's notes (mner context); for models with a 'context' channel.",
     ),
 ]
+ThreadsOption = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        help="Threads for torch, ONNX Runtime and image decoding (default 1: what measured best with other jobs "
+        "on the CPU; raise it on an otherwise idle machine).",
+    ),
+]
+RuntimeOption = Annotated[
+    str,
+    typer.Option(
+        help="auto (ONNX Runtime when the model has a current export, else PyTorch), onnx or torch.",
+    ),
+]

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from mner.cli.errors import fail, user_errors
-from mner.cli.options import ModelOption
+from mner.cli.options import ModelOption, RuntimeOption, ThreadsOption
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
@@ -55,6 +55,8 @@ def serve(
         typer.Option(min=0.1, help="Seconds a client has to send a whole request; a slower one is cut off."),
     ] = 30.0,
     log_level: Annotated[str, typer.Option(help=f"uvicorn's log level: {', '.join(LOG_LEVELS)}.")] = "info",
+    threads: ThreadsOption = None,
+    runtime: RuntimeOption = "auto",
 ) -> None:
     """Serve POST /v1/tag, GET /health, the OpenAPI docs at /docs and a web demo at /."""
     if log_level not in LOG_LEVELS:
@@ -65,7 +67,10 @@ def serve(
         from mner.service import Limits, create_app, server_config
     except ImportError as err:
         fail(f"mner serve needs fastapi, uvicorn and python-multipart ({err}): pip install mner")
+    from mner.ort import set_threads
     from mner.pipeline import Pipeline
+
+    set_threads(threads)
 
     limits = Limits(
         max_text_chars=max_text_chars,
@@ -75,7 +80,7 @@ def serve(
         max_pending=max_pending,
         max_buffered_bytes=max_buffered_bytes,
     )
-    pipeline = Pipeline(model=model, kg=kg)  # loaded once, before the port opens
+    pipeline = Pipeline(model=model, kg=kg, runtime=runtime)  # loaded once, before the port opens
     typer.echo(f"mner serve: http://{host}:{port}/ (API docs at /docs)", err=True)
     config = server_config(create_app(pipeline, limits), host, port, read_timeout, log_level=log_level)
     uvicorn.Server(config).run()

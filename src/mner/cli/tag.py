@@ -18,7 +18,7 @@ from typing import Annotated
 import typer
 
 from mner.cli.errors import user_errors
-from mner.cli.options import ContextOption, ModelOption
+from mner.cli.options import ContextOption, ModelOption, RuntimeOption, ThreadsOption
 
 
 @dataclass
@@ -73,10 +73,15 @@ def tag(
         ),
     ] = 32,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+    threads: ThreadsOption = None,
+    runtime: RuntimeOption = "auto",
 ) -> None:
     """Tag every post of a JSONL file; bad lines become error records, and a rerun resumes."""
     from mner.jobs import OutputFile, read_lines
+    from mner.ort import set_threads
     from mner.pipeline import Pipeline
+
+    set_threads(threads)
 
     lines = read_lines(
         input_file, images_root
@@ -90,7 +95,7 @@ def tag(
             )
         if output.done:
             typer.echo(f"{out}: {sum(output.done.values())} posts already there are skipped", err=True)
-        pipeline = Pipeline(model, kg, context)
+        pipeline = Pipeline(model, kg, context, runtime)
         summary = run_tagging(
             pipeline, lines, str(input_file), output, batch_size, progress=not quiet and sys.stderr.isatty()
         )

@@ -40,15 +40,14 @@ class ImageFeatures:
         }
 
 
-class ImageEncoder:
-    """EfficientNet-Lite in eval mode with its preprocessing; build it with ``load_encoder``."""
+class PixelEncoder:
+    """What every image encoder offers on top of its ``encode_pixels`` (on PyTorch here; on ONNX Runtime in
+    ``mner.runtime``): images as PIL images, files, or a stream of files decoded while the network runs."""
 
-    def __init__(self, config: EncoderConfig, network: torch.nn.Module, labels: list[str], device: str):
-        self.config = config
-        self.network = network
-        self.labels = labels
-        self.device = device
-        self.vector_dim: int = network._fc.in_features  # 1280 for every Lite variant (fixed head)
+    config: EncoderConfig
+
+    def encode_pixels(self, pixels: np.ndarray) -> list[ImageFeatures]:
+        raise NotImplementedError
 
     def encode_image(self, image: PILImage.Image) -> ImageFeatures:
         """Features of an in-memory PIL image (any mode; EXIF orientation is taken as already applied)."""
@@ -82,6 +81,17 @@ class ImageEncoder:
                 encoded = iter(self.encode_pixels(np.stack(good)) if good else [])
                 for item in decoded:
                     yield item if isinstance(item, ImageError) else next(encoded)
+
+
+class ImageEncoder(PixelEncoder):
+    """EfficientNet-Lite in eval mode with its preprocessing; build it with ``load_encoder``."""
+
+    def __init__(self, config: EncoderConfig, network: torch.nn.Module, labels: list[str], device: str):
+        self.config = config
+        self.network = network
+        self.labels = labels
+        self.device = device
+        self.vector_dim: int = network._fc.in_features  # 1280 for every Lite variant (fixed head)
 
     def encode_pixels(self, pixels: np.ndarray) -> list[ImageFeatures]:
         """Features of a batch of preprocessed images, uint8 of shape (B, input_size, input_size, 3)."""

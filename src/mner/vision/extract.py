@@ -46,6 +46,7 @@ def extract_folder(
     encoder: ImageEncoder | EncoderConfig,
     batch_size: int = 16,
     progress: bool = False,
+    load=load_encoder,
 ) -> ExtractSummary:
     """Encode every image of ``images_dir`` (id = file stem) not yet in the cache at ``cache_path``.
 
@@ -68,7 +69,9 @@ def extract_folder(
         if not todo:
             return summary
         if isinstance(encoder, EncoderConfig):
-            encoder = load_encoder(encoder)
+            encoder = load(
+                encoder
+            )  # an encoder config → an encoder (PyTorch unless the caller says otherwise)
         _encode_into(cache, encoder, todo, batch_size, progress, summary)
     return summary
 

@@ -1,0 +1,130 @@
+"""Model folders, read without torch: the packaged models, where a name points, and a folder's checked
+``config.json``. A model folder holds ``config.json`` (the model config, labels, versions, training record,
+the weights' SHA-256), ``model.safetensors`` (the weights; never pickles), ``README.md`` (the model card)
+and, once exported, ``model.onnx`` with ``onnx.json`` (``mner.export``) for inference without torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from mner.config import ModelConfig
+from mner.data import MnerInputError
+from mner.registry import Registry
+
+FORMAT_VERSION = 2  # 2: the encoder's weights under "encoder." (format 1 files are read and renamed)
+PACKAGED = Path(__file__).parent / "models"
+
+
+@dataclass(frozen=True)
+class PackagedModel:
+    """A model folder shipped inside the package."""
+
+    folder: Path
+    description: str
+
+
+MODELS: Registry[PackagedModel] = Registry("packaged model")
+MODELS.register("default", PackagedModel(PACKAGED / "default", "the text-only BiLSTM-CRF (GloVe)"))
+MODELS.register(
+    "paper-full",
+    PackagedModel(
+        PACKAGED / "paper-full", "the paper's network: text + caption + knowledge through the fusion"
+    ),
+)
+DEFAULT_MODEL = MODELS["default"].folder
+CONFIG_KEYS = {"format_version", "mner_version", "model", "encoder", "training", "scores", "weights_sha256"}
+
+
+def packaged_models() -> list[str]:
+    """Names of the packaged models whose folders are installed ("default", ...)."""
+    return [name for name, m in MODELS.items() if (m.folder / "config.json").is_file()]
+
+
+def resolve_model(folder: str | Path | None) -> Path:
+    """A model folder path: ``None`` is the shipped default; a bare name that is not a folder here but is
+    a packaged model ("paper-full") is that packaged model."""
+    if folder is None:
+        return DEFAULT_MODEL
+    path = Path(folder)
+    if not path.exists() and len(path.parts) == 1 and path.name in MODELS:
+        return MODELS[path.name].folder
+    return path
+
+
+@dataclass(frozen=True)
+class ModelFolder:
+    """A model folder whose config.json was read and checked."""
+
+    path: Path
+    record: dict
+    config: ModelConfig
+
+    @property
+    def weights(self) -> Path:
+        return self.path / "model.safetensors"
+
+
+def open_model_folder(folder: str | Path | None) -> ModelFolder:
+    """Resolve ``folder`` (None: the shipped default; a packaged model's name) and read its config.
+
+    Raises:
+        MnerInputError: the folder, its config or its weights file are missing, or the config is bad.
+    """
+    folder = resolve_model(folder)
+    config_path = folder / "config.json"
+    if not folder.is_dir():
+        raise MnerInputError(
+            f"model folder not found (packaged models: {', '.join(packaged_models())})", folder
+        )
+    record = read_config(config_path)
+    try:
+        config = ModelConfig.from_dict(record["model"])
+    except (TypeError, ValueError) as err:
+        raise MnerInputError(f"bad 'model' section: {err}", config_path) from None
+    if not (folder / "model.safetensors").is_file():
+        raise MnerInputError("missing: expected the model weights here", folder / "model.safetensors")
+    return ModelFolder(folder, record, config)
+
+
+def check_weights_hash(folder: ModelFolder) -> None:
+    """Refuse weights whose SHA-256 is not the one config.json records (a damaged or replaced file)."""
+    expected = folder.record.get("weights_sha256")
+    if expected is not None and file_sha256(folder.weights) != expected:
+        raise MnerInputError(
+            "the weights differ from the ones this model was saved with (their SHA-256 is not "
+            "the one config.json records): a damaged or replaced file",
+            folder.weights,
+        )
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_config(path: Path) -> dict:
+    if not path.is_file():
+        raise MnerInputError("missing: expected the model config here", path)
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise MnerInputError(f"not valid JSON ({err})", path) from None
+    if not isinstance(record, dict) or "model" not in record:
+        raise MnerInputError("expected a JSON object with a 'model' section", path)
+    unknown = sorted(set(record) - CONFIG_KEYS)
+    if unknown:
+        raise MnerInputError(f"unknown key(s) {unknown}; expected some of {sorted(CONFIG_KEYS)}", path)
+    if record.get("format_version", FORMAT_VERSION) > FORMAT_VERSION:
+        raise MnerInputError(
+            f"format_version {record['format_version']} is newer than this mner "
+            f"understands ({FORMAT_VERSION}): upgrade mner",
+            path,
+        )
+    return record

@@ -1,0 +1,71 @@
+"""Tagging posts with any runtime: ``TaggerBase`` gives ``predict`` and ``predict_tags`` (posts longer than the
+model's window tagged in consecutive windows, batches of posts) over a runtime's ``decode_batch``: the
+PyTorch ``mner.tagger.Tagger`` and the ONNX Runtime ``mner.runtime.OnnxTagger`` share every line of it."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from mner.batching import BatchBuilder
+from mner.config import ModelConfig
+from mner.data import MnerInputError, Post, Span, spans_from_tags
+
+if TYPE_CHECKING:
+    from mner.vision import ImageFeatures
+
+log = logging.getLogger("mner.tagger")
+
+
+class TaggerBase:
+    """``predict`` returns spans and never mutates its posts; subclasses implement ``decode_batch``."""
+
+    config: ModelConfig
+    batches: BatchBuilder
+    record: dict
+
+    def decode_batch(
+        self, posts: Sequence[Post], images: Mapping[str, ImageFeatures] | None
+    ) -> list[list[str]]:
+        """BIO tags of each post of one batch (each within the model's window)."""
+        raise NotImplementedError
+
+    def predict(
+        self, posts: Sequence[Post], batch_size: int = 64, images: Mapping[str, ImageFeatures] | None = None
+    ) -> list[list[Span]]:
+        """Entity spans for each post. Posts longer than ``max_post_tokens`` are tagged in consecutive
+        windows of that length (logged), so no token is dropped."""
+        return [
+            spans_from_tags(tags, post.tokens)
+            for post, tags in zip(posts, self.predict_tags(posts, batch_size, images), strict=True)
+        ]
+
+    def predict_tags(
+        self, posts: Sequence[Post], batch_size: int = 64, images: Mapping[str, ImageFeatures] | None = None
+    ) -> list[list[str]]:
+        """BIO tags for each post, one per token; ``images`` maps ``Post.image`` to image features."""
+        for post in posts:
+            if not post.tokens:
+                raise MnerInputError(f"post {post.id!r} is empty: expected at least one token")
+        limit = self.config.max_post_tokens
+        pieces: list[tuple[int, Post]] = []
+        for i, post in enumerate(posts):
+            if len(post.tokens) > limit:
+                windows = -(-len(post.tokens) // limit)
+                log.warning(
+                    "post %r has %d tokens (model limit %d): tagged in %d windows",
+                    post.id,
+                    len(post.tokens),
+                    limit,
+                    windows,
+                )
+            for s in range(0, len(post.tokens), limit):
+                pieces.append((i, dataclasses.replace(post, tokens=post.tokens[s : s + limit], tags=None)))
+        tags: list[list[str]] = [[] for _ in posts]
+        for s in range(0, len(pieces), batch_size):
+            chunk = pieces[s : s + batch_size]
+            for (i, _), row in zip(chunk, self.decode_batch([p for _, p in chunk], images), strict=True):
+                tags[i].extend(row)
+        return tags
