@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Create .venv (Python 3.11) and install mner into it. Usage: bash scripts/setup.sh [EXTRAS], e.g. "test".
+# Create .venv (Python 3.11) and install mner into it. Usage: bash scripts/setup.sh [EXTRAS], e.g. "train,test".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras="${1:-}"

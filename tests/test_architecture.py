@@ -18,6 +18,7 @@ LAYERS = [
             "mner.version",
             "mner.registry",
             "mner.viterbi",
+            "mner.paths",
             "mner.data",
             "mner.crf",
             "mner.fusion",

@@ -423,10 +423,10 @@ class GatedPipeline:
     def describe(self) -> dict:
         return self.pipeline.describe()
 
-    def tag(self, *args, **kwargs) -> TagResult:
+    def tag_many(self, posts) -> list[TagResult]:
         self.entered.set()
         assert self.gate.wait(timeout=60), "the test never opened the gate"
-        return self.pipeline.tag(*args, **kwargs)
+        return self.pipeline.tag_many(posts)
 
 
 def test_16_concurrent_requests_get_the_same_answers_as_one_at_a_time(client, pipeline, photo):
@@ -533,7 +533,7 @@ def test_a_client_that_leaves_while_its_post_is_tagged_does_not_wedge_the_server
 
 
 class FailingPipeline(GatedPipeline):
-    def tag(self, *args, **kwargs) -> TagResult:
+    def tag_many(self, posts) -> list[TagResult]:
         raise RuntimeError("secret internal detail /srv/model")
 
 
@@ -627,3 +627,26 @@ def test_the_response_model_is_the_tag_result():
     assert set(EntityOut.model_fields) == set(result.to_dict()["entities"][0])
     assert set(AttributeOut.model_fields) == set(result.to_dict()["attributes"][0])
     assert TagResponse.model_validate(result.to_dict()).model_dump() == result.to_dict()
+
+
+def test_requests_arriving_together_are_tagged_in_one_batch(pipeline):
+    class Counting(GatedPipeline):
+        def __init__(self, pipeline):
+            super().__init__(pipeline)
+            self.sizes: list[int] = []
+
+        def tag_many(self, posts):
+            self.sizes.append(len(posts))
+            return super().tag_many(posts)
+
+    gated = Counting(pipeline)
+    texts = [f"{name} visits Berlin" for name in ("Obama", "Merkel", "Macron", "Trudeau", "Modi", "Lula")]
+    with running_server(create_app(gated, Limits(batch_wait_ms=50))) as base, ThreadPoolExecutor(7) as pool:
+        first = pool.submit(httpx.post, base + "/v1/tag", json={"text": POST}, timeout=60)
+        assert gated.entered.wait(timeout=30)  # the first batch is being tagged: the others queue
+        rest = [pool.submit(httpx.post, base + "/v1/tag", json={"text": t}, timeout=60) for t in texts]
+        time.sleep(0.5)
+        gated.gate.set()
+        answers = [f.result().json() for f in [first, *rest]]
+    assert gated.sizes[0] == 1 and sum(gated.sizes) == 7 and max(gated.sizes) > 1  # the six waited together
+    assert answers == [pipeline.tag(t).to_dict() for t in [POST, *texts]]  # as if tagged one at a time

@@ -118,11 +118,12 @@ class GloveInputBuilder:
         rows = np.zeros((batch, seq_len), dtype=np.int64)
         found = np.zeros((batch, seq_len), dtype=bool)
         word_ids = np.zeros((batch, seq_len), dtype=np.int64)
-        for b, tokens in enumerate(sequences):
-            for t, token in enumerate(tokens):
-                key = word_key(token)
-                row = vectors.index.get(key)
-                if row is not None:
+        keys = [[word_key(token) for token in tokens] for tokens in sequences]
+        looked_up = iter(vectors.find([k for row in keys for k in row]).tolist())
+        for b, row_keys in enumerate(keys):
+            for t, key in enumerate(row_keys):
+                row = next(looked_up)
+                if row >= 0:
                     rows[b, t], found[b, t] = row, True
                 word_ids[b, t] = word_index.get(key, 1)
         # Gather only the rows used from the memory-mapped table; words GloVe lacks get zeros here and

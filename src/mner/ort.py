@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from mner.data import MnerInputError
+from mner.paths import cache_folder
 
 DEFAULT_THREADS = 1  # measured best when other jobs share the CPU (BENCHMARKS.md, "Threads")
 _threads = DEFAULT_THREADS
@@ -41,11 +42,6 @@ def onnx_session(path: str | Path):
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.log_severity_level = 3
     return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
-
-
-def cache_folder() -> Path:
-    """Where files mner makes once are kept (``MNER_CACHE``, default ``~/.cache/mner``)."""
-    return Path(os.environ.get("MNER_CACHE") or Path.home() / ".cache" / "mner")
 
 
 def image_encoder_path(config) -> Path:

@@ -8,9 +8,11 @@
 Every error is a JSON object ``{"error": "..."}`` that says what was expected. Bad input gets a 4xx
 (400 malformed body, 413 over a limit, 415 wrong content type, 422 invalid post or image), never a 500.
 
-Concurrency: one app tags on one thread of its own, one post at a time, so the Pipeline (torch modules,
-the KG's SQLite connection) is never used by two threads at once; torch still uses its intra-op threads.
-The event loop only reads requests and waits, so ``/health`` and the page answer while a post is tagged.
+Concurrency: requests are admitted before their bodies are read (``Admission``); posts that arrive together
+are tagged in one batch (``Batcher``: it waits at most ``batch_wait_ms`` after the first post for others, up
+to ``max_batch`` posts) on one thread of its own, so the Pipeline (the runtime's sessions, the KG's SQLite
+connection) is never used by two threads at once. The event loop only reads requests and waits, so
+``/health`` and the page answer while posts are tagged.
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ class Limits:
     max_image_bytes: int = 10 * 1024 * 1024
     max_pending: int = 64  # requests in the service at once (reading or waiting to be tagged); more get 503
     max_buffered_bytes: int = 128 * 1024 * 1024  # request bodies held at once (announced sizes); more get 503
+    max_batch: int = 16  # posts tagged in one batch
+    batch_wait_ms: int = 5  # how long the first post of a batch waits for others to join it
 
     def __post_init__(self):
         for f in fields(self):
@@ -151,12 +155,14 @@ class RequestError(Exception):
 
 
 def create_app(pipeline, limits: Limits = Limits()) -> FastAPI:
-    """The service around a loaded Pipeline (anything with ``tag`` and ``describe``)."""
+    """The service around a loaded Pipeline (anything with ``tag_many`` and ``describe``)."""
     tagging_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mner-tag")
+    batcher = Batcher(pipeline, tagging_thread, limits.max_batch, limits.batch_wait_ms / 1000)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         yield
+        batcher.stop()
         tagging_thread.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(
@@ -199,7 +205,7 @@ def create_app(pipeline, limits: Limits = Limits()) -> FastAPI:
             return error_response(err.status, err.message, err.headers)
         try:
             post = await read_post(request, limits)
-            result = await _run_tagging(app, tagging_thread, post)
+            result = await batcher.tag(post)
         except RequestError as err:
             return error_response(err.status, err.message, err.headers)
         except ClientDisconnect:
@@ -311,21 +317,69 @@ class Admission:
         self.bytes -= reserve
 
 
-async def _run_tagging(app: FastAPI, tagging_thread: ThreadPoolExecutor, post: PostInput) -> dict:
-    """``pipeline.tag`` on the tagging thread; the event loop waits without blocking."""
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(tagging_thread, tag_post, app.state.pipeline, post)
+class Batcher:
+    """Posts that arrive together, tagged in one batch on the tagging thread (see the module docstring); each
+    post's answer is what tagging it alone gives."""
+
+    def __init__(self, pipeline, executor: ThreadPoolExecutor, max_batch: int, wait: float):
+        self.pipeline, self.executor, self.max_batch, self.wait = pipeline, executor, max_batch, wait
+        self.queue: asyncio.Queue | None = None
+        self.task: asyncio.Task | None = None
+
+    async def tag(self, post: PostInput) -> dict:
+        """The post's result as JSON.
+
+        Raises:
+            RequestError: 422 for a post the Pipeline refuses (its reason).
+        """
+        if self.task is None:  # started on the event loop that serves the requests
+            self.queue = asyncio.Queue()
+            self.task = asyncio.get_running_loop().create_task(self._run())
+        answer = asyncio.get_running_loop().create_future()
+        self.queue.put_nowait((post, answer))  # bounded: Admission lets at most max_pending requests in
+        return await answer
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await self.queue.get()]
+            deadline = loop.time() + self.wait
+            while len(batch) < self.max_batch:
+                try:
+                    batch.append(await asyncio.wait_for(self.queue.get(), max(0.0, deadline - loop.time())))
+                except TimeoutError:
+                    break
+            try:
+                results = await loop.run_in_executor(
+                    self.executor, tag_posts, self.pipeline, [p for p, _ in batch]
+                )
+            except Exception as err:  # noqa: BLE001 - a crash answers its requests with the crash, not a hang
+                results = [err] * len(batch)
+            for (_, answer), result in zip(batch, results, strict=True):
+                if answer.done():  # the client went away
+                    continue
+                if isinstance(result, Exception):
+                    answer.set_exception(result)
+                else:
+                    answer.set_result(result)
+
+    def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
 
 
-def tag_post(pipeline, post: PostInput) -> dict:
-    """The Pipeline's result for one post as JSON; its input errors become 422s naming the reason."""
-    try:
-        return pipeline.tag(post.text, image=post.image, caption=post.caption, context=post.context).to_dict()
-    except ImageError as err:
-        # the reason without the name the Pipeline gives an upload ("<upload>: ...")
-        raise RequestError(422, f"image: {err.reason}") from None
-    except MnerInputError as err:
-        raise RequestError(422, str(err)) from None
+def tag_posts(pipeline, posts: list[PostInput]) -> list[dict | RequestError]:
+    """The Pipeline's result for each post as JSON; a post's input error becomes a 422 naming the reason."""
+    out: list[dict | RequestError] = []
+    for result in pipeline.tag_many(posts):
+        if isinstance(result, ImageError):
+            # the reason without the name the Pipeline gives an upload ("<upload>: ...")
+            out.append(RequestError(422, f"image: {result.reason}"))
+        elif isinstance(result, MnerInputError):
+            out.append(RequestError(422, str(result)))
+        else:
+            out.append(result.to_dict())
+    return out
 
 
 # ----------------------------------------------------------------------------------- reading requests
