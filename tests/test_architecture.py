@@ -43,7 +43,7 @@ LAYERS = [
     ),
     ("the network", ["mner.transformer", "mner.encoders", "mner.network", "mner.card"]),
     ("the tagger", ["mner.tagger", "mner.export", "mner.runtime"]),
-    ("training and tagging", ["mner.training", "mner.pipeline", "mner.jobs"]),
+    ("training and tagging", ["mner.training", "mner.pipeline", "mner.jobs", "mner.raytag"]),
     ("edges", ["mner.service", "mner.cli.*", "mner", "mner.__main__"]),
 ]
 

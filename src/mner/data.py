@@ -129,7 +129,7 @@ def _open(path: Path):
         raise MnerInputError("expected a file, got a directory", path) from None
 
 
-def bounded_lines(handle, path: Path) -> Iterator[tuple[int, bytes | MnerInputError]]:
+def bounded_lines(handle, path: Path, strip_bom: bool = True) -> Iterator[tuple[int, bytes | MnerInputError]]:
     """(line number, bytes without the line break, or the error of a line over MAX_LINE_BYTES), reading at
     most MAX_LINE_BYTES at a time; a UTF-8 byte-order mark on the first line is dropped."""
     for line_no in itertools.count(1):
@@ -141,7 +141,7 @@ def bounded_lines(handle, path: Path) -> Iterator[tuple[int, bytes | MnerInputEr
                 raw = handle.readline(MAX_LINE_BYTES)
             yield line_no, MnerInputError(f"line is over {MAX_LINE_BYTES:,} bytes: not a post", path, line_no)
             continue
-        if line_no == 1:
+        if line_no == 1 and strip_bom:
             raw = raw.removeprefix(b"\xef\xbb\xbf")
         yield line_no, raw.rstrip(b"\n").removesuffix(b"\r")
 

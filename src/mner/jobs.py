@@ -13,7 +13,9 @@ The parts ``mner tag`` runs on one process and the Ray job runs on its workers:
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
+import io
 import json
 import os
 from collections import Counter
@@ -22,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mner.data import MnerInputError, iter_jsonl, post_from_json
+from mner.data import MnerInputError, post_from_json
 
 if TYPE_CHECKING:
     from mner.pipeline import Pipeline, PostInput
@@ -51,7 +53,7 @@ def line_id(obj: object, default: str) -> str:
     return default
 
 
-def post_input(obj: object, number: int, source: str, base: Path, confined: bool) -> InputLine:
+def post_input(obj: object, number: int, source: str, base: Path | str, confined: bool) -> InputLine:
     """The line's post, or its error naming ``source:number`` (``source``: the input path as given)."""
     from mner.pipeline import PostInput
 
@@ -81,24 +83,195 @@ def post_input(obj: object, number: int, source: str, base: Path, confined: bool
     )
 
 
-def read_lines(path: Path, images_root: Path | None = None) -> Iterator[InputLine]:
-    """Each non-blank line of a JSONL file as an ``InputLine`` (constant memory; a line over
-    ``mner.data.MAX_LINE_BYTES`` is an error, not a memory spike).
+def read_lines(path: str | Path, images_root: Path | None = None) -> Iterator[InputLine]:
+    """Each post of a JSONL file (non-blank lines) or a Parquet file (rows) as an ``InputLine``, streamed:
+    constant memory; a JSONL line over ``mner.data.MAX_LINE_BYTES`` is that line's error, not a memory spike.
 
     Raises:
         MnerInputError: the file cannot be opened (on the call, before the first line).
     """
-    lines = iter_jsonl(path)
-    base = images_root if images_root is not None else path.parent
-    return (post_input(obj, number, str(path), base, images_root is not None) for number, obj in lines)
+    chunks = plan_chunks(path)  # opens the file: a missing input fails here
+    return (line for chunk in chunks for line in read_chunk(chunk, images_root))
 
 
-def image_path(value: str, base: Path, confined: bool) -> Path:
+# ------------------------------------------------------------------------------------------ inputs
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A piece of an input that one worker reads: bytes ``start:end`` of a JSONL file (``first`` is the line
+    number at ``start``) or rows ``start:end`` of a Parquet file (``first`` = start + 1); the first ``skip``
+    posts of it are already in the output."""
+
+    path: str  # as given: a local path or a URI pyarrow can open (s3://, gs://, hdfs://, file://)
+    kind: str  # "jsonl" or "parquet"
+    start: int
+    end: int
+    first: int
+    skip: int = 0
+
+
+def input_kind(path: str | Path) -> str:
+    return "parquet" if str(path).lower().rstrip("/").endswith(".parquet") else "jsonl"
+
+
+def _open(path: str | Path):
+    """A seekable binary file: local, or through pyarrow's filesystems for a URI.
+
+    Raises:
+        MnerInputError: it cannot be opened.
+    """
+    text = str(path)
+    try:
+        if "://" in text:
+            from pyarrow import fs
+
+            filesystem, inner = fs.FileSystem.from_uri(text)
+            return filesystem.open_input_file(inner)
+        return open(text, "rb")
+    except FileNotFoundError:
+        raise MnerInputError("file not found", text) from None
+    except IsADirectoryError:
+        raise MnerInputError("expected a file, got a directory", text) from None
+    except (OSError, ValueError) as err:
+        raise MnerInputError(f"cannot open ({err})", text) from None
+
+
+def plan_chunks(path: str | Path, per_chunk: int = 1000) -> Iterator[Chunk]:
+    """The input cut into chunks of about ``per_chunk`` posts (the file is scanned once, in blocks).
+
+    Raises:
+        MnerInputError: the input cannot be opened or read (on the call).
+    """
+    path = str(path)
+    if input_kind(path) == "parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            rows = pq.ParquetFile(_open(path)).metadata.num_rows
+        except Exception as err:  # noqa: BLE001 - a damaged Parquet file can fail in many ways
+            raise MnerInputError(f"not a readable Parquet file ({err})", path) from None
+        return iter(
+            [Chunk(path, "parquet", s, min(s + per_chunk, rows), s + 1) for s in range(0, rows, per_chunk)]
+        )
+    handle = _open(path)
+    return _jsonl_chunks(handle, path, per_chunk)
+
+
+def _jsonl_chunks(handle, path: str, per_chunk: int) -> Iterator[Chunk]:
+    with handle:
+        start = offset = 0
+        lines, first = 0, 1
+        while block := handle.read(1 << 20):
+            at = 0
+            while (newline := block.find(b"\n", at)) >= 0:
+                lines += 1
+                at = newline + 1
+                if lines % per_chunk == 0:
+                    yield Chunk(path, "jsonl", start, offset + at, first)
+                    start, first = offset + at, lines + 1
+            offset += len(block)
+        if offset > start:
+            yield Chunk(path, "jsonl", start, offset, first)
+
+
+def read_chunk(chunk: Chunk, images_root: Path | None = None, images: bool = True) -> list[InputLine]:
+    """The posts of a chunk (each a post to tag or its error), the first ``chunk.skip`` left out; with
+    ``images`` false, images of an input given by URI are not fetched (to count posts, say)."""
+    uri = "://" in chunk.path
+    base = (
+        images_root
+        if images_root is not None
+        else (chunk.path.rsplit("/", 1)[0] if uri else Path(chunk.path).parent)
+    )
+    confined = images_root is not None
+    if chunk.kind == "parquet":
+        items = ((chunk.first + i, obj) for i, obj in enumerate(_parquet_rows(chunk)))
+    else:
+        items = _jsonl_items(chunk)
+    lines = [post_input(obj, number, chunk.path, base, confined) for number, obj in items][chunk.skip :]
+    if uri and images_root is None and images:
+        lines = [_with_image_bytes(line, chunk.path) for line in lines]
+    return lines
+
+
+def _jsonl_items(chunk: Chunk) -> Iterator[tuple[int, object]]:
+    from mner.data import bounded_lines, parse_json
+
+    with _open(chunk.path) as handle:
+        handle.seek(chunk.start)
+        limited = io.BufferedReader(_Limited(handle, chunk.end - chunk.start), buffer_size=1 << 16)
+        for number, raw in bounded_lines(limited, Path(chunk.path), strip_bom=chunk.first == 1):
+            number += chunk.first - 1
+            if isinstance(raw, MnerInputError):
+                yield number, MnerInputError(raw.reason, chunk.path, number)
+                continue
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                message = f"not UTF-8 (byte 0x{raw[err.start]:02x} at column {err.start + 1})"
+                yield number, MnerInputError(message, chunk.path, number)
+                continue
+            if not line.strip():
+                continue
+            try:
+                yield number, parse_json(line)
+            except ValueError as err:
+                yield number, MnerInputError(str(err), chunk.path, number)
+
+
+class _Limited(io.RawIOBase):
+    """At most ``size`` bytes of a binary file, from where it stands."""
+
+    def __init__(self, handle, size: int):
+        self.handle, self.left = handle, size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        if self.left <= 0:
+            return 0
+        data = self.handle.read(min(len(buffer), self.left))
+        buffer[: len(data)] = data
+        self.left -= len(data)
+        return len(data)
+
+
+PARQUET_FIELDS = ("id", "text", "tokens", "image", "caption", "context")
+
+
+def _parquet_rows(chunk: Chunk) -> Iterator[dict]:
+    """The rows of a chunk of a Parquet input as JSONL-like objects (missing and null fields left out)."""
+    import pyarrow.parquet as pq
+
+    with _open(chunk.path) as handle:
+        table = pq.ParquetFile(handle).read(columns=None).slice(chunk.start, chunk.end - chunk.start)
+    columns = [c for c in table.column_names if c in PARQUET_FIELDS]
+    for row in table.select(columns).to_pylist():
+        yield {k: v for k, v in row.items() if v is not None}
+
+
+def _with_image_bytes(line: InputLine, source: str) -> InputLine:
+    """For an input given by URI: the post's image read through the same filesystem, as bytes."""
+    if line.post is None or line.post.image is None:
+        return line
+    try:
+        with _open(str(line.post.image)) as handle:
+            data = handle.read()
+    except MnerInputError as err:
+        return InputLine(line.number, line.id, error=f"{source}:{line.number}: {err}")
+    return InputLine(line.number, line.id, dataclasses.replace(line.post, image=data))
+
+
+def image_path(value: str, base: Path | str, confined: bool) -> Path | str:
     """The image file a post names, relative to ``base``; with ``confined``, it must resolve inside ``base``.
 
     Raises:
         MnerInputError: a confined path that leaves ``base`` (``..``, an absolute path, a symlink out).
     """
+    if isinstance(base, str):  # the folder of an input given by URI
+        return value if "://" in value else f"{base}/{value}"
     path = base / value  # an absolute ``value`` replaces base
     if confined:
         root = base.resolve()
@@ -247,3 +420,157 @@ class OutputFile:
 
     def close(self) -> None:
         self.file.close()  # closing releases the lock
+
+
+# ------------------------------------------------------------------------------------ Parquet output
+
+
+def parquet_schema():
+    """The columns of a Parquet output: the JSONL record's fields (a tagged post fills tokens, entities,
+    attributes, knowledge, caption, context; an error record fills line and error)."""
+    import pyarrow as pa
+
+    entity = pa.struct(
+        [("start", pa.int64()), ("end", pa.int64()), ("type", pa.string()), ("text", pa.string())]
+    )
+    attribute = pa.struct([("label", pa.string()), ("probability", pa.float64())])
+    return pa.schema(
+        [
+            ("id", pa.string()),
+            ("tokens", pa.list_(pa.string())),
+            ("entities", pa.list_(entity)),
+            ("attributes", pa.list_(attribute)),
+            ("knowledge", pa.string()),  # the knowledge object as JSON text; null without a KG
+            ("caption", pa.string()),
+            ("context", pa.string()),
+            ("line", pa.int64()),  # error records only
+            ("error", pa.string()),  # error records only
+        ]
+    )
+
+
+def records_table(records: list[dict]):
+    """Records as a table of ``parquet_schema()``."""
+    import pyarrow as pa
+
+    rows = []
+    for record in records:
+        row = {
+            **record,
+            "entities": [
+                {k: e[k] for k in ("start", "end", "type", "text")} for e in record.get("entities", [])
+            ]
+            if "entities" in record
+            else None,
+        }
+        if record.get("knowledge") is not None:
+            row["knowledge"] = json.dumps(record["knowledge"], ensure_ascii=False)
+        rows.append(row)
+    schema = parquet_schema()
+    return pa.Table.from_pylist(
+        [{name: row.get(name) for name in schema.names} for row in rows], schema=schema
+    )
+
+
+def table_records(table) -> list[dict]:
+    """Records from a table of ``parquet_schema()``: what the JSONL output holds for the same posts."""
+    out = []
+    for row in table.to_pylist():
+        if row["error"] is not None:
+            out.append({"id": row["id"], "line": row["line"], "error": row["error"]})
+            continue
+        record = {
+            "id": row["id"],
+            "tokens": row["tokens"],
+            "entities": row["entities"],
+            "attributes": row["attributes"],
+            "knowledge": None if row["knowledge"] is None else json.loads(row["knowledge"]),
+            "caption": row["caption"],
+            "context": row["context"],
+        }
+        out.append(record)
+    return out
+
+
+class ParquetOutput:
+    """A Parquet output: a folder of ``part-NNNNN.parquet`` files (one dataset to pyarrow, pandas, Spark, Ray),
+    each written whole under a temporary name and renamed, so a killed job leaves only whole parts; records
+    are buffered up to ``part_size`` a part. Locked against a second writer; the ids already written counted."""
+
+    def __init__(self, path: Path, input_path: str | Path | None = None, part_size: int = 1000):
+        self.path, self.part_size, self.buffer = Path(path), part_size, []
+        if self.path.exists() and not self.path.is_dir():
+            raise MnerInputError(
+                "a Parquet output is a folder of part files; this is a file: give another --out", self.path
+            )
+        self.path.mkdir(parents=True, exist_ok=True)
+        foreign = sorted(
+            p.name
+            for p in self.path.iterdir()
+            if not (p.name.startswith("part-") and p.suffix == ".parquet")
+            and p.name != ".mner-lock"
+            and not p.name.startswith(".part-")
+        )
+        if foreign:
+            raise MnerInputError(
+                f"not an mner tag output folder (it holds {foreign[0]!r}); give another --out: mner "
+                "never changes a folder it did not write",
+                self.path,
+            )
+        self.lock = open(self.path / ".mner-lock", "ab")  # noqa: SIM115 - closed by close()
+        try:
+            fcntl.flock(self.lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.lock.close()
+            raise MnerInputError(
+                "another mner job is writing to this folder: wait for it or give another --out", self.path
+            ) from None
+        for stale in self.path.glob(".part-*"):  # a part a killed job did not finish
+            stale.unlink()
+        self.done: Counter = Counter()
+        self.parts = 0
+        self.cut = 0
+        import pyarrow.parquet as pq
+
+        for part in sorted(self.path.glob("part-*.parquet")):
+            try:
+                ids = pq.read_table(part, columns=["id"]).column("id").to_pylist()
+            except Exception as err:  # noqa: BLE001
+                self.close()
+                raise MnerInputError(f"not a readable part of an mner output ({err})", part) from None
+            self.done.update(ids)
+            self.parts += 1
+
+    def write(self, records: Iterable[dict]) -> None:
+        self.buffer.extend(records)
+        while len(self.buffer) >= self.part_size:
+            self._flush(self.buffer[: self.part_size])
+            self.buffer = self.buffer[self.part_size :]
+
+    def _flush(self, records: list[dict]) -> None:
+        import pyarrow.parquet as pq
+
+        name = f"part-{self.parts:05d}.parquet"
+        partial = self.path / f".{name}.{os.getpid()}"
+        try:
+            pq.write_table(records_table(records), partial)
+            os.replace(partial, self.path / name)
+        except OSError as err:
+            raise MnerInputError(f"cannot write ({err.strerror or err})", self.path / name) from None
+        self.parts += 1
+
+    def close(self) -> None:
+        """Write what is buffered and release the lock."""
+        try:
+            if self.buffer and not self.lock.closed:
+                self._flush(self.buffer)
+                self.buffer = []
+        finally:
+            self.lock.close()
+
+
+def open_output(path: Path, input_path: str | Path):
+    """The output a job appends to: a Parquet folder for a ``.parquet`` path, else a JSONL file."""
+    if input_kind(path) == "parquet":
+        return ParquetOutput(path, input_path)
+    return OutputFile(path, Path(input_path) if "://" not in str(input_path) else None)

@@ -1,4 +1,5 @@
-"""``mner tag``: tag a JSONL file of posts into a JSONL file of results, in batches, resumable.
+"""``mner tag``: tag a JSONL (or Parquet) file of posts into a JSONL file (or Parquet folder) of results, in
+batches, resumable; on this process, or as a Ray Data job (``--engine ray``, ``mner.raytag``).
 
 Input lines: ``{"id"?: str, "text": str (or "tokens": [str]), "image"?: path, "caption"?: str, "context"?: str}``;
 a ``--context`` TSV fills "context" for lines without one (by "id", or by the image file's stem). Output
@@ -19,6 +20,7 @@ import typer
 
 from mner.cli.errors import user_errors
 from mner.cli.options import ContextOption, ModelOption, RuntimeOption, ThreadsOption
+from mner.data import MnerInputError
 
 
 @dataclass
@@ -39,25 +41,25 @@ class TagSummary:
 @user_errors
 def tag(
     input_file: Annotated[
-        Path,
+        str,
         typer.Option(
             "--in",
-            help='Posts, one JSON object a line: {"id"?, "text" (or "tokens"), "image"?, "caption"?, "context"?}.',
+            help='Posts: JSONL, one object a line {"id"?, "text" (or "tokens"), "image"?, "caption"?, "context"?}, '
+            "or a .parquet file with those columns; a local path or a URI pyarrow opens (s3://, gs://, hdfs://).",
         ),
     ],
     out: Annotated[
         Path,
         typer.Option(
             "--out",
-            help="Results, one JSON object a line; if it exists, the posts "
-            "already in it are skipped (resume).",
+            help="Results: a JSONL file, or a folder of Parquet parts when it ends in .parquet; if it exists, the "
+            "posts already in it are skipped (resume).",
         ),
     ],
     images_root: Annotated[
         Path | None,
         typer.Option(
-            help="Resolve image paths relative to this folder and "
-            "refuse any outside it (default: relative to the "
+            help="Resolve image paths relative to this folder and refuse any outside it (default: relative to the "
             "input file's folder, no restriction)."
         ),
     ] = None,
@@ -66,27 +68,31 @@ def tag(
     context: ContextOption = None,
     batch_size: Annotated[
         int,
-        typer.Option(
-            min=1,
-            help="Posts per batch (one image-encoder and one tagger "
-            "call each); the output is flushed after each.",
-        ),
+        typer.Option(min=1, help="Posts per batch (one image-encoder and one tagger call each)."),
     ] = 32,
+    engine: Annotated[
+        str, typer.Option(help="local (this process) or ray (a Ray Data job: --workers actors, --address).")
+    ] = "local",
+    workers: Annotated[
+        int, typer.Option(min=1, help="With --engine ray: actors, each with its own model.")
+    ] = 2,
+    address: Annotated[
+        str | None,
+        typer.Option(help="With --engine ray: the cluster (auto, or ray://HOST:10001); none: a local Ray."),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
     threads: ThreadsOption = None,
     runtime: RuntimeOption = "auto",
 ) -> None:
-    """Tag every post of a JSONL file; bad lines become error records, and a rerun resumes."""
-    from mner.jobs import OutputFile, read_lines
+    """Tag every post of a JSONL or Parquet file; bad lines become error records, and a rerun resumes."""
+    from mner.jobs import open_output, plan_chunks, read_lines
     from mner.ort import set_threads
-    from mner.pipeline import Pipeline
 
-    set_threads(threads)
-
-    lines = read_lines(
-        input_file, images_root
-    )  # a missing or unreadable input fails here, before the model loads
-    output = OutputFile(out, input_file)
+    if engine not in ("local", "ray"):
+        raise MnerInputError(f"--engine {engine!r}: expected local or ray")
+    threads = set_threads(threads)
+    plan_chunks(input_file)  # a missing or unreadable input fails here, before the model loads
+    output = open_output(out, input_file)
     try:
         if output.cut:
             typer.echo(
@@ -95,11 +101,33 @@ def tag(
             )
         if output.done:
             typer.echo(f"{out}: {sum(output.done.values())} posts already there are skipped", err=True)
-        pipeline = Pipeline(model, kg, context, runtime)
-        summary = run_tagging(
-            pipeline, lines, str(input_file), output, batch_size, progress=not quiet and sys.stderr.isatty()
-        )
-        pipeline.close()
+        progress = not quiet and sys.stderr.isatty()
+        if engine == "ray":
+            try:
+                from mner.raytag import run_ray
+            except ImportError:
+                raise MnerInputError("--engine ray needs Ray: pip install 'mner[ray]'") from None
+            summary = run_ray(
+                input_file,
+                output,
+                model=model,
+                kg=kg,
+                context=context,
+                runtime=runtime,
+                threads=threads,
+                images_root=images_root,
+                batch_size=batch_size,
+                workers=workers,
+                address=address,
+                progress=not quiet,
+            )
+        else:
+            from mner.pipeline import Pipeline
+
+            pipeline = Pipeline(model, kg, context, runtime)
+            lines = read_lines(input_file, images_root)
+            summary = run_tagging(pipeline, lines, input_file, output, batch_size, progress=progress)
+            pipeline.close()
     finally:
         output.close()
     typer.echo(summary.line(), err=True)
