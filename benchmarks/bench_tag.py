@@ -54,7 +54,17 @@ def make_posts(folder: Path, n: int, data: Path, seed: int = 0) -> Path:
 def run_mner(posts: Path, out: Path, args) -> dict:
     if out.exists():
         out.unlink()
-    cmd = [str(Path(sys.executable).parent / "mner"), "tag", "--in", str(posts), "--out", str(out), "--quiet"]
+    cmd = [
+        str(Path(sys.executable).parent / "mner"),
+        "tag",
+        "--in",
+        str(posts),
+        "--out",
+        str(out),
+        "--quiet",
+        "--threads",
+        str(args.threads),
+    ]
     if args.kg:
         cmd += ["--kg", str(args.kg)]
     if args.model:
