@@ -1,6 +1,8 @@
 """mner: multimodal named entity recognition for social-media posts (text + image + knowledge).
 
-The import is light: torch and the model code load only when a tagger is used.
+The import is light: the runtime loads only when a tagger is used. ``load_tagger()`` runs a model on ONNX
+Runtime when its folder holds a current export (no torch), else on PyTorch; ``Tagger`` is the PyTorch tagger
+(training, saving).
 """
 
 from mner.data import ENTITY_TYPES, MnerInputError, Post, Span, tokenize
@@ -19,9 +21,13 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    # Tagger pulls in torch; resolve it only when asked for.
-    if name in ("Tagger", "load_tagger"):
-        from mner import tagger
+    # resolved only when asked for: the runtime imports NumPy and ONNX Runtime, the Tagger torch
+    if name == "load_tagger":
+        from mner.runtime import load_tagger
 
-        return getattr(tagger, name)
+        return load_tagger
+    if name == "Tagger":
+        from mner.tagger import Tagger
+
+        return Tagger
     raise AttributeError(f"module 'mner' has no attribute {name!r}")
