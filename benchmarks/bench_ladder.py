@@ -46,6 +46,7 @@ def channels_of(config: Path) -> str:
     return (
         " + ".join(channels)
         + (" (as text)" if model.get("context_as_text") else "")
+        + (" (aligned)" if model.get("context_alignment") else "")
         + (" (fusion)" if model.get("fusion") else "")
     )
 

@@ -109,7 +109,7 @@ def test_filling_takes_the_posts_own_context_first_and_reports_what_is_missing()
     by_image = ChannelSources(context={"1": "one", "3": "three"}, context_key="image_id")
     filled = by_image.fill(posts, ["text", "context"])
     assert [p.context for p in filled.posts] == ["one", None, "its own"]
-    assert filled.report.summary() == "3 posts, 2 with context (1 image_ids without one)"
+    assert filled.report.summary() == "3 posts, 2 with context matched by image_id (1 without one)"
     assert filled.report.absent(["text", "context"]) == {"context": 1}
     by_id = ChannelSources(context={"p2": "two"}, context_key="id").fill(posts, ["text", "context"])
     assert [p.context for p in by_id.posts] == [None, "two", "its own"]
@@ -247,7 +247,7 @@ def test_cli_trains_evaluates_predicts_and_tags_with_context(tmp_path):
     assert missing.exit_code == 2 and "pass --context FILE" in missing.stderr
     result = runner.invoke(app, [*args, "--context", str(tmp_path / "c.tsv")])
     assert result.exit_code == 0, result.output
-    assert "train: 4 posts, 3 with context (1 image_ids without one)" in result.stderr
+    assert "train: 4 posts, 3 with context matched by image_id (1 without one)" in result.stderr
     record = json.loads((tmp_path / "out" / "config.json").read_text(encoding="utf-8"))
     assert record["model"]["channels"] == ["text", "context"] and record["model"]["context_alignment"] is True
     scored = runner.invoke(
@@ -322,7 +322,7 @@ def test_the_llm_knowledge_covers_twitter2015_and_its_list_scores_as_a_tagger():
 
     sources = ChannelSources.open(context=TWITTER2015 / "llm_knowledge.tsv")
     filled = sources.fill(read_conll(TWITTER2015 / "test.txt"), ["text", "context"])
-    assert filled.report.summary() == "3257 posts, 3256 with context (1 image_ids without one)"
+    assert filled.report.summary() == "3257 posts, 3256 with context matched by image_id (1 without one)"
     predicted = [
         [t if not t.endswith("-UNK") else "O" for t in align(p.tokens, named_entities(p.context))]
         for p in filled.posts

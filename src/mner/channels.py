@@ -68,8 +68,8 @@ class ChannelReport:
             parts.append(f"{self.found['knowledge']} with knowledge")
         if "context" in self.missing:
             parts.append(
-                f"{self.found.get('context', 0)} with context ({len(self.missing['context'])} "
-                f"{self.context_key or 'id'}s without one)"
+                f"{self.found.get('context', 0)} with context matched by {self.context_key or 'id'} "
+                f"({len(self.missing['context'])} without one)"
             )
         elif self.found.get("context"):
             parts.append(f"{self.found['context']} with context")
