@@ -64,11 +64,21 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_server(port: int, model: Path | None, kg: Path | None) -> subprocess.Popen:
+def start_server(port: int, model: Path | None, kg: Path | None, threads: int = 1) -> subprocess.Popen:
     """``mner serve`` on 127.0.0.1:port, from this Python's environment."""
     mner = Path(sys.executable).with_name("mner")
     command = [str(mner)] if mner.exists() else [sys.executable, "-c", "from mner.cli import main; main()"]
-    command += ["serve", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    command += [
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        "--threads",
+        str(threads),
+    ]
     if model is not None:
         command += ["--model", str(model)]
     if kg is not None:
@@ -142,10 +152,9 @@ def report(
         for k, v in vars(args).items()
         if v is not None and not (k == "out" and v == HERE / "serve.md")
     )
-    import torch
+    import onnxruntime
 
-    omp = os.environ.get("OMP_NUM_THREADS")
-    threads = f"server run with OMP_NUM_THREADS={omp}" if omp else "torch's default threads in the server"
+    threads = f"server run with --threads {args.threads}, the runtime {health.get('runtime', 'auto')}"
     lines = [
         "# HTTP service (`mner serve`): latency and throughput",
         "",
@@ -160,7 +169,7 @@ def report(
         "",
         (
             f"Machine: {os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), {cpu_model()}; "
-            f"Python {platform.python_version()}, torch {torch.__version__} "
+            f"Python {platform.python_version()}, onnxruntime {onnxruntime.__version__} "
             f"({threads}); load average {load:.2f} at the start (other jobs on the machine count)."
         ),
         "",
@@ -187,6 +196,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8, help="requests in flight at once")
     parser.add_argument("--model", type=Path, default=None, help="model folder (default: the shipped model)")
     parser.add_argument("--kg", type=Path, default=None, help="KG file for the server")
+    parser.add_argument("--threads", type=int, default=1, help="the server's --threads")
     parser.add_argument("--out", type=Path, default=HERE / "serve.md", help="Markdown file to write")
     args = parser.parse_args()
     if args.requests < 1 or args.concurrency < 1:
@@ -196,7 +206,7 @@ def main() -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     load = os.getloadavg()[0]
-    server = start_server(port, args.model, args.kg)
+    server = start_server(port, args.model, args.kg, args.threads)
     try:
         health = wait_for_health(base, server)
         _, warm_errors, _ = asyncio.run(run_load(base, posts, min(8, args.requests), 1))

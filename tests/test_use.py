@@ -100,6 +100,7 @@ def test_result_contract_without_image(pipeline):
         "channels": ["text"],
         "kg": None,
         "image_backbone": "lite0",
+        "runtime": "onnx",
     }
 
 

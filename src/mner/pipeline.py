@@ -106,6 +106,7 @@ class Pipeline:
             "channels": list(self.channels),
             "kg": str(self.kg_path) if self.kg_path is not None else None,
             "image_backbone": self.tagger.config.image_backbone,
+            "runtime": "onnx" if type(self.tagger).__name__ == "OnnxTagger" else "torch",
         }
 
     def tag(
