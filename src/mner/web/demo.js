@@ -97,6 +97,8 @@ async function submitPost(event) {
   if (file) form.append("image", file, file.name);
   const caption = $("caption").value.trim();
   if (caption) form.append("caption", caption);
+  const context = $("context").value.trim();
+  if (context) form.append("context", context);
 
   $("error").hidden = true;
   $("submit").disabled = true;
