@@ -110,7 +110,7 @@ def test_an_over_long_line_is_an_error_not_a_memory_spike(tmp_path, monkeypatch)
     assert records(out)[0] == {
         "id": "posts-1",
         "line": 1,
-        "error": f"{posts}:1: line is over 1,000 bytes: not a post",
+        "error": f"{posts}:1: line is over 1,000 bytes, the most a line may hold",
     }
     assert records(out)[1]["id"] == "b"
 
@@ -385,3 +385,20 @@ def test_a_full_disk_names_the_file(tmp_path):
     )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == "error: out.jsonl: cannot write (File too large)"
+
+
+def test_over_long_lines_in_conll_and_kg_sources_are_refused_in_bounded_reads(tmp_path, monkeypatch):
+    import mner.data
+    from mner.data import MnerInputError, read_conll
+    from mner.knowledge.builder import ImportReport
+    from mner.knowledge.importers import iter_lines
+
+    monkeypatch.setattr(mner.data, "MAX_LINE_BYTES", 1000)
+    (tmp_path / "data.txt").write_text("IMGID:1\n" + "x" * 5000 + "\tO\n", encoding="utf-8")
+    with pytest.raises(MnerInputError) as err:
+        read_conll(tmp_path / "data.txt")
+    assert str(err.value) == "data.txt:2: line is over 1,000 bytes, the most a line may hold"
+    (tmp_path / "triples.tsv").write_text("a\tb\tc\n" + "y" * 5000 + "\nd\te\tf\n", encoding="utf-8")
+    report = ImportReport("tsv")
+    assert [n for n, _ in iter_lines(tmp_path / "triples.tsv", report)] == [1, 3]
+    assert report.skipped_lines() == ["triples.tsv:2: line is over 1,000 bytes, the most a line may hold"]

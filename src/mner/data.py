@@ -139,7 +139,12 @@ def bounded_lines(handle, path: Path, strip_bom: bool = True) -> Iterator[tuple[
         if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
             while raw and not raw.endswith(b"\n"):  # skip the rest of the line, a block at a time
                 raw = handle.readline(MAX_LINE_BYTES)
-            yield line_no, MnerInputError(f"line is over {MAX_LINE_BYTES:,} bytes: not a post", path, line_no)
+            yield (
+                line_no,
+                MnerInputError(
+                    f"line is over {MAX_LINE_BYTES:,} bytes, the most a line may hold", path, line_no
+                ),
+            )
             continue
         if line_no == 1 and strip_bom:
             raw = raw.removeprefix(b"\xef\xbb\xbf")
