@@ -201,10 +201,11 @@ def test_demo_tags_the_example_posts():
 @pytest.mark.skipif(
     not (DEFAULT_MODEL / "model.safetensors").is_file(), reason="no shipped model in the package"
 )
-def test_shipped_model_reproduces_its_model_card_on_twitter2015_test():
-    recorded = json.loads((DEFAULT_MODEL / "config.json").read_text())["scores"]["test"]
+def test_the_text_model_reproduces_its_model_card_on_twitter2015_test():
+    text_model = DEFAULT_MODEL.parent / "text"
+    recorded = json.loads((text_model / "config.json").read_text())["scores"]["test"]
     result = runner.invoke(
-        app, ["evaluate", "--model", str(DEFAULT_MODEL), "--data", str(TWITTER2015 / "test.txt"), "--json"]
+        app, ["evaluate", "--model", "text", "--data", str(TWITTER2015 / "test.txt"), "--json"]
     )
     assert result.exit_code == 0, result.output
     out = json.loads(result.output)
@@ -212,8 +213,42 @@ def test_shipped_model_reproduces_its_model_card_on_twitter2015_test():
     assert out == recorded
     assert (
         f"| overall | {out['precision']:.2f} | {out['recall']:.2f} | {out['f1']:.2f} | 5207 |"
-        in (DEFAULT_MODEL / "README.md").read_text()
+        in (text_model / "README.md").read_text()
     )
+
+
+@pytest.mark.slow
+@needs_twitter2015
+@pytest.mark.parametrize("runtime", ["onnx", "torch"])
+def test_the_default_model_reproduces_its_card_with_and_without_context(runtime):
+    card = (DEFAULT_MODEL / "README.md").read_text()
+    for extra, row in (
+        (
+            ["--context", str(TWITTER2015 / "llm_knowledge.tsv")],
+            "| text + context (the LLM knowledge, `llm_knowledge.tsv`)",
+        ),
+        ([], "| text alone (no context)"),
+    ):
+        result = runner.invoke(
+            app,
+            [
+                "evaluate",
+                "--data",
+                str(TWITTER2015 / "test.txt"),
+                "--model",
+                "default",
+                "--json",
+                "--runtime",
+                runtime,
+                *extra,
+            ],
+        )
+        assert result.exit_code == 0, result.output
+        out = json.loads(result.stdout)
+        cells = [out["per_type"][t]["f1"] for t in ("PER", "LOC", "ORG", "OTHER")]
+        cells += [out["precision"], out["recall"], out["f1"]]
+        line = next(line for line in card.splitlines() if line.startswith(row))
+        assert [float(c.strip(" *")) for c in line.split("|")[2:-1]] == cells, line
 
 
 PAPER_FULL = DEFAULT_MODEL.parent / "paper-full"

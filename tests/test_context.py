@@ -331,3 +331,25 @@ def test_the_llm_knowledge_covers_twitter2015_and_its_list_scores_as_a_tagger():
     assert (
         0.60 < scores.f1 < 0.67
     )  # the LLM's list alone, exact spans and mapped kinds: a floor, not a tagger
+
+
+def test_alignment_does_not_depend_on_the_process():
+    """Two names of one length that overlap: the LLM's order decides, in every process (hash seeds differ)."""
+    import subprocess
+    import sys
+
+    code = (
+        "from mner.context import align; "
+        "print(align(['New', 'York', 'City'], [('York City', 'city'), ('New York', 'state')]))"
+    )
+    outputs = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={"PYTHONHASHSEED": str(seed), "PATH": ""},
+        ).stdout
+        for seed in range(6)
+    }
+    assert outputs == {"['O', 'B-LOC', 'I-LOC']\n"}

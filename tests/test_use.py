@@ -97,7 +97,7 @@ def test_result_contract_without_image(pipeline):
     assert list(pipeline.tag("Paris", post_id="p1").to_dict()) == ["id", *KEYS]
     assert pipeline.describe() == {
         "model": "default",
-        "channels": ["text"],
+        "channels": ["text", "context"],
         "kg": None,
         "image_backbone": "lite0",
         "runtime": "onnx",

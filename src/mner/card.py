@@ -79,9 +79,12 @@ def _context_text_lines(config: ModelConfig) -> list[str]:
         )
     if "context" in config.channels:
         form = "its 'Named entities' list only" if config.context_form == "entities" else "the whole text"
+        reads = (
+            f" as words, {form}" if "context" in config.text_context_channels + config.memory_channels else ""
+        )
         lines.append(
             f"- Context channel: free text per post (`--context FILE.tsv`, a JSONL or request `context` field); the "
-            f"model reads {form}. A post without context is tagged from what it has."
+            f"model reads it{reads}. A post without context is tagged from what it has."
         )
     if config.context_alignment:
         lines.append(

@@ -210,8 +210,9 @@ def align(tokens: Sequence[str], entities: Sequence[tuple[str, str]]) -> list[st
             owner.append(t)
     ends = {i for i in range(1, len(words) + 1) if i == len(words) or owner[i] != owner[i - 1]}
     tags = ["O"] * len(tokens)
+    # the LLM's order among names of one length: deterministic (a set's order would change with the process)
     named = sorted(
-        {(tuple(_words(name)), entity_type(kind) or "UNK") for name, kind in entities},
+        dict.fromkeys((tuple(_words(name)), entity_type(kind) or "UNK") for name, kind in entities),
         key=lambda item: -len(item[0]),
     )
     for name, etype in named:

@@ -28,7 +28,13 @@ class PackagedModel:
 
 
 MODELS: Registry[PackagedModel] = Registry("packaged model")
-MODELS.register("default", PackagedModel(PACKAGED / "default", "the text-only BiLSTM-CRF (GloVe)"))
+MODELS.register(
+    "default",
+    PackagedModel(
+        PACKAGED / "default", "BiLSTM-CRF reading the post's context (an LLM's entity list) aligned to it"
+    ),
+)
+MODELS.register("text", PackagedModel(PACKAGED / "text", "the text-only BiLSTM-CRF (GloVe)"))
 MODELS.register(
     "paper-full",
     PackagedModel(
