@@ -2,5 +2,5 @@
 # Set up mner and tag the example posts with the model that ships in the package.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh train
+bash scripts/setup.sh train,demo
 .venv/bin/mner demo "$@"

@@ -130,6 +130,7 @@ def export_model(tagger, folder: str | Path) -> Path:
     tensors = tuple(as_tensors(arrays).values())
     path = folder / "model.onnx"
     with torch.inference_mode(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter's notes on constant folding, not the user's concern
         expected = copy.deepcopy(tagger.network).cpu().eval().emissions(as_tensors(sample)).numpy()
         torch.onnx.export(
             wrapper,
@@ -212,7 +213,8 @@ def export_image_encoder(config) -> Path:
     ).eval()
     sample = torch.zeros(2, 3, config.input_size, config.input_size)
     partial = path.with_name(path.name + f".{os.getpid()}.part")
-    with torch.inference_mode():
+    with torch.inference_mode(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         torch.onnx.export(
             head,
             (sample,),

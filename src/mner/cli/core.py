@@ -249,13 +249,31 @@ def context_lines(result: dict, given_caption: str | None = None) -> list[str]:
     return lines
 
 
+SAMPLE_PHOTOS = ("chelsea", "astronaut", "coffee")  # scikit-image's bundled photos, written as JPEG
+
+
 @user_errors
-def demo(model: ModelOption = None, threads: ThreadsOption = None, runtime: RuntimeOption = "auto") -> None:
+def demo(
+    model: ModelOption = None,
+    threads: ThreadsOption = None,
+    runtime: RuntimeOption = "auto",
+    photos: Annotated[
+        Path | None,
+        typer.Option(
+            help="Instead: write sample photos (chelsea.jpg, astronaut.jpg, coffee.jpg, made from scikit-image's "
+            "bundled photos) into this folder, created if missing, to try the image commands on.",
+        ),
+    ] = None,
+) -> None:
     """Tag the example posts that ship with mner and print their entities."""
     from mner.data import iter_jsonl_posts
     from mner.ort import set_threads
     from mner.runtime import load_tagger
 
+    if photos is not None:
+        for path in write_sample_photos(photos):
+            typer.echo(str(path))
+        return
     set_threads(threads)
     tagger = load_tagger(model, runtime)
     posts = [p for _, p in iter_jsonl_posts(EXAMPLES)]
@@ -263,6 +281,28 @@ def demo(model: ModelOption = None, threads: ThreadsOption = None, runtime: Runt
     for post, spans in zip(posts, tagger.predict(posts)):
         typer.echo(highlight(list(post.tokens), spans))
         typer.echo("  " + ("; ".join(f"{s.text} → {s.type}" for s in spans) or "no entities") + "\n")
+
+
+def write_sample_photos(folder: Path) -> list[Path]:
+    """Write ``SAMPLE_PHOTOS`` as JPEGs into ``folder``; the photos come from the scikit-image package."""
+    try:
+        from skimage import data
+    except ImportError:
+        raise MnerInputError(
+            "--photos needs scikit-image, which holds the photos: pip install -e '.[demo]' (scripts/demo.sh does)"
+        ) from None
+    from PIL import Image
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        written = []
+        for name in SAMPLE_PHOTOS:
+            path = folder / f"{name}.jpg"
+            Image.fromarray(getattr(data, name)()).save(path, quality=90)
+            written.append(path)
+    except OSError as err:
+        raise MnerInputError(f"{folder}: cannot write the photos: {err.strerror or err}") from None
+    return written
 
 
 def fill(sources, posts, channels, name: str):
