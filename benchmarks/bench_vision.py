@@ -1,7 +1,7 @@
 """Vision stage throughput, image-match similarities and peak memory; prints Markdown for benchmarks/vision.md.
 
 Usage: python benchmarks/bench_vision.py [--images 200] [--backbones lite0 lite2] [--batch-sizes 1 16]
-                                         [--memory-images 1000] [--threads N]
+                                         [--runtimes torch onnx] [--memory-images 1000] [--threads N]
 
 Images are tweet-sized JPEGs (1200×675, quality 85) made from scikit-image's bundled photos (random crops,
 flips and colour shifts, so every file is different). "end to end" is ImageEncoder.encode_files: JPEG decode,
@@ -40,12 +40,15 @@ def rate(count: int, seconds: float) -> str:
     return f"{count / seconds:.1f}"
 
 
-def throughput(backbone: str, paths: list[Path], batch_sizes: list[int]) -> list[str]:
-    from mner.vision import load_encoder
+def throughput(backbone: str, runtime: str, paths: list[Path], batch_sizes: list[int]) -> list[str]:
+    """Rows of the throughput table for one backbone on one runtime (torch: PyTorch; onnx: ONNX Runtime)."""
+    from mner.runtime import load_image_encoder
+    from mner.vision import EncoderConfig
     from mner.vision.decode import load_pixels
 
+    load_image_encoder(EncoderConfig.for_backbone(backbone), runtime)  # the one-time ONNX export is not timed
     started = time.perf_counter()
-    encoder = load_encoder(backbone, device="cpu")
+    encoder = load_image_encoder(EncoderConfig.for_backbone(backbone), runtime)
     load_s = time.perf_counter() - started
     started = time.perf_counter()
     pixels = np.stack([load_pixels(p, encoder.config) for p in paths])  # shape: (n, S, S, 3)
@@ -62,7 +65,7 @@ def throughput(backbone: str, paths: list[Path], batch_sizes: list[int]) -> list
         total_s, cpu_s = time.perf_counter() - started, time.process_time() - cpu_started
         assert not [r for r in results if not hasattr(r, "vector")], "benchmark images must all decode"
         rows.append(
-            f"| {backbone} | {encoder.config.input_size} | {batch_size} | {rate(len(paths), total_s)} "
+            f"| {backbone} | {runtime} | {encoder.config.input_size} | {batch_size} | {rate(len(paths), total_s)} "
             f"| {1000 * cpu_s / len(paths):.0f} | {1000 * forward_s / len(paths):.1f} "
             f"| {rate(len(paths), decode_s)} | {load_s:.1f} |"
         )
@@ -124,13 +127,19 @@ def main() -> None:
     parser.add_argument("--backbones", nargs="+", default=["lite0", "lite2"])
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--memory-images", type=int, default=1000, help="0 to skip the peak-memory run")
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument(
+        "--runtimes", nargs="+", default=["torch", "onnx"], help="torch and/or onnx (ONNX Runtime)"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=None, help="threads for torch and ONNX Runtime (mner's default)"
+    )
     args = parser.parse_args()
 
     import torch
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    from mner.ort import set_threads
+
+    set_threads(args.threads)
     print(f"command: python {' '.join(sys.argv)}")
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
@@ -143,13 +152,14 @@ def main() -> None:
             paths = make_tweet_photos(tmp / "tweets", args.images)
             print(f"## Throughput ({args.images} tweet-sized JPEGs, 1200×675)\n")
             print(
-                "| backbone | input px | batch | end to end images/s (decode included) "
+                "| backbone | runtime | input px | batch | end to end images/s (decode included) "
                 "| CPU ms/image, all threads | forward ms/image | decode-only images/s | model load s |"
             )
-            print("|---|---|---|---|---|---|---|---|")
+            print("|---|---|---|---|---|---|---|---|---|")
             for backbone in args.backbones:
-                for row in throughput(backbone, paths, args.batch_sizes):
-                    print(row, flush=True)
+                for runtime in args.runtimes:
+                    for row in throughput(backbone, runtime, paths, args.batch_sizes):
+                        print(row, flush=True)
         print("\n## Image-vector cosine similarity (lite0): same photo re-encoded vs different photos\n")
         (tmp / "similarity").mkdir()
         print("\n".join(similarity_matrix(tmp / "similarity")))
