@@ -132,8 +132,8 @@ def train(
 
 @user_errors
 def evaluate(
-    model: Annotated[Path, typer.Option(help="Model folder.")],
     data: Annotated[Path, typer.Option(help="CoNLL file with gold tags.")],
+    model: ModelOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     captions: CaptionsOption = None,
     context: ContextOption = None,

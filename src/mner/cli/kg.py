@@ -9,10 +9,10 @@ from typing import Annotated
 import typer
 
 from mner.cli.errors import user_errors
-from mner.cli.options import RuntimeOption, ThreadsOption
+from mner.cli.options import App, RuntimeOption, ThreadsOption
 from mner.data import MnerInputError
 
-app = typer.Typer(
+app = App(
     help="Knowledge graph: build one (FB15k-237, DB15K, MMKG, CoDEx, gazetteers, your own TSV/N-Triples), "
     "add entity images, look mentions up with the paper's image-knowledge search.",
     no_args_is_help=True,
@@ -83,14 +83,14 @@ def _image_jobs(kg, images: Path, mapping: Path | None) -> tuple[list[tuple[int,
         for path in sorted(p for p in images.iterdir() if p.is_file() and not p.name.startswith(".")):
             entity = resolve(path.stem)
             if entity is None:
-                problems.append(f"{path.name}: {path.stem!r} is neither an MMKG image id nor an entity")
+                problems.append(f"{path}: {path.stem!r} is neither an MMKG image id nor an entity")
             else:
                 jobs.append((entity, path, path.name))
         return jobs, problems
     report = ImportReport("map")
     for line_no, line in iter_lines(mapping, report):
         fields = [f.strip() for f in line.split("\t")]
-        where = f"{mapping.name}:{line_no}"
+        where = f"{mapping}:{line_no}"
         if len(fields) != 2 or not all(fields):
             problems.append(f"{where}: expected 'entity<TAB>image file', got {len(fields)} field(s)")
             continue
