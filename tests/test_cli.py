@@ -177,6 +177,24 @@ def test_help_lists_the_commands():
         assert command in result.output
 
 
+def test_a_kg_or_cache_written_in_the_repository_root_is_ignored_by_git():
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    if shutil.which("git") is None or not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    ignored = subprocess.run(
+        ["git", "check-ignore", "kg.sqlite", "features.sqlite", "src/mner/kg.sqlite"],
+        check=False,
+        cwd=root,
+        capture_output=True,
+        text=True,
+    )
+    assert ignored.stdout.splitlines() == ["kg.sqlite", "features.sqlite"]
+
+
 def every_command(group, path=()):
     """The command paths of the app: ("train",), ("kg", "lookup"), ..."""
     import typer.main

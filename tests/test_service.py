@@ -600,6 +600,26 @@ def test_mner_serve_starts_the_service_from_the_command_line(photo):
         server.wait(timeout=30)
 
 
+def test_mner_serve_on_a_port_in_use_is_one_error_line_and_exit_2():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        mner = Path(sys.executable).with_name("mner")
+        result = subprocess.run(
+            [str(mner), "serve", "--port", str(port), "--threads", "1"],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == (
+        f"error: 127.0.0.1:{port}: cannot listen there (address already in use): give another --port or --host\n"
+    )
+
+
 def test_importing_mner_and_its_cli_loads_neither_fastapi_nor_torch():
     code = (
         "import sys, mner, mner.cli; "

@@ -605,6 +605,15 @@ def test_tag_refuses_an_output_that_is_not_its_own(tmp_path):
     assert (tmp_path / "notes.txt").read_text() == "my notes\nmore notes\n"
 
 
+def test_tag_into_a_missing_folder_is_one_clear_error(tmp_path):
+    posts = write_posts(tmp_path, [{"text": "flying to Paris"}])
+    out = tmp_path / "missing" / "dir" / "x.jsonl"
+    result = tag("--in", str(posts), "--out", str(out))
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr == f"error: {out}: folder {str(out.parent)!r} does not exist\n"
+    assert not (tmp_path / "missing").exists()
+
+
 def test_tag_missing_input_exits_2(tmp_path):
     result = tag("--in", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path / "out.jsonl"))
     assert result.exit_code == 2
