@@ -203,3 +203,42 @@ def test_add_images_by_file_stem(kg, photos):
     stats = json.loads(runner.invoke(app, ["kg", "stats", "--kg", str(kg), "--json"]).stdout)
     assert (stats["images"], stats["image_dim"], stats["image_encoder"]) == (1, 1280, "lite0")
     assert np.isfinite(stats["file_bytes"])
+
+
+RANKING_LABELS = """\
+fruit	Apple	fruit of the apple tree
+pear	Pear	a fruit
+plum	Plum	a fruit
+aapl	Apple Inc.	American technology company	Apple
+cupertino	Cupertino	a city in California
+"""
+# the fruit is linked by a relation that says nothing of its type: it stays untyped, and it has more triples
+RANKING_TRIPLES = (
+    "fruit\t/common/topic/related\tpear\nfruit\t/common/topic/related\tplum\n"
+    "aapl\t/organization/organization/headquarters\tcupertino\n"
+)
+
+
+def test_lookup_ranks_named_entities_before_concepts_with_the_prior(tmp_path):
+    (tmp_path / "labels.tsv").write_text(RANKING_LABELS, encoding="utf-8")
+    (tmp_path / "triples.tsv").write_text(RANKING_TRIPLES, encoding="utf-8")
+    kg = tmp_path / "kg.sqlite"
+    built = runner.invoke(
+        app,
+        ["kg", "build", "--labels", str(tmp_path / "labels.tsv"), "--tsv", str(tmp_path / "triples.tsv")]
+        + ["--out", str(kg)],
+    )
+    assert built.exit_code == 0, built.output
+
+    def ranked(*extra):
+        result = runner.invoke(app, ["kg", "lookup", "--kg", str(kg), "Apple", "--json", "-k", "2", *extra])
+        assert result.exit_code == 0, result.output
+        out = json.loads(result.stdout)
+        return [(c["entity"], c["type"], c["score"]) for c in out["candidates"]], out["entity"]
+
+    # both names match exactly; by name score alone the better-connected fruit comes first
+    assert ranked("--rank", "score") == ([("fruit", None, 100.0), ("aapl", "ORG", 100.0)], "fruit")
+    # with the prior (the default) the company, a named entity, comes first, and the knowledge is about it
+    assert ranked() == ([("aapl", "ORG", 100.0), ("fruit", None, 100.0)], "aapl")
+    refused = runner.invoke(app, ["kg", "lookup", "--kg", str(kg), "Apple", "--rank", "fame"])
+    assert (refused.exit_code, refused.stderr) == (2, "error: --rank 'fame': expected prior or score\n")

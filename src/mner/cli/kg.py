@@ -183,12 +183,21 @@ def lookup(
             help="image-then-text (fall back to the best text candidate) or image-only (the paper)."
         ),
     ] = "image-then-text",
+    rank: Annotated[
+        str,
+        typer.Option(
+            help="prior: entities with a type first, then name score + ln(1 + degree in the KG); score: name "
+            "score alone (what the knowledge channel of the shipped models reads)."
+        ),
+    ] = "prior",
     threads: ThreadsOption = None,
     runtime: RuntimeOption = "auto",
 ) -> None:
     """Candidates for the mentions in TEXT, then the image-knowledge match and its isA triples."""
     from mner.ort import set_threads
 
+    if rank not in ("prior", "score"):
+        raise MnerInputError(f"--rank {rank!r}: expected prior or score")
     set_threads(threads)
     from mner.data import tokenize
     from mner.knowledge import SqliteKG, image_knowledge, post_candidates
@@ -196,11 +205,11 @@ def lookup(
 
     with SqliteKG(kg_path) as kg:
         tokens = tokenize(text)
-        candidates, by_entity, mentions = post_candidates(kg, tokens, k=k)
+        candidates, by_entity, mentions = post_candidates(kg, tokens, k=k, prior=rank == "prior")
         if not mentions:  # a lower-case mention ("kobe") is looked up whole
             check_mention(text)
             mentions = [Mention(0, len(tokens), text, text)]
-            candidates = kg.candidates(text, k=k)
+            candidates = kg.candidates(text, k=k, prior=rank == "prior")
             by_entity = {c.entity.id: mentions[0] for c in candidates}
         vector = _image_vector(kg, image, runtime)
         found = image_knowledge(kg, candidates, vector, theta, policy, mentions=by_entity)
