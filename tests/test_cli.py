@@ -396,3 +396,93 @@ def test_training_on_cuda_without_one_is_a_clear_error(trained, tmp_path):
     assert result.exit_code == 2
     assert result.stderr.startswith("error: device 'cuda': this torch build sees no CUDA device")
     assert not (tmp_path / "out").exists()
+
+
+PAPER_FULL_WARNING = (
+    "the model was trained with 'caption' and 'knowledge', absent for this post (tagged without them; give "
+    "them with --caption or --image, and --kg)"
+)
+
+
+@pytest.mark.skipif(
+    not (PAPER_FULL / "model.safetensors").is_file(), reason="no paper-full model in the package"
+)
+def test_predict_warns_when_a_channel_of_the_model_has_no_source():
+    result = runner.invoke(
+        app, ["predict", "--model", "paper-full", "--text", "Kobe Bryant scores", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stderr == f"warning: {PAPER_FULL_WARNING}\n"
+    assert json.loads(result.stdout)["warnings"] == [PAPER_FULL_WARNING]
+    given = runner.invoke(
+        app,
+        ["predict", "--model", "paper-full", "--text", "Kobe Bryant scores", "--caption", "a man", "--json"],
+    )
+    assert given.stderr == (
+        "warning: the model was trained with 'knowledge', absent for this post (tagged without it; give it "
+        "with --kg)\n"
+    )
+
+
+@pytest.mark.skipif(
+    not (PAPER_FULL / "model.safetensors").is_file(), reason="no paper-full model in the package"
+)
+def test_tag_warns_once_of_a_channel_without_a_source_and_a_finished_rerun_has_nothing_to_do(tmp_path):
+    posts = tmp_path / "posts.jsonl"
+    posts.write_text(
+        "".join(json.dumps({"id": f"p{i}", "text": "Kobe Bryant scores"}) + "\n" for i in range(70))
+    )
+    out = tmp_path / "out.jsonl"
+    first = runner.invoke(app, ["tag", "--in", str(posts), "--out", str(out), "--model", "paper-full"])
+    assert first.exit_code == 0, first.output
+    warning = (
+        "warning: the model was trained with 'knowledge', and no KG is given (--kg): every post is tagged "
+        "without it"
+    )
+    assert first.stderr.splitlines()[0] == warning and first.stderr.count("warning:") == 1  # 3 batches
+    # a finished job: nothing to tag, so the model is never loaded (this one does not even exist)
+    again = runner.invoke(
+        app, ["tag", "--in", str(posts), "--out", str(out), "--model", str(tmp_path / "gone")]
+    )
+    assert again.exit_code == 0, again.output
+    assert (
+        again.stderr.splitlines()[-1] == "nothing to do: all 70 posts of the input are in the output already"
+    )
+    assert "posts/s" not in again.stderr and len(out.read_text().splitlines()) == 70
+
+
+def test_evaluate_draws_a_progress_bar_on_a_terminal_and_keeps_stdout_clean(trained):
+    import fcntl
+    import os
+    import pty
+    import struct
+    import subprocess
+    import sys
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a terminal has a width
+    command = [sys.executable, "-m", "mner", "evaluate", "--model", str(trained / "model")]
+    command += ["--data", str(trained / "train.txt"), "--json", "--threads", "1"]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=slave, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
+    os.close(slave)
+    terminal = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # the process closed the terminal
+            break
+        if not chunk:
+            break
+        terminal += chunk
+    os.close(master)
+    stdout = process.stdout.read()
+    assert process.wait(timeout=60) == 0
+    assert json.loads(stdout)["f1"] == 100.0
+    assert b"evaluating: " in terminal and b"/3 [" in terminal  # 3 posts
+    piped = subprocess.run(
+        command, capture_output=True, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
+    assert b"evaluating" not in piped.stderr

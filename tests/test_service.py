@@ -107,6 +107,16 @@ def test_health_describes_the_loaded_pipeline(client, pipeline):
     assert response.json() == {"status": "ok", **pipeline.describe()}
 
 
+def test_health_says_what_the_service_cannot_fill_for_every_post(pipeline):
+    assert pipeline.describe()["warnings"] == []  # the shipped text model reads nothing more
+    full = Pipeline("paper-full")
+    with running_server(create_app(full)) as base:
+        health = httpx.get(base + "/health", timeout=10).json()
+    assert health["warnings"] == [
+        "the model was trained with 'knowledge', and no KG is given (--kg): every post is tagged without it"
+    ]
+
+
 def test_json_post_with_base64_image_gives_the_pipeline_dict(client, pipeline, photo):
     response = client.post("/v1/tag", json={"text": POST, "image": b64(photo)})
     assert response.status_code == 200, response.text

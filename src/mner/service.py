@@ -135,6 +135,9 @@ class HealthResponse(BaseModel):
     channels: list[str] = []
     kg: Any = None
     image_backbone: Any = None
+    warnings: list[str] = Field(
+        [], description="What the service cannot fill for every post, e.g. no KG for a 'knowledge' channel."
+    )
 
 
 class ErrorResponse(BaseModel):

@@ -91,6 +91,8 @@ def serve(
     except BaseException:
         sock.close()
         raise
+    for warning in pipeline.warnings():
+        typer.echo(f"warning: {warning}", err=True)
     typer.echo(f"mner serve: http://{host}:{port}/ (API docs at /docs)", err=True)
     config = server_config(create_app(pipeline, limits), host, port, read_timeout, log_level=log_level)
     try:
