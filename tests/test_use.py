@@ -101,6 +101,7 @@ def test_result_contract_without_image(pipeline):
         "kg": None,
         "image_backbone": "lite0",
         "runtime": "onnx",
+        "warnings": [],
     }
 
 
