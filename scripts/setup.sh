@@ -4,19 +4,24 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 extras="${1:-}"
 python_bin="${PYTHON:-$(command -v python3.11 || command -v python3)}"
+step() { echo "setup: $*" >&2; }
 if [ ! -x .venv/bin/python ]; then
+  step "creating .venv with $python_bin"
   "$python_bin" -m venv .venv
 fi
 # The CPU build of torch first: a plain "torch" requirement would pull a multi-GB CUDA build.
+step "installing PyTorch 2.13 (CPU build; the first time downloads about 200 MB)"
 .venv/bin/python -m pip install --quiet --disable-pip-version-check "torch==2.13.0"
+step "installing mner${extras:+ with the extras $extras} and its dependencies (pip, quiet)"
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".${extras:+[$extras]}"
+step "done: .venv/bin/mner is the command line"
 # The "test" extra's browser test drives Debian's headless Chromium (Playwright does not download one here).
 # Installed when missing and we can (root with apt-get); otherwise a warning, and that test skips.
 case ",${extras// /}," in
   *,test,*)
     if [ ! -x /usr/bin/chromium ]; then
       if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
-        echo "setup: installing chromium (apt-get) for tests/test_web_demo.py" >&2
+        step "installing Debian's chromium (apt-get, a minute or more) for tests/test_web_demo.py"
         apt_log="$(mktemp)"
         if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; } \
             >"$apt_log" 2>&1; then

@@ -4,9 +4,12 @@
 # Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+echo "test: setting up .venv with the train, test, transformer and ray extras" >&2
 bash scripts/setup.sh train,test,transformer,ray
+echo "test: checking the style (ruff format --check, ruff check)" >&2
 .venv/bin/ruff format --check src tests benchmarks
 .venv/bin/ruff check src tests benchmarks
+echo "test: running the test suite (pytest; the slow tests take several minutes)" >&2
 set +e
 .venv/bin/python -m pytest -q "$@"
 status=$?

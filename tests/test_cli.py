@@ -123,14 +123,17 @@ def test_predict_human_output(trained):
         (["predict", "--text", "   "], "error: --text is empty: expected the words of a post"),
         (
             ["predict", "--text", "hi", "--model", "/nonexistent/m"],
-            "error: m: model folder not found (packaged models: default",
+            "error: /nonexistent/m: model folder not found (packaged models: default",
         ),
-        (["evaluate", "--model", "MODEL", "--data", "/nonexistent/x.txt"], "error: x.txt: file not found"),
+        (
+            ["evaluate", "--model", "MODEL", "--data", "/nonexistent/x.txt"],
+            "error: /nonexistent/x.txt: file not found",
+        ),
         (
             ["train", "--train", "BAD", "--dev", "BAD", "--out", "OUT"],
-            ("error: bad.txt:2: expected 'token<TAB>tag', got 3 fields"),
+            ("error: BAD:2: expected 'token<TAB>tag', got 3 fields"),
         ),
-        (["train", "--train", "EMPTY", "--dev", "EMPTY", "--out", "OUT"], "error: empty.txt: file is empty"),
+        (["train", "--train", "EMPTY", "--dev", "EMPTY", "--out", "OUT"], "error: EMPTY: file is empty"),
         (
             [
                 "train",
@@ -143,7 +146,7 @@ def test_predict_human_output(trained):
                 "--config",
                 "/nonexistent/c.toml",
             ],
-            "error: c.toml: config file not found",
+            "error: /nonexistent/c.toml: config file not found",
         ),
         (
             ["train", "--train", "TRAIN", "--dev", "TRAIN", "--out", "OUT", "--device", "tpu"],
@@ -163,7 +166,7 @@ def test_errors_are_one_clear_line(trained, tmp_path, args, message):
     }
     result = runner.invoke(app, [subst.get(a, a) for a in args])
     assert result.exit_code == 2
-    assert result.stderr.startswith(message)
+    assert result.stderr.startswith(message.replace("BAD", subst["BAD"]).replace("EMPTY", subst["EMPTY"]))
     assert "Traceback" not in result.output
     assert not (tmp_path / "out").exists()
 
@@ -172,6 +175,108 @@ def test_help_lists_the_commands():
     result = runner.invoke(app, ["--help"])
     for command in ("train", "evaluate", "predict", "demo"):
         assert command in result.output
+
+
+def test_a_kg_or_cache_written_in_the_repository_root_is_ignored_by_git():
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    if shutil.which("git") is None or not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    ignored = subprocess.run(
+        ["git", "check-ignore", "kg.sqlite", "features.sqlite", "src/mner/kg.sqlite"],
+        check=False,
+        cwd=root,
+        capture_output=True,
+        text=True,
+    )
+    assert ignored.stdout.splitlines() == ["kg.sqlite", "features.sqlite"]
+
+
+def every_command(group, path=()):
+    """The command paths of the app: ("train",), ("kg", "lookup"), ..."""
+    import typer.main
+
+    click_group = typer.main.get_command(group)
+    for name, command in click_group.commands.items():
+        if hasattr(command, "commands"):
+            for sub in command.commands:
+                yield (*path, name, sub)
+        else:
+            yield (*path, name)
+
+
+def test_help_is_plain_text_with_flags_as_flags_and_arguments_in_capitals():
+    helps = {}
+    for command in every_command(app):
+        result = runner.invoke(app, [*command, "--help"])
+        assert result.exit_code == 0, result.output
+        helps[command] = result.output
+        usage = result.output.splitlines()[0]
+        assert "{" not in usage and "}" not in usage, usage
+        assert "<bool>" not in result.output, command  # a flag takes no value
+    assert len(helps) >= 14
+    assert "TOML file with [model] and [train] tables." in helps["train",]
+    assert helps["kg", "lookup"].splitlines()[0].endswith(" [OPTIONS] TEXT")
+    assert helps["images", "attributes"].splitlines()[0].endswith(" [OPTIONS] PATH")
+    for command in (("evaluate",), ("predict",), ("tag",), ("serve",)):
+        assert "packaged model by name" in helps[command], command
+    flag = next(line for line in helps["predict",].splitlines() if line.strip().startswith("--json"))
+    assert flag.split()[:2] == ["--json", "Print"]
+
+
+def test_a_boolean_flag_takes_no_value(trained):
+    result = runner.invoke(
+        app, ["predict", "--model", str(trained / "model"), "--text", "Kobe Bryant", "--json", "true"]
+    )
+    assert result.exit_code == 2 and "unexpected extra argument(s) (true)" in result.stderr
+
+
+def test_errors_name_the_path_as_given(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["predict", "--text", "Kobe", "--model", "runs/my-model"])
+    assert (result.exit_code, result.stderr.split(" (")[0]) == (
+        2,
+        "error: runs/my-model: model folder not found",
+    )
+    result = runner.invoke(app, ["predict", "--text", "Kobe", "--kg", "/nonexistent/dir/foo.sqlite"])
+    assert (result.exit_code, result.stderr) == (2, "error: /nonexistent/dir/foo.sqlite: KG file not found\n")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "bad.txt").write_text("IMGID:1\nKobe\tB-PER\tx\n")
+    result = runner.invoke(app, ["evaluate", "--data", "data/bad.txt"])
+    assert (result.exit_code, result.stderr) == (
+        2,
+        "error: data/bad.txt:2: expected 'token<TAB>tag', got 3 fields\n",
+    )
+
+
+@pytest.mark.skipif(
+    not (DEFAULT_MODEL / "model.safetensors").is_file(), reason="no shipped model in the package"
+)
+def test_a_folder_named_like_a_packaged_model_comes_first_and_pkg_forces_the_packaged_one(
+    tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    packaged = runner.invoke(app, ["predict", "--text", "Kobe Bryant scores", "--model", "default"])
+    assert packaged.exit_code == 0 and packaged.stderr == ""  # no folder ./default: the packaged model
+    (tmp_path / "default").mkdir()  # a folder here with the packaged model's name, not a model
+    local = runner.invoke(app, ["predict", "--text", "Kobe Bryant scores", "--model", "default"])
+    assert local.exit_code == 2
+    assert local.stderr.splitlines() == [
+        (
+            "note: model 'default': the folder ./default here, not the packaged model of that name "
+            "(--model pkg:default loads that one)"
+        ),
+        "error: default/config.json: missing: expected the model config here",
+    ]
+    forced = runner.invoke(app, ["predict", "--text", "Kobe Bryant scores", "--model", "pkg:default"])
+    assert forced.exit_code == 0 and "[Kobe Bryant PER]" in forced.stdout
+    unknown = runner.invoke(app, ["predict", "--text", "Kobe", "--model", "pkg:nope"])
+    assert unknown.stderr == (
+        "error: pkg:nope: no packaged model of that name (packaged models: default, paper-full)\n"
+    )
 
 
 @pytest.mark.skipif(
@@ -326,3 +431,93 @@ def test_training_on_cuda_without_one_is_a_clear_error(trained, tmp_path):
     assert result.exit_code == 2
     assert result.stderr.startswith("error: device 'cuda': this torch build sees no CUDA device")
     assert not (tmp_path / "out").exists()
+
+
+PAPER_FULL_WARNING = (
+    "the model was trained with 'caption' and 'knowledge', absent for this post (tagged without them; give "
+    "them with --caption or --image, and --kg)"
+)
+
+
+@pytest.mark.skipif(
+    not (PAPER_FULL / "model.safetensors").is_file(), reason="no paper-full model in the package"
+)
+def test_predict_warns_when_a_channel_of_the_model_has_no_source():
+    result = runner.invoke(
+        app, ["predict", "--model", "paper-full", "--text", "Kobe Bryant scores", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stderr == f"warning: {PAPER_FULL_WARNING}\n"
+    assert json.loads(result.stdout)["warnings"] == [PAPER_FULL_WARNING]
+    given = runner.invoke(
+        app,
+        ["predict", "--model", "paper-full", "--text", "Kobe Bryant scores", "--caption", "a man", "--json"],
+    )
+    assert given.stderr == (
+        "warning: the model was trained with 'knowledge', absent for this post (tagged without it; give it "
+        "with --kg)\n"
+    )
+
+
+@pytest.mark.skipif(
+    not (PAPER_FULL / "model.safetensors").is_file(), reason="no paper-full model in the package"
+)
+def test_tag_warns_once_of_a_channel_without_a_source_and_a_finished_rerun_has_nothing_to_do(tmp_path):
+    posts = tmp_path / "posts.jsonl"
+    posts.write_text(
+        "".join(json.dumps({"id": f"p{i}", "text": "Kobe Bryant scores"}) + "\n" for i in range(70))
+    )
+    out = tmp_path / "out.jsonl"
+    first = runner.invoke(app, ["tag", "--in", str(posts), "--out", str(out), "--model", "paper-full"])
+    assert first.exit_code == 0, first.output
+    warning = (
+        "warning: the model was trained with 'knowledge', and no KG is given (--kg): every post is tagged "
+        "without it"
+    )
+    assert first.stderr.splitlines()[0] == warning and first.stderr.count("warning:") == 1  # 3 batches
+    # a finished job: nothing to tag, so the model is never loaded (this one does not even exist)
+    again = runner.invoke(
+        app, ["tag", "--in", str(posts), "--out", str(out), "--model", str(tmp_path / "gone")]
+    )
+    assert again.exit_code == 0, again.output
+    assert (
+        again.stderr.splitlines()[-1] == "nothing to do: all 70 posts of the input are in the output already"
+    )
+    assert "posts/s" not in again.stderr and len(out.read_text().splitlines()) == 70
+
+
+def test_evaluate_draws_a_progress_bar_on_a_terminal_and_keeps_stdout_clean(trained):
+    import fcntl
+    import os
+    import pty
+    import struct
+    import subprocess
+    import sys
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a terminal has a width
+    command = [sys.executable, "-m", "mner", "evaluate", "--model", str(trained / "model")]
+    command += ["--data", str(trained / "train.txt"), "--json", "--threads", "1"]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=slave, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
+    os.close(slave)
+    terminal = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # the process closed the terminal
+            break
+        if not chunk:
+            break
+        terminal += chunk
+    os.close(master)
+    stdout = process.stdout.read()
+    assert process.wait(timeout=60) == 0
+    assert json.loads(stdout)["f1"] == 100.0
+    assert b"evaluating: " in terminal and b"/3 [" in terminal  # 3 posts
+    piped = subprocess.run(
+        command, capture_output=True, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
+    assert b"evaluating" not in piped.stderr

@@ -250,5 +250,5 @@ def test_cli_train_with_a_missing_kg_file_fails_before_training(tmp_path):
         ],
     )
     assert result.exit_code == 2
-    assert result.stderr == "error: gone.sqlite: KG file not found\n"
+    assert result.stderr == f"error: {tmp_path / 'gone.sqlite'}: KG file not found\n"
     assert not (tmp_path / "out").exists()

@@ -104,9 +104,9 @@ def test_lookup_json_lower_case_mention(kg):
         ),
         (
             ["stats", "--kg", "NOTKG"],
-            "error: labels.tsv: not a KG file (not SQLite); build one with 'mner kg build'",
+            "error: NOTKG: not a KG file (not SQLite); build one with 'mner kg build'",
         ),
-        (["stats", "--kg", "MISSING"], "error: missing.sqlite: KG file not found"),
+        (["stats", "--kg", "MISSING"], "error: MISSING: KG file not found"),
         (
             ["build", "--out", "OUT"],
             (
@@ -118,7 +118,7 @@ def test_lookup_json_lower_case_mention(kg):
             ["build", "--gazetteer", "atlas", "--out", "OUT"],
             "error: unknown gazetteer 'atlas'; expected one of geonames, pycountry, names",
         ),
-        (["add-images", "--kg", "KG", "--images", "MISSING"], "error: missing.sqlite: folder not found"),
+        (["add-images", "--kg", "KG", "--images", "MISSING"], "error: MISSING: folder not found"),
     ],
 )
 def test_errors_are_one_line(kg, args, message):
@@ -130,7 +130,9 @@ def test_errors_are_one_line(kg, args, message):
     }
     result = runner.invoke(app, ["kg", *[paths.get(a, a) for a in args]])
     assert result.exit_code == 2
-    assert result.stderr.strip() == message
+    assert result.stderr.strip() == message.replace("NOTKG", paths["NOTKG"]).replace(
+        "MISSING", paths["MISSING"]
+    )
     assert "Traceback" not in result.output
 
 
@@ -162,9 +164,9 @@ def test_add_images_then_lookup_with_an_image(kg, photos):
     )
     assert result.exit_code == 0, result.output
     assert "added 2 image vectors" in result.stdout
-    assert "skipped map.tsv:3: unknown entity 'nobody'" in result.stderr
-    assert "skipped map.tsv:5: expected 'entity<TAB>image file', got 1 field(s)" in result.stderr
-    assert "skipped map.tsv:4: " in result.stderr  # the broken image, with the vision stage's reason
+    assert f"skipped {mapping}:3: unknown entity 'nobody'" in result.stderr
+    assert f"skipped {mapping}:5: expected 'entity<TAB>image file', got 1 field(s)" in result.stderr
+    assert f"skipped {mapping}:4: " in result.stderr  # the broken image, with the vision stage's reason
     result = runner.invoke(
         app,
         [
@@ -194,7 +196,49 @@ def test_add_images_by_file_stem(kg, photos):
     result = runner.invoke(app, ["kg", "add-images", "--kg", str(kg), "--images", str(folder)])
     assert result.exit_code == 0, result.output
     assert "added 1 image vectors for 1 entities; skipped 1" in result.stdout
-    assert "skipped FBIMG00001.png: 'FBIMG00001' is neither an MMKG image id nor an entity" in result.stderr
+    assert (
+        f"skipped {folder / 'FBIMG00001.png'}: 'FBIMG00001' is neither an MMKG image id nor an entity"
+        in result.stderr
+    )
     stats = json.loads(runner.invoke(app, ["kg", "stats", "--kg", str(kg), "--json"]).stdout)
     assert (stats["images"], stats["image_dim"], stats["image_encoder"]) == (1, 1280, "lite0")
     assert np.isfinite(stats["file_bytes"])
+
+
+RANKING_LABELS = """\
+fruit	Apple	fruit of the apple tree
+pear	Pear	a fruit
+plum	Plum	a fruit
+aapl	Apple Inc.	American technology company	Apple
+cupertino	Cupertino	a city in California
+"""
+# the fruit is linked by a relation that says nothing of its type: it stays untyped, and it has more triples
+RANKING_TRIPLES = (
+    "fruit\t/common/topic/related\tpear\nfruit\t/common/topic/related\tplum\n"
+    "aapl\t/organization/organization/headquarters\tcupertino\n"
+)
+
+
+def test_lookup_ranks_named_entities_before_concepts_with_the_prior(tmp_path):
+    (tmp_path / "labels.tsv").write_text(RANKING_LABELS, encoding="utf-8")
+    (tmp_path / "triples.tsv").write_text(RANKING_TRIPLES, encoding="utf-8")
+    kg = tmp_path / "kg.sqlite"
+    built = runner.invoke(
+        app,
+        ["kg", "build", "--labels", str(tmp_path / "labels.tsv"), "--tsv", str(tmp_path / "triples.tsv")]
+        + ["--out", str(kg)],
+    )
+    assert built.exit_code == 0, built.output
+
+    def ranked(*extra):
+        result = runner.invoke(app, ["kg", "lookup", "--kg", str(kg), "Apple", "--json", "-k", "2", *extra])
+        assert result.exit_code == 0, result.output
+        out = json.loads(result.stdout)
+        return [(c["entity"], c["type"], c["score"]) for c in out["candidates"]], out["entity"]
+
+    # both names match exactly; by name score alone the better-connected fruit comes first
+    assert ranked("--rank", "score") == ([("fruit", None, 100.0), ("aapl", "ORG", 100.0)], "fruit")
+    # with the prior (the default) the company, a named entity, comes first, and the knowledge is about it
+    assert ranked() == ([("aapl", "ORG", 100.0), ("fruit", None, 100.0)], "aapl")
+    refused = runner.invoke(app, ["kg", "lookup", "--kg", str(kg), "Apple", "--rank", "fame"])
+    assert (refused.exit_code, refused.stderr) == (2, "error: --rank 'fame': expected prior or score\n")

@@ -331,3 +331,17 @@ def test_person_names_rule(small_kg, tmp_path):
         found = post_knowledge(kg, tokenize("Jennifer Smithsonian arrived"))
         assert (found.path, found.coarse_type) == ("name", "PER")
         assert found.triples == (("jennifer smithsonian", "isA", "person"),)
+
+
+def test_the_prior_puts_typed_entities_first_then_name_score_plus_log_degree():
+    from mner.knowledge.store import Candidate, KGEntity, prior_order
+
+    def candidate(key, type_, degree, score):
+        return Candidate(KGEntity(0, key, key, None, type_, degree), key, score)
+
+    concept = candidate("apple", None, 5000, 100.0)  # untyped: a concept, never a named entity
+    lonely = candidate("kobe city", "LOC", 0, 92.0)  # 92 + ln 1 = 92
+    connected = candidate("kobe bryant", "PER", 100, 90.0)  # 90 + ln 101 = 94.6
+    weak = candidate("koba", "PER", 30, 75.0)
+    ranked = sorted([concept, weak, lonely, connected], key=prior_order)
+    assert [c.entity.key for c in ranked] == ["kobe bryant", "kobe city", "koba", "apple"]

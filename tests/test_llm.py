@@ -176,7 +176,7 @@ def test_a_post_that_keeps_failing_is_one_error_and_a_rerun_asks_only_for_it(tmp
         posts = posts_file(tmp_path, ["Obama in Berlin", "Merkel in Paris", "Macron in Rome"])
         first = run(endpoint, posts, tmp_path / "c.tsv", "--retries", "1")
         assert first.exit_code == 1
-        assert "error: posts.jsonl:2: id 'p1': HTTP 500 Internal Server Error (after 2 tries)" in first.stderr
+        assert f"error: {posts}:2: id 'p1': HTTP 500 Internal Server Error (after 2 tries)" in first.stderr
         assert "1 post(s) failed: run the same command again to retry them" in first.stderr
         assert set(read_context(tmp_path / "c.tsv")[0]) == {"p0", "p2"}
         server.plans = {}
@@ -200,7 +200,10 @@ def test_a_slow_answer_times_out(tmp_path):
             "0",
         )
     assert result.exit_code == 1
-    assert "error: posts.jsonl:1: id 'p0': no answer within 0.3 s (after 1 tries)" in result.stderr
+    assert (
+        f"error: {tmp_path / 'posts.jsonl'}:1: id 'p0': no answer within 0.3 s (after 1 tries)"
+        in result.stderr
+    )
 
 
 def test_an_unreachable_endpoint_is_a_clear_error(tmp_path):
@@ -212,7 +215,9 @@ def test_an_unreachable_endpoint_is_a_clear_error(tmp_path):
         "0",
     )
     assert result.exit_code == 1
-    assert "error: posts.jsonl:1: id 'p0': cannot reach http://127.0.0.1:9/v1: " in result.stderr
+    assert (
+        f"error: {tmp_path / 'posts.jsonl'}:1: id 'p0': cannot reach http://127.0.0.1:9/v1: " in result.stderr
+    )
 
 
 def test_the_api_key_is_sent_and_never_shown(tmp_path, monkeypatch):
@@ -255,7 +260,7 @@ def test_an_interrupted_output_is_resumed_and_a_foreign_file_refused(tmp_path):
         refused = run(endpoint, posts_file(tmp_path, ["Obama in Berlin"]), tmp_path / "mine.tsv")
     assert refused.exit_code == 2
     assert refused.stderr == (
-        "error: mine.tsv:1: not an 'mner context' output (its header is not 'id\\tcontext'); "
+        f"error: {tmp_path / 'mine.tsv'}:1: not an 'mner context' output (its header is not 'id\\tcontext'); "
         "give another --out\n"
     )
     assert (tmp_path / "mine.tsv").read_text(encoding="utf-8") == "my notes\n"
@@ -275,5 +280,5 @@ def test_bad_lines_are_reported_and_the_rest_asked(tmp_path, line, message):
     with chat_server() as (_, endpoint):
         result = run(endpoint, tmp_path / "posts.jsonl", tmp_path / "c.tsv")
     assert result.exit_code == 0, result.output
-    assert f"error: {message}" in result.stderr and "bad lines 1" in result.stderr
+    assert f"error: {tmp_path / message}" in result.stderr and "bad lines 1" in result.stderr
     assert set(read_context(tmp_path / "c.tsv")[0]) == {"b"}

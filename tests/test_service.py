@@ -107,6 +107,16 @@ def test_health_describes_the_loaded_pipeline(client, pipeline):
     assert response.json() == {"status": "ok", **pipeline.describe()}
 
 
+def test_health_says_what_the_service_cannot_fill_for_every_post(pipeline):
+    assert pipeline.describe()["warnings"] == []  # the shipped text model reads nothing more
+    full = Pipeline("paper-full")
+    with running_server(create_app(full)) as base:
+        health = httpx.get(base + "/health", timeout=10).json()
+    assert health["warnings"] == [
+        "the model was trained with 'knowledge', and no KG is given (--kg): every post is tagged without it"
+    ]
+
+
 def test_json_post_with_base64_image_gives_the_pipeline_dict(client, pipeline, photo):
     response = client.post("/v1/tag", json={"text": POST, "image": b64(photo)})
     assert response.status_code == 200, response.text
@@ -598,6 +608,26 @@ def test_mner_serve_starts_the_service_from_the_command_line(photo):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_mner_serve_on_a_port_in_use_is_one_error_line_and_exit_2():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        mner = Path(sys.executable).with_name("mner")
+        result = subprocess.run(
+            [str(mner), "serve", "--port", str(port), "--threads", "1"],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == (
+        f"error: 127.0.0.1:{port}: cannot listen there (address already in use): give another --port or --host\n"
+    )
 
 
 def test_importing_mner_and_its_cli_loads_neither_fastapi_nor_torch():

@@ -101,6 +101,7 @@ def test_result_contract_without_image(pipeline):
         "kg": None,
         "image_backbone": "lite0",
         "runtime": "onnx",
+        "warnings": [],
     }
 
 
@@ -453,18 +454,19 @@ def test_predict_piped_has_no_colour_codes():
 @pytest.mark.parametrize(
     "image, message",
     [
-        ("text", "error: text.jpg: not an image (unrecognised format)"),
-        ("truncated", "error: truncated.jpg: truncated image data"),
+        ("text", "error: PHOTO: not an image (unrecognised format)"),
+        ("truncated", "error: PHOTO: truncated image data"),
         (
             "bomb",
-            "error: bomb.png: image is 10000×10000 (100,000,000 pixels), over the 89,478,485-pixel limit",
+            "error: PHOTO: image is 10000×10000 (100,000,000 pixels), over the 89,478,485-pixel limit",
         ),
     ],
 )
 def test_predict_bad_image_is_one_clear_line(photos, image, message):
     result = runner.invoke(app, ["predict", "--text", "Kobe Bryant scores", "--image", str(photos[image])])
     assert result.exit_code == 2
-    assert result.stderr.startswith(message) and "Traceback" not in result.output
+    assert result.stderr.startswith(message.replace("PHOTO", str(photos[image])))
+    assert "Traceback" not in result.output
 
 
 # -------------------------------------------------------------------------------------------- mner tag
@@ -581,7 +583,10 @@ def test_tag_resumes_after_an_interruption_mid_line(photos, tmp_path):
     assert [r["id"] for r in resumed] == ["p0", "p1", "p2", "p3", "posts-5", "p4", "p5"]
     assert _rounded(resumed) == _rounded(read_records(whole))
     again = tag("--in", str(posts), "--out", str(cut))
-    assert "tagged 0, errors 0, skipped 7" in again.stderr and read_records(cut) == resumed
+    assert (
+        "nothing to do: all 7 posts of the input are in the output already" in again.stderr
+        and read_records(cut) == resumed
+    )
 
 
 def _rounded(records: list[dict]) -> list[dict]:
@@ -598,16 +603,25 @@ def test_tag_refuses_an_output_that_is_not_its_own(tmp_path):
     result = tag("--in", str(posts), "--out", str(tmp_path / "notes.txt"))
     assert result.exit_code == 2
     assert result.stderr == (
-        "error: notes.txt:1: not an mner tag record (a tagged post or an error record); give another --out: mner "
+        f"error: {tmp_path / 'notes.txt'}:1: not an mner tag record (a tagged post or an error record); give another --out: mner "
         "never changes a file it did not write\n"
     )
     assert (tmp_path / "notes.txt").read_text() == "my notes\nmore notes\n"
 
 
+def test_tag_into_a_missing_folder_is_one_clear_error(tmp_path):
+    posts = write_posts(tmp_path, [{"text": "flying to Paris"}])
+    out = tmp_path / "missing" / "dir" / "x.jsonl"
+    result = tag("--in", str(posts), "--out", str(out))
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr == f"error: {out}: folder {str(out.parent)!r} does not exist\n"
+    assert not (tmp_path / "missing").exists()
+
+
 def test_tag_missing_input_exits_2(tmp_path):
     result = tag("--in", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path / "out.jsonl"))
     assert result.exit_code == 2
-    assert result.stderr == "error: nope.jsonl: file not found\n"
+    assert result.stderr == f"error: {tmp_path / 'nope.jsonl'}: file not found\n"
     assert not (tmp_path / "out.jsonl").exists()
 
 

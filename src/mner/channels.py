@@ -86,6 +86,25 @@ class ChannelReport:
         lacking = {c: self.posts - have.get(c, 0) for c in channels if c != "text"}
         return {c: n for c, n in lacking.items() if n}
 
+    def warning(self, channels: Sequence[str], hints: Mapping[str, str] | None = None) -> str | None:
+        """One line on the channels of ``channels`` (a model's) that some posts had no source for, or None:
+        ``the model was trained with 'context', absent for 1 of 4 posts (tagged without it)``; ``hints``
+        says, by channel, how the user can give it (``--kg``)."""
+        absent = self.absent(channels)
+        if not absent:
+            return None
+        if self.posts == 1:
+            line = " and ".join(f"'{c}'" for c in absent) + ", absent for this post"
+        else:
+            line = "; ".join(f"'{c}', absent for {n} of {self.posts} posts" for c, n in absent.items())
+        line = (
+            "the model was trained with " + line + f" (tagged without {'it' if len(absent) == 1 else 'them'}"
+        )
+        given = [hints[c] for c in absent if hints and c in hints]
+        return line + (
+            f"; give {'it' if len(absent) == 1 else 'them'} with {', and '.join(given)})" if given else ")"
+        )
+
 
 @dataclass
 class FilledPosts:
@@ -135,6 +154,10 @@ class ChannelSources:
 
             images = FeatureCache.open(images_cache, backbone=backbone)
         return cls(caption_map, store, images, context_map, context_key)
+
+    def unsourced_warning(self, channels: Sequence[str]) -> str | None:
+        """``unsourced_warning`` for these sources."""
+        return unsourced_warning(channels, kg=self.kg is not None, context=self.context is not None)
 
     def require(self, channels: Sequence[str]) -> None:
         """A config enabling a channel with no source for it fails at the start, not after an epoch."""
@@ -229,6 +252,18 @@ class ChannelSources:
             close = getattr(source, "close", None)
             if close is not None:
                 close()
+
+
+def unsourced_warning(channels: Sequence[str], kg: bool, context: bool) -> str | None:
+    """One line, before any post is tagged, on the channels of ``channels`` (a model's) that a job without a KG
+    (``kg``) or a context file (``context``) cannot fill for every post; None when it can. A post can bring
+    its own caption, context and image; only the KG gives knowledge."""
+    parts = []
+    if "knowledge" in channels and not kg:
+        parts.append("'knowledge', and no KG is given (--kg): every post is tagged without it")
+    if "context" in channels and not context:
+        parts.append("'context', and no context file is given: a post without its own is tagged without it")
+    return "the model was trained with " + "; ".join(parts) if parts else None
 
 
 def knowledge_words(knowledge: Knowledge) -> tuple[str, ...]:

@@ -359,6 +359,8 @@ class OutputFile:
             self.file = open(path, "ab")  # noqa: SIM115 - closed by close()
         except IsADirectoryError:
             raise MnerInputError("expected a file path, got a directory", path) from None
+        except FileNotFoundError:
+            raise MnerInputError(f"folder {str(path.parent)!r} does not exist", path) from None
         try:
             fcntl.flock(self.file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -50,15 +50,43 @@ def packaged_models() -> list[str]:
     return [name for name, m in MODELS.items() if (m.folder / "config.json").is_file()]
 
 
+PACKAGED_PREFIX = "pkg:"  # "pkg:default": the packaged model even where a folder "default" is here
+
+
 def resolve_model(folder: str | Path | None) -> Path:
-    """A model folder path: ``None`` is the shipped default; a bare name that is not a folder here but is
-    a packaged model ("paper-full") is that packaged model."""
+    """A model folder path: ``None`` is the shipped default; ``pkg:NAME`` is the packaged model NAME; a bare
+    name that is not a folder here but is a packaged model ("paper-full") is that packaged model.
+
+    Raises:
+        MnerInputError: ``pkg:NAME`` names no packaged model.
+    """
     if folder is None:
         return DEFAULT_MODEL
+    if str(folder).startswith(PACKAGED_PREFIX):
+        name = str(folder)[len(PACKAGED_PREFIX) :]
+        if name not in MODELS:
+            raise MnerInputError(
+                f"no packaged model of that name (packaged models: {', '.join(MODELS)})", folder
+            )
+        return MODELS[name].folder
     path = Path(folder)
     if not path.exists() and len(path.parts) == 1 and path.name in MODELS:
         return MODELS[path.name].folder
     return path
+
+
+def shadowed_model_note(folder: str | Path | None) -> str | None:
+    """For a bare packaged model's name that is also a folder here (``--model default`` with ./default): which
+    of the two is loaded, and how to ask for the other. None where the name is not ambiguous."""
+    if folder is None or str(folder).startswith(PACKAGED_PREFIX):
+        return None
+    path = Path(folder)
+    if len(path.parts) == 1 and path.name in MODELS and path.exists():
+        return (
+            f"model {str(folder)!r}: the folder ./{path.name} here, not the packaged model of that name "
+            f"(--model {PACKAGED_PREFIX}{path.name} loads that one)"
+        )
+    return None
 
 
 @dataclass(frozen=True)

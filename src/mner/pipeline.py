@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mner.channels import ChannelSources
+from mner.channels import ChannelReport, ChannelSources
 from mner.data import MnerInputError, Post, Span, tokenize
 from mner.result import ImageAttribute, TagResult
 
@@ -81,6 +81,7 @@ class Pipeline:
         self.channels = list(self.tagger.config.channels)
         self.sources = ChannelSources.open(kg=kg, context=context)
         self.encoder_config = EncoderConfig.for_backbone(self.tagger.config.image_backbone)
+        self.last_report = ChannelReport()  # what the last batch's channel filling found
         self._encoder: ImageEncoder | None = None
         self._decoder: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
@@ -107,7 +108,13 @@ class Pipeline:
             "kg": str(self.kg_path) if self.kg_path is not None else None,
             "image_backbone": self.tagger.config.image_backbone,
             "runtime": "onnx" if type(self.tagger).__name__ == "OnnxTagger" else "torch",
+            "warnings": self.warnings(),
         }
+
+    def warnings(self) -> list[str]:
+        """What this pipeline cannot fill for every post (``mner.channels.unsourced_warning``): one line, or none."""
+        warning = self.sources.unsourced_warning(self.channels)
+        return [] if warning is None else [warning]
 
     def tag(
         self,
@@ -201,6 +208,7 @@ class Pipeline:
             for i, d in enumerate(decoded)
         ]
         filled = self.sources.fill(posts, self.channels, features=features)
+        self.last_report = filled.report
         spans = self.tagger.predict(filled.posts, images=filled.images) if posts else []
         return [
             _result(d.item.post_id, post, post_spans, feats, knowledge)

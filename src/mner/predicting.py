@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from mner.batching import BatchBuilder
@@ -43,9 +43,18 @@ class TaggerBase:
         ]
 
     def predict_tags(
-        self, posts: Sequence[Post], batch_size: int = 64, images: Mapping[str, ImageFeatures] | None = None
+        self,
+        posts: Sequence[Post],
+        batch_size: int = 64,
+        images: Mapping[str, ImageFeatures] | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> list[list[str]]:
-        """BIO tags for each post, one per token; ``images`` maps ``Post.image`` to image features."""
+        """BIO tags for each post, one per token; ``images`` maps ``Post.image`` to image features.
+
+        Args:
+            progress: called after each batch with (pieces tagged, pieces in all): a post is one piece, or one
+                per window of a post over ``max_post_tokens``.
+        """
         for post in posts:
             if not post.tokens:
                 raise MnerInputError(f"post {post.id!r} is empty: expected at least one token")
@@ -68,4 +77,6 @@ class TaggerBase:
             chunk = pieces[s : s + batch_size]
             for (i, _), row in zip(chunk, self.decode_batch([p for _, p in chunk], images), strict=True):
                 tags[i].extend(row)
+            if progress is not None:
+                progress(s + len(chunk), len(pieces))
         return tags

@@ -50,13 +50,6 @@ class RaySummary:
     skipped: int = 0
     seconds: float = 0.0
 
-    def line(self) -> str:
-        rate = (self.tagged + self.errors) / self.seconds if self.seconds > 0 else 0.0
-        return (
-            f"tagged {self.tagged}, errors {self.errors}, skipped {self.skipped} (already in the output); "
-            f"{rate:.1f} posts/s"
-        )
-
 
 def run_ray(
     input_path: str,
@@ -84,6 +77,8 @@ def run_ray(
     chunks = _after(plan_chunks(input_path, chunk_size or max(batch_size * 4, 64)), done)
     summary.skipped = done
     start = time.perf_counter()
+    if not chunks:  # a rerun of a finished job: nothing to start Ray for
+        return summary
     started_here = not ray.is_initialized()
     if started_here:
         options = {"address": address} if address else {"num_cpus": max(workers, 1)}

@@ -135,6 +135,9 @@ class HealthResponse(BaseModel):
     channels: list[str] = []
     kg: Any = None
     image_backbone: Any = None
+    warnings: list[str] = Field(
+        [], description="What the service cannot fill for every post, e.g. no KG for a 'knowledge' channel."
+    )
 
 
 class ErrorResponse(BaseModel):
@@ -601,6 +604,27 @@ def server_config(app, host: str = "127.0.0.1", port: int = 8000, read_timeout: 
     import uvicorn
 
     return uvicorn.Config(app, host=host, port=port, http=_deadline_protocol(read_timeout), **options)
+
+
+def listening_socket(host: str, port: int):
+    """A socket bound to ``host:port`` for uvicorn to serve on (``uvicorn.Server.run(sockets=[...])``): binding
+    it first lets ``mner serve`` refuse a port in use with one line, before it loads the model.
+
+    Raises:
+        OSError: the address cannot be bound (in use, not this machine's, a privileged port).
+    """
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: restarts reuse the port
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
 
 
 def _deadline_protocol(read_timeout: float):

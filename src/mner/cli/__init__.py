@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import typer
-
 from mner.cli import context, core, export, images, kg, serve, tag
+from mner.cli.options import App
 
-app = typer.Typer(
+app = App(
     name="mner",
     help="Multimodal named entity recognition for social-media posts (text + image + knowledge).",
     no_args_is_help=True,

@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from mner.cli.errors import user_errors
+from mner.cli.errors import error_text, user_errors
 from mner.data import MnerInputError
 
 HEADER = "id\tcontext\n"
@@ -74,9 +74,9 @@ def context(
         for line_no, post in posts:
             if isinstance(post, MnerInputError):
                 counts["bad lines"] += 1
-                typer.echo(f"error: {post}", err=True)
+                typer.echo(f"error: {error_text(post)}", err=True)
                 continue
-            where = f"{input_file.name}:{line_no}"
+            where = f"{input_file}:{line_no}"
             if post.id in done:
                 counts["skipped"] += 1
                 continue
@@ -136,8 +136,7 @@ def _done_ids(out: Path) -> set[str]:
         keep = raw.rfind(b"\n") + 1
         os.truncate(out, keep)
         typer.echo(
-            f"{out.name}: removed an incomplete last line ({len(raw) - keep} bytes) left by an interrupted "
-            "run",
+            f"{out}: removed an incomplete last line ({len(raw) - keep} bytes) left by an interrupted run",
             err=True,
         )
     from mner.data import read_context

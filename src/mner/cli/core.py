@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import shlex
@@ -23,6 +24,14 @@ from mner.cli.options import (
 from mner.data import MnerInputError
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "posts.jsonl"
+# how ``mner predict`` is given what fills each channel
+PREDICT_HINTS = {
+    "caption": "--caption or --image",
+    "knowledge": "--kg",
+    "context": "--context",
+    "attributes": "--image",
+    "image": "--image",
+}
 
 
 @user_errors
@@ -132,8 +141,8 @@ def train(
 
 @user_errors
 def evaluate(
-    model: Annotated[Path, typer.Option(help="Model folder.")],
     data: Annotated[Path, typer.Option(help="CoNLL file with gold tags.")],
+    model: ModelOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     captions: CaptionsOption = None,
     context: ContextOption = None,
@@ -153,18 +162,35 @@ def evaluate(
     tagger = load_tagger(model, runtime)
     sources = ChannelSources.open(captions, kg, images_cache, tagger.config.image_backbone, context)
     filled = fill(sources, read_conll(data), tagger.config.channels, "data")
-    absent = filled.report.absent(tagger.config.channels)
-    if absent:
-        typer.echo(
-            "warning: the model was trained with "
-            + "; ".join(f"'{c}', absent for {n} of {filled.report.posts} posts" for c, n in absent.items())
-            + " (tagged without it)",
-            err=True,
-        )
-    scores = entity_scores(
-        [list(p.tags) for p in filled.posts], tagger.predict_tags(filled.posts, images=filled.images)
-    )
+    warning = filled.report.warning(tagger.config.channels)
+    if warning is not None:
+        typer.echo(f"warning: {warning}", err=True)
+    with progress_bar("evaluating", "post") as progress:
+        predicted = tagger.predict_tags(filled.posts, images=filled.images, progress=progress)
+    scores = entity_scores([list(p.tags) for p in filled.posts], predicted)
     typer.echo(json.dumps(scores.to_json()) if as_json else format_scores(scores))
+
+
+@contextlib.contextmanager
+def progress_bar(what: str, unit: str):
+    """A ``progress(done, total)`` callback drawing a bar on stderr when stderr is a terminal (None when not:
+    piped or captured output stays clean)."""
+    import sys
+
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from tqdm import tqdm
+
+    with tqdm(desc=what, unit=unit, leave=False, file=sys.stderr) as bar:
+
+        def progress(done: int, total: int) -> None:
+            if bar.total != total:  # known once the posts are cut into pieces: draw the bar with it
+                bar.total = total
+                bar.refresh()
+            bar.update(done - bar.n)
+
+        yield progress
 
 
 @user_errors
@@ -174,7 +200,9 @@ def predict(
     as_json: Annotated[
         bool,
         typer.Option(
-            "--json", help="Print {tokens, entities, attributes, knowledge, caption, context} as JSON."
+            "--json",
+            help="Print {tokens, entities, attributes, knowledge, caption, context} as JSON, and 'warnings' (a "
+            "list) when the model's channels had no source for the post.",
         ),
     ] = False,
     caption: Annotated[
@@ -205,13 +233,13 @@ def predict(
     if not tokenize(text):
         fail("--text is empty: expected the words of a post")
     set_threads(threads)
-    result = (
-        Pipeline(model, kg, runtime=runtime)
-        .tag(text, image=image, caption=caption, context=context)
-        .to_dict()
-    )
+    pipeline = Pipeline(model, kg, runtime=runtime)
+    result = pipeline.tag(text, image=image, caption=caption, context=context).to_dict()
+    warning = pipeline.last_report.warning(pipeline.channels, PREDICT_HINTS)
+    if warning is not None:
+        typer.echo(f"warning: {warning}", err=True)
     if as_json:
-        typer.echo(json.dumps(result, ensure_ascii=False))
+        typer.echo(json.dumps({**result, "warnings": [warning]} if warning else result, ensure_ascii=False))
         return
     from mner.data import Span
 

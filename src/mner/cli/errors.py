@@ -12,8 +12,17 @@ from mner.data import MnerInputError
 
 def error_exit(err: MnerInputError | str) -> typer.Exit:
     """Print ``error: <err>`` to stderr and return the Exit(2) to raise."""
-    typer.echo(f"error: {err}", err=True)
+    typer.echo(f"error: {error_text(err)}", err=True)
     return typer.Exit(2)
+
+
+def error_text(err: MnerInputError | str) -> str:
+    """What went wrong, naming the file by the path the user gave (``runs/my-model: ...``), not by its name
+    alone as ``str(err)`` does."""
+    if isinstance(err, MnerInputError) and err.path is not None:
+        where = err.path if err.line is None else f"{err.path}:{err.line}"
+        return f"{where}: {err.reason}"
+    return str(err)
 
 
 def fail(message: str) -> None:

@@ -9,9 +9,9 @@ from typing import Annotated
 import typer
 
 from mner.cli.errors import user_errors
-from mner.cli.options import RuntimeOption, ThreadsOption
+from mner.cli.options import App, RuntimeOption, ThreadsOption
 
-app = typer.Typer(
+app = App(
     help="Image features: ImageNet attributes, 7×7 regional features and image vectors (EfficientNet-Lite).",
     no_args_is_help=True,
 )

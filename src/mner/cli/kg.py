@@ -9,10 +9,10 @@ from typing import Annotated
 import typer
 
 from mner.cli.errors import user_errors
-from mner.cli.options import RuntimeOption, ThreadsOption
+from mner.cli.options import App, RuntimeOption, ThreadsOption
 from mner.data import MnerInputError
 
-app = typer.Typer(
+app = App(
     help="Knowledge graph: build one (FB15k-237, DB15K, MMKG, CoDEx, gazetteers, your own TSV/N-Triples), "
     "add entity images, look mentions up with the paper's image-knowledge search.",
     no_args_is_help=True,
@@ -83,14 +83,14 @@ def _image_jobs(kg, images: Path, mapping: Path | None) -> tuple[list[tuple[int,
         for path in sorted(p for p in images.iterdir() if p.is_file() and not p.name.startswith(".")):
             entity = resolve(path.stem)
             if entity is None:
-                problems.append(f"{path.name}: {path.stem!r} is neither an MMKG image id nor an entity")
+                problems.append(f"{path}: {path.stem!r} is neither an MMKG image id nor an entity")
             else:
                 jobs.append((entity, path, path.name))
         return jobs, problems
     report = ImportReport("map")
     for line_no, line in iter_lines(mapping, report):
         fields = [f.strip() for f in line.split("\t")]
-        where = f"{mapping.name}:{line_no}"
+        where = f"{mapping}:{line_no}"
         if len(fields) != 2 or not all(fields):
             problems.append(f"{where}: expected 'entity<TAB>image file', got {len(fields)} field(s)")
             continue
@@ -183,12 +183,21 @@ def lookup(
             help="image-then-text (fall back to the best text candidate) or image-only (the paper)."
         ),
     ] = "image-then-text",
+    rank: Annotated[
+        str,
+        typer.Option(
+            help="prior: entities with a type first, then name score + ln(1 + degree in the KG); score: name "
+            "score alone (what the knowledge channel of the shipped models reads)."
+        ),
+    ] = "prior",
     threads: ThreadsOption = None,
     runtime: RuntimeOption = "auto",
 ) -> None:
     """Candidates for the mentions in TEXT, then the image-knowledge match and its isA triples."""
     from mner.ort import set_threads
 
+    if rank not in ("prior", "score"):
+        raise MnerInputError(f"--rank {rank!r}: expected prior or score")
     set_threads(threads)
     from mner.data import tokenize
     from mner.knowledge import SqliteKG, image_knowledge, post_candidates
@@ -196,11 +205,11 @@ def lookup(
 
     with SqliteKG(kg_path) as kg:
         tokens = tokenize(text)
-        candidates, by_entity, mentions = post_candidates(kg, tokens, k=k)
+        candidates, by_entity, mentions = post_candidates(kg, tokens, k=k, prior=rank == "prior")
         if not mentions:  # a lower-case mention ("kobe") is looked up whole
             check_mention(text)
             mentions = [Mention(0, len(tokens), text, text)]
-            candidates = kg.candidates(text, k=k)
+            candidates = kg.candidates(text, k=k, prior=rank == "prior")
             by_entity = {c.entity.id: mentions[0] for c in candidates}
         vector = _image_vector(kg, image, runtime)
         found = image_knowledge(kg, candidates, vector, theta, policy, mentions=by_entity)

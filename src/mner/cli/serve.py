@@ -64,12 +64,18 @@ def serve(
     try:
         import uvicorn
 
-        from mner.service import Limits, create_app, server_config
+        from mner.service import Limits, create_app, listening_socket, server_config
     except ImportError as err:
         fail(f"mner serve needs fastapi, uvicorn and python-multipart ({err}): pip install mner")
     from mner.ort import set_threads
     from mner.pipeline import Pipeline
 
+    try:
+        sock = listening_socket(host, port)  # before the model loads: a port in use fails at once
+    except OSError as err:
+        fail(
+            f"{host}:{port}: cannot listen there ({(err.strerror or str(err)).lower()}): give another --port or --host"
+        )
     set_threads(threads)
 
     limits = Limits(
@@ -80,7 +86,16 @@ def serve(
         max_pending=max_pending,
         max_buffered_bytes=max_buffered_bytes,
     )
-    pipeline = Pipeline(model=model, kg=kg, runtime=runtime)  # loaded once, before the port opens
+    try:
+        pipeline = Pipeline(model=model, kg=kg, runtime=runtime)  # loaded once, before the port opens
+    except BaseException:
+        sock.close()
+        raise
+    for warning in pipeline.warnings():
+        typer.echo(f"warning: {warning}", err=True)
     typer.echo(f"mner serve: http://{host}:{port}/ (API docs at /docs)", err=True)
     config = server_config(create_app(pipeline, limits), host, port, read_timeout, log_level=log_level)
-    uvicorn.Server(config).run()
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        sock.close()

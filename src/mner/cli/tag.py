@@ -30,12 +30,18 @@ class TagSummary:
     skipped: int = 0
     seconds: float = 0.0
 
-    def line(self) -> str:
-        rate = (self.tagged + self.errors) / self.seconds if self.seconds > 0 else 0.0
-        return (
-            f"tagged {self.tagged}, errors {self.errors}, skipped {self.skipped} (already in the output); "
-            f"{rate:.1f} posts/s"
-        )
+
+def summary_line(summary) -> str:
+    """The last line of a run (local or Ray): what it did, or that there was nothing to do."""
+    if summary.tagged + summary.errors == 0:
+        if summary.skipped:
+            return f"nothing to do: all {summary.skipped} posts of the input are in the output already"
+        return "nothing to do: the input holds no posts"
+    rate = (summary.tagged + summary.errors) / summary.seconds if summary.seconds > 0 else 0.0
+    return (
+        f"tagged {summary.tagged}, errors {summary.errors}, skipped {summary.skipped} (already in the output); "
+        f"{rate:.1f} posts/s"
+    )
 
 
 @user_errors
@@ -107,6 +113,13 @@ def tag(
                 from mner.raytag import run_ray
             except ImportError:
                 raise MnerInputError("--engine ray needs Ray: pip install 'mner[ray]'") from None
+            from mner.channels import unsourced_warning
+            from mner.modelfolder import open_model_folder
+
+            channels = open_model_folder(model).config.channels
+            warning = unsourced_warning(channels, kg=kg is not None, context=context is not None)
+            if warning is not None:
+                typer.echo(f"warning: {warning}", err=True)
             summary = run_ray(
                 input_file,
                 output,
@@ -124,33 +137,48 @@ def tag(
         else:
             from mner.pipeline import Pipeline
 
-            pipeline = Pipeline(model, kg, context, runtime)
+            def load() -> Pipeline:
+                pipeline = Pipeline(model, kg, context, runtime)
+                for warning in pipeline.warnings():
+                    typer.echo(f"warning: {warning}", err=True)
+                return pipeline
+
             lines = read_lines(input_file, images_root)
-            summary = run_tagging(pipeline, lines, input_file, output, batch_size, progress=progress)
-            pipeline.close()
+            summary = run_tagging(load, lines, input_file, output, batch_size, progress=progress)
     finally:
         output.close()
-    typer.echo(summary.line(), err=True)
+    typer.echo(summary_line(summary), err=True)
 
 
-def run_tagging(pipeline, lines, source: str, output, batch_size: int, progress: bool = False) -> TagSummary:
-    """Tag ``lines`` (``mner.jobs.read_lines``) not already in ``output``, appending their records to it."""
+def run_tagging(load, lines, source: str, output, batch_size: int, progress: bool = False) -> TagSummary:
+    """Tag ``lines`` (``mner.jobs.read_lines``) not already in ``output``, appending their records to it. The
+    pipeline is ``load()``-ed at the first post to tag: a rerun of a finished job never loads the model."""
     from tqdm import tqdm
 
     from mner.jobs import Resume, batches, tag_lines
 
     summary = TagSummary()
     resume = Resume(output.done.copy())
+    pipeline = None
     start = time.perf_counter()
-    with tqdm(unit="post", desc="tagging", disable=not progress, leave=False) as bar:
-        for batch in batches(lines, batch_size):
-            todo = [line for line in batch if not resume.skip(line.id)]
-            summary.skipped += len(batch) - len(todo)
-            records = tag_lines(pipeline, todo, source)
-            for record in records:
-                summary.errors += "error" in record
-                summary.tagged += "error" not in record
-            output.write(records)
-            bar.update(len(todo))
+    try:
+        with tqdm(unit="post", desc="tagging", disable=not progress, leave=False) as bar:
+            for batch in batches(lines, batch_size):
+                todo = [line for line in batch if not resume.skip(line.id)]
+                summary.skipped += len(batch) - len(todo)
+                if not todo:
+                    continue
+                if pipeline is None:
+                    pipeline = load()
+                    start = time.perf_counter()  # posts/s counts tagging, not loading the model
+                records = tag_lines(pipeline, todo, source)
+                for record in records:
+                    summary.errors += "error" in record
+                    summary.tagged += "error" not in record
+                output.write(records)
+                bar.update(len(todo))
+    finally:
+        if pipeline is not None:
+            pipeline.close()
     summary.seconds = time.perf_counter() - start
     return summary

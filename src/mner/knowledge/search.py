@@ -21,7 +21,7 @@ import numpy as np
 
 from mner.data import MnerInputError
 from mner.knowledge.names import Mention, find_mentions, name_key
-from mner.knowledge.store import Candidate, KGEntity, KnowledgeStore
+from mner.knowledge.store import Candidate, KGEntity, KnowledgeStore, prior_order
 
 POLICIES = ("image-then-text", "image-only")
 
@@ -216,17 +216,28 @@ def image_knowledge(
 
 
 def post_candidates(
-    store: KnowledgeStore, tokens: Sequence[str], k: int = 5, max_mentions: int = 8, min_score: float = 60.0
+    store: KnowledgeStore,
+    tokens: Sequence[str],
+    k: int = 5,
+    max_mentions: int = 8,
+    min_score: float = 60.0,
+    prior: bool = False,
 ) -> tuple[list[Candidate], dict[int, Mention], list[Mention]]:
-    """Candidates of a post's mentions, best first: (candidates, mention of each candidate, mentions)."""
+    """Candidates of a post's mentions, best first: (candidates, mention of each candidate, mentions).
+
+    Args:
+        prior: rank by ``mner.knowledge.store.prior_order`` rather than by name score alone (the knowledge
+            channel of the shipped models was made without it).
+    """
     mentions = find_mentions(tokens)[:max_mentions]
     best: dict[int, tuple[tuple, Candidate, Mention]] = {}
     for m in mentions:
-        for rank, c in enumerate(store.candidates(m.query, k=k)):
+        for rank, c in enumerate(store.candidates(m.query, k=k, prior=prior)):
             if c.score < min_score:
                 continue
-            # order: score, then longer mentions, then the store's own order (popularity)
-            order = (-c.score, -(m.end - m.start), rank)
+            # order: score (with the prior: its order), then longer mentions, then the store's own order
+            first = prior_order(c) if prior else (-c.score,)
+            order = (*first, -(m.end - m.start), rank)
             if c.entity.id not in best or order < best[c.entity.id][0]:
                 best[c.entity.id] = (order, c, m)
     ranked = sorted(best.values(), key=lambda item: item[0])

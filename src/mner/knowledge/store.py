@@ -8,6 +8,7 @@ pgvector) would implement the same :class:`KnowledgeStore` protocol.
 from __future__ import annotations
 
 import json
+import math
 import re
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
@@ -86,12 +87,26 @@ class Candidate:
         }
 
 
+PRIOR_POOL = 50  # with a prior, the entities ranked: the best this many by name score
+
+
+def prior_order(candidate: Candidate) -> tuple[bool, float]:
+    """A candidate's rank with a prior (smaller first): entities with a coarse type before untyped ones (an
+    untyped entry names a concept, "apple" the fruit, never a named entity), then name score plus
+    ln(1 + degree), so among names that match alike the better-connected entity comes first.
+    ``benchmarks/bench_kg_ranking.py`` measures it against the name score alone."""
+    entity = candidate.entity
+    return (entity.type is None, -(candidate.score + math.log1p(entity.degree)))
+
+
 class KnowledgeStore(Protocol):
     """What the knowledge stage needs from a KG; entity handles are the store's integers."""
 
     image_dim: int | None
 
-    def candidates(self, mention: str, k: int = 5, fuzzy: bool = True) -> list[Candidate]: ...
+    def candidates(
+        self, mention: str, k: int = 5, fuzzy: bool = True, prior: bool = False
+    ) -> list[Candidate]: ...
 
     def entity(self, entity_id: int) -> KGEntity | None: ...
 
@@ -292,8 +307,12 @@ class SqliteKG:
             self._index = NameIndex(IndexArrays(keys=blobs["keys"][1], **arrays))
         return self._index
 
-    def candidates(self, mention: str, k: int = 5, fuzzy: bool = True) -> list[Candidate]:
-        """The top-``k`` entities for a mention: exact key matches (score 100), then fuzzy ones.
+    def candidates(
+        self, mention: str, k: int = 5, fuzzy: bool = True, prior: bool = False
+    ) -> list[Candidate]:
+        """The top-``k`` entities for a mention: exact key matches (score 100), then fuzzy ones; with ``prior``,
+        the ``PRIOR_POOL`` best by name are ranked by ``prior_order`` (typed entities first, then name score
+        and how connected the entity is).
 
         Raises:
             MnerInputError: the mention is empty or longer than ``MAX_MENTION_CHARS``.
@@ -307,13 +326,15 @@ class SqliteKG:
             scores = np.full(len(positions), 100.0, dtype=np.float32)
         entities = index.arrays.entities[positions]
         _, first = np.unique(entities, return_index=True)  # each entity's best-scoring name
-        best = np.sort(first)[:k]
+        best = np.sort(first)[: PRIOR_POOL if prior else k]
         found = []
         for i in best.tolist():
             alias_id = int(index.arrays.alias_ids[positions[i]])
             name = self.conn.execute("SELECT name FROM aliases WHERE id = ?", (alias_id,)).fetchone()[0]
             found.append(Candidate(self.entity(int(entities[i])), name, float(scores[i])))
-        return found
+        if prior:
+            found.sort(key=prior_order)  # stable: equal keys keep the index's order
+        return found[:k]
 
     # ------------------------------------------------------------------------------ neighbourhoods
 
