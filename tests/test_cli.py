@@ -259,7 +259,9 @@ def test_a_folder_named_like_a_packaged_model_comes_first_and_pkg_forces_the_pac
     tmp_path, monkeypatch
 ):
     monkeypatch.chdir(tmp_path)
-    packaged = runner.invoke(app, ["predict", "--text", "Kobe Bryant scores", "--model", "default"])
+    packaged = runner.invoke(
+        app, ["predict", "--text", "Kobe Bryant scores", "--model", "default", "--context", "Kobe Bryant"]
+    )
     assert packaged.exit_code == 0 and packaged.stderr == ""  # no folder ./default: the packaged model
     (tmp_path / "default").mkdir()  # a folder here with the packaged model's name, not a model
     local = runner.invoke(app, ["predict", "--text", "Kobe Bryant scores", "--model", "default"])
@@ -275,7 +277,7 @@ def test_a_folder_named_like_a_packaged_model_comes_first_and_pkg_forces_the_pac
     assert forced.exit_code == 0 and "[Kobe Bryant PER]" in forced.stdout
     unknown = runner.invoke(app, ["predict", "--text", "Kobe", "--model", "pkg:nope"])
     assert unknown.stderr == (
-        "error: pkg:nope: no packaged model of that name (packaged models: default, paper-full)\n"
+        "error: pkg:nope: no packaged model of that name (packaged models: default, text, paper-full)\n"
     )
 
 
@@ -287,9 +289,12 @@ def test_shipped_model_tags_a_sentence_without_model_flag():
         app, ["predict", "--text", "Barack Obama visits Paris with the New York Yankees", "--json"]
     )
     assert result.exit_code == 0, result.output
-    out = json.loads(result.output)
+    out = json.loads(result.stdout)
     found = {(e["text"], e["type"]) for e in out["entities"]}
     assert ("Barack Obama", "PER") in found and ("Paris", "LOC") in found
+    assert out["warnings"] == [
+        "the model was trained with 'context', absent for this post (tagged without it; give it with --context)"
+    ]
 
 
 @pytest.mark.skipif(

@@ -108,7 +108,13 @@ def test_health_describes_the_loaded_pipeline(client, pipeline):
 
 
 def test_health_says_what_the_service_cannot_fill_for_every_post(pipeline):
-    assert pipeline.describe()["warnings"] == []  # the shipped text model reads nothing more
+    assert Pipeline("text").describe()["warnings"] == []  # the text model reads nothing more
+    assert pipeline.describe()["warnings"] == [  # the default reads a context, which a request may carry
+        (
+            "the model was trained with 'context', and no context file is given: a post without its own is "
+            "tagged without it"
+        )
+    ]
     full = Pipeline("paper-full")
     with running_server(create_app(full)) as base:
         health = httpx.get(base + "/health", timeout=10).json()

@@ -101,7 +101,12 @@ def test_result_contract_without_image(pipeline):
         "kg": None,
         "image_backbone": "lite0",
         "runtime": "onnx",
-        "warnings": [],
+        "warnings": [
+            (
+                "the model was trained with 'context', and no context file is given: a post without its own is "
+                "tagged without it"
+            )
+        ],
     }
 
 
@@ -419,12 +424,14 @@ def test_predict_json_is_the_pipeline_result(kg_path, photos, pipeline):
             str(photos["chelsea"]),
             "--kg",
             str(kg_path),
+            "--context",
+            "Chelsea the cat",
             "--json",
         ],
     )
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
-    assert list(out) == KEYS and out["knowledge"]["entity"] == "cat"
+    assert list(out) == KEYS and out["knowledge"]["entity"] == "cat" and out["context"] == "Chelsea the cat"
     assert (
         out["attributes"]
         == pipeline.tag("Chelsea is sleeping", image=photos["chelsea"]).to_dict()["attributes"]

@@ -49,7 +49,7 @@ def _say_which_model(model: Path | None) -> Path | None:
 ModelOption = Annotated[
     Path | None,
     typer.Option(
-        help="Model folder, or a packaged model by name: 'default' (the default) or 'paper-full'; a folder of "
+        help="Model folder, or a packaged model by name: 'default' (the default), 'text' or 'paper-full'; a folder of "
         "that name here comes first, 'pkg:NAME' is always the packaged one.",
         callback=_say_which_model,
     ),
