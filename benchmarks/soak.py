@@ -1,6 +1,6 @@
 """Soak test of ``mner serve`` and a kill -9 loop on ``mner tag`` (issue #16), loopback only, bounded in time.
 
-Usage: python benchmarks/soak.py [--minutes 3] [--clients 8] [--kill-posts 400] [--report benchmarks/soak.md]
+Usage: python benchmarks/soak.py [--minutes 3] [--clients 8] [--kill-posts 3000] [--kills 20] [--report benchmarks/soak.md]
 
 Serve: starts ``mner serve`` (defaults) on a free 127.0.0.1 port, then for ``--minutes`` runs ``--clients``
 client threads that each send, at random, valid posts (JSON, multipart with a JPEG) and hostile ones:
@@ -12,7 +12,7 @@ stalled sockets open against it with none. Prints requests, answers by class, p5
 requests, and the server's RSS at start, peak and end (VmRSS, sampled every 50 ms).
 
 Kill loop: ``mner tag`` on ``--kill-posts`` posts (a third with images, some hostile lines), killed with
-SIGKILL at random moments and rerun until it completes; then checks every input line's id appears in the
+SIGKILL 1-3 s after its start ``--kills`` times, then rerun until it completes; then checks every input line's id appears in the
 output exactly once.
 """
 
@@ -316,8 +316,8 @@ def kill_loop(args) -> list[str]:
     while True:
         runs += 1
         proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-        try:
-            proc.wait(timeout=rng.uniform(4, 12))
+        try:  # killed 1-3 s after its start (start-up is ~0.5 s) until --kills kills, then left to finish
+            proc.wait(timeout=rng.uniform(1, 3) if kills < args.kills else None)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
@@ -345,7 +345,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=3)
     parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--kill-posts", type=int, default=400)
+    parser.add_argument("--kill-posts", type=int, default=3000)
+    parser.add_argument("--kills", type=int, default=20, help="SIGKILLs before the last run may finish")
     parser.add_argument("--report", type=Path, default=Path(__file__).with_name("soak.md"))
     args = parser.parse_args()
     lines = [
@@ -353,7 +354,7 @@ def main() -> None:
         "",
         (
             f"Command: `python benchmarks/soak.py --minutes {args.minutes:g} --clients "
-            f"{args.clients} --kill-posts {args.kill_posts}`; {os.cpu_count()} CPU cores."
+            f"{args.clients} --kill-posts {args.kill_posts} --kills {args.kills}`; {os.cpu_count()} CPU cores."
         ),
         "",
     ]
