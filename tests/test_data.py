@@ -1,6 +1,8 @@
 """Readers, writers and the tokenizer: round trips, real files, and exact error messages."""
 
+import hashlib
 import json
+import unicodedata
 
 import pytest
 
@@ -181,6 +183,45 @@ def test_jsonl_output_shape(tmp_path):
 )
 def test_tokenizer_splits_like_twitter2015(text, tokens):
     assert tokenize(text) == tokens
+
+
+def test_decomposed_accents_scripts_flags_and_joiners_stay_inside_their_tokens():
+    """Issue #16's reproductions: NFD text, Devanagari, flags and zero-width joiners are never split."""
+    nfd = unicodedata.normalize("NFD", "José Mourinho arrives in München")
+    assert nfd != "José Mourinho arrives in München"  # really decomposed
+    assert tokenize(nfd) == ["José", "Mourinho", "arrives", "in", "München"]  # composed (NFC) tokens
+    assert tokenize(unicodedata.normalize("NFD", "Besançon")) == ["Besançon"]
+    assert tokenize("नरेंद्र मोदी") == ["नरेंद्र", "मोदी"]
+    assert tokenize("Go 🇩🇪 Germany") == ["Go", "🇩🇪", "Germany"]
+    assert tokenize("a\u200db") == ["a\u200db"]
+
+
+def test_the_text_model_tags_decomposed_names_whole():
+    from mner.pipeline import Pipeline
+
+    nfd = unicodedata.normalize("NFD", "José Mourinho arrives in München")
+    entities = [(e["text"], e["type"]) for e in Pipeline("text").tag(nfd).to_dict()["entities"]]
+    assert entities == [("José Mourinho", "PER"), ("München", "LOC")]
+
+
+# SHA-256 over the JSON token lists of every Twitter-2015 post (train, valid, test, in file order) tokenized from
+# its tokens joined by spaces, as the tokenizer before issue #16 (commit 970bf49^) split them: the grapheme-aware
+# tokenizer must split every post exactly as that one did.
+TWITTER2015_TOKENS_SHA256 = "b2708876a6556c629297a5a6f447b9c8b43da45b26a373d801a21b13508a4ae4"
+
+
+@pytest.mark.slow
+@needs_twitter2015
+def test_every_twitter2015_post_tokenizes_as_it_did_before_the_grapheme_tokenizer():
+    digest, same = hashlib.sha256(), 0
+    for split in ("train", "valid", "test"):
+        for post in read_conll(TWITTER2015 / f"{split}.txt"):
+            tokens = tokenize(" ".join(post.tokens))
+            digest.update(json.dumps(tokens).encode("utf-8") + b"\n")
+            same += tokens == list(post.tokens)
+    assert digest.hexdigest() == TWITTER2015_TOKENS_SHA256
+    # the rest hold the files' own splits of raw text ("//t", "co/w7rk…"; "development.") that no tokenizer redoes
+    assert same == 7674
 
 
 def test_spans_follow_conlleval_rules():
