@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from runs import mean_std
+from runs import mean_std, publish
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = [  # the paper's Table 2 rows (Chen et al., DASFAA 2021)
@@ -114,9 +114,7 @@ def main() -> None:
         ),
         "",
     ]
-    report = "\n".join(lines)
-    print(report)
-    args.report.write_text(report, encoding="utf-8")
+    publish(lines, args.report)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from runs import build_kg, mean_std, test_without_context, train_once
+from runs import build_kg, mean_std, publish, test_without_context, train_once
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -155,9 +155,7 @@ def main() -> None:
         ),
         "",
     ]
-    report = "\n".join(lines)
-    print(report)
-    args.report.write_text(report, encoding="utf-8")
+    publish(lines, args.report)
 
 
 if __name__ == "__main__":

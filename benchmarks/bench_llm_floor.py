@@ -17,6 +17,7 @@ from mner.channels import ChannelSources
 from mner.context import align, named_entities
 from mner.data import read_conll
 from mner.evaluate import entity_scores
+from runs import publish
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "twitter2015"
 
@@ -51,9 +52,7 @@ def main() -> None:
         f"Command: `python benchmarks/bench_llm_floor.py --split {args.split}`",
         "",
     ]
-    report = "\n".join(lines)
-    print(report)
-    args.report.write_text(report, encoding="utf-8")
+    publish(lines, args.report)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ from pathlib import Path
 
 from bench_tag import make_posts
 
+from runs import publish
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 
@@ -88,9 +90,7 @@ def main() -> None:
         f"Command: `python benchmarks/bench_ray.py --posts {args.posts}`",
         "",
     ]
-    report = "\n".join(lines)
-    print(report)
-    args.report.write_text(report, encoding="utf-8")
+    publish(lines, args.report)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+from runs import publish
+
 TEXT = "Barack Obama visits Paris"
 
 
@@ -54,9 +56,7 @@ def main() -> None:
         f"Command: `python benchmarks/bench_startup.py --runs {args.runs}`",
         "",
     ]
-    report = "\n".join(lines)
-    print(report)
-    args.report.write_text(report, encoding="utf-8")
+    publish(lines, args.report)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from runs import build_kg, mean_std, train_once
+from runs import build_kg, mean_std, publish, train_once
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -182,9 +182,7 @@ def main() -> None:
             ),
             "",
         ]
-    report = "\n".join(lines)
-    print(report)
-    args.report.write_text(report, encoding="utf-8")
+    publish(lines, args.report)
 
 
 if __name__ == "__main__":

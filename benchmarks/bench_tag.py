@@ -29,6 +29,8 @@ from pathlib import Path
 
 from photos import tweet_photos
 
+from runs import publish
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 
@@ -227,9 +229,7 @@ def main() -> None:
         + "`",
         "",
     ]
-    report = "\n".join(lines)
-    print(report)
-    args.report.write_text(report, encoding="utf-8")
+    publish(lines, args.report)
 
 
 if __name__ == "__main__":

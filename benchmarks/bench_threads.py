@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+from runs import publish
+
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "twitter2015" / "test.txt"
 
 
@@ -71,9 +73,7 @@ def main() -> None:
         f"Command: `python benchmarks/bench_threads.py --threads {' '.join(map(str, args.threads))} --runs {args.runs}`",
         "",
     ]
-    report = "\n".join(lines)
-    print(report)
-    args.report.write_text(report, encoding="utf-8")
+    publish(lines, args.report)
 
 
 if __name__ == "__main__":

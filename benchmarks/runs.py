@@ -13,6 +13,13 @@ import tomllib
 from pathlib import Path
 
 
+def publish(lines: list[str], report: Path) -> None:
+    """Print a benchmark's Markdown report and write it to ``report``."""
+    text = "\n".join(lines)
+    print(text)
+    report.write_text(text, encoding="utf-8")
+
+
 def mean_std(values: list[float]) -> str:
     """``mean ± std`` over seeds; one seed shows its value alone (no ± 0 that looks like a spread)."""
     if len(values) == 1:

@@ -36,6 +36,8 @@ from pathlib import Path
 
 from bench_serve import free_port, make_posts, start_server, wait_for_health
 
+from runs import publish
+
 HOSTILE = {
     "surrogate": b'{"text":"Obama \\udc80 Berlin"}',
     "deep": b'{"text":' + b"[" * 2000 + b"]" * 2000 + b"}",
@@ -360,9 +362,7 @@ def main() -> None:
     ]
     lines += soak(args)
     lines += kill_loop(args)
-    report = "\n".join(lines)
-    print(report)
-    args.report.write_text(report, encoding="utf-8")
+    publish(lines, args.report)
 
 
 if __name__ == "__main__":
