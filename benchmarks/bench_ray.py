@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 from bench_tag import make_posts
-
 from runs import publish
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -28,7 +28,6 @@ import time
 from pathlib import Path
 
 from photos import tweet_photos
-
 from runs import publish
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -35,7 +35,6 @@ from collections import Counter
 from pathlib import Path
 
 from bench_serve import free_port, make_posts, start_server, wait_for_health
-
 from runs import publish
 
 HOSTILE = {
