@@ -108,10 +108,10 @@ def run_ray(
                     batch_size,
                 ),
                 batch_size=1,
-                concurrency=workers,
+                # A fixed pool; Ray Data's actor pools restart an actor that dies and run its task again
+                # (max_restarts = max_task_retries = -1 by default; tests/test_ray.py kills one).
+                compute=ray.data.ActorPoolStrategy(size=workers),
                 num_cpus=1,
-                max_restarts=-1,  # an actor that dies is restarted ...
-                max_task_retries=-1,  # ... and its task run again
             )
             for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
                 records = [json.loads(r) for r in batch.column("record").to_pylist()]
