@@ -194,6 +194,8 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "bench_tag")
     parser.add_argument("--report", type=Path, default=ROOT / "benchmarks" / "tag.md")
     args = parser.parse_args()
+    if args.umt_posts < 1:
+        parser.error("--umt-posts: at least 1 (the side-by-side ratio is what this script measures)")
     import torch
 
     torch.set_num_threads(args.threads)

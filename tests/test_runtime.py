@@ -166,3 +166,20 @@ def test_the_packaged_models_carry_a_current_export():
 
     for name in MODELS.names():
         assert onnx_export_state(open_model_folder(name)) is None, name
+
+
+def test_onnx_sessions_use_the_thread_setting_and_never_spin(tmp_path):
+    """Idle ORT worker threads sleep: spinning ones took the cores that decoding and HTTP needed (serve 51 → 74
+    req/s with 2 threads, BENCHMARKS.md)."""
+    from mner.modelfolder import open_model_folder
+    from mner.ort import onnx_session, set_threads, threads
+
+    before = threads()
+    try:
+        set_threads(2)
+        session = onnx_session(open_model_folder("default").path / "model.onnx")
+    finally:
+        set_threads(before)
+    options = session.get_session_options()
+    assert options.intra_op_num_threads == 2
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"

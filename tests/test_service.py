@@ -429,7 +429,7 @@ def test_unknown_paths_and_methods_get_json_errors(client):
 
 
 class GatedPipeline:
-    """The real Pipeline, whose ``tag`` waits at a gate: shows what the server does while a post is tagged."""
+    """The real Pipeline, whose tagging waits at a gate: shows what the server does while a post is tagged."""
 
     def __init__(self, pipeline: Pipeline):
         self.pipeline = pipeline
@@ -439,10 +439,13 @@ class GatedPipeline:
     def describe(self) -> dict:
         return self.pipeline.describe()
 
-    def tag_many(self, posts) -> list[TagResult]:
+    def prepare(self, post):
+        return self.pipeline.prepare(post)
+
+    def tag_prepared(self, prepared) -> list[TagResult]:
         self.entered.set()
         assert self.gate.wait(timeout=60), "the test never opened the gate"
-        return self.pipeline.tag_many(posts)
+        return self.pipeline.tag_prepared(prepared)
 
 
 def test_16_concurrent_requests_get_the_same_answers_as_one_at_a_time(client, pipeline, photo):
@@ -549,7 +552,7 @@ def test_a_client_that_leaves_while_its_post_is_tagged_does_not_wedge_the_server
 
 
 class FailingPipeline(GatedPipeline):
-    def tag_many(self, posts) -> list[TagResult]:
+    def tag_prepared(self, prepared) -> list[TagResult]:
         raise RuntimeError("secret internal detail /srv/model")
 
 
@@ -671,9 +674,9 @@ def test_requests_arriving_together_are_tagged_in_one_batch(pipeline):
             super().__init__(pipeline)
             self.sizes: list[int] = []
 
-        def tag_many(self, posts):
-            self.sizes.append(len(posts))
-            return super().tag_many(posts)
+        def tag_prepared(self, prepared):
+            self.sizes.append(len(prepared))
+            return super().tag_prepared(prepared)
 
     gated = Counting(pipeline)
     texts = [f"{name} visits Berlin" for name in ("Obama", "Merkel", "Macron", "Trudeau", "Modi", "Lula")]

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -152,6 +153,24 @@ def test_a_batch_encodes_its_images_in_one_call_and_bad_items_stay_in_place(pipe
             )
         else:
             assert str(got) == str(alone)
+
+
+def test_posts_prepared_on_other_threads_are_tagged_as_by_tag_many(pipeline, photos):
+    """The service prepares posts (tokens, decoded pixels) on decoding threads, then tags them in a batch."""
+    items = [
+        PostInput("Kobe Bryant scores", image=photos["chelsea"], post_id="a"),
+        PostInput("   ", post_id="b"),
+        PostInput("New York at night", image=photos["text"], post_id="c"),
+        PostInput("Paris in spring", image=photos["astronaut"].read_bytes(), post_id="d"),
+    ]
+    with ThreadPoolExecutor(2) as pool:
+        prepared = list(pool.map(pipeline.prepare, items))
+    assert [type(p).__name__ for p in prepared] == ["Prepared", "MnerInputError", "ImageError", "Prepared"]
+    got = pipeline.tag_prepared(prepared)
+    want = pipeline.tag_many(items)
+    assert [r.to_dict() if isinstance(r, TagResult) else str(r) for r in got] == [
+        r.to_dict() if isinstance(r, TagResult) else str(r) for r in want
+    ]
 
 
 @pytest.mark.parametrize(

@@ -41,6 +41,9 @@ def onnx_session(path: str | Path):
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.log_severity_level = 3
+    # Idle worker threads sleep instead of spinning: a spinning thread takes a core that decoding, the HTTP
+    # loop or another job needs (BENCHMARKS.md, "Threads" and "mner serve": 2 threads on a busy 2-core machine).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
 
 

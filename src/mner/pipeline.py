@@ -43,7 +43,7 @@ class PostInput:
 
 
 @dataclass
-class _Decoded:
+class Prepared:
     """A post that passed the input checks: its tokens and its image's pixels (or None)."""
 
     item: PostInput
@@ -54,7 +54,7 @@ class _Decoded:
 class Pipeline:
     """A tagger, its image encoder (loaded on the first image) and an optional KG.
 
-    Safe to share between threads: one batch is tagged at a time.
+    Safe to share between threads: one batch is tagged at a time (``prepare`` runs unlocked, alongside).
     """
 
     def __init__(
@@ -141,13 +141,28 @@ class Pipeline:
         A post with bad input gives its MnerInputError (or ImageError) in its place; the others are tagged.
         """
         with self._lock:
-            checked = self._check_all(items)
-            good = [c for c in checked if isinstance(c, _Decoded)]
-            features = self._encode([c.pixels for c in good])
-            results = iter(self._tag_decoded(good, features))
-            return [next(results) if isinstance(c, _Decoded) else c for c in checked]
+            return self._tag_prepared(self._check_all(items))
 
-    def _check_all(self, items: Sequence[PostInput]) -> list[_Decoded | MnerInputError]:
+    def prepare(self, item: PostInput) -> Prepared | MnerInputError:
+        """A post's tokens and decoded pixels, or the error that says what is wrong with it.
+
+        Needs no lock: call it from any thread, so that decoding the next posts' images overlaps tagging
+        (the service does), then give the results to ``tag_prepared``.
+        """
+        return self._check(item)
+
+    def tag_prepared(self, prepared: Sequence[Prepared | MnerInputError]) -> list[TagResult | MnerInputError]:
+        """``tag_many`` of posts already through ``prepare``: the same results, errors kept in their places."""
+        with self._lock:
+            return self._tag_prepared(list(prepared))
+
+    def _tag_prepared(self, checked: list[Prepared | MnerInputError]) -> list[TagResult | MnerInputError]:
+        good = [c for c in checked if isinstance(c, Prepared)]
+        features = self._encode([c.pixels for c in good])
+        results = iter(self._tag_decoded(good, features))
+        return [next(results) if isinstance(c, Prepared) else c for c in checked]
+
+    def _check_all(self, items: Sequence[PostInput]) -> list[Prepared | MnerInputError]:
         """``_check`` of every item; images decoded on the configured threads (Pillow decodes without the GIL)."""
         from mner.ort import threads
 
@@ -164,7 +179,7 @@ class Pipeline:
 
     # -------------------------------------------------------------------------------------- stages
 
-    def _check(self, item: PostInput) -> _Decoded | MnerInputError:
+    def _check(self, item: PostInput) -> Prepared | MnerInputError:
         """Tokens and decoded pixels of a post, or the error that says what is wrong with it."""
         from mner.vision.decode import load_pixels, pixels_from_bytes
 
@@ -184,7 +199,7 @@ class Pipeline:
                 pixels = load_pixels(item.image, self.encoder_config)
         except MnerInputError as err:
             return err
-        return _Decoded(item, tokens, pixels)
+        return Prepared(item, tokens, pixels)
 
     def _encode(self, pixels: list[np.ndarray | None]) -> list[ImageFeatures | None]:
         """Image features of each post (None where it has no image), from one encoder call."""
@@ -196,7 +211,7 @@ class Pipeline:
         encoded = iter(self.encoder.encode_pixels(np.stack(given)))  # stack shape: (B, size, size, 3)
         return [None if p is None else next(encoded) for p in pixels]
 
-    def _tag_decoded(self, decoded: list[_Decoded], features: list[ImageFeatures | None]) -> list[TagResult]:
+    def _tag_decoded(self, decoded: list[Prepared], features: list[ImageFeatures | None]) -> list[TagResult]:
         posts = [
             Post(
                 d.tokens,

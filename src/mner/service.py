@@ -8,11 +8,12 @@
 Every error is a JSON object ``{"error": "..."}`` that says what was expected. Bad input gets a 4xx
 (400 malformed body, 413 over a limit, 415 wrong content type, 422 invalid post or image), never a 500.
 
-Concurrency: requests are admitted before their bodies are read (``Admission``); posts that arrive together
-are tagged in one batch (``Batcher``: it waits at most ``batch_wait_ms`` after the first post for others, up
-to ``max_batch`` posts) on one thread of its own, so the Pipeline (the runtime's sessions, the KG's SQLite
-connection) is never used by two threads at once. The event loop only reads requests and waits, so
-``/health`` and the page answer while posts are tagged.
+Concurrency: requests are admitted before their bodies are read (``Admission``); each post is then prepared
+(tokenised, its image decoded: ``Pipeline.prepare``) on a pool of ``--threads`` decoding threads, so that
+decoding overlaps tagging; posts that arrive together are tagged in one batch (``Batcher``: it waits at most
+``batch_wait_ms`` after the first post for others, up to ``max_batch`` posts) on one thread of its own, so the
+Pipeline's tagging (the runtime's sessions, the KG's SQLite connection) is never used by two threads at once.
+The event loop only reads requests and waits, so ``/health`` and the page answer while posts are tagged.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
 from mner.data import MnerInputError, parse_json
+from mner.ort import threads
 from mner.pipeline import PostInput
 from mner.version import __version__
 from mner.vision.decode import ImageError
@@ -158,15 +160,17 @@ class RequestError(Exception):
 
 
 def create_app(pipeline, limits: Limits = Limits()) -> FastAPI:
-    """The service around a loaded Pipeline (anything with ``tag_many`` and ``describe``)."""
+    """The service around a loaded Pipeline (anything with ``prepare``, ``tag_prepared`` and ``describe``)."""
     tagging_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mner-tag")
-    batcher = Batcher(pipeline, tagging_thread, limits.max_batch, limits.batch_wait_ms / 1000)
+    decoding = ThreadPoolExecutor(max_workers=threads(), thread_name_prefix="mner-prepare")
+    batcher = Batcher(pipeline, tagging_thread, decoding, limits.max_batch, limits.batch_wait_ms / 1000)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         yield
         batcher.stop()
         tagging_thread.shutdown(wait=False, cancel_futures=True)
+        decoding.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(
         title="mner",
@@ -321,11 +325,19 @@ class Admission:
 
 
 class Batcher:
-    """Posts that arrive together, tagged in one batch on the tagging thread (see the module docstring); each
-    post's answer is what tagging it alone gives."""
+    """Posts prepared on the decoding threads, then those that arrive together tagged in one batch on the
+    tagging thread (see the module docstring); each post's answer is what tagging it alone gives."""
 
-    def __init__(self, pipeline, executor: ThreadPoolExecutor, max_batch: int, wait: float):
-        self.pipeline, self.executor, self.max_batch, self.wait = pipeline, executor, max_batch, wait
+    def __init__(
+        self,
+        pipeline,
+        executor: ThreadPoolExecutor,
+        decoding: ThreadPoolExecutor,
+        max_batch: int,
+        wait: float,
+    ):
+        self.pipeline, self.executor, self.decoding = pipeline, executor, decoding
+        self.max_batch, self.wait = max_batch, wait
         self.queue: asyncio.Queue | None = None
         self.task: asyncio.Task | None = None
 
@@ -335,11 +347,13 @@ class Batcher:
         Raises:
             RequestError: 422 for a post the Pipeline refuses (its reason).
         """
+        loop = asyncio.get_running_loop()
         if self.task is None:  # started on the event loop that serves the requests
             self.queue = asyncio.Queue()
-            self.task = asyncio.get_running_loop().create_task(self._run())
-        answer = asyncio.get_running_loop().create_future()
-        self.queue.put_nowait((post, answer))  # bounded: Admission lets at most max_pending requests in
+            self.task = loop.create_task(self._run())
+        prepared = await loop.run_in_executor(self.decoding, self.pipeline.prepare, post)
+        answer = loop.create_future()
+        self.queue.put_nowait((prepared, answer))  # bounded: Admission lets at most max_pending requests in
         return await answer
 
     async def _run(self) -> None:
@@ -371,10 +385,11 @@ class Batcher:
             self.task.cancel()
 
 
-def tag_posts(pipeline, posts: list[PostInput]) -> list[dict | RequestError]:
-    """The Pipeline's result for each post as JSON; a post's input error becomes a 422 naming the reason."""
+def tag_posts(pipeline, prepared: list) -> list[dict | RequestError]:
+    """The Pipeline's result for each prepared post as JSON; a post's input error becomes a 422 naming the
+    reason."""
     out: list[dict | RequestError] = []
-    for result in pipeline.tag_many(posts):
+    for result in pipeline.tag_prepared(prepared):
         if isinstance(result, ImageError):
             # the reason without the name the Pipeline gives an upload ("<upload>: ...")
             out.append(RequestError(422, f"image: {result.reason}"))
