@@ -553,6 +553,33 @@ def test_tag_ids_relative_images_and_bad_lines(photos, tmp_path):
     assert "tagged 3, errors 3, skipped 0 (already in the output); " in result.stderr
 
 
+def test_tag_prepares_the_next_batch_while_tagging_and_writes_what_one_batch_writes(photos, tmp_path):
+    """Batches of 2 (each prepared while the one before is tagged) give the records of one batch of all."""
+    (tmp_path / "img").mkdir()
+    names = ("chelsea", "astronaut", "truncated", "text")  # two photos, two bad images
+    for name in names:
+        (tmp_path / "img" / photos[name].name).write_bytes(photos[name].read_bytes())
+    texts = ("Barack Obama visits Paris", "Kobe Bryant scores in Los Angeles", "Google opens in London")
+    lines = [
+        {
+            "id": f"p{i}",
+            "text": texts[i % 3],
+            **({"image": f"img/{photos[names[i % 4]].name}"} if i % 3 else {}),
+        }
+        for i in range(11)
+    ]
+    lines[4] = "{broken"
+    posts = write_posts(tmp_path, lines)
+    for size, out in (("2", "small.jsonl"), ("64", "whole.jsonl")):
+        assert tag("--in", str(posts), "--out", str(tmp_path / out), "--batch-size", size).exit_code == 0
+    small, whole = read_records(tmp_path / "small.jsonl"), read_records(tmp_path / "whole.jsonl")
+    assert [r["id"] for r in small] == [f"p{i}" if i != 4 else "posts-5" for i in range(11)]
+    assert sum("error" in r for r in small) == 4 and sum("attributes" in r for r in small) >= 3
+    for a, b in zip(small, whole, strict=True):
+        assert a.get("entities") == b.get("entities") and a.get("error") == b.get("error")
+        assert [x["label"] for x in a.get("attributes", [])] == [x["label"] for x in b.get("attributes", [])]
+
+
 def test_tag_images_root_confines_image_paths(photos, tmp_path):
     root = tmp_path / "root"
     root.mkdir()

@@ -284,10 +284,20 @@ def error_record(line: InputLine, message: str) -> dict:
     return {"id": line.id, "line": line.number, "error": message}
 
 
-def tag_lines(pipeline: Pipeline, lines: list[InputLine], source: str) -> list[dict]:
-    """The record of each line, in order: one encoder and one tagger call for the batch's posts."""
+def prepare_lines(pipeline: Pipeline, lines: list[InputLine]) -> list:
+    """``Pipeline.prepare_many`` of the lines that were read without an error (tokens, decoded images)."""
+    return pipeline.prepare_many([line.post for line in lines if line.error is None])
+
+
+def tag_lines(
+    pipeline: Pipeline, lines: list[InputLine], source: str, prepared: list | None = None
+) -> list[dict]:
+    """The record of each line, in order: one encoder and one tagger call for the batch's posts.
+    ``prepared``: ``prepare_lines`` of these lines, done ahead (on another thread); None: prepared here."""
     posts = [line for line in lines if line.error is None]
-    results = iter(pipeline.tag_many([line.post for line in posts]) if posts else [])
+    if prepared is None:
+        prepared = prepare_lines(pipeline, lines)
+    results = iter(pipeline.tag_prepared(prepared) if posts else [])
     records = []
     for line in lines:
         if line.error is not None:

@@ -85,6 +85,7 @@ class Pipeline:
         self._encoder: ImageEncoder | None = None
         self._decoder: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
+        self._decoder_lock = threading.Lock()
 
     @property
     def kg(self):
@@ -151,6 +152,10 @@ class Pipeline:
         """
         return self._check(item)
 
+    def prepare_many(self, items: Sequence[PostInput]) -> list[Prepared | MnerInputError]:
+        """``prepare`` of each post, images decoded on the configured threads. Needs no lock (see ``prepare``)."""
+        return self._check_all(items)
+
     def tag_prepared(self, prepared: Sequence[Prepared | MnerInputError]) -> list[TagResult | MnerInputError]:
         """``tag_many`` of posts already through ``prepare``: the same results, errors kept in their places."""
         with self._lock:
@@ -169,8 +174,9 @@ class Pipeline:
         with_images = sum(item.image is not None for item in items)
         if threads() < 2 or with_images < 2:
             return [self._check(item) for item in items]
-        if self._decoder is None:
-            self._decoder = ThreadPoolExecutor(threads(), thread_name_prefix="mner-decode")
+        with self._decoder_lock:  # prepare_many may run on several threads
+            if self._decoder is None:
+                self._decoder = ThreadPoolExecutor(threads(), thread_name_prefix="mner-decode")
         return list(self._decoder.map(self._check, items))
 
     def close(self) -> None:

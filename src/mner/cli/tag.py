@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -150,19 +151,44 @@ def tag(
     typer.echo(summary_line(summary), err=True)
 
 
+def _done(value) -> Future:
+    future = Future()
+    future.set_result(value)
+    return future
+
+
 def run_tagging(load, lines, source: str, output, batch_size: int, progress: bool = False) -> TagSummary:
     """Tag ``lines`` (``mner.jobs.read_lines``) not already in ``output``, appending their records to it. The
-    pipeline is ``load()``-ed at the first post to tag: a rerun of a finished job never loads the model."""
+    pipeline is ``load()``-ed at the first post to tag: a rerun of a finished job never loads the model.
+
+    With one thread (``--threads 1``), each batch is prepared (text tokenised, images decoded) on a second
+    thread while the batch before it is tagged: 2,000 posts with images, three runs each, 79-88 posts/s
+    against 65-70 without. With more, decoding already runs on that many threads and preparing ahead measured
+    3-5 % slower (100-113 vs 105-116 posts/s with 2), so it is not done. Records are written in input order,
+    a batch at a time, either way.
+    """
     from tqdm import tqdm
 
-    from mner.jobs import Resume, batches, tag_lines
+    from mner.jobs import Resume, batches, prepare_lines, tag_lines
+    from mner.ort import threads
 
     summary = TagSummary()
     resume = Resume(output.done.copy())
     pipeline = None
     start = time.perf_counter()
+
+    def finish(todo, prepared) -> None:
+        records = tag_lines(pipeline, todo, source, prepared.result())
+        for record in records:
+            summary.errors += "error" in record
+            summary.tagged += "error" not in record
+        output.write(records)
+        bar.update(len(todo))
+
+    ahead = ThreadPoolExecutor(1, thread_name_prefix="mner-prepare")
     try:
         with tqdm(unit="post", desc="tagging", disable=not progress, leave=False) as bar:
+            pending = None  # the batch being prepared: (lines, future of its prepared posts)
             for batch in batches(lines, batch_size):
                 todo = [line for line in batch if not resume.skip(line.id)]
                 summary.skipped += len(batch) - len(todo)
@@ -171,13 +197,17 @@ def run_tagging(load, lines, source: str, output, batch_size: int, progress: boo
                 if pipeline is None:
                     pipeline = load()
                     start = time.perf_counter()  # posts/s counts tagging, not loading the model
-                records = tag_lines(pipeline, todo, source)
-                for record in records:
-                    summary.errors += "error" in record
-                    summary.tagged += "error" not in record
-                output.write(records)
-                bar.update(len(todo))
+                if threads() == 1:
+                    following = (todo, ahead.submit(prepare_lines, pipeline, todo))
+                else:
+                    following = (todo, _done(prepare_lines(pipeline, todo)))
+                if pending is not None:
+                    finish(*pending)
+                pending = following
+            if pending is not None:
+                finish(*pending)
     finally:
+        ahead.shutdown(wait=True, cancel_futures=True)
         if pipeline is not None:
             pipeline.close()
     summary.seconds = time.perf_counter() - start
