@@ -14,6 +14,7 @@ over the time between — the same measure for both engines, start-up excluded.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import subprocess
@@ -75,6 +76,25 @@ def tag(posts: Path, out: Path, extra: list[str], total: int) -> tuple[float, fl
     return count / wall, loop, steady
 
 
+def driver_rate(records: Path, posts: Path, out: Path, chunk: int = 128) -> float:
+    """Records/s the driver's own path can take: parse a chunk's records as they come from the workers (JSON
+    strings) and append them to a JSONL output, as ``mner.raytag`` does — without Ray or tagging, so it bounds
+    what one driver can write however many workers feed it."""
+    from mner.jobs import open_output
+
+    lines = records.read_text(encoding="utf-8").splitlines()
+    if out.exists():
+        out.unlink()
+    output = open_output(out, posts)
+    start = time.perf_counter()
+    try:
+        for i in range(0, len(lines), chunk):
+            output.write([json.loads(line) for line in lines[i : i + chunk]])
+    finally:
+        output.close()
+    return len(lines) / (time.perf_counter() - start)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--posts", type=int, default=2000)
@@ -87,6 +107,7 @@ def main() -> None:
     local = tag(posts, args.work / "local.jsonl", ["--threads", "2"], n)
     one = tag(posts, args.work / "ray1.jsonl", ["--engine", "ray", "--workers", "1", "--threads", "1"], n)
     two = tag(posts, args.work / "ray2.jsonl", ["--engine", "ray", "--workers", "2", "--threads", "1"], n)
+    driver = driver_rate(args.work / "ray2.jsonl", posts, args.work / "driver.jsonl")
     overhead = 1 - two[2] / local[2]
     per_worker = two[2] / 2
     lines = [
@@ -111,7 +132,9 @@ def main() -> None:
         (
             f"A 16-worker cluster (one core each, the images where the workers read them) should tag about "
             f"16 × {per_worker:.1f} = {16 * per_worker:.0f} posts/s: the rate of one of this run's two workers "
-            "(Ray's overhead is inside it) times 16, as long as the driver, which writes every record, keeps up."
+            "(Ray's overhead is inside it) times 16, as long as the driver, which writes every record, keeps up: "
+            f"its own path (parse the workers' JSON records, append them to the output) takes {driver:,.0f} "
+            "records/s here, measured alone."
         ),
         "",
         f"Command: `python benchmarks/bench_ray.py --posts {args.posts}`",
