@@ -168,7 +168,7 @@ def test_the_packaged_models_carry_a_current_export():
         assert onnx_export_state(open_model_folder(name)) is None, name
 
 
-def test_onnx_sessions_use_the_thread_setting_and_never_spin(tmp_path):
+def test_onnx_sessions_use_the_thread_setting_and_never_spin():
     """Idle ORT worker threads sleep: spinning ones took the cores that decoding and HTTP needed (serve 51 → 74
     req/s with 2 threads, BENCHMARKS.md)."""
     from mner.modelfolder import open_model_folder

@@ -142,19 +142,7 @@ class Pipeline:
         A post with bad input gives its MnerInputError (or ImageError) in its place; the others are tagged.
         """
         with self._lock:
-            return self._tag_prepared(self._check_all(items))
-
-    def prepare(self, item: PostInput) -> Prepared | MnerInputError:
-        """A post's tokens and decoded pixels, or the error that says what is wrong with it.
-
-        Needs no lock: call it from any thread, so that decoding the next posts' images overlaps tagging
-        (the service does), then give the results to ``tag_prepared``.
-        """
-        return self._check(item)
-
-    def prepare_many(self, items: Sequence[PostInput]) -> list[Prepared | MnerInputError]:
-        """``prepare`` of each post, images decoded on the configured threads. Needs no lock (see ``prepare``)."""
-        return self._check_all(items)
+            return self._tag_prepared(self.prepare_many(items))
 
     def tag_prepared(self, prepared: Sequence[Prepared | MnerInputError]) -> list[TagResult | MnerInputError]:
         """``tag_many`` of posts already through ``prepare``: the same results, errors kept in their places."""
@@ -167,17 +155,18 @@ class Pipeline:
         results = iter(self._tag_decoded(good, features))
         return [next(results) if isinstance(c, Prepared) else c for c in checked]
 
-    def _check_all(self, items: Sequence[PostInput]) -> list[Prepared | MnerInputError]:
-        """``_check`` of every item; images decoded on the configured threads (Pillow decodes without the GIL)."""
+    def prepare_many(self, items: Sequence[PostInput]) -> list[Prepared | MnerInputError]:
+        """``prepare`` of every item; images decoded on the configured threads (Pillow decodes without the GIL).
+        Needs no lock (see ``prepare``)."""
         from mner.ort import threads
 
         with_images = sum(item.image is not None for item in items)
         if threads() < 2 or with_images < 2:
-            return [self._check(item) for item in items]
+            return [self.prepare(item) for item in items]
         with self._decoder_lock:  # prepare_many may run on several threads
             if self._decoder is None:
                 self._decoder = ThreadPoolExecutor(threads(), thread_name_prefix="mner-decode")
-        return list(self._decoder.map(self._check, items))
+        return list(self._decoder.map(self.prepare, items))
 
     def close(self) -> None:
         """Close the KG file."""
@@ -185,8 +174,12 @@ class Pipeline:
 
     # -------------------------------------------------------------------------------------- stages
 
-    def _check(self, item: PostInput) -> Prepared | MnerInputError:
-        """Tokens and decoded pixels of a post, or the error that says what is wrong with it."""
+    def prepare(self, item: PostInput) -> Prepared | MnerInputError:
+        """A post's tokens and decoded pixels, or the error that says what is wrong with it.
+
+        Needs no lock: call it from any thread, so that decoding the next posts' images overlaps tagging
+        (the service and ``mner tag --threads 1`` do), then give the results to ``tag_prepared``.
+        """
         from mner.vision.decode import load_pixels, pixels_from_bytes
 
         try:
