@@ -162,9 +162,10 @@ def run_tagging(load, lines, source: str, output, batch_size: int, progress: boo
     pipeline is ``load()``-ed at the first post to tag: a rerun of a finished job never loads the model.
 
     With one thread (``--threads 1``), each batch is prepared (text tokenised, images decoded) on a second
-    thread while the batch before it is tagged: 2,000 posts with images, three runs each, 79-88 posts/s
-    against 65-70 without. With more, decoding already runs on that many threads and preparing ahead measured
-    3-5 % slower (100-113 vs 105-116 posts/s with 2), so it is not done. Records are written in input order,
+    thread while the batch before it is tagged: 2,000 posts with images, three alternating runs each, median
+    81.1 posts/s against 67.8 without (1.20x). With more, decoding already runs on that many threads and
+    preparing ahead measured slower (median 105.8 vs 110.7 posts/s with 2, 0.96x), so it is not done
+    (BENCHMARKS.md, "mner tag"). Records are written in input order,
     a batch at a time, either way.
     """
     from tqdm import tqdm
