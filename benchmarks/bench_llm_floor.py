@@ -3,8 +3,8 @@
 Usage: python benchmarks/bench_llm_floor.py [--split test] [--report benchmarks/llm_floor.md]
 
 For each post, the "Named entities" list of ``llm_knowledge.tsv`` is aligned to the post's tokens
-(``mner.context.align``: exact whole-token matches, case, ``#``/``@`` and CamelCase hashtags normalised) and
-its kinds mapped to PER/LOC/ORG/OTHER (``mner.context.entity_type``); a kind that maps to nothing (a date, a
+(``mner.channels.context.align``: exact whole-token matches, case, ``#``/``@`` and CamelCase hashtags normalised) and
+its kinds mapped to PER/LOC/ORG/OTHER (``mner.channels.context.entity_type``); a kind that maps to nothing (a date, a
 topic) tags nothing. Scored like every model here (entity-level, conlleval-compatible, 5,207 test entities).
 """
 
@@ -13,8 +13,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mner.channels import ChannelSources
-from mner.context import align, named_entities
+from mner.channels.context import align, named_entities
+from mner.channels.sources import ChannelSources
 from mner.data import read_conll
 from mner.evaluate import entity_scores
 from runs import publish

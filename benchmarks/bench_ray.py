@@ -78,9 +78,9 @@ def tag(posts: Path, out: Path, extra: list[str], total: int) -> tuple[float, fl
 
 def driver_rate(records: Path, posts: Path, out: Path, chunk: int = 128) -> float:
     """Records/s the driver's own path can take: parse a chunk's records as they come from the workers (JSON
-    strings) and append them to a JSONL output, as ``mner.raytag`` does — without Ray or tagging, so it bounds
+    strings) and append them to a JSONL output, as ``mner.serving.raytag`` does — without Ray or tagging, so it bounds
     what one driver can write however many workers feed it."""
-    from mner.jobs import open_output
+    from mner.serving.jobs import open_output
 
     lines = records.read_text(encoding="utf-8").splitlines()
     if out.exists():

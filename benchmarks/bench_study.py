@@ -74,9 +74,9 @@ def inference_rate(model: Path, args, kg: Path) -> dict:
     """Posts/s of the tagger alone on prepared test posts (captions and knowledge joined beforehand)."""
     import torch
 
-    from mner.channels import ChannelSources
+    from mner.channels.sources import ChannelSources
     from mner.data import read_conll
-    from mner.tagger import load_tagger
+    from mner.model.torch_model import load_tagger
 
     torch.set_num_threads(args.threads)
     posts = read_conll(args.data / "test.txt")

@@ -41,11 +41,11 @@ DEFAULT = [
 
 
 def child(config: Path, steps: int, threads: int, data: Path, kg: Path | None) -> dict:
-    """One config's measurement (runs in a fresh process): ``mner.training.Trainer``'s own steps."""
+    """One config's measurement (runs in a fresh process): ``mner.training.trainer.Trainer``'s own steps."""
     import torch
 
-    from mner.runconfig import read_run_config
-    from mner.training import Trainer
+    from mner.training.runconfig import read_run_config
+    from mner.training.trainer import Trainer
 
     torch.set_num_threads(threads)
     run = read_run_config(config)

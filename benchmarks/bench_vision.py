@@ -43,7 +43,7 @@ def rate(count: int, seconds: float) -> str:
 
 def throughput(backbone: str, runtime: str, paths: list[Path], batch_sizes: list[int]) -> list[str]:
     """Rows of the throughput table for one backbone on one runtime (torch: PyTorch; onnx: ONNX Runtime)."""
-    from mner.runtime import load_image_encoder
+    from mner.runtime.runners import load_image_encoder
     from mner.vision import EncoderConfig
     from mner.vision.decode import load_pixels
 
@@ -138,7 +138,7 @@ def main() -> None:
 
     import torch
 
-    from mner.ort import set_threads
+    from mner.runtime.ort import set_threads
 
     set_threads(args.threads)
     print(f"command: python {' '.join(sys.argv)}")

@@ -116,9 +116,9 @@ def build_kg(path: Path, kg_sources: Path) -> None:
 
 
 def filled_posts(data: Path, channels: list[str], kg: Path | None, splits=("train", "valid")) -> list:
-    """Twitter-2015 splits with the channels a config reads filled (``mner.channels``): the BLIP-2 captions for
+    """Twitter-2015 splits with the channels a config reads filled (``mner.channels.sources``): the BLIP-2 captions for
     a "caption" channel, the KG's knowledge for a "knowledge" channel."""
-    from mner.channels import ChannelSources
+    from mner.channels.sources import ChannelSources
     from mner.data import read_conll
 
     sources = ChannelSources.open(

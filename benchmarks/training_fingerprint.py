@@ -28,8 +28,8 @@ def fingerprint(config: Path, epochs: int, seed: int, threads: int, kg: Path) ->
     """Train ``config`` for ``epochs`` epochs; its first ten step losses and dev F1 per epoch."""
     import torch
 
-    from mner.runconfig import read_run_config
-    from mner.training import Trainer
+    from mner.training.runconfig import read_run_config
+    from mner.training.trainer import Trainer
 
     torch.set_num_threads(threads)
     run = read_run_config(config)

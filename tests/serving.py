@@ -12,10 +12,10 @@ from contextlib import contextmanager
 
 @contextmanager
 def running_server(app, read_timeout: float = 30.0) -> Iterator[str]:
-    """Serve ``app`` as ``mner serve`` does (``mner.service.server_config``) on a thread; yields its base URL."""
+    """Serve ``app`` as ``mner serve`` does (``mner.serving.service.server_config``) on a thread; yields its base URL."""
     import uvicorn
 
-    from mner.service import server_config
+    from mner.serving.service import server_config
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))  # the OS picks a free port; uvicorn listens on this very socket, no race

@@ -6,7 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mner.cli import app
-from mner.modelfolder import DEFAULT_MODEL
+from mner.model.folder import DEFAULT_MODEL
 from tests.conftest import TWITTER2015, needs_twitter2015
 
 runner = CliRunner()

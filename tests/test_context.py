@@ -7,14 +7,22 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from mner.channels import ChannelSources
+from mner.channels.context import (
+    ALIGN_TAGS,
+    NO_CONTEXT,
+    align,
+    alignment_ids,
+    compact,
+    entity_type,
+    named_entities,
+)
+from mner.channels.sources import ChannelSources
 from mner.cli import app
 from mner.config import ModelConfig
-from mner.context import ALIGN_TAGS, NO_CONTEXT, align, alignment_ids, compact, entity_type, named_entities
 from mner.data import MnerInputError, Post, read_context
-from mner.runconfig import RunConfig, TrainConfig
-from mner.tagger import load_tagger
-from mner.training import Trainer, train
+from mner.model.torch_model import load_tagger
+from mner.training.runconfig import RunConfig, TrainConfig
+from mner.training.trainer import Trainer, train
 from tests.conftest import TWITTER2015, needs_twitter2015
 
 LLM = (
@@ -339,7 +347,7 @@ def test_alignment_does_not_depend_on_the_process():
     import sys
 
     code = (
-        "from mner.context import align; "
+        "from mner.channels.context import align; "
         "print(align(['New', 'York', 'City'], [('York City', 'city'), ('New York', 'state')]))"
     )
     outputs = {

@@ -6,14 +6,14 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from mner.channels import ChannelSources
+from mner.channels.sources import ChannelSources
 from mner.cli import app
 from mner.config import ModelConfig
 from mner.data import MnerInputError, Post
-from mner.network import TaggingNetwork
-from mner.runconfig import RunConfig, TrainConfig
-from mner.tagger import Tagger, load_tagger
-from mner.training import make_model_config, train
+from mner.model.network import TaggingNetwork
+from mner.model.torch_model import Tagger, load_tagger
+from mner.training.runconfig import RunConfig, TrainConfig
+from mner.training.trainer import make_model_config, train
 
 SMALL = {"hidden": 24, "char_dim": 8, "char_filters": 8, "dropout": 0.0}
 # The same sentence is a person or a thing depending only on what the image shows (here: its caption).

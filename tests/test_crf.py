@@ -5,7 +5,7 @@ import itertools
 import pytest
 import torch
 
-from mner.crf import CRF, bio_allowed_transitions
+from mner.model.crf import CRF, bio_allowed_transitions
 
 
 def brute_force(crf: CRF, emissions: torch.Tensor, length: int, constrained: bool = False):

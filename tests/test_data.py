@@ -197,7 +197,7 @@ def test_decomposed_accents_scripts_flags_and_joiners_stay_inside_their_tokens()
 
 
 def test_the_text_model_tags_decomposed_names_whole():
-    from mner.pipeline import Pipeline
+    from mner.serving.pipeline import Pipeline
 
     nfd = unicodedata.normalize("NFD", "José Mourinho arrives in München")
     entities = [(e["text"], e["type"]) for e in Pipeline("text").tag(nfd).to_dict()["entities"]]

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from mner.fusion import (
+from mner.model.fusion import (
     FeatureWiseAlignment,
     Gate,
     GuidedVisualAttention,

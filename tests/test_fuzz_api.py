@@ -9,8 +9,8 @@ import pytest
 schemathesis = pytest.importorskip("schemathesis")
 from hypothesis import HealthCheck, given, settings
 
-from mner.pipeline import Pipeline
-from mner.service import Limits, create_app
+from mner.serving.pipeline import Pipeline
+from mner.serving.service import Limits, create_app
 from tests.serving import running_server
 
 EXAMPLES = 400  # per operation: generated requests, positive and negative (schema-violating) ones

@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mner.cli import app
-from mner.jobs import OutputFile
+from mner.serving.jobs import OutputFile
 from tests.conftest import TWITTER2015
 
 runner = CliRunner()
@@ -166,14 +166,14 @@ def test_a_second_run_on_the_same_output_is_refused(tmp_path):
 
 @pytest.fixture(scope="module")
 def pipeline():
-    from mner.pipeline import Pipeline
+    from mner.serving.pipeline import Pipeline
 
     return Pipeline()
 
 
 @pytest.fixture(scope="module")
 def url(pipeline):
-    from mner.service import create_app
+    from mner.serving.service import create_app
     from tests.serving import running_server
 
     with running_server(create_app(pipeline), read_timeout=1.0) as base:
@@ -196,7 +196,7 @@ def test_a_hostile_body_is_a_400_and_the_connection_lives_on(url, name):
 def test_a_request_is_refused_before_its_body_is_read_when_the_service_is_full(pipeline):
     import socket
 
-    from mner.service import Limits, create_app
+    from mner.serving.service import Limits, create_app
     from tests.serving import running_server
 
     limits = Limits(max_buffered_bytes=1_000_000)
@@ -299,7 +299,7 @@ def test_a_model_with_flipped_bits_or_nan_weights_is_refused(tmp_path):
 
     from safetensors.torch import load_file, save_file
 
-    from mner.modelfolder import DEFAULT_MODEL
+    from mner.model.folder import DEFAULT_MODEL
 
     flipped = tmp_path / "flipped"
     shutil.copytree(DEFAULT_MODEL, flipped)
@@ -333,7 +333,7 @@ def test_a_model_with_flipped_bits_or_nan_weights_is_refused(tmp_path):
 def test_a_model_config_with_a_mistyped_value_is_one_clear_error(tmp_path):
     import shutil
 
-    from mner.modelfolder import DEFAULT_MODEL
+    from mner.model.folder import DEFAULT_MODEL
 
     shutil.copytree(DEFAULT_MODEL, tmp_path / "m")
     record = json.loads((tmp_path / "m" / "config.json").read_text(encoding="utf-8"))

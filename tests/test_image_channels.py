@@ -7,9 +7,9 @@ import torch
 
 from mner.config import ModelConfig
 from mner.data import Post
-from mner.runconfig import RunConfig, TrainConfig
-from mner.tagger import load_tagger
-from mner.training import train
+from mner.model.torch_model import load_tagger
+from mner.training.runconfig import RunConfig, TrainConfig
+from mner.training.trainer import train
 
 skimage_data = pytest.importorskip("skimage.data")
 

@@ -13,10 +13,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from typer.testing import CliRunner
 
+from mner.channels.context import named_entities
+from mner.channels.llm import EXAMPLES, messages
 from mner.cli import app
-from mner.context import named_entities
 from mner.data import read_context
-from mner.llm import EXAMPLES, messages
 
 runner = CliRunner()
 ANSWER = "Named entities:1. {name} (person)Reasoning:The post\tmentions {name}.\n"

@@ -9,10 +9,10 @@ import torch
 
 from mner.config import ModelConfig
 from mner.data import MnerInputError, Post, spans_from_tags
-from mner.network import TaggingNetwork
-from mner.runconfig import RunConfig, TrainConfig, read_run_config
-from mner.tagger import Tagger, load_tagger
-from mner.training import make_schedule, train
+from mner.model.network import TaggingNetwork
+from mner.model.torch_model import Tagger, load_tagger
+from mner.training.runconfig import RunConfig, TrainConfig, read_run_config
+from mner.training.trainer import make_schedule, train
 
 SMALL = {"hidden": 32, "char_dim": 16, "char_filters": 16, "dropout": 0.0}
 
@@ -154,7 +154,7 @@ def test_config_weights_mismatch(saved):
 
 
 def test_packaged_models_load_by_name(tmp_path, monkeypatch):
-    from mner.modelfolder import DEFAULT_MODEL, packaged_models, resolve_model
+    from mner.model.folder import DEFAULT_MODEL, packaged_models, resolve_model
 
     assert "default" in packaged_models()
     monkeypatch.chdir(tmp_path)
@@ -250,8 +250,8 @@ def _tensors(value, path="batch"):
 
 
 def test_as_tensors_moves_every_nested_array():
-    from mner.network import as_tensors
-    from mner.training import make_model_config
+    from mner.model.network import as_tensors
+    from mner.training.trainer import make_model_config
 
     posts = [
         Post(

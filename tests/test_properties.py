@@ -16,7 +16,7 @@ from mner.data import (
     tags_from_spans,
     tokenize,
 )
-from mner.jobs import read_lines
+from mner.serving.jobs import read_lines
 
 # Text a tweet may hold: ASCII, accents (composed and combining), Devanagari, emoji with skin tones and ZWJ,
 # flags (regional indicators), zero-width characters, URLs and handles, and any other code point.

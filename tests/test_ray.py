@@ -17,7 +17,7 @@ ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'mner
 
 from mner.cli import app
 from mner.data import read_conll
-from mner.jobs import open_output, table_records
+from mner.serving.jobs import open_output, table_records
 from tests.conftest import TWITTER2015, needs_twitter2015
 
 runner = CliRunner()
@@ -161,7 +161,7 @@ def test_a_rerun_skips_what_the_output_holds(posts, tmp_path):
 @needs_twitter2015
 @pytest.mark.slow
 def test_a_worker_killed_mid_job_loses_and_doubles_nothing(posts, tmp_path):
-    from mner.raytag import run_ray
+    from mner.serving.raytag import run_ray
 
     out = tmp_path / "out.jsonl"
     output = open_output(out, str(posts))

@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 
 from mner.cli import app
 from mner.data import Post, read_conll
-from mner.modelfolder import DEFAULT_MODEL, MODELS
-from mner.runtime import OnnxTagger, load_image_encoder, load_tagger
+from mner.model.folder import DEFAULT_MODEL, MODELS
+from mner.runtime.runners import OnnxTagger, load_image_encoder, load_tagger
 from tests.conftest import TWITTER2015, needs_twitter2015
 
 runner = CliRunner()
@@ -25,7 +25,7 @@ runner = CliRunner()
 @needs_twitter2015
 @pytest.mark.parametrize("name", ["default", "paper-full"])
 def test_onnx_and_pytorch_give_the_same_tags_on_twitter2015_dev(name):
-    from mner.channels import ChannelSources
+    from mner.channels.sources import ChannelSources
 
     posts = read_conll(TWITTER2015 / "valid.txt")
     onnx, torch_tagger = load_tagger(name, "onnx"), load_tagger(name, "torch")
@@ -92,7 +92,7 @@ def test_predict_and_tag_run_without_torch(tmp_path):
 
 
 def test_a_stale_or_damaged_export_is_never_used(tmp_path):
-    from mner.tagger import load_tagger as load_torch
+    from mner.model.torch_model import load_tagger as load_torch
 
     folder = tmp_path / "m"
     shutil.copytree(DEFAULT_MODEL, folder)
@@ -118,9 +118,9 @@ def test_a_stale_or_damaged_export_is_never_used(tmp_path):
 
 def test_models_with_context_and_transformer_encoders_export_and_match(tmp_path):
     pytest.importorskip("transformers")
-    from mner.export import export_model
-    from mner.runconfig import RunConfig, TrainConfig
-    from mner.training import train
+    from mner.runtime.export import export_model
+    from mner.training.runconfig import RunConfig, TrainConfig
+    from mner.training.trainer import train
 
     context = "Named entities:1. Kobe Bryant (person)2. Paris (city)"
     posts = [
@@ -161,8 +161,8 @@ def test_models_with_context_and_transformer_encoders_export_and_match(tmp_path)
 
 
 def test_the_packaged_models_carry_a_current_export():
-    from mner.modelfolder import open_model_folder
-    from mner.runtime import onnx_export_state
+    from mner.model.folder import open_model_folder
+    from mner.runtime.runners import onnx_export_state
 
     for name in MODELS.names():
         assert onnx_export_state(open_model_folder(name)) is None, name
@@ -171,8 +171,8 @@ def test_the_packaged_models_carry_a_current_export():
 def test_onnx_sessions_use_the_thread_setting_and_never_spin():
     """Idle ORT worker threads sleep: spinning ones took the cores that decoding and HTTP needed (serve 51 → 74
     req/s with 2 threads, BENCHMARKS.md)."""
-    from mner.modelfolder import open_model_folder
-    from mner.ort import onnx_session, set_threads, threads
+    from mner.model.folder import open_model_folder
+    from mner.runtime.ort import onnx_session, set_threads, threads
 
     before = threads()
     try:

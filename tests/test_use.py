@@ -17,15 +17,15 @@ skdata = pytest.importorskip("skimage.data")
 from PIL import Image
 from typer.testing import CliRunner
 
-from mner.channels import ChannelSources, attribute_caption, knowledge_words
+from mner.channels.sources import ChannelSources, attribute_caption, knowledge_words
 from mner.cli import app
 from mner.config import ModelConfig
 from mner.data import MnerInputError, Post, tokenize
 from mner.knowledge import KGSources, SqliteKG, build_kg, post_knowledge
-from mner.modelfolder import DEFAULT_MODEL
-from mner.pipeline import Pipeline, PostInput
-from mner.result import TagResult
-from mner.tagger import Tagger
+from mner.model.folder import DEFAULT_MODEL
+from mner.model.torch_model import Tagger
+from mner.serving.pipeline import Pipeline, PostInput
+from mner.serving.result import TagResult
 from mner.vision import EncoderConfig, ImageError
 from mner.vision.decode import load_pixels, pixels_from_bytes
 from tests.images import png_header
@@ -331,8 +331,8 @@ def caption_model(tmp_path_factory, pipeline, photos) -> Path:
     OTHER with the cat's (trained on the attribute captions of the same files)."""
     import torch
 
-    from mner.runconfig import RunConfig, TrainConfig
-    from mner.training import train
+    from mner.training.runconfig import RunConfig, TrainConfig
+    from mner.training.trainer import train
 
     captions = {
         name: attribute_caption(pipeline.encoder.encode_file(photos[name]).attributes)
@@ -679,6 +679,6 @@ def test_tag_missing_input_exits_2(tmp_path):
 
 
 def test_pipeline_import_is_light():
-    code = "import mner.pipeline, sys; print('torch' in sys.modules, 'PIL' in sys.modules)"
+    code = "import mner.serving.pipeline, sys; print('torch' in sys.modules, 'PIL' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]

@@ -452,10 +452,10 @@ def test_not_a_cache(content, message, tmp_path):
 
 
 def test_posts_without_usable_image_get_a_mask_not_a_zero_image(encoder, folder, tmp_path):
-    from mner.batching import BatchBuilder, input_builder
-    from mner.channels import ChannelSources
+    from mner.channels.sources import ChannelSources
     from mner.config import ModelConfig
     from mner.data import Post
+    from mner.inputs.batching import BatchBuilder, input_builder
 
     out = tmp_path / "features.sqlite"
     extract_folder(folder, out, encoder)

@@ -9,8 +9,8 @@ import pytest
 
 pytest.importorskip("skimage.data")
 
-from mner.pipeline import Pipeline
-from mner.service import Limits, create_app
+from mner.serving.pipeline import Pipeline
+from mner.serving.service import Limits, create_app
 from tests.serving import photo_jpeg, running_server
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -23,11 +23,11 @@ __all__ = [
 def __getattr__(name: str):
     # resolved only when asked for: the runtime imports NumPy and ONNX Runtime, the Tagger torch
     if name == "load_tagger":
-        from mner.runtime import load_tagger
+        from mner.runtime.runners import load_tagger
 
         return load_tagger
     if name == "Tagger":
-        from mner.tagger import Tagger
+        from mner.model.torch_model import Tagger
 
         return Tagger
     raise AttributeError(f"module 'mner' has no attribute {name!r}")

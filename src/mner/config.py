@@ -18,7 +18,7 @@ CAPTION_MODES = ("words", "attribute")
 CONTEXT_FORMS = (
     "full",
     "entities",
-)  # the whole context text, or only its "Named entities" list (mner.context)
+)  # the whole context text, or only its "Named entities" list (mner.channels.context)
 
 
 def build_strict(cls, values: dict, what: str):
@@ -60,7 +60,7 @@ def _fits(value, hint: str) -> bool:
 class EncoderSpec:
     """A text encoder a config can name.
 
-    ``kind`` picks the network module and the input builder (``mner.encoders``): "glove" reads frozen word
+    ``kind`` picks the network module and the input builder (``mner.model.encoders``): "glove" reads frozen word
     vectors and a tuned vocabulary; "transformer" fine-tunes a pretrained model that ships inside the
     Python package ``package`` (import name ``module``; its files are in ``<module>/model``)."""
 

@@ -54,8 +54,8 @@ def context(
     """Ask an LLM what each post mentions (an entity list with kinds, then reasoning): a context TSV."""
     from tqdm import tqdm
 
+    from mner.channels.llm import ChatClient
     from mner.data import iter_jsonl_posts
-    from mner.llm import ChatClient
 
     posts = iter_jsonl_posts(input_file)  # a missing input fails here, before anything is written
     done = _done_ids(out)
@@ -105,7 +105,7 @@ def context(
 
 
 def _finish(item, sink, lock: threading.Lock, counts: dict, bar) -> None:
-    from mner.llm import LLMError
+    from mner.channels.llm import LLMError
 
     where, post_id, future = item
     try:

@@ -63,11 +63,11 @@ def train(
     ] = True,
 ) -> None:
     """Train a tagger on CoNLL data; the epoch with the best dev F1 is kept."""
-    from mner.channels import ChannelSources
+    from mner.channels.sources import ChannelSources
     from mner.data import read_conll
     from mner.evaluate import entity_scores
-    from mner.runconfig import read_run_config
-    from mner.training import Trainer
+    from mner.training.runconfig import read_run_config
+    from mner.training.trainer import Trainer
 
     run = read_run_config(config)
     if seed is not None:
@@ -126,7 +126,7 @@ def train(
     tagger.save(out)
     if onnx:
         try:
-            from mner.export import export_model
+            from mner.runtime.export import export_model
 
             export_model(tagger, out)  # predict, tag, serve and evaluate then run on ONNX Runtime
         except (ImportError, RuntimeError) as err:
@@ -152,11 +152,11 @@ def evaluate(
     runtime: RuntimeOption = "auto",
 ) -> None:
     """Entity-level P/R/F1 (conlleval-compatible) of a model on gold data."""
-    from mner.channels import ChannelSources
+    from mner.channels.sources import ChannelSources
     from mner.data import read_conll
     from mner.evaluate import entity_scores, format_scores
-    from mner.ort import set_threads
-    from mner.runtime import load_tagger
+    from mner.runtime.ort import set_threads
+    from mner.runtime.runners import load_tagger
 
     set_threads(threads)
     tagger = load_tagger(model, runtime)
@@ -227,8 +227,8 @@ def predict(
 ) -> None:
     """Tag one post and print its entities (and its image's attributes and the knowledge used)."""
     from mner.data import tokenize
-    from mner.ort import set_threads
-    from mner.pipeline import Pipeline
+    from mner.runtime.ort import set_threads
+    from mner.serving.pipeline import Pipeline
 
     if not tokenize(text):
         fail("--text is empty: expected the words of a post")
@@ -295,8 +295,8 @@ def demo(
 ) -> None:
     """Tag the example posts that ship with mner and print their entities."""
     from mner.data import iter_jsonl_posts
-    from mner.ort import set_threads
-    from mner.runtime import load_tagger
+    from mner.runtime.ort import set_threads
+    from mner.runtime.runners import load_tagger
 
     if photos is not None:
         for path in write_sample_photos(photos):
@@ -334,7 +334,7 @@ def write_sample_photos(folder: Path) -> list[Path]:
 
 
 def fill(sources, posts, channels, name: str):
-    """Posts with their channels filled (``mner.channels``); what was found goes to stderr."""
+    """Posts with their channels filled (``mner.channels.sources``); what was found goes to stderr."""
     filled = sources.fill(posts, channels)
     if any(source is not None for source in (sources.captions, sources.kg, sources.images, sources.context)):
         typer.echo(f"{name}: {filled.report.summary()}", err=True)

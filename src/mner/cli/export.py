@@ -14,12 +14,12 @@ def export(model: ModelOption = None, threads: ThreadsOption = None) -> None:
     """Export a model folder to ONNX (checked against PyTorch) and its image encoder to mner's cache."""
     import time
 
-    from mner.ort import set_threads
+    from mner.runtime.ort import set_threads
 
     set_threads(threads)
     try:
-        from mner.export import export_image_encoder, export_model
-        from mner.tagger import load_tagger
+        from mner.model.torch_model import load_tagger
+        from mner.runtime.export import export_image_encoder, export_model
     except ImportError as err:
         raise typer.BadParameter(
             f"exporting needs PyTorch and onnx ({err}): pip install 'mner[train]'"
@@ -27,7 +27,7 @@ def export(model: ModelOption = None, threads: ThreadsOption = None) -> None:
     from mner.vision import EncoderConfig
 
     start = time.perf_counter()
-    from mner.modelfolder import resolve_model
+    from mner.model.folder import resolve_model
 
     tagger = load_tagger(model)
     folder = resolve_model(model)

@@ -34,8 +34,8 @@ def extract(
     runtime: RuntimeOption = "auto",
 ) -> None:
     """Encode every image of a folder into a feature cache; images already there are skipped."""
-    from mner.ort import set_threads
-    from mner.runtime import load_image_encoder
+    from mner.runtime.ort import set_threads
+    from mner.runtime.runners import load_image_encoder
     from mner.vision import EncoderConfig, extract_folder
 
     set_threads(threads)
@@ -60,8 +60,8 @@ def attributes(
     runtime: RuntimeOption = "auto",
 ) -> None:
     """Print an image's top ImageNet classes with their probabilities."""
-    from mner.ort import set_threads
-    from mner.runtime import load_image_encoder
+    from mner.runtime.ort import set_threads
+    from mner.runtime.runners import load_image_encoder
     from mner.vision import EncoderConfig
     from mner.vision.decode import load_pixels
 

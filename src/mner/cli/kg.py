@@ -123,7 +123,7 @@ def add_images(
 ) -> None:
     """Compute image vectors of entity photos with the vision encoder and store them in the KG."""
     from mner.knowledge import SqliteKG
-    from mner.ort import set_threads
+    from mner.runtime.ort import set_threads
 
     set_threads(threads)
 
@@ -149,7 +149,7 @@ def add_images(
 def _encode_and_store(kg, jobs, problems: list[str], encoder: str, batch_size: int, runtime: str) -> int:
     if not jobs:
         return 0
-    from mner.runtime import load_image_encoder
+    from mner.runtime.runners import load_image_encoder
     from mner.vision import EncoderConfig, ImageError
 
     enc = load_image_encoder(EncoderConfig.for_backbone(encoder), runtime)
@@ -194,7 +194,7 @@ def lookup(
     runtime: RuntimeOption = "auto",
 ) -> None:
     """Candidates for the mentions in TEXT, then the image-knowledge match and its isA triples."""
-    from mner.ort import set_threads
+    from mner.runtime.ort import set_threads
 
     if rank not in ("prior", "score"):
         raise MnerInputError(f"--rank {rank!r}: expected prior or score")
@@ -226,7 +226,7 @@ def _image_vector(kg, image: Path | None, runtime: str = "auto"):
     if kg.image_dim is None:
         typer.echo("note: the KG has no entity images; --image is not used", err=True)
         return None
-    from mner.runtime import load_image_encoder
+    from mner.runtime.runners import load_image_encoder
     from mner.vision import EncoderConfig
 
     config = EncoderConfig.for_backbone(kg.meta.get("image_encoder") or "lite0")

@@ -38,7 +38,7 @@ class App(typer.Typer):
 
 def _say_which_model(model: Path | None) -> Path | None:
     """A bare packaged model's name that is also a folder here loads the folder: say so, once, on stderr."""
-    from mner.modelfolder import shadowed_model_note
+    from mner.model.folder import shadowed_model_note
 
     note = shadowed_model_note(model)
     if note is not None:

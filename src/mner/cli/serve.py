@@ -1,4 +1,4 @@
-"""``mner serve``: the HTTP service and web demo (mner.service) on uvicorn."""
+"""``mner serve``: the HTTP service and web demo (mner.serving.service) on uvicorn."""
 
 from __future__ import annotations
 
@@ -64,11 +64,11 @@ def serve(
     try:
         import uvicorn
 
-        from mner.service import Limits, create_app, listening_socket, server_config
+        from mner.serving.service import Limits, create_app, listening_socket, server_config
     except ImportError as err:
         fail(f"mner serve needs fastapi, uvicorn and python-multipart ({err}): pip install mner")
-    from mner.ort import set_threads
-    from mner.pipeline import Pipeline
+    from mner.runtime.ort import set_threads
+    from mner.serving.pipeline import Pipeline
 
     try:
         sock = listening_socket(host, port)  # before the model loads: a port in use fails at once

@@ -1,9 +1,9 @@
 """``mner tag``: tag a JSONL (or Parquet) file of posts into a JSONL file (or Parquet folder) of results, in
-batches, resumable; on this process, or as a Ray Data job (``--engine ray``, ``mner.raytag``).
+batches, resumable; on this process, or as a Ray Data job (``--engine ray``, ``mner.serving.raytag``).
 
 Input lines: ``{"id"?: str, "text": str (or "tokens": [str]), "image"?: path, "caption"?: str, "context"?: str}``;
 a ``--context`` TSV fills "context" for lines without one (by "id", or by the image file's stem). Output
-lines: the ``mner.pipeline`` result of each post, or ``{"id", "line", "error"}`` for a line that cannot be
+lines: the ``mner.serving.pipeline`` result of each post, or ``{"id", "line", "error"}`` for a line that cannot be
 tagged. The input is read and the output written one batch at a time (constant memory); a rerun skips the
 ids already in the output, so an interrupted run is resumed by running the same command again.
 """
@@ -92,8 +92,8 @@ def tag(
     runtime: RuntimeOption = "auto",
 ) -> None:
     """Tag every post of a JSONL or Parquet file; bad lines become error records, and a rerun resumes."""
-    from mner.jobs import open_output, plan_chunks, read_lines
-    from mner.ort import set_threads
+    from mner.runtime.ort import set_threads
+    from mner.serving.jobs import open_output, plan_chunks, read_lines
 
     if engine not in ("local", "ray"):
         raise MnerInputError(f"--engine {engine!r}: expected local or ray")
@@ -111,11 +111,11 @@ def tag(
         progress = not quiet and sys.stderr.isatty()
         if engine == "ray":
             try:
-                from mner.raytag import run_ray
+                from mner.serving.raytag import run_ray
             except ImportError:
                 raise MnerInputError("--engine ray needs Ray: pip install 'mner[ray]'") from None
-            from mner.channels import unsourced_warning
-            from mner.modelfolder import open_model_folder
+            from mner.channels.sources import unsourced_warning
+            from mner.model.folder import open_model_folder
 
             channels = open_model_folder(model).config.channels
             warning = unsourced_warning(channels, kg=kg is not None, context=context is not None)
@@ -136,7 +136,7 @@ def tag(
                 progress=not quiet,
             )
         else:
-            from mner.pipeline import Pipeline
+            from mner.serving.pipeline import Pipeline
 
             def load() -> Pipeline:
                 pipeline = Pipeline(model, kg, context, runtime)
@@ -158,7 +158,7 @@ def _done(value) -> Future:
 
 
 def run_tagging(load, lines, source: str, output, batch_size: int, progress: bool = False) -> TagSummary:
-    """Tag ``lines`` (``mner.jobs.read_lines``) not already in ``output``, appending their records to it. The
+    """Tag ``lines`` (``mner.serving.jobs.read_lines``) not already in ``output``, appending their records to it. The
     pipeline is ``load()``-ed at the first post to tag: a rerun of a finished job never loads the model.
 
     With one thread (``--threads 1``), each batch is prepared (text tokenised, images decoded) on a second
@@ -170,8 +170,8 @@ def run_tagging(load, lines, source: str, output, batch_size: int, progress: boo
     """
     from tqdm import tqdm
 
-    from mner.jobs import Resume, batches, prepare_lines, tag_lines
-    from mner.ort import threads
+    from mner.runtime.ort import threads
+    from mner.serving.jobs import Resume, batches, prepare_lines, tag_lines
 
     summary = TagSummary()
     resume = Resume(output.done.copy())

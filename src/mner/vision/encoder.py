@@ -42,7 +42,7 @@ class ImageFeatures:
 
 class PixelEncoder:
     """What every image encoder offers on top of its ``encode_pixels`` (on PyTorch here; on ONNX Runtime in
-    ``mner.runtime``): images as PIL images, files, or a stream of files decoded while the network runs."""
+    ``mner.runtime.runners``): images as PIL images, files, or a stream of files decoded while the network runs."""
 
     config: EncoderConfig
 

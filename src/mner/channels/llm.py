@@ -1,6 +1,6 @@
 """Context for new posts from an LLM: a client for any OpenAI-compatible chat-completions endpoint (a local
 llama.cpp, vLLM or Ollama server, or a hosted one) and the prompt that asks it for the kind of knowledge
-``mner.context`` reads: a numbered "Named entities" list with kinds, then the reasoning.
+``mner.channels.context`` reads: a numbered "Named entities" list with kinds, then the reasoning.
 
 Only the standard library speaks HTTP here (``urllib``). A request that fails is retried a bounded number
 of times with exponential backoff (a 429's ``Retry-After`` is honoured, up to the cap); one that still

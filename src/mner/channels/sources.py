@@ -9,7 +9,7 @@ caller) — and ``fill`` returns new posts with every channel filled the same wa
   and a post with image features, the image's attribute labels joined as words ("Egyptian cat tabby ...").
 - context: the post's own; else the context file's, by image id or by post id (the file's header says
   which). The model reads it as text after the post, through the fusion, or aligned to the post's tokens
-  (``mner.context``), as its config says.
+  (``mner.channels.context``), as its config says.
 - knowledge: with a KG, ``post_knowledge(kg, tokens, image vector)``, the paper's search: the image vector
   drives the image match, a post without image features takes the text fallback (policy
   "image-then-text"); ``Post.knowledge`` is the result's triples as compact words.

@@ -7,7 +7,7 @@ vector is the encoder state of its **first** piece. With context as text, the ca
 follow the post as a second segment: ``[CLS] post [SEP] caption [SEP] knowledge [SEP]``; only the post's
 tokens get vectors.
 
-``transformers`` is imported here only when the tokenizer is built; ``mner.transformer`` holds the network.
+``transformers`` is imported here only when the tokenizer is built; ``mner.model.transformer`` holds the network.
 """
 
 from __future__ import annotations

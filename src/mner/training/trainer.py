@@ -21,9 +21,9 @@ import torch
 from mner.config import ModelConfig
 from mner.data import TAGS, MnerInputError, Post
 from mner.evaluate import entity_scores
-from mner.network import as_tensors
-from mner.runconfig import RunConfig, TrainConfig
-from mner.tagger import Tagger
+from mner.model.network import as_tensors
+from mner.model.torch_model import Tagger
+from mner.training.runconfig import RunConfig, TrainConfig
 
 if TYPE_CHECKING:
     from mner.vision import ImageFeatures
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 def make_model_config(posts: Sequence[Post], options: dict, min_word_count: int) -> ModelConfig:
     """A ModelConfig whose vocabularies come from the training posts."""
-    from mner.embeddings import PAD, UNK, build_vocab, word_key
+    from mner.inputs.embeddings import PAD, UNK, build_vocab, word_key
 
     try:
         config = ModelConfig.from_dict(

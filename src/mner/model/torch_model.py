@@ -1,4 +1,4 @@
-"""A trained tagger on PyTorch: load a model folder (``mner.modelfolder``), predict spans for posts, save it back."""
+"""A trained tagger on PyTorch: load a model folder (``mner.model.folder``), predict spans for posts, save it back."""
 
 from __future__ import annotations
 
@@ -10,20 +10,20 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from mner.batching import BatchBuilder, input_builder
-from mner.card import model_card
 from mner.config import ModelConfig
 from mner.data import MnerInputError, Post
-from mner.encoders import migrate_v1_keys
-from mner.modelfolder import (
+from mner.inputs.batching import BatchBuilder, input_builder
+from mner.model.card import model_card
+from mner.model.encoders import migrate_v1_keys
+from mner.model.folder import (
     CONFIG_KEYS,
     FORMAT_VERSION,
     check_weights_hash,
     file_sha256,
     open_model_folder,
 )
-from mner.network import TaggingNetwork, as_tensors
-from mner.predicting import TaggerBase
+from mner.model.network import TaggingNetwork, as_tensors
+from mner.model.runner import TaggerBase
 from mner.version import __version__
 
 if TYPE_CHECKING:
@@ -72,7 +72,7 @@ class Tagger(TaggerBase):
         written = {"format_version", "mner_version", "weights_sha256"}
         record = {k: v for k, v in self.record.items() if k in CONFIG_KEYS - written}
         if self.config.encoder_spec.pretrained:
-            from mner.pieces import encoder_record
+            from mner.inputs.pieces import encoder_record
 
             # the tokenizer and the architecture are read from this package again at load time
             record["encoder"] = self.record.get("encoder") or encoder_record(self.config.encoder)
@@ -124,7 +124,7 @@ def load_tagger(folder: str | Path | None = None) -> Tagger:
     except ValueError as err:  # a transformer encoder whose package is not installed
         raise MnerInputError(str(err), config_path) from None
     if config.encoder_spec.pretrained:
-        from mner.pieces import check_encoder_record
+        from mner.inputs.pieces import check_encoder_record
 
         check_encoder_record(record.get("encoder"), str(config_path))
     try:

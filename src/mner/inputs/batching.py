@@ -4,7 +4,7 @@ Each text encoder kind has an input builder (``GloveInputBuilder``, ``PieceInput
 sequences into its inputs; ``BatchBuilder`` uses one to make a ``TaggingBatch``: the post (with its context
 words after it, for a model reading context as text), the post's mask and gold tags, the fusion's context
 channels and the image channels. Nothing here has weights, and nothing here needs torch: a batch is NumPy
-arrays (``mner.network.as_tensors`` makes torch tensors of them; the ONNX runtime reads them as they are).
+arrays (``mner.model.network.as_tensors`` makes torch tensors of them; the ONNX runtime reads them as they are).
 """
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
+from mner.channels.context import alignment_ids, context_words
 from mner.config import ModelConfig
-from mner.context import alignment_ids, context_words
 from mner.data import Post
-from mner.embeddings import load_word_vectors, word_key, word_shape
+from mner.inputs.embeddings import load_word_vectors, word_key, word_shape
 from mner.registry import Registry
 
 if TYPE_CHECKING:
-    from mner.pieces import WordPieces
+    from mner.inputs.pieces import WordPieces
     from mner.vision import ImageFeatures
 
 SEPARATOR = "[SEP]"  # between the post and each context channel's words, with context as text
@@ -36,7 +36,7 @@ class WordInputs:
     char_ids: np.ndarray  # shape: (batch, seq_len, max_word_chars)
     shape_ids: np.ndarray  # shape: (batch, seq_len)
     mask: np.ndarray  # shape: (batch, seq_len), bool; a sequence with no words has no True
-    # shape: (batch, seq_len); the context's entities aligned to the post (mner.context), 0 elsewhere; None: unused
+    # shape: (batch, seq_len); the context's entities aligned to the post (mner.channels.context), 0 elsewhere; None: unused
     alignment_ids: np.ndarray | None = None
 
 
@@ -171,7 +171,7 @@ class PieceInputBuilder:
     def post(
         self, tokens: Sequence[Sequence[str]], contexts: Sequence[Sequence[Sequence[str]]] | None
     ) -> PieceInputs:
-        from mner.pieces import encode_pieces
+        from mner.inputs.pieces import encode_pieces
 
         char_ids, shape_ids, mask = char_features(tokens, self.config)
         pieces = encode_pieces(self.config.encoder, tokens, contexts)

@@ -3,7 +3,7 @@
 A raw post (text or tokens, an optional image as a file or bytes, an optional caption) is checked and its
 image decoded (``mner.vision.decode``, the checks every mner image goes through), the images of a batch go
 through one encoder call (the encoder of the model's ``image_backbone``, loaded on the first image), then
-``mner.channels`` fills the post's channels exactly as training does (caption, knowledge from the KG with
+``mner.channels.sources`` fills the post's channels exactly as training does (caption, knowledge from the KG with
 the image vector, attributes and regions) and the tagger tags them. Each post gives a ``TagResult``.
 """
 
@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mner.channels import ChannelReport, ChannelSources
+from mner.channels.sources import ChannelReport, ChannelSources
 from mner.data import MnerInputError, Post, Span, tokenize
-from mner.result import ImageAttribute, TagResult
+from mner.serving.result import ImageAttribute, TagResult
 
 if TYPE_CHECKING:
     import numpy as np
@@ -71,7 +71,7 @@ class Pipeline:
             KG tags with that channel masked (as for a post the KG knows nothing about); likewise a post
             without context.
         """
-        from mner.runtime import load_tagger
+        from mner.runtime.runners import load_tagger
         from mner.vision.config import EncoderConfig
 
         self.model = model
@@ -96,7 +96,7 @@ class Pipeline:
     def encoder(self) -> ImageEncoder:
         """The image encoder, loaded on first use."""
         if self._encoder is None:
-            from mner.runtime import load_image_encoder
+            from mner.runtime.runners import load_image_encoder
 
             self._encoder = load_image_encoder(self.encoder_config, self.runtime)
         return self._encoder
@@ -113,7 +113,7 @@ class Pipeline:
         }
 
     def warnings(self) -> list[str]:
-        """What this pipeline cannot fill for every post (``mner.channels.unsourced_warning``): one line, or none."""
+        """What this pipeline cannot fill for every post (``mner.channels.sources.unsourced_warning``): one line, or none."""
         warning = self.sources.unsourced_warning(self.channels)
         return [] if warning is None else [warning]
 
@@ -158,7 +158,7 @@ class Pipeline:
     def prepare_many(self, items: Sequence[PostInput]) -> list[Prepared | MnerInputError]:
         """``prepare`` of every item; images decoded on the configured threads (Pillow decodes without the GIL).
         Needs no lock (see ``prepare``)."""
-        from mner.ort import threads
+        from mner.runtime.ort import threads
 
         with_images = sum(item.image is not None for item in items)
         if threads() < 2 or with_images < 2:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 from mner.data import MnerInputError, post_from_json
 
 if TYPE_CHECKING:
-    from mner.pipeline import Pipeline, PostInput
+    from mner.serving.pipeline import Pipeline, PostInput
 
 RECORD_KEYS = ({"id", "tokens", "entities"}, {"id", "line", "error"})  # a tagged post; an error record
 
@@ -55,7 +55,7 @@ def line_id(obj: object, default: str) -> str:
 
 def post_input(obj: object, number: int, source: str, base: Path | str, confined: bool) -> InputLine:
     """The line's post, or its error naming ``source:number`` (``source``: the input path as given)."""
-    from mner.pipeline import PostInput
+    from mner.serving.pipeline import PostInput
 
     default_id = f"{Path(source).stem}-{number}"
     ident = line_id(obj, default_id)

@@ -1,7 +1,7 @@
 """Model folders, read without torch: the packaged models, where a name points, and a folder's checked
 ``config.json``. A model folder holds ``config.json`` (the model config, labels, versions, training record,
 the weights' SHA-256), ``model.safetensors`` (the weights; never pickles), ``README.md`` (the model card)
-and, once exported, ``model.onnx`` with ``onnx.json`` (``mner.export``) for inference without torch.
+and, once exported, ``model.onnx`` with ``onnx.json`` (``mner.runtime.export``) for inference without torch.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from mner.data import MnerInputError
 from mner.registry import Registry
 
 FORMAT_VERSION = 2  # 2: the encoder's weights under "encoder." (format 1 files are read and renamed)
-PACKAGED = Path(__file__).parent / "models"
+PACKAGED = Path(__file__).resolve().parents[1] / "models"
 
 
 @dataclass(frozen=True)

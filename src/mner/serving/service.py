@@ -1,7 +1,7 @@
 """The HTTP service: ``POST /v1/tag``, ``GET /health``, a web demo at ``/``, the OpenAPI docs at ``/docs``.
 
-    from mner.pipeline import Pipeline
-    from mner.service import create_app
+    from mner.serving.pipeline import Pipeline
+    from mner.serving.service import create_app
     app = create_app(Pipeline())             # the model and KG are loaded once, here
     # uvicorn.run(app) — or ``mner serve``
 
@@ -40,12 +40,12 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
 from mner.data import MnerInputError, parse_json
-from mner.ort import threads
-from mner.pipeline import PostInput
+from mner.runtime.ort import threads
+from mner.serving.pipeline import PostInput
 from mner.version import __version__
 from mner.vision.decode import ImageError
 
-log = logging.getLogger("mner.service")
+log = logging.getLogger("mner.serving.service")
 
 FIELDS = ("text", "image", "caption", "context")
 _DATA_URL = re.compile(r"^data:[\w.+/-]*(;[\w=.+-]+)*;base64,", re.IGNORECASE)

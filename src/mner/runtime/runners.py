@@ -2,10 +2,10 @@
 
 ``load_tagger(folder, runtime="auto")`` gives an ``OnnxTagger`` when ``model.onnx`` was exported from the
 folder's weights (``mner export``, ``mner train``), else the PyTorch ``Tagger``; both tag the same way
-(``mner.predicting.TaggerBase``): the same batches (``mner.batching``, NumPy), the emissions from the runtime,
+(``mner.model.runner.TaggerBase``): the same batches (``mner.inputs.batching``, NumPy), the emissions from the runtime,
 BIO-constrained Viterbi. ``load_image_encoder`` likewise gives the image encoder on ONNX Runtime.
 
-Threads: ``mner.ort.set_threads(n)`` is the one setting for torch, ONNX Runtime and the image decoder.
+Threads: ``mner.runtime.ort.set_threads(n)`` is the one setting for torch, ONNX Runtime and the image decoder.
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mner.batching import BatchBuilder, flat_arrays, input_builder
 from mner.data import MnerInputError, Post
-from mner.modelfolder import ModelFolder, file_sha256, open_model_folder
-from mner.ort import image_encoder_path, onnx_session, set_threads, threads
-from mner.predicting import TaggerBase
+from mner.decoding import viterbi
+from mner.inputs.batching import BatchBuilder, flat_arrays, input_builder
+from mner.model.folder import ModelFolder, file_sha256, open_model_folder
+from mner.model.runner import TaggerBase
+from mner.runtime.ort import image_encoder_path, onnx_session, set_threads, threads
 from mner.vision.encoder import PixelEncoder
-from mner.viterbi import viterbi
 
 if TYPE_CHECKING:
     from mner.vision import EncoderConfig, ImageFeatures
@@ -86,14 +86,14 @@ def load_tagger(folder: str | Path | None = None, runtime: str = "auto") -> Tagg
     if runtime != "torch":
         problem = onnx_export_state(model)
         if problem is None:
-            from mner.modelfolder import check_weights_hash
+            from mner.model.folder import check_weights_hash
 
             check_weights_hash(model)
             return OnnxTagger(model)
         if runtime == "onnx":
             raise MnerInputError(f"cannot run on ONNX Runtime: {problem}", model.path)
     try:
-        from mner.tagger import load_tagger as load_torch
+        from mner.model.torch_model import load_tagger as load_torch
     except ImportError:
         raise MnerInputError(
             "this model has no ONNX export and PyTorch is not installed: pip install "
@@ -146,7 +146,7 @@ def load_image_encoder(config: EncoderConfig, runtime: str = "auto"):
         path = image_encoder_path(config)
         if not path.is_file():
             try:
-                from mner.export import export_image_encoder
+                from mner.runtime.export import export_image_encoder
 
                 path = export_image_encoder(config)
             except ImportError:

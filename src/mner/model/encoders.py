@@ -10,7 +10,7 @@
 Every encoder has ``embed`` (word-char embeddings of any word sequences: the fusion's context words, the
 image's attribute labels), ``forward`` (states of the post's own tokens), ``embed_dim`` and ``out_dim``, and
 ``pretrained_parameters`` (what is fine-tuned at the encoder's own learning rate). ``ENCODER_KINDS`` maps a
-config's ``EncoderSpec.kind`` to the encoder; ``mner.batching.INPUT_BUILDERS`` to the inputs it reads.
+config's ``EncoderSpec.kind`` to the encoder; ``mner.inputs.batching.INPUT_BUILDERS`` to the inputs it reads.
 """
 
 from __future__ import annotations
@@ -18,14 +18,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mner.batching import (
+from mner.channels.context import ALIGN_TAGS, NO_CONTEXT
+from mner.config import ModelConfig
+from mner.inputs.batching import (
     GloveInputs,
     PieceInputs,
     WordInputs,
 )
-from mner.config import ModelConfig
-from mner.context import ALIGN_TAGS, NO_CONTEXT
-from mner.embeddings import SHAPES
+from mner.inputs.embeddings import SHAPES
 from mner.registry import Registry
 
 
@@ -66,7 +66,7 @@ class TextEncoder(nn.Module):
         return torch.cat(parts, dim=-1)
 
     def _add_alignment(self, config: ModelConfig) -> None:
-        """The aligned context's embedding (mner.context), when the config reads it; widens ``embed_dim``."""
+        """The aligned context's embedding (mner.channels.context), when the config reads it; widens ``embed_dim``."""
         self.alignment = None
         if config.context_alignment:
             self.alignment = nn.Embedding(1 + len(ALIGN_TAGS), config.alignment_dim, padding_idx=NO_CONTEXT)
@@ -125,7 +125,7 @@ class TransformerEncoder(TextEncoder):
 
     def __init__(self, config: ModelConfig, pretrained: bool = True):
         super().__init__()
-        from mner.transformer import PretrainedTransformer
+        from mner.model.transformer import PretrainedTransformer
 
         self.transformer = PretrainedTransformer(config.encoder, pretrained)
         self.chars = CharCNN(len(config.chars), config.char_dim, config.char_filters, config.char_kernel)

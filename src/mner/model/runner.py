@@ -1,6 +1,6 @@
 """Tagging posts with any runtime: ``TaggerBase`` gives ``predict`` and ``predict_tags`` (posts longer than the
 model's window tagged in consecutive windows, batches of posts) over a runtime's ``decode_batch``: the
-PyTorch ``mner.tagger.Tagger`` and the ONNX Runtime ``mner.runtime.OnnxTagger`` share every line of it."""
+PyTorch ``mner.model.torch_model.Tagger`` and the ONNX Runtime ``mner.runtime.runners.OnnxTagger`` share every line of it."""
 
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from mner.batching import BatchBuilder
 from mner.config import ModelConfig
 from mner.data import MnerInputError, Post, Span, spans_from_tags
+from mner.inputs.batching import BatchBuilder
 
 if TYPE_CHECKING:
     from mner.vision import ImageFeatures
 
-log = logging.getLogger("mner.tagger")
+log = logging.getLogger("mner.model.torch_model")
 
 
 class TaggerBase:

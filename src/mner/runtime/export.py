@@ -1,7 +1,7 @@
-"""Export to ONNX, for inference without torch (``mner.runtime``).
+"""Export to ONNX, for inference without torch (``mner.runtime.runners``).
 
 - ``export_model``: a tagger's network up to its emissions (encoder, fusion, the emission layer) as
-  ``model.onnx`` in its model folder, with ``onnx.json``: the inputs (the arrays ``mner.batching`` builds, by
+  ``model.onnx`` in its model folder, with ``onnx.json``: the inputs (the arrays ``mner.inputs.batching`` builds, by
   path), the tags and the CRF's constrained scores for NumPy Viterbi, the SHA-256 of the weights it was
   exported from. The BiLSTM reads each post reversed within its own length instead of a packed sequence,
   the same function in operations ONNX has; the export is checked against PyTorch on sample posts.
@@ -21,12 +21,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from mner.batching import flat_arrays, with_arrays
 from mner.data import Post
-from mner.modelfolder import file_sha256
-from mner.network import as_tensors
-from mner.ort import image_encoder_path, onnx_session
-from mner.viterbi import bio_penalties
+from mner.decoding import bio_penalties
+from mner.inputs.batching import flat_arrays, with_arrays
+from mner.model.folder import file_sha256
+from mner.model.network import as_tensors
+from mner.runtime.ort import image_encoder_path, onnx_session
 
 OPSET = 17
 ONNX_FORMAT = 1

@@ -1,6 +1,6 @@
 """``mner tag --engine ray``: the same tagging job as ``mner tag``, run as a Ray Data job.
 
-The driver cuts the input into chunks (``mner.jobs.plan_chunks``: byte ranges of a JSONL file, row ranges
+The driver cuts the input into chunks (``mner.serving.jobs.plan_chunks``: byte ranges of a JSONL file, row ranges
 of a Parquet file) and writes the output; a pool of actors, each holding one Pipeline (model, image encoder,
 KG loaded once per actor), reads its chunks where the input is (images too, relative to it), tags them in
 batches and returns the records as JSON. Ray Data keeps the chunks in input order, so the driver appends
@@ -18,15 +18,15 @@ import json
 import time
 from pathlib import Path
 
-from mner.jobs import Chunk, plan_chunks, read_chunk, tag_lines
+from mner.serving.jobs import Chunk, plan_chunks, read_chunk, tag_lines
 
 
 class _Tagger:
     """A Ray actor: one Pipeline, loaded when the actor starts, tagging chunks."""
 
     def __init__(self, model, kg, context, runtime, threads, images_root, batch_size):
-        from mner.ort import set_threads
-        from mner.pipeline import Pipeline
+        from mner.runtime.ort import set_threads
+        from mner.serving.pipeline import Pipeline
 
         set_threads(threads)
         self.pipeline = Pipeline(model, kg, context, runtime)
@@ -67,7 +67,7 @@ def run_ray(
     chunk_size: int | None = None,
     progress: bool = True,
 ) -> RaySummary:
-    """Tag ``input_path`` into ``output`` (``mner.jobs.open_output``) on Ray; a local Ray on this machine's cores
+    """Tag ``input_path`` into ``output`` (``mner.serving.jobs.open_output``) on Ray; a local Ray on this machine's cores
     without ``address``."""
     import ray
     import ray.data

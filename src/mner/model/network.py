@@ -2,7 +2,7 @@
 → a BIO-constrained CRF.
 
 The paper's text baseline is the GloVe BiLSTM encoder with no fusion (a BiLSTM-CRF). Context channels
-(caption, knowledge) reach the tagger either through the fusion (``mner.fusion``, Eq. 2–14: the words are
+(caption, knowledge) reach the tagger either through the fusion (``mner.model.fusion``, Eq. 2–14: the words are
 memory items) or, with ``context_as_text``, inside the encoder's input after the post; emissions, the CRF,
 the loss and decoding cover the post's own tokens only.
 """
@@ -15,10 +15,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from mner.batching import ImageInputs, TaggingBatch
 from mner.config import ModelConfig
-from mner.crf import CRF, bio_allowed_transitions
-from mner.encoders import build_encoder
+from mner.inputs.batching import ImageInputs, TaggingBatch
+from mner.model.crf import CRF, bio_allowed_transitions
+from mner.model.encoders import build_encoder
 
 
 class TaggingNetwork(nn.Module):
@@ -34,7 +34,7 @@ class TaggingNetwork(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
         inner = config.fusion_dim or 2 * config.hidden
         if config.fusion:
-            from mner.fusion import ModalityFusion
+            from mner.model.fusion import ModalityFusion
 
             # Context words are embedded like the text, then projected to the fusion's width.
             self.context_proj = nn.Linear(in_dim, inner)
@@ -119,7 +119,7 @@ class TaggingNetwork(nn.Module):
 
 
 def as_tensors(batch, device: torch.device | str = "cpu"):
-    """The batch (``mner.batching``) with every NumPy array in it, nested inputs included, as a torch tensor on
+    """The batch (``mner.inputs.batching``) with every NumPy array in it, nested inputs included, as a torch tensor on
     ``device``; the arrays are not copied on the CPU."""
     device = torch.device(device)
 
