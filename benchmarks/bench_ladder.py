@@ -45,7 +45,7 @@ def channels_of(config: Path) -> str:
     channels = ["context (LLM)" if c == "context" else c for c in model.get("channels", ["text"])]
     return (
         " + ".join(channels)
-        + (" (as text)" if model.get("context_as_text") else "")
+        + (" (as text)" if model.get("words_after_post") else "")
         + (" (aligned)" if model.get("context_alignment") else "")
         + (" (fusion)" if model.get("fusion") else "")
     )

@@ -28,7 +28,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--report", type=Path, default=Path(__file__).with_name("llm_floor.md"))
     args = parser.parse_args()
-    filled = ChannelSources.open(context=args.data / "llm_knowledge.tsv").fill(
+    filled = ChannelSources.open({"context": args.data / "llm_knowledge.tsv"}).fill(
         read_conll(args.data / f"{args.split}.txt"), ["text", "context"]
     )
     predicted = [

@@ -76,15 +76,15 @@ def inference_rate(model: Path, args, kg: Path) -> dict:
 
     from mner.channels.sources import ChannelSources
     from mner.data import read_conll
-    from mner.model.torch_model import load_tagger
+    from mner.model.torch_model import load_torch_model
 
     torch.set_num_threads(args.threads)
     posts = read_conll(args.data / "test.txt")
     start = time.perf_counter()
-    sources = ChannelSources.open(captions=args.data / "image_captions.tsv", kg=kg)
+    sources = ChannelSources.open({"caption": args.data / "image_captions.tsv", "knowledge": kg})
     posts = sources.fill(posts, ["text", "caption", "knowledge"]).posts
     prepare = time.perf_counter() - start
-    tagger = load_tagger(model)
+    tagger = load_torch_model(model)
     tagger.predict_tags(posts[:64])  # warm-up
     start = time.perf_counter()
     tagger.predict_tags(posts)

@@ -60,7 +60,7 @@ def train_once(
         if "caption" in channels:
             cmd += ["--captions", str(data / "image_captions.tsv")]
         if "context" in channels:
-            cmd += ["--context", str(data / "llm_knowledge.tsv")]
+            cmd += ["--context-file", str(data / "llm_knowledge.tsv")]
         if "knowledge" in channels:
             if kg is None:
                 raise SystemExit(f"{config.name} uses the knowledge channel: a KG file is needed")
@@ -122,15 +122,17 @@ def filled_posts(data: Path, channels: list[str], kg: Path | None, splits=("trai
     from mner.data import read_conll
 
     sources = ChannelSources.open(
-        captions=data / "image_captions.tsv" if "caption" in channels else None,
-        kg=kg if "knowledge" in channels else None,
+        {
+            "caption": data / "image_captions.tsv" if "caption" in channels else None,
+            "knowledge": kg if "knowledge" in channels else None,
+        }
     )
     return [sources.fill(read_conll(data / f"{split}.txt"), channels).posts for split in splits]
 
 
 def test_without_context(out: Path, data: Path, threads: int) -> dict:
     """Twitter-2015 test scores of a trained model tagging with its channels but no context (cached beside it):
-    ``mner evaluate --model OUT --data test.txt --json`` without ``--context``."""
+    ``mner evaluate --model OUT --data test.txt --json`` without ``--context-file``."""
     cached = out / "test_without_context.json"
     if not cached.exists():
         cmd = [

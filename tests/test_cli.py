@@ -334,7 +334,7 @@ def test_the_default_model_reproduces_its_card_with_and_without_context(runtime)
     card = (DEFAULT_MODEL / "README.md").read_text()
     for extra, row in (
         (
-            ["--context", str(TWITTER2015 / "llm_knowledge.tsv")],
+            ["--context-file", str(TWITTER2015 / "llm_knowledge.tsv")],
             "| text + context (the LLM knowledge, `llm_knowledge.tsv`)",
         ),
         ([], "| text alone (no context)"),

@@ -19,8 +19,8 @@ from mner.channels.context import (
 from mner.channels.sources import ChannelSources
 from mner.cli import app
 from mner.config import ModelConfig
-from mner.data import MnerInputError, Post, read_context
-from mner.model.torch_model import load_tagger
+from mner.data import MnerInputError, Post, read_keyed_tsv
+from mner.model.torch_model import load_torch_model
 from mner.training.runconfig import RunConfig, TrainConfig
 from mner.training.trainer import Trainer, train
 from tests.conftest import TWITTER2015, needs_twitter2015
@@ -90,9 +90,12 @@ def test_context_files_are_keyed_by_image_id_or_post_id(tmp_path):
     (tmp_path / "a.tsv").write_text(
         "image_id\tknowledge\n11\tabout eleven\n12\tabout\ttwelve\n", encoding="utf-8"
     )
-    assert read_context(tmp_path / "a.tsv") == ({"11": "about eleven", "12": "about twelve"}, "image_id")
+    assert read_keyed_tsv(tmp_path / "a.tsv", ("image_id", "id")) == (
+        {"11": "about eleven", "12": "about twelve"},
+        "image_id",
+    )
     (tmp_path / "b.tsv").write_text("id\ttext\np1\tsomething\n", encoding="utf-8")
-    assert read_context(tmp_path / "b.tsv") == ({"p1": "something"}, "id")
+    assert read_keyed_tsv(tmp_path / "b.tsv", ("image_id", "id")) == ({"p1": "something"}, "id")
     for content, message in [
         (
             "post\ttext\n",
@@ -104,7 +107,7 @@ def test_context_files_are_keyed_by_image_id_or_post_id(tmp_path):
     ]:
         (tmp_path / "c.tsv").write_text(content, encoding="utf-8")
         with pytest.raises(MnerInputError) as err:
-            read_context(tmp_path / "c.tsv")
+            read_keyed_tsv(tmp_path / "c.tsv", ("image_id", "id"))
         assert str(err.value) == message
 
 
@@ -114,14 +117,16 @@ def test_filling_takes_the_posts_own_context_first_and_reports_what_is_missing()
         Post(("b",), id="p2", image="2"),
         Post(("c",), id="p3", image="3", context="its own"),
     ]
-    by_image = ChannelSources(context={"1": "one", "3": "three"}, context_key="image_id")
+    by_image = ChannelSources(texts={"context": {"1": "one", "3": "three"}}, keys={"context": "image_id"})
     filled = by_image.fill(posts, ["text", "context"])
     assert [p.context for p in filled.posts] == ["one", None, "its own"]
     assert filled.report.summary() == "3 posts, 2 with context matched by image_id (1 without one)"
     assert filled.report.absent(["text", "context"]) == {"context": 1}
-    by_id = ChannelSources(context={"p2": "two"}, context_key="id").fill(posts, ["text", "context"])
+    by_id = ChannelSources(texts={"context": {"p2": "two"}}, keys={"context": "id"}).fill(
+        posts, ["text", "context"]
+    )
     assert [p.context for p in by_id.posts] == [None, "two", "its own"]
-    with pytest.raises(MnerInputError, match="enables the 'context' channel: pass --context FILE"):
+    with pytest.raises(MnerInputError, match="enables the 'context' channel: pass --context-file FILE"):
         ChannelSources().require(["text", "context"])
 
 
@@ -136,7 +141,7 @@ def test_context_configs_are_checked():
             words=[],
             chars=[],
             channels=["text", "context"],
-            context_as_text=True,
+            words_after_post=True,
             context_form="summary",
         )
     ModelConfig(
@@ -198,7 +203,7 @@ def fit(epochs=60, lr=0.02, dropout=0.0, **model):
     [
         {"context_alignment": True},
         # the BiLSTM carries the context back to "Bears" across the separator: slower than the aligned feature
-        {"context_as_text": True, "context_form": "entities", "epochs": 120, "lr": 0.01},
+        {"words_after_post": True, "context_form": "entities", "epochs": 120, "lr": 0.01},
     ],
     ids=["aligned", "as-text"],
 )
@@ -207,7 +212,7 @@ def test_the_context_decides_what_the_text_cannot(model, tmp_path):
     assert tagger.predict_tags(POSTS) == [list(p.tags) for p in POSTS]
     without = tagger.predict_tags([Post(p.tokens) for p in POSTS])  # no context: still tagged, one answer
     assert len({tuple(t) for t in without}) == 1 and len(without[0]) == 3
-    loaded = load_tagger(tagger.save(tmp_path / "m"))
+    loaded = load_torch_model(tagger.save(tmp_path / "m"))
     assert loaded.predict_tags(POSTS) == tagger.predict_tags(POSTS)
     card = (tmp_path / "m" / "README.md").read_text(encoding="utf-8")
     assert "- Context channel: free text per post" in card
@@ -252,8 +257,8 @@ def test_cli_trains_evaluates_predicts_and_tags_with_context(tmp_path):
         str(tmp_path / "m.toml"),
     ]
     missing = runner.invoke(app, args)
-    assert missing.exit_code == 2 and "pass --context FILE" in missing.stderr
-    result = runner.invoke(app, [*args, "--context", str(tmp_path / "c.tsv")])
+    assert missing.exit_code == 2 and "pass --context-file FILE" in missing.stderr
+    result = runner.invoke(app, [*args, "--context-file", str(tmp_path / "c.tsv")])
     assert result.exit_code == 0, result.output
     assert "train: 4 posts, 3 with context matched by image_id (1 without one)" in result.stderr
     record = json.loads((tmp_path / "out" / "config.json").read_text(encoding="utf-8"))
@@ -266,7 +271,7 @@ def test_cli_trains_evaluates_predicts_and_tags_with_context(tmp_path):
             str(tmp_path / "out"),
             "--data",
             str(tmp_path / "d.txt"),
-            "--context",
+            "--context-file",
             str(tmp_path / "c.tsv"),
             "--json",
         ],
@@ -310,7 +315,7 @@ def test_cli_trains_evaluates_predicts_and_tags_with_context(tmp_path):
             str(tmp_path / "in.jsonl"),
             "--out",
             str(tmp_path / "out.jsonl"),
-            "--context",
+            "--context-file",
             str(tsv),
         ],
     )
@@ -328,7 +333,7 @@ def test_the_llm_knowledge_covers_twitter2015_and_its_list_scores_as_a_tagger():
     from mner.data import read_conll
     from mner.evaluate import entity_scores
 
-    sources = ChannelSources.open(context=TWITTER2015 / "llm_knowledge.tsv")
+    sources = ChannelSources.open({"context": TWITTER2015 / "llm_knowledge.tsv"})
     filled = sources.fill(read_conll(TWITTER2015 / "test.txt"), ["text", "context"])
     assert filled.report.summary() == "3257 posts, 3256 with context matched by image_id (1 without one)"
     predicted = [

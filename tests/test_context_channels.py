@@ -11,7 +11,7 @@ from mner.cli import app
 from mner.config import ModelConfig
 from mner.data import MnerInputError, Post
 from mner.model.network import TaggingNetwork
-from mner.model.torch_model import Tagger, load_tagger
+from mner.model.torch_model import TorchModel, load_torch_model
 from mner.training.runconfig import RunConfig, TrainConfig
 from mner.training.trainer import make_model_config, train
 
@@ -55,12 +55,12 @@ def test_caption_channel_learns_what_text_alone_cannot(caption_model):
 
 def test_caption_as_text_learns_it_too_without_the_fusion():
     # The BiLSTM carries the caption back to "Chelsea" across the separator: slower than attention.
-    model = fit(["text", "caption"], False, epochs=120, lr=0.01, context_as_text=True)
+    model = fit(["text", "caption"], False, epochs=120, lr=0.01, words_after_post=True)
     assert model.predict_tags(POSTS) == [list(p.tags) for p in POSTS]
     assert not hasattr(model.network, "fusion") and model.network.encoder.separator.shape == (50 + 8 + 10,)
 
 
-def test_context_as_text_tags_the_post_only():
+def test_words_after_post_tags_the_post_only():
     posts = [
         Post(
             ("Kobe", "Bryant", "scores"),
@@ -72,11 +72,11 @@ def test_context_as_text_tags_the_post_only():
     ]
     config = make_model_config(
         posts,
-        {**SMALL, "channels": ["text", "caption", "knowledge"], "context_as_text": True},
+        {**SMALL, "channels": ["text", "caption", "knowledge"], "words_after_post": True},
         min_word_count=1,
     )
     net = TaggingNetwork(config).eval()
-    tagger = Tagger(net)
+    tagger = TorchModel(net)
     batch = tagger.batch(posts, with_tags=True)
     marks = batch.text.separator[0].tolist()
     assert [i for i, m in enumerate(marks) if m] == [3, 7]  # post, SEPARATOR caption, SEPARATOR knowledge
@@ -85,7 +85,7 @@ def test_context_as_text_tags_the_post_only():
     other = tagger.batch(longer, with_tags=True)
     with torch.inference_mode():
         assert net.emissions(batch).shape == net.emissions(other).shape == (2, 3, len(config.tags))
-        assert [len(t) for t in net.decode(other)] == [3, 1]
+        assert [len(t) for t in net.crf.decode(net.emissions(other), other.mask)] == [3, 1]
         assert not torch.allclose(net.emissions(batch)[0], net.emissions(other)[0])  # the post reads it
         loss = net.loss(batch)
         batch.tags[1, 1:] = 4  # past the second post's end (its context's positions): never read
@@ -94,16 +94,16 @@ def test_context_as_text_tags_the_post_only():
     assert torch.allclose(loss, alone.mean(), atol=1e-5)
 
 
-def test_context_as_text_needs_a_context_channel():
+def test_words_after_post_needs_a_context_channel():
     with pytest.raises(
         ValueError,
-        match=r"context_as_text needs a context channel: some of \['caption', "
+        match=r"words_after_post needs a word channel: some of \['caption', "
         r"'knowledge', 'context'\]",
     ):
-        ModelConfig(tags=[], words=[], chars=[], context_as_text=True)
+        ModelConfig(tags=[], words=[], chars=[], words_after_post=True)
     with pytest.raises(ValueError, match=r"channel\(s\) \['attributes'\] need fusion = true$"):
         ModelConfig(
-            tags=[], words=[], chars=[], channels=["text", "caption", "attributes"], context_as_text=True
+            tags=[], words=[], chars=[], channels=["text", "caption", "attributes"], words_after_post=True
         )
 
 
@@ -137,7 +137,7 @@ def test_a_post_without_caption_is_still_tagged(caption_model):
 
 def test_fusion_model_saves_and_loads_identically(caption_model, tmp_path):
     caption_model.save(tmp_path / "m")
-    loaded = load_tagger(tmp_path / "m")
+    loaded = load_torch_model(tmp_path / "m")
     assert loaded.config.channels == ["text", "caption"] and loaded.config.fusion
     assert loaded.predict_tags(POSTS) == caption_model.predict_tags(POSTS)
 
@@ -155,11 +155,13 @@ def test_filling_joins_captions_and_counts_missing_ones():
         Post(("b",), id="p2", image="2"),
         Post(("c",), id="p3", image="3", caption="own caption"),
     ]
-    filled = ChannelSources(captions={"1": "a dog", "3": "ignored"}).fill(posts, ["text", "caption"])
+    filled = ChannelSources(texts={"caption": {"1": "a dog", "3": "ignored"}}).fill(
+        posts, ["text", "caption"]
+    )
     assert [p.caption for p in filled.posts] == ["a dog", None, "own caption"]
     assert posts[0].caption is None  # inputs untouched
     report = filled.report
-    assert report.found == {"caption": 2} and report.missing == {"captions": ["2"]}
+    assert report.found == {"caption": 2} and report.missing == {"caption": ["2"]}
     assert report.summary() == "3 posts, 2 with a caption (1 image ids without one)"
     assert report.absent(["text", "caption"]) == {"caption": 1}
 
@@ -168,7 +170,7 @@ def test_channels_without_data_fail_at_the_start():
     with pytest.raises(MnerInputError, match="enables the 'caption' channel: pass --captions FILE"):
         ChannelSources().require(["text", "caption"])
     with pytest.raises(MnerInputError, match="enables the 'knowledge' channel: pass --kg FILE"):
-        ChannelSources(captions={}).require(["text", "knowledge"])
+        ChannelSources(texts={"caption": {}}).require(["text", "knowledge"])
 
 
 def test_cli_trains_and_evaluates_with_captions(tmp_path):

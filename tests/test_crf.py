@@ -5,12 +5,18 @@ import itertools
 import pytest
 import torch
 
-from mner.model.crf import CRF, bio_allowed_transitions
+from mner.decoding import bio_allowed
+from mner.model.crf import CRF
 
 
 def brute_force(crf: CRF, emissions: torch.Tensor, length: int, constrained: bool = False):
-    """(log Z, best score, best path) by enumerating all num_tags**length sequences of one post."""
-    start, trans = crf._scores(constrained)
+    """(log Z, best score, best path) by enumerating all num_tags**length sequences of one post; with
+    ``constrained``, the scores the decoder uses (BIO penalties added)."""
+    if constrained:
+        scores = crf.scores()
+        start, trans = torch.from_numpy(scores.start), torch.from_numpy(scores.transitions)
+    else:
+        start, trans = crf.start_transitions, crf.transitions
     scores = {}
     for path in itertools.product(range(crf.num_tags), repeat=length):
         s = start[path[0]] + emissions[0, path[0]]
@@ -64,8 +70,8 @@ def test_probabilities_sum_to_one():
 
 def test_constrained_decoding_never_emits_invalid_bio():
     tags = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
-    allowed, start = bio_allowed_transitions(tags)
-    crf = CRF(len(tags), allowed, start)
+    allowed, start = bio_allowed(tags)
+    crf = CRF(len(tags), tags)
     emissions = torch.zeros(1, 2, len(tags))
     emissions[0, 0, 0] = 5.0  # strongly O, then
     emissions[0, 1, 2] = 5.0  # strongly I-PER: O → I-PER is forbidden

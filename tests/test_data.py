@@ -6,14 +6,13 @@ import unicodedata
 
 import pytest
 
+from mner.channels.posts import iter_jsonl_posts, post_to_json
 from mner.data import (
     MnerInputError,
     Post,
     Span,
-    iter_jsonl_posts,
-    post_to_json,
-    read_captions,
     read_conll,
+    read_keyed_tsv,
     spans_from_tags,
     tags_from_spans,
     tokenize,
@@ -100,13 +99,18 @@ def test_captions_round_trip_and_errors(tmp_path):
     captions = {"11": "a man holding a ball", "12": "a city\tat night"}
     path = tmp_path / "captions.tsv"
     write_captions(captions, path)
-    assert read_captions(path) == {"11": "a man holding a ball", "12": "a city at night"}
+    assert read_keyed_tsv(path, ("image_id",), "caption")[0] == {
+        "11": "a man holding a ball",
+        "12": "a city at night",
+    }
     with pytest.raises(
         MnerInputError, match=r"^c.tsv:1: expected the header 'image_id<TAB>caption', got '11\\ta'$"
     ):
-        read_captions(write(tmp_path, "11\ta\n", "c.tsv"))
-    with pytest.raises(MnerInputError, match=r"^c.tsv:3: expected 'image_id<TAB>caption', got 1 field\(s\)$"):
-        read_captions(write(tmp_path, "image_id\tcaption\n1\tok\nbroken\n", "c.tsv"))
+        read_keyed_tsv(write(tmp_path, "11\ta\n", "c.tsv"), ("image_id",), "caption")[0]
+    with pytest.raises(MnerInputError, match=r"^c.tsv:3: expected 'image_id<TAB>caption', got no tab$"):
+        read_keyed_tsv(
+            write(tmp_path, "image_id\tcaption\n1\tok\nbroken\n", "c.tsv"), ("image_id",), "caption"
+        )[0]
 
 
 def test_jsonl_posts_good_and_bad_lines(tmp_path):
@@ -243,6 +247,6 @@ def test_spans_follow_conlleval_rules():
 def test_reads_the_real_twitter2015_files():
     counts = {name: len(read_conll(TWITTER2015 / f"{name}.txt")) for name in ("train", "valid", "test")}
     assert counts == {"train": 4000, "valid": 1000, "test": 3257}
-    captions = read_captions(TWITTER2015 / "image_captions.tsv")
+    captions = read_keyed_tsv(TWITTER2015 / "image_captions.tsv", ("image_id",), "caption")[0]
     test_ids = {p.image for p in read_conll(TWITTER2015 / "test.txt")}
     assert test_ids <= set(captions)

@@ -18,7 +18,7 @@ EXAMPLES = 400  # per operation: generated requests, positive and negative (sche
 
 @pytest.fixture(scope="module")
 def api_schema():
-    app = create_app(Pipeline(), Limits(max_text_chars=2_000, max_image_bytes=200_000))
+    app = create_app(Pipeline(), Limits(max_chars={"text": 2_000}, max_image_bytes=200_000))
     with running_server(app) as base:
         yield schemathesis.openapi.from_url(base + "/openapi.json")
 

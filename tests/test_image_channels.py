@@ -7,7 +7,7 @@ import torch
 
 from mner.config import ModelConfig
 from mner.data import Post
-from mner.model.torch_model import load_tagger
+from mner.model.torch_model import load_torch_model
 from mner.training.runconfig import RunConfig, TrainConfig
 from mner.training.trainer import train
 
@@ -76,7 +76,7 @@ def test_missing_image_is_a_mask_not_a_zero_image(images, tmp_path):
     assert not bool(batch.image.has_image[0])
     assert len(tagger.predict_tags(no_image, images=images)[0]) == 3
     tagger.save(tmp_path / "m")
-    loaded = load_tagger(tmp_path / "m")
+    loaded = load_torch_model(tmp_path / "m")
     assert loaded.predict_tags(posts(), images=images) == tagger.predict_tags(posts(), images=images)
 
 

@@ -7,9 +7,9 @@ import random
 import numpy as np
 import pytest
 
-from mner.data import MnerInputError, tokenize
+from mner.data import MnerInputError, split_handle, tokenize
 from mner.knowledge.index import NameIndex, build_index, name_scores
-from mner.knowledge.names import check_mention, find_mentions, name_key, split_handle, trigram_codes
+from mner.knowledge.names import check_mention, find_mentions, name_key, trigram_codes
 
 
 @pytest.mark.parametrize(

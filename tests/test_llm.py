@@ -1,4 +1,4 @@
-"""``mner context`` against a real HTTP server on 127.0.0.1 that speaks the chat-completions protocol: canned
+"""``mner ask-llm`` against a real HTTP server on 127.0.0.1 that speaks the chat-completions protocol: canned
 answers, malformed answers, 429s, slow answers; resume, the concurrency limit, the API key kept secret."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from mner.channels.context import named_entities
 from mner.channels.llm import EXAMPLES, messages
 from mner.cli import app
-from mner.data import read_context
+from mner.data import read_keyed_tsv
 
 runner = CliRunner()
 ANSWER = "Named entities:1. {name} (person)Reasoning:The post\tmentions {name}.\n"
@@ -119,7 +119,7 @@ def run(endpoint, posts, out, *extra):
     return runner.invoke(
         app,
         [
-            "context",
+            "ask-llm",
             "--in",
             str(posts),
             "--out",
@@ -146,7 +146,7 @@ def test_canned_answers_become_a_context_file_that_train_and_tag_read(tmp_path):
             endpoint, posts_file(tmp_path, ["Obama in Berlin", "Merkel in Paris"]), tmp_path / "c.tsv"
         )
     assert result.exit_code == 0, result.output
-    texts, key = read_context(tmp_path / "c.tsv")
+    texts, key = read_keyed_tsv(tmp_path / "c.tsv", ("image_id", "id"))
     assert key == "id"
     assert texts == {
         "p0": "Named entities:1. Obama (person)Reasoning:The post mentions Obama.",
@@ -167,7 +167,7 @@ def test_429_with_retry_after_and_malformed_answers_are_retried(tmp_path):
         result = run(endpoint, posts, tmp_path / "c.tsv")
     assert result.exit_code == 0, result.output
     assert server.calls == {"Obama in Berlin": 2, "Merkel in Paris": 2, "Macron in Rome": 2}
-    assert len(read_context(tmp_path / "c.tsv")[0]) == 3
+    assert len(read_keyed_tsv(tmp_path / "c.tsv", ("image_id", "id"))[0]) == 3
 
 
 def test_a_post_that_keeps_failing_is_one_error_and_a_rerun_asks_only_for_it(tmp_path):
@@ -178,13 +178,13 @@ def test_a_post_that_keeps_failing_is_one_error_and_a_rerun_asks_only_for_it(tmp
         assert first.exit_code == 1
         assert f"error: {posts}:2: id 'p1': HTTP 500 Internal Server Error (after 2 tries)" in first.stderr
         assert "1 post(s) failed: run the same command again to retry them" in first.stderr
-        assert set(read_context(tmp_path / "c.tsv")[0]) == {"p0", "p2"}
+        assert set(read_keyed_tsv(tmp_path / "c.tsv", ("image_id", "id"))[0]) == {"p0", "p2"}
         server.plans = {}
         second = run(endpoint, posts, tmp_path / "c.tsv")
     assert second.exit_code == 0, second.output
     assert "wrote 1, failed 0, skipped 2" in second.stderr
     assert server.calls == {"Obama in Berlin": 1, "Merkel in Paris": 3, "Macron in Rome": 1}
-    assert set(read_context(tmp_path / "c.tsv")[0]) == {"p0", "p1", "p2"}
+    assert set(read_keyed_tsv(tmp_path / "c.tsv", ("image_id", "id"))[0]) == {"p0", "p1", "p2"}
 
 
 def test_a_slow_answer_times_out(tmp_path):
@@ -244,7 +244,7 @@ def test_no_more_requests_in_flight_than_the_limit(tmp_path):
         server.plans = {t: [("sleep", 0.2)] for t in texts}
         result = run(endpoint, posts_file(tmp_path, texts), tmp_path / "c.tsv", "--concurrency", "2")
     assert result.exit_code == 0, result.output
-    assert server.most_in_flight == 2 and len(read_context(tmp_path / "c.tsv")[0]) == 8
+    assert server.most_in_flight == 2 and len(read_keyed_tsv(tmp_path / "c.tsv", ("image_id", "id"))[0]) == 8
 
 
 def test_an_interrupted_output_is_resumed_and_a_foreign_file_refused(tmp_path):
@@ -255,12 +255,12 @@ def test_an_interrupted_output_is_resumed_and_a_foreign_file_refused(tmp_path):
         assert result.exit_code == 0, result.output
         assert "c.tsv: removed an incomplete last line (12 bytes) left by an interrupted run" in result.stderr
         assert server.calls == {"Merkel in Paris": 1}
-        assert set(read_context(out)[0]) == {"p0", "p1"}
+        assert set(read_keyed_tsv(out, ("image_id", "id"))[0]) == {"p0", "p1"}
         (tmp_path / "mine.tsv").write_text("my notes\n", encoding="utf-8")
         refused = run(endpoint, posts_file(tmp_path, ["Obama in Berlin"]), tmp_path / "mine.tsv")
     assert refused.exit_code == 2
     assert refused.stderr == (
-        f"error: {tmp_path / 'mine.tsv'}:1: not an 'mner context' output (its header is not 'id\\tcontext'); "
+        f"error: {tmp_path / 'mine.tsv'}:1: not an 'mner ask-llm' output (its header is not 'id\\tcontext'); "
         "give another --out\n"
     )
     assert (tmp_path / "mine.tsv").read_text(encoding="utf-8") == "my notes\n"
@@ -281,4 +281,4 @@ def test_bad_lines_are_reported_and_the_rest_asked(tmp_path, line, message):
         result = run(endpoint, tmp_path / "posts.jsonl", tmp_path / "c.tsv")
     assert result.exit_code == 0, result.output
     assert f"error: {tmp_path / message}" in result.stderr and "bad lines 1" in result.stderr
-    assert set(read_context(tmp_path / "c.tsv")[0]) == {"b"}
+    assert set(read_keyed_tsv(tmp_path / "c.tsv", ("image_id", "id"))[0]) == {"b"}

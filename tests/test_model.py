@@ -10,7 +10,7 @@ import torch
 from mner.config import ModelConfig
 from mner.data import MnerInputError, Post, spans_from_tags
 from mner.model.network import TaggingNetwork
-from mner.model.torch_model import Tagger, load_tagger
+from mner.model.torch_model import TorchModel, load_torch_model
 from mner.training.runconfig import RunConfig, TrainConfig, read_run_config
 from mner.training.trainer import make_schedule, train
 
@@ -63,7 +63,7 @@ def test_save_load_gives_identical_predictions(overfit, tmp_path):
         "config.json",
         "model.safetensors",
     ]
-    loaded = load_tagger(tmp_path / "m")
+    loaded = load_torch_model(tmp_path / "m")
     posts = POSTS + [Post(("unseen", "Words", "from", "Berlin", "#Wow"))]
     assert loaded.predict_tags(posts) == tagger.predict_tags(posts)
     with torch.inference_mode():
@@ -112,20 +112,20 @@ def saved(overfit, tmp_path):
 def test_missing_weights(saved):
     (saved / "model.safetensors").unlink()
     with pytest.raises(MnerInputError, match="model.safetensors: missing: expected the model weights here"):
-        load_tagger(saved)
+        load_torch_model(saved)
 
 
 def test_corrupt_weights(saved):
     (saved / "model.safetensors").write_bytes(b"\x00garbage" * 10)
     with pytest.raises(MnerInputError, match=r"^model.safetensors: corrupt safetensors file"):
-        load_tagger(saved)
+        load_torch_model(saved)
 
 
 def test_truncated_weights(saved):
     data = (saved / "model.safetensors").read_bytes()
     (saved / "model.safetensors").write_bytes(data[: len(data) // 2])
     with pytest.raises(MnerInputError, match=r"^model.safetensors: corrupt safetensors file"):
-        load_tagger(saved)
+        load_torch_model(saved)
 
 
 def test_config_with_unknown_keys(saved):
@@ -137,12 +137,12 @@ def test_config_with_unknown_keys(saved):
         match=r"config.json: bad 'model' section: unknown model config key\(s\) "
         r"\['hiden'\]",
     ):
-        load_tagger(saved)
+        load_torch_model(saved)
     config["model"].pop("hiden")
     config["extra"] = 1
     (saved / "config.json").write_text(json.dumps(config))
     with pytest.raises(MnerInputError, match=r"config.json: unknown key\(s\) \['extra'\]"):
-        load_tagger(saved)
+        load_torch_model(saved)
 
 
 def test_config_weights_mismatch(saved):
@@ -150,7 +150,7 @@ def test_config_weights_mismatch(saved):
     config["model"]["hidden"] = 8
     (saved / "config.json").write_text(json.dumps(config))
     with pytest.raises(MnerInputError, match="model.safetensors: weights do not match config.json"):
-        load_tagger(saved)
+        load_torch_model(saved)
 
 
 def test_packaged_models_load_by_name(tmp_path, monkeypatch):
@@ -168,13 +168,13 @@ def test_missing_folder_and_config(tmp_path):
     with pytest.raises(
         MnerInputError, match=r"^nowhere: model folder not found \(packaged models: default[,)]"
     ):
-        load_tagger(tmp_path / "nowhere")
+        load_torch_model(tmp_path / "nowhere")
     (tmp_path / "m").mkdir()
     with pytest.raises(MnerInputError, match="^config.json: missing: expected the model config here$"):
-        load_tagger(tmp_path / "m")
+        load_torch_model(tmp_path / "m")
     (tmp_path / "m" / "config.json").write_text("{broken")
     with pytest.raises(MnerInputError, match=r"^config.json: not valid JSON"):
-        load_tagger(tmp_path / "m")
+        load_torch_model(tmp_path / "m")
 
 
 def test_model_config_rejects_unknown_keys_and_channels():
@@ -271,7 +271,7 @@ def test_as_tensors_moves_every_nested_array():
         "fusion_dim": 8,
     }
     config = make_model_config(posts, options, min_word_count=1)
-    tagger = Tagger(TaggingNetwork(config))
+    tagger = TorchModel(TaggingNetwork(config))
     batch = tagger.batches.build(posts, with_tags=True)  # NumPy arrays
     on_cpu = as_tensors(batch)
     assert all(isinstance(t, torch.Tensor) for _, t in _tensors(on_cpu))

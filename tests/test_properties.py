@@ -7,11 +7,11 @@ import regex
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from mner.channels.posts import iter_jsonl_posts
 from mner.data import (
     MnerInputError,
     Post,
     iter_conll,
-    iter_jsonl_posts,
     spans_from_tags,
     tags_from_spans,
     tokenize,

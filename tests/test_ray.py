@@ -71,12 +71,12 @@ def same_answers(a: list[dict], b: list[dict]) -> None:
 
 
 def tagger_actors() -> list[int]:
-    """The process ids of the running tagging actors (Ray names them ``ray::MapWorker(MapBatches(_Tagger))``)."""
+    """The process ids of the running tagging actors (Ray names them ``ray::MapWorker(MapBatches(_ChunkWorker))``)."""
     found = []
     for entry in os.listdir("/proc"):
         try:
             with open(f"/proc/{entry}/cmdline", "rb") as f:
-                if f.read().startswith(b"ray::MapWorker(MapBatches(_Tagger))"):
+                if f.read().startswith(b"ray::MapWorker(MapBatches(_ChunkWorker))"):
                     found.append(int(entry))
         except (OSError, ValueError):
             continue

@@ -1,5 +1,5 @@
 """Inference on ONNX Runtime: the same tags and attributes as PyTorch, no torch imported, stale or damaged
-exports never used."""
+exports never used, the batch layout an export was made with checked on load."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ import pytest
 from typer.testing import CliRunner
 
 from mner.cli import app
-from mner.data import Post, read_conll
+from mner.data import MnerInputError, Post, read_conll
 from mner.model.folder import DEFAULT_MODEL, MODELS
-from mner.runtime.runners import OnnxTagger, load_image_encoder, load_tagger
+from mner.runtime.images import load_image_encoder
+from mner.runtime.runners import OnnxRunner, load_runner
 from tests.conftest import TWITTER2015, needs_twitter2015
 
 runner = CliRunner()
@@ -28,12 +29,14 @@ def test_onnx_and_pytorch_give_the_same_tags_on_twitter2015_dev(name):
     from mner.channels.sources import ChannelSources
 
     posts = read_conll(TWITTER2015 / "valid.txt")
-    onnx, torch_tagger = load_tagger(name, "onnx"), load_tagger(name, "torch")
-    assert isinstance(onnx, OnnxTagger) and type(torch_tagger).__name__ == "Tagger"
+    onnx, torch_model = load_runner(name, "onnx"), load_runner(name, "torch")
+    assert isinstance(onnx, OnnxRunner) and type(torch_model).__name__ == "TorchModel"
     channels = onnx.config.channels
     if "caption" in channels:  # paper-full reads the caption (and knowledge, masked here: no KG in this test)
-        posts = ChannelSources.open(captions=TWITTER2015 / "image_captions.tsv").fill(posts, channels).posts
-    assert onnx.predict_tags(posts) == torch_tagger.predict_tags(posts)
+        posts = (
+            ChannelSources.open({"caption": TWITTER2015 / "image_captions.tsv"}).fill(posts, channels).posts
+        )
+    assert onnx.predict_tags(posts) == torch_model.predict_tags(posts)
 
 
 def test_attributes_on_onnx_runtime_match_pytorch_on_real_photos():
@@ -91,22 +94,29 @@ def test_predict_and_tag_run_without_torch(tmp_path):
     assert refused.returncode == 2 and "PyTorch is not installed" in refused.stderr
 
 
-def test_a_stale_or_damaged_export_is_never_used(tmp_path):
-    from mner.model.torch_model import load_tagger as load_torch
+def test_a_stale_or_damaged_export_is_never_used(tmp_path, caplog):
+    from mner.model.torch_model import load_torch_model as load_torch
 
     folder = tmp_path / "m"
     shutil.copytree(DEFAULT_MODEL, folder)
-    tagger = load_torch(folder)
+    torch_model = load_torch(folder)
     with __import__("torch").no_grad():
-        tagger.network.emit.bias[0] += 1.0  # other weights, saved without a new export
-    tagger.save(folder, card="# changed\n")
-    assert type(load_tagger(folder)).__name__ == "Tagger"  # auto: PyTorch, the export is stale
+        torch_model.network.emit.bias[0] += 1.0  # other weights, saved without a new export
+    torch_model.save(folder, card="# changed\n")
+    with caplog.at_level("WARNING", logger="mner.runtime"):
+        assert type(load_runner(folder)).__name__ == "TorchModel"  # auto: PyTorch, the export is stale
+        assert type(load_runner(folder)).__name__ == "TorchModel"
+    said = [r.getMessage() for r in caplog.records if r.name == "mner.runtime"]
+    assert said == [
+        f"{folder}: runs on PyTorch: its ONNX export was made from other weights (renew it with: "
+        f"mner export {folder})"
+    ]  # once, however often it is loaded
     result = runner.invoke(app, ["predict", "--model", str(folder), "--text", "Paris", "--runtime", "onnx"])
     assert result.exit_code == 2
-    assert "cannot run on ONNX Runtime: the ONNX export was made from other weights" in result.stderr
+    assert "cannot run on ONNX Runtime: its ONNX export was made from other weights" in result.stderr
     exported = runner.invoke(app, ["export", "--model", str(folder)])
     assert exported.exit_code == 0, exported.output
-    assert isinstance(load_tagger(folder), OnnxTagger)
+    assert isinstance(load_runner(folder), OnnxRunner)
     onnx = bytearray((folder / "model.onnx").read_bytes())
     onnx[-10] ^= 1
     (folder / "model.onnx").write_bytes(bytes(onnx))
@@ -139,7 +149,7 @@ def test_models_with_context_and_transformer_encoders_export_and_match(tmp_path)
             "encoder_lstm": True,
             "hidden": 8,
             "channels": ["text", "context"],
-            "context_as_text": True,
+            "words_after_post": True,
             "context_alignment": True,
             "context_form": "entities",
         },
@@ -148,16 +158,16 @@ def test_models_with_context_and_transformer_encoders_export_and_match(tmp_path)
             {"char_dim": 8, "char_filters": 8, **model},
             TrainConfig(epochs=1, batch_size=2, min_word_count=1, progress=False),
         )
-        tagger = train(posts, posts, run)[0]
-        folder = tagger.save(tmp_path / model.get("encoder", "bilstm"))
-        export_model(tagger, folder)  # raises if its emissions differ from PyTorch's
-        onnx = load_tagger(folder, "onnx")
+        trained = train(posts, posts, run)[0]
+        folder = trained.save(tmp_path / model.get("encoder", "bilstm"))
+        export_model(trained, folder)  # raises if its emissions differ from PyTorch's
+        onnx = load_runner(folder, "onnx")
         longer = [
             *posts,
             Post(("a", "b", "c", "d", "e", "f", "g", "Paris")),
             Post(("Kobe",), context=context),
         ]
-        assert onnx.predict_tags(longer, batch_size=3) == tagger.predict_tags(longer, batch_size=3)
+        assert onnx.predict_tags(longer, batch_size=3) == trained.predict_tags(longer, batch_size=3)
 
 
 def test_the_packaged_models_carry_a_current_export():
@@ -168,18 +178,120 @@ def test_the_packaged_models_carry_a_current_export():
         assert onnx_export_state(open_model_folder(name)) is None, name
 
 
-def test_onnx_sessions_use_the_thread_setting_and_never_spin():
+def test_onnx_sessions_use_their_threads_and_never_spin():
     """Idle ORT worker threads sleep: spinning ones took the cores that decoding and HTTP needed (serve 51 → 74
-    req/s with 2 threads, BENCHMARKS.md)."""
+    req/s with 2 threads, BENCHMARKS.md). Threads are the caller's, never a global setting."""
     from mner.model.folder import open_model_folder
-    from mner.runtime.ort import onnx_session, set_threads, threads
+    from mner.runtime.ort import onnx_session
 
-    before = threads()
-    try:
-        set_threads(2)
-        session = onnx_session(open_model_folder("default").path / "model.onnx")
-    finally:
-        set_threads(before)
+    session = onnx_session(open_model_folder("default").path / "model.onnx", 2)
     options = session.get_session_options()
     assert options.intra_op_num_threads == 2
     assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert load_runner("text", "onnx", threads=3).session.get_session_options().intra_op_num_threads == 3
+
+
+def test_an_export_made_for_another_batch_layout_asks_to_be_renewed(tmp_path, monkeypatch):
+    """A renamed batch field (or another layout version) makes an old export fail with the message that says how
+    to renew it, never a KeyError when the first post is tagged."""
+    import mner.runtime.runners as runners
+    from mner.inputs import batching
+
+    folder = tmp_path / "m"
+    shutil.copytree(MODELS["text"].folder, folder)
+    renewal = f"renew it with: mner export {folder}"
+    renamed = lambda config: [
+        n.replace("text.char_ids", "text.characters") for n in batching.batch_layout(config)
+    ]
+    monkeypatch.setattr(runners, "batch_layout", renamed)  # a field renamed, the version not bumped
+    with pytest.raises(MnerInputError, match="its ONNX export reads inputs this mner does not build") as err:
+        load_runner(folder, "onnx")
+    assert "text.char_ids" in str(err.value) and renewal in str(err.value)
+    monkeypatch.undo()
+    meta = json.loads((folder / "onnx.json").read_text())
+    (folder / "onnx.json").write_text(json.dumps({**meta, "layout": meta["layout"] - 1}))
+    with pytest.raises(MnerInputError, match=f"batch layout {meta['layout'] - 1}; this mner reads") as err:
+        load_runner(folder, "onnx")
+    assert renewal in str(err.value)
+    assert type(load_runner(folder, "auto")).__name__ == "TorchModel"  # auto: PyTorch, told once on stderr
+    assert runner.invoke(app, ["export", "--model", str(folder)]).exit_code == 0
+    assert isinstance(load_runner(folder, "onnx"), OnnxRunner)
+
+
+def test_the_batch_layout_is_pinned():
+    """What a batch holds for each kind of config: changing it (a field renamed, added or removed) changes this
+    list and must bump BATCH_LAYOUT, so that older exports are refused with the renew message."""
+    from mner.config import ModelConfig
+    from mner.inputs.batching import BATCH_LAYOUT, BatchBuilder, batch_layout, flat_arrays, input_builder
+    from mner.runtime.export import sample_posts
+
+    full = ModelConfig(
+        tags=["O", "B-PER", "I-PER"],
+        words=["<pad>", "<unk>"],
+        chars=["<pad>", "<unk>"],
+        channels=["text", "caption", "knowledge", "context", "attributes", "image"],
+        fusion=True,
+        context_alignment=True,
+    )
+    after = ModelConfig(
+        tags=["O"],
+        words=["<pad>", "<unk>"],
+        chars=["<pad>", "<unk>"],
+        channels=["text", "caption"],
+        words_after_post=True,
+    )
+    for config in (full, after):
+        posts, images = sample_posts(config)
+        built = flat_arrays(BatchBuilder(config, input_builder(config)).build(posts, images=images))
+        assert sorted(built) == sorted(batch_layout(config))
+    assert BATCH_LAYOUT == 2
+    assert batch_layout(full) == [
+        "text.char_ids",
+        "text.shape_ids",
+        "text.mask",
+        "text.word_vectors",
+        "text.word_ids",
+        "text.alignment_ids",
+        "mask",
+        *(
+            f"memory.{c}.{n}"
+            for c in ("caption", "knowledge", "context")
+            for n in ("char_ids", "shape_ids", "mask", "word_vectors", "word_ids")
+        ),
+        "image.has_image",
+        *(
+            f"image.attribute_words.{n}"
+            for n in ("char_ids", "shape_ids", "mask", "word_vectors", "word_ids")
+        ),
+        "image.attribute_probs",
+        "image.regions",
+    ]
+    assert "text.separator" in batch_layout(after)
+
+
+def test_every_byte_of_onnx_json_is_checked_or_unused(tmp_path):
+    """The CRF's scores are read from the hash-checked weights, not onnx.json: a changed onnx.json is refused
+    or changes nothing (issue #25: a one-byte change in its scores once gave F1 3.31 with exit 0)."""
+    folder = tmp_path / "m"
+    shutil.copytree(MODELS["text"].folder, folder)
+    posts = [
+        Post(("Kobe", "Bryant", "lands", "in", "Paris")),
+        Post(("RT", "@NASA", ":", "back", "in", "Houston")),
+    ]
+    want = load_runner(folder, "onnx").predict_tags(posts)
+    meta = json.loads((folder / "onnx.json").read_text())
+    assert set(meta) == {"format", "layout", "inputs", "tags", "weights_sha256", "onnx_sha256"}
+    changes = {
+        "format": 1,
+        "layout": 1,
+        "tags": meta["tags"][::-1],
+        "weights_sha256": "0" * 64,
+        "onnx_sha256": "0" * 64,
+        "inputs": ["text.nowhere"],
+    }
+    for key, value in changes.items():
+        (folder / "onnx.json").write_text(json.dumps({**meta, key: value}))
+        with pytest.raises(MnerInputError, match="renew it with: mner export"):
+            load_runner(folder, "onnx")
+    (folder / "onnx.json").write_text(json.dumps({**meta, "inputs": meta["inputs"][:1]}))
+    assert load_runner(folder, "onnx").predict_tags(posts) == want  # the graph's own inputs are read

@@ -28,9 +28,7 @@ from tests.serving import photo_jpeg, running_server
 
 POST = "Barack Obama visits Berlin"
 EXPECTED = '{"text": str, "image"?: base64 str, "caption"?: str, "context"?: str}'
-SMALL = Limits(
-    max_text_chars=100, max_caption_chars=20, max_context_chars=100, max_image_bytes=50_000, max_pending=64
-)
+SMALL = Limits(max_chars={"text": 100, "caption": 20, "context": 100}, max_image_bytes=50_000, max_pending=64)
 
 
 @pytest.fixture(scope="module")
@@ -439,8 +437,8 @@ class GatedPipeline:
     def describe(self) -> dict:
         return self.pipeline.describe()
 
-    def prepare(self, post):
-        return self.pipeline.prepare(post)
+    def prepare_later(self, posts):
+        return self.pipeline.prepare_later(posts)
 
     def tag_prepared(self, prepared) -> list[TagResult]:
         self.entered.set()
@@ -660,7 +658,7 @@ def test_the_response_model_is_the_tag_result():
         (Span(0, 2, "PER", "Barack Obama"),),
         (ImageAttribute("suit", 0.5),),
         None,
-        "a man",
+        caption="a man",
     )
     assert set(TagResponse.model_fields) == set(result.to_dict())
     assert set(EntityOut.model_fields) == set(result.to_dict()["entities"][0])

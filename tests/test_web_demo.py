@@ -36,7 +36,7 @@ def browser():
 
 @pytest.fixture(scope="module")
 def url():
-    with running_server(create_app(Pipeline(), Limits(max_text_chars=200))) as base:
+    with running_server(create_app(Pipeline(), Limits(max_chars={"text": 200}))) as base:
         yield base
 
 

@@ -1,8 +1,13 @@
 """mner: multimodal named entity recognition for social-media posts (text + image + knowledge).
 
-The import is light: the runtime loads only when a tagger is used. ``load_tagger()`` runs a model on ONNX
-Runtime when its folder holds a current export (no torch), else on PyTorch; ``Tagger`` is the PyTorch tagger
-(training, saving).
+    from mner import Pipeline
+    pipeline = Pipeline()                                  # the shipped default model, on ONNX Runtime
+    result = pipeline.tag("Bears win in Chicago", context="Named entities:1. Bears (sports team)")
+    result.entities                                        # (Span(0, 1, 'ORG', 'Bears'), ...)
+
+``Pipeline`` is the one way to tag posts: it loads a model (ONNX Runtime when its folder holds a current
+export, else PyTorch), fills each post's channels from what it carries and the files given, and tags it. The
+import is light: the Pipeline's runtime loads only when it is used. Training is ``mner.training``.
 """
 
 from mner.data import ENTITY_TYPES, MnerInputError, Post, Span, tokenize
@@ -11,23 +16,24 @@ from mner.version import __version__
 __all__ = [
     "ENTITY_TYPES",
     "MnerInputError",
+    "Pipeline",
     "Post",
+    "PostInput",
     "Span",
-    "Tagger",
+    "TagResult",
     "__version__",
-    "load_tagger",
     "tokenize",
 ]
 
 
 def __getattr__(name: str):
-    # resolved only when asked for: the runtime imports NumPy and ONNX Runtime, the Tagger torch
-    if name == "load_tagger":
-        from mner.runtime.runners import load_tagger
+    # resolved only when asked for: the Pipeline imports NumPy and ONNX Runtime
+    if name in ("Pipeline", "PostInput"):
+        from mner.serving import pipeline
 
-        return load_tagger
-    if name == "Tagger":
-        from mner.model.torch_model import Tagger
+        return getattr(pipeline, name)
+    if name == "TagResult":
+        from mner.serving.result import TagResult
 
-        return Tagger
+        return TagResult
     raise AttributeError(f"module 'mner' has no attribute {name!r}")

@@ -9,16 +9,26 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from mner.channels.spec import channel_names
 from mner.registry import Registry
 
-CHANNELS = ("text", "caption", "knowledge", "context", "attributes", "image")
-CONTEXT_CHANNELS = ("caption", "knowledge", "context")  # word sequences a post carries besides its text
-IMAGE_CHANNELS = ("attributes", "image")  # from the post's image features (mner.vision)
+CHANNELS = channel_names()  # every channel a model can read (mner.channels.spec)
+WORD_CHANNELS = channel_names("words")  # word sequences a post carries besides its text
+IMAGE_CHANNELS = channel_names("image")  # from the post's image features (mner.vision)
 CAPTION_MODES = ("words", "attribute")
-CONTEXT_FORMS = (
-    "full",
-    "entities",
-)  # the whole context text, or only its "Named entities" list (mner.channels.context)
+# the context channel's words: the whole text, or only its entity list (mner.channels.context)
+CONTEXT_FORMS = ("full", "entities")
+# config keys renamed in model folder format 3 (one word per meaning: "context" is the context channel only)
+RENAMED_KEYS = {
+    "context_as_text": "words_after_post",
+    "max_context_tokens": "max_channel_words",
+    "max_context_text_tokens": "max_context_words",
+}
+
+
+def migrate_keys(values: dict) -> dict:
+    """A model config written before format 3 (or a TOML ``[model]`` table) under today's key names."""
+    return {RENAMED_KEYS.get(key, key): value for key, value in values.items()}
 
 
 def build_strict(cls, values: dict, what: str):
@@ -106,19 +116,17 @@ class ModelConfig:
     max_post_tokens: int = 200
     channels: list[str] = field(default_factory=lambda: ["text"])
     fusion: bool = False
-    max_context_tokens: int = 40
+    max_channel_words: int = 40  # words of a caption or knowledge channel kept (context: max_context_words)
     fusion_dim: int | None = None  # width of the fusion's memory and attention; None = 2·hidden
     caption_mode: str = "words"  # "words": each caption word is a memory item; "attribute": one item, as A
     image_backbone: str = "lite0"  # the mner.vision encoder whose features the image channels expect
     image_dim: int = 1280
     encoder: str = "bilstm"  # a name in TEXT_ENCODERS
-    context_as_text: bool = (
-        False  # caption/knowledge words follow the post in the encoder input, not the fusion
-    )
+    words_after_post: bool = False  # word channels follow the post in the encoder input, not the fusion
     # a transformer encoder: a BiLSTM (``hidden`` wide) over its states + char-CNN + shape
     encoder_lstm: bool = False
     context_form: str = "full"  # the 'context' channel's words: the whole text, or its entity list
-    max_context_text_tokens: int = 160  # words of the 'context' channel kept (others: max_context_tokens)
+    max_context_words: int = 160  # words of the 'context' channel kept (others: max_channel_words)
     context_alignment: bool = False  # the context's named entities found in the post: a feature per token
     alignment_dim: int = 16  # width of that feature's embedding
 
@@ -129,21 +137,21 @@ class ModelConfig:
         if "text" not in self.channels:
             raise ValueError("the 'text' channel cannot be switched off")
         spec = TEXT_ENCODERS[self.encoder]
-        if self.context_as_text and not self.context_channels:
-            raise ValueError(f"context_as_text needs a context channel: some of {list(CONTEXT_CHANNELS)}")
+        if self.words_after_post and not self.word_channels:
+            raise ValueError(f"words_after_post needs a word channel: some of {list(WORD_CHANNELS)}")
         if self.context_alignment and "context" not in self.channels:
             raise ValueError("context_alignment reads the 'context' channel: add it to channels")
         needs_fusion = [
             c
             for c in self.channels
             if c != "text"
-            and c not in self.text_context_channels
+            and c not in self.channels_after_post
             and not (c == "context" and self.context_alignment)
         ]
         if needs_fusion and not self.fusion:
             raise ValueError(
                 f"channel(s) {needs_fusion} need fusion = true"
-                + ("" if self.context_as_text else " (or context_as_text = true)")
+                + ("" if self.words_after_post else " (or words_after_post = true)")
             )
         if self.encoder_lstm and spec.kind != "transformer":
             transformers = [name for name, s in TEXT_ENCODERS.items() if s.kind == "transformer"]
@@ -158,7 +166,7 @@ class ModelConfig:
             raise ValueError("max_post_tokens and max_word_chars must be positive")
         if spec.max_pieces is not None:
             # every token keeps at least its first piece, beside [CLS] and one [SEP] per segment
-            limit = spec.max_pieces - 2 - len(self.text_context_channels)
+            limit = spec.max_pieces - 2 - len(self.channels_after_post)
             if self.max_post_tokens > limit:
                 raise ValueError(
                     f"max_post_tokens {self.max_post_tokens}: encoder {self.encoder!r} takes "
@@ -167,8 +175,8 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> ModelConfig:
-        """Build from a dict; unknown keys raise at once."""
-        return build_strict(cls, values, "model config")
+        """Build from a dict (keys of before format 3 renamed, ``migrate_keys``); unknown keys raise at once."""
+        return build_strict(cls, migrate_keys(values), "model config")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -178,22 +186,23 @@ class ModelConfig:
         return TEXT_ENCODERS[self.encoder]
 
     @property
-    def context_channels(self) -> list[str]:
-        return [c for c in self.channels if c in CONTEXT_CHANNELS]
+    def word_channels(self) -> list[str]:
+        """The word channels the model reads (caption, knowledge, context), however it reads them."""
+        return [c for c in self.channels if c in WORD_CHANNELS]
 
     @property
-    def text_context_channels(self) -> list[str]:
-        """Context channels whose words follow the post in the encoder input (context as text)."""
-        return self.context_channels if self.context_as_text else []
+    def channels_after_post(self) -> list[str]:
+        """Word channels whose words follow the post in the encoder input (``words_after_post``)."""
+        return self.word_channels if self.words_after_post else []
 
     @property
     def memory_channels(self) -> list[str]:
-        """Context channels whose words are memory items of the fusion."""
-        return [] if self.context_as_text or not self.fusion else self.context_channels
+        """Word channels whose words are memory items of the fusion."""
+        return [] if self.words_after_post or not self.fusion else self.word_channels
 
-    def context_limit(self, channel: str) -> int:
-        """The most words a context channel gives the model."""
-        return self.max_context_text_tokens if channel == "context" else self.max_context_tokens
+    def word_limit(self, channel: str) -> int:
+        """The most words a word channel gives the model."""
+        return self.max_context_words if channel == "context" else self.max_channel_words
 
     @property
     def image_channels(self) -> list[str]:

@@ -3,10 +3,9 @@
 Formats:
 - CoNLL with image ids (Twitter-2015/2017): ``IMGID:<id>``, then ``token<TAB>tag`` lines, a blank line
   between posts. Twitter-2017's ``MISC`` is read as ``OTHER``.
-- Captions: TSV ``image_id<TAB>caption`` with a header line.
-- Context: TSV ``image_id<TAB>text`` or ``id<TAB>text`` with a header line (free text about each post).
-- JSONL posts: ``{"id", "text" | "tokens", "image"?, "caption"?, "context"?}`` per line; tagged output adds
-  ``"entities": [{"start", "end", "type", "text"}]`` (token offsets, end exclusive).
+- Keyed TSV (``read_keyed_tsv``): a header ``<key><TAB><what>``, then ``key<TAB>text`` lines: captions
+  (``image_id<TAB>caption``) and context files (``image_id<TAB>text`` or ``id<TAB>text``).
+- JSON lines (``iter_jsonl``), read in bounded memory; posts as JSON are ``mner.channels.posts``.
 """
 
 from __future__ import annotations
@@ -242,52 +241,37 @@ def write_conll(posts: Iterable[Post], path: str | Path, tags: Iterable[Iterable
 # ----------------------------------------------------------------------------------------- captions
 
 
-def read_captions(path: str | Path) -> dict[str, str]:
-    """Captions by image id from a TSV with a header ``image_id<TAB>caption``."""
+def read_keyed_tsv(
+    path: str | Path, keys: tuple[str, ...] = ("image_id",), what: str = "text"
+) -> tuple[dict[str, str], str]:
+    """Texts by key from a TSV whose header is ``<key><TAB><what>`` for one of ``keys`` (captions:
+    ``image_id<TAB>caption``; contexts: ``image_id<TAB>text`` or ``id<TAB>text``): (texts, the key column's
+    name). Each line is ``key<TAB>text``: the text is everything after the first tab, whitespace folded; a key
+    given twice is an error.
+
+    Raises:
+        MnerInputError: naming the file, the line and what was expected.
+    """
     path = Path(path)
-    lines = [line for _, line in _text_lines(path)]
-    if not lines:
-        raise MnerInputError("file is empty: expected a header 'image_id<TAB>caption'", path)
-    header = lines[0].split("\t")
-    if len(header) != 2 or header[0].strip() != "image_id":
-        raise MnerInputError(f"expected the header 'image_id<TAB>caption', got {lines[0][:60]!r}", path, 1)
-    captions: dict[str, str] = {}
-    for line_no, line in enumerate(lines[1:], start=2):
-        if not line.strip():
-            continue
-        fields = line.split("\t")
-        if len(fields) != 2 or not fields[0].strip():
-            raise MnerInputError(
-                f"expected 'image_id<TAB>caption', got {len(fields)} field(s)", path, line_no
-            )
-        captions[fields[0].strip()] = fields[1].strip()
-    return captions
-
-
-CONTEXT_KEYS = ("image_id", "id")
-
-
-def read_context(path: str | Path) -> tuple[dict[str, str], str]:
-    """Context text by key from a TSV whose header is ``image_id<TAB>...`` or ``id<TAB>...``: (texts, the key
-    column's name). Each line is ``key<TAB>text``; the text is everything after the first tab."""
-    path = Path(path)
-    lines = [line for _, line in _text_lines(path)]
-    expected = "a header 'image_id<TAB>text' or 'id<TAB>text'"
-    if not lines:
+    headers = " or ".join(f"'{key}<TAB>{what}'" for key in keys)
+    expected = f"the header {headers}" if len(keys) == 1 else f"a header {headers}"
+    lines = _text_lines(path)
+    first = next(lines, None)
+    if first is None:
         raise MnerInputError(f"file is empty: expected {expected}", path)
-    key = lines[0].split("\t", 1)[0].strip()
-    if key not in CONTEXT_KEYS or "\t" not in lines[0]:
-        raise MnerInputError(f"expected {expected}, got {lines[0][:60]!r}", path, 1)
+    key = first[1].split("\t", 1)[0].strip()
+    if key not in keys or "\t" not in first[1]:
+        raise MnerInputError(f"expected {expected}, got {first[1][:60]!r}", path, 1)
     texts: dict[str, str] = {}
-    for line_no, line in enumerate(lines[1:], start=2):
+    for line_no, line in lines:
         if not line.strip():
             continue
         name, tab, text = line.partition("\t")
         if not tab or not name.strip():
             raise MnerInputError(
-                f"expected '{key}<TAB>text', got no tab"
+                f"expected '{key}<TAB>{what}', got no tab"
                 if not tab
-                else f"expected '{key}<TAB>text', got an empty {key}",
+                else f"expected '{key}<TAB>{what}', got an empty {key}",
                 path,
                 line_no,
             )
@@ -307,35 +291,6 @@ def write_captions(captions: dict[str, str], path: str | Path) -> None:
 
 
 # -------------------------------------------------------------------------------------------- JSONL
-
-
-def post_from_json(obj: object, where: str = "") -> Post:
-    """A Post from one decoded JSONL object; raises ValueError saying what was expected."""
-    if not isinstance(obj, dict):
-        raise ValueError(f"expected a JSON object, got {type(obj).__name__}")  # noqa: TRY004 - bad input, not a bug
-    tokens = obj.get("tokens")
-    text = obj.get("text")
-    if tokens is not None:
-        if not isinstance(tokens, list) or not all(isinstance(t, str) and t for t in tokens):
-            raise ValueError("'tokens' must be a list of non-empty strings")
-    elif isinstance(text, str):
-        tokens = tokenize(text)
-    else:
-        raise ValueError("expected 'text' (a string) or 'tokens' (a list of strings)")
-    if not tokens:
-        raise ValueError("the post is empty: 'text' has no tokens")
-    for key in ("image", "caption", "context"):
-        if obj.get(key) is not None and not isinstance(obj[key], str):
-            raise ValueError(f"'{key}' must be a string")
-    post_id = obj.get("id", where)
-    return Post(
-        tuple(tokens),
-        id=str(post_id),
-        image=obj.get("image"),
-        caption=obj.get("caption"),
-        context=obj.get("context"),
-        extra={"text": text} if text is not None else {},
-    )
 
 
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, object | MnerInputError]]:
@@ -393,36 +348,6 @@ def parse_json(text: str | bytes) -> object:
     return value
 
 
-def iter_jsonl_posts(path: str | Path) -> Iterator[tuple[int, Post | MnerInputError]]:
-    """(line number, Post or the error for that line) for every non-blank line; one bad line stops nothing."""
-    path = Path(path)
-    for line_no, obj in iter_jsonl(path):
-        if isinstance(obj, MnerInputError):
-            yield line_no, obj
-            continue
-        try:
-            yield line_no, post_from_json(obj, where=f"{path.stem}-{line_no}")
-        except ValueError as err:
-            yield line_no, MnerInputError(str(err), path, line_no)
-
-
-def post_to_json(post: Post, spans: Iterable[Span] | None = None) -> dict:
-    """The JSONL object of a post, with ``entities`` when spans are given."""
-    obj: dict = {"id": post.id}
-    if "text" in post.extra:
-        obj["text"] = post.extra["text"]
-    obj["tokens"] = list(post.tokens)
-    if post.image is not None:
-        obj["image"] = post.image
-    if post.caption is not None:
-        obj["caption"] = post.caption
-    if post.context is not None:
-        obj["context"] = post.context
-    if spans is not None:
-        obj["entities"] = [s.to_dict() for s in spans]
-    return obj
-
-
 def write_jsonl(objects: Iterable[dict], path: str | Path) -> None:
     """Write one JSON object per line (UTF-8, no ASCII escaping)."""
     with open(path, "w", encoding="utf-8", newline="\n") as out:
@@ -452,6 +377,14 @@ _TOKEN_RE = regex.compile(  # regex's \w is Unicode's: letters with their marks,
 
 
 _CLUSTER_RE = regex.compile(r"\X")
+_CAMEL = regex.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
+
+
+def split_handle(token: str) -> str:
+    """``#NewYork`` → ``"New York"``, ``@KobeBryant`` → ``"Kobe Bryant"``, ``#nyc`` → ``"nyc"``."""
+    body = token.lstrip("#@＃＠")
+    words = [w for part in body.split("_") for w in (_CAMEL.findall(part) or [part])]
+    return " ".join(w for w in words if w)
 
 
 def tokenize(text: str) -> list[str]:

@@ -47,3 +47,6 @@ class Registry(Generic[T]):
 
     def items(self) -> list[tuple[str, T]]:
         return list(self._items.items())
+
+    def values(self) -> list[T]:
+        return list(self._items.values())

@@ -1,7 +1,7 @@
 """Per-post context text, read two ways: the entity list an LLM wrote, and that list aligned to the post.
 
 Context is free text about a post from any source (``--context FILE.tsv``, a JSONL ``"context"`` field,
-``mner context`` asking an LLM). The LLM knowledge of Twitter-2015 has a fixed shape::
+``mner ask-llm`` asking an LLM). The LLM knowledge of Twitter-2015 has a fixed shape::
 
     Named entities:1. Bears (sports team)2. Chicago (city)Reasoning: The sentence ...
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from mner.knowledge.names import split_handle
+from mner.data import split_handle
 
 ALIGN_TYPES = ("PER", "LOC", "ORG", "OTHER", "UNK")
 ALIGN_TAGS = ("O",) + tuple(f"{p}-{t}" for t in ALIGN_TYPES for p in ("B", "I"))

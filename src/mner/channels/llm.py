@@ -5,7 +5,7 @@ llama.cpp, vLLM or Ollama server, or a hosted one) and the prompt that asks it f
 Only the standard library speaks HTTP here (``urllib``). A request that fails is retried a bounded number
 of times with exponential backoff (a 429's ``Retry-After`` is honoured, up to the cap); one that still
 fails is an ``LLMError`` naming why. The API key comes from the caller (read from an environment variable by
-``mner context``) and is sent only in the ``Authorization`` header, never logged.
+``mner ask-llm``) and is sent only in the ``Authorization`` header, never logged.
 """
 
 from __future__ import annotations

@@ -1,24 +1,21 @@
 """The one place a post's channels are filled, for training, evaluation and tagging alike.
 
-A model reads a post's text and, by its config, some of: a caption, knowledge (the isA triples of the KG
-entity found for the post), the image's attributes and regions. ``ChannelSources`` holds what the user
-gave — a captions file, a KG, image features (a feature cache, or features computed from pixels by the
-caller) — and ``fill`` returns new posts with every channel filled the same way wherever it is called:
+A model reads a post's text and, by its config, some of the channels ``mner.channels.spec`` declares.
+``ChannelSources`` holds what the user gave — TSV files of text by post or image id (captions, contexts), a
+KG, image features (a feature cache, or features computed from pixels by the caller) — and ``fill`` returns
+new posts with every channel filled the same way wherever it is called:
 
-- caption: the post's own; else the captions file's, by image id; else, for a model that reads captions
-  and a post with image features, the image's attribute labels joined as words ("Egyptian cat tabby ...").
-- context: the post's own; else the context file's, by image id or by post id (the file's header says
-  which). The model reads it as text after the post, through the fusion, or aligned to the post's tokens
-  (``mner.channels.context``), as its config says.
+- a words channel with a field (caption, context): the post's own; else its TSV's, by the key the TSV's
+  header names (image id, or post id where the spec allows it); a caption missing for a post with image
+  features, for a model that reads captions, is the image's attribute labels joined as words.
 - knowledge: with a KG, ``post_knowledge(kg, tokens, image vector)``, the paper's search: the image vector
-  drives the image match, a post without image features takes the text fallback (policy
-  "image-then-text"); ``Post.knowledge`` is the result's triples as compact words.
-- attributes and image: the post's features, found by ``Post.image`` in ``FilledPosts.images``; a post
-  without them is masked by the model, never given a zero image.
+  drives the image match, a post without image features takes the text fallback (policy "image-then-text");
+  ``Post.knowledge`` is the result's triples as compact words.
+- attributes and image: the post's features, found by ``Post.image`` in ``FilledPosts.images``; a post without
+  them is masked by the model, never given a zero image.
 
-``FilledPosts.report`` says what was found and what was missing. Adding a channel means adding its source
-here: ``mner train``, ``mner evaluate``, the Pipeline (``predict``, ``tag``, ``serve``) and the benchmarks all
-fill posts through this module.
+``FilledPosts.report`` says what was found and what was missing. ``mner train``, ``mner evaluate``, the Pipeline
+(``predict``, ``tag``, ``serve``) and the benchmarks all fill posts through this module.
 """
 
 from __future__ import annotations
@@ -29,7 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from mner.data import MnerInputError, Post, read_captions, read_context
+from mner.channels.spec import CHANNELS, ChannelSpec
+from mner.data import MnerInputError, Post, read_keyed_tsv
 
 if TYPE_CHECKING:
     from mner.knowledge import Knowledge, KnowledgeStore
@@ -44,46 +42,45 @@ class FeatureLookup(Protocol):
 
 @dataclass
 class ChannelReport:
-    """What filling found: posts with each channel, and the ids of posts a given source had nothing for."""
+    """What filling found: posts with each channel, and the keys a given file had nothing for."""
 
     posts: int = 0
     found: dict[str, int] = field(default_factory=dict)  # channel → posts that have it
-    missing: dict[str, list[str]] = field(default_factory=dict)  # source → image (or post) ids it lacked
-    context_key: str | None = None  # what the context source is keyed by: "image_id" or "id"
+    missing: dict[str, list[str]] = field(default_factory=dict)  # channel → the keys its file lacked
+    keys: dict[str, str] = field(default_factory=dict)  # channel → what its TSV is keyed by
     searched: int = 0  # posts the KG was asked about
 
     def summary(self) -> str:
         """One line: ``3257 posts, 3257 with a caption (0 image ids without one), 1890 with knowledge``."""
         parts = [f"{self.posts} posts"]
-        if "caption" in self.found or "captions" in self.missing:
-            parts.append(
-                f"{self.found.get('caption', 0)} with a caption"
-                + (
-                    f" ({len(self.missing['captions'])} image ids without one)"
-                    if "captions" in self.missing
-                    else ""
-                )
-            )
-        if self.found.get("knowledge"):
-            parts.append(f"{self.found['knowledge']} with knowledge")
-        if "context" in self.missing:
-            parts.append(
-                f"{self.found.get('context', 0)} with context matched by {self.context_key or 'id'} "
-                f"({len(self.missing['context'])} without one)"
-            )
-        elif self.found.get("context"):
-            parts.append(f"{self.found['context']} with context")
-        if "images" in self.missing:
-            parts.append(
-                f"{self.found.get('image', 0)} with image features ({len(self.missing['images'])} without)"
-            )
+        seen: set[str] = set()
+        for name, spec in CHANNELS.items():
+            if spec.reads == "text" or spec.source in seen:
+                continue
+            if name in self.missing:
+                seen.add(spec.source if spec.source == "features" else name)
+                keyed = self.keys.get(name)
+                lacking = len(self.missing[name])
+                if spec.source == "features":
+                    parts.append(f"{self.found.get(name, 0)} with image features ({lacking} without)")
+                elif keyed == "image_id" and len(spec.keys) == 1:
+                    parts.append(
+                        f"{self.found.get(name, 0)} with {spec.noun} ({lacking} image ids without one)"
+                    )
+                else:
+                    parts.append(
+                        f"{self.found.get(name, 0)} with {spec.noun} matched by {keyed or 'id'} ({lacking} without one)"
+                    )
+            elif self.found.get(name):
+                parts.append(f"{self.found[name]} with {spec.noun}")
         return ", ".join(parts)
 
     def absent(self, channels: Sequence[str]) -> dict[str, int]:
         """For each of ``channels`` (a model's) other than text: how many posts had no source for it, where some
         had none (for knowledge: posts no KG was asked about; the KG knowing nothing of a post is an answer)."""
-        have = {**self.found, "knowledge": self.searched}
-        lacking = {c: self.posts - have.get(c, 0) for c in channels if c != "text"}
+        # a channel only the KG fills is there for every post the KG was asked about
+        have = {**self.found, **{c: self.searched for c, spec in CHANNELS.items() if spec.source == "kg"}}
+        lacking = {c: self.posts - have.get(c, 0) for c in channels if CHANNELS[c].reads != "text"}
         return {c: n for c, n in lacking.items() if n}
 
     def warning(self, channels: Sequence[str], hints: Mapping[str, str] | None = None) -> str | None:
@@ -100,7 +97,7 @@ class ChannelReport:
         line = (
             "the model was trained with " + line + f" (tagged without {'it' if len(absent) == 1 else 'them'}"
         )
-        given = [hints[c] for c in absent if hints and c in hints]
+        given = list(dict.fromkeys(hints[c] for c in absent if hints and c in hints))
         return line + (
             f"; give {'it' if len(absent) == 1 else 'them'} with {', and '.join(given)})" if given else ")"
         )
@@ -112,7 +109,7 @@ class FilledPosts:
 
     posts: list[Post]
     knowledge: list[Knowledge | None]  # None where no KG was given
-    images: FeatureLookup | None  # the features the tagger reads, by ``Post.image``
+    images: FeatureLookup | None  # the features the model reads, by ``Post.image``
     report: ChannelReport
 
 
@@ -120,58 +117,63 @@ class FilledPosts:
 class ChannelSources:
     """What a user gave to fill channels from; each source is optional."""
 
-    captions: Mapping[str, str] | None = None  # by image id
+    texts: dict[str, Mapping[str, str]] = field(default_factory=dict)  # channel → its TSV's texts by key
+    keys: dict[str, str] = field(
+        default_factory=dict
+    )  # channel → what its TSV is keyed by ("image_id" default)
     kg: KnowledgeStore | None = None
     images: FeatureLookup | None = None  # by image id
-    context: Mapping[str, str] | None = None  # free text by image id or post id (``context_key``)
-    context_key: str = "image_id"  # "image_id" or "id": what the context file's first column holds
     policy: str = "image-then-text"  # the knowledge search's fallback (mner.knowledge.POLICIES)
 
     @classmethod
     def open(
-        cls,
-        captions: str | Path | None = None,
-        kg: str | Path | None = None,
-        images_cache: str | Path | None = None,
-        backbone: str | None = None,
-        context: str | Path | None = None,
+        cls, files: Mapping[str, str | Path | None] | None = None, backbone: str | None = None
     ) -> ChannelSources:
-        """Read the captions and context TSVs, open the KG and the feature cache (checked against ``backbone``).
+        """Read, open or check the file each channel's spec names as its source (``files``: channel → path;
+        channels that share a source, attributes and image, may name it once).
 
         Raises:
-            MnerInputError: a file is missing or is not what it should be.
+            MnerInputError: a file is missing or is not what it should be; an unknown channel name.
         """
-        caption_map = read_captions(captions) if captions is not None else None
-        context_map, context_key = read_context(context) if context is not None else (None, "image_id")
-        store = None
-        if kg is not None:
-            from mner.knowledge import open_kg
+        sources = cls()
+        for name, path in (files or {}).items():
+            spec = CHANNELS[name]
+            if path is None:
+                continue
+            if spec.source is None:
+                raise MnerInputError(f"the '{name}' channel is not filled from a file")
+            if spec.source == "tsv":
+                sources.texts[name], sources.keys[name] = read_keyed_tsv(path, spec.keys, spec.field)
+            elif spec.source == "kg" and sources.kg is None:
+                from mner.knowledge import open_kg
 
-            store = open_kg(kg)
-        images = None
-        if images_cache is not None:
-            from mner.vision import FeatureCache
+                sources.kg = open_kg(path)
+            elif spec.source == "features" and sources.images is None:
+                from mner.vision import FeatureCache
 
-            images = FeatureCache.open(images_cache, backbone=backbone)
-        return cls(caption_map, store, images, context_map, context_key)
+                sources.images = FeatureCache.open(path, backbone=backbone)
+        return sources
+
+    def given(self, spec: ChannelSpec) -> bool:
+        """Whether a file source for the channel was given."""
+        return {
+            "tsv": spec.name in self.texts,
+            "kg": self.kg is not None,
+            "features": self.images is not None,
+        }.get(spec.source, False)
 
     def unsourced_warning(self, channels: Sequence[str]) -> str | None:
         """``unsourced_warning`` for these sources."""
-        return unsourced_warning(channels, kg=self.kg is not None, context=self.context is not None)
+        return unsourced_warning(channels, {c for c in channels if self.given(CHANNELS[c])})
 
     def require(self, channels: Sequence[str]) -> None:
         """A config enabling a channel with no source for it fails at the start, not after an epoch."""
-        for channel in ("attributes", "image"):
-            if channel in channels and self.images is None:
+        for name in channels:
+            spec = CHANNELS[name]
+            if spec.source is not None and not self.given(spec):
                 raise MnerInputError(
-                    f"the model config enables the '{channel}' channel: pass --images-cache FILE"
+                    f"the model config enables the '{name}' channel: pass {spec.file_flag} FILE"
                 )
-        if "caption" in channels and self.captions is None:
-            raise MnerInputError("the model config enables the 'caption' channel: pass --captions FILE")
-        if "knowledge" in channels and self.kg is None:
-            raise MnerInputError("the model config enables the 'knowledge' channel: pass --kg FILE")
-        if "context" in channels and self.context is None:
-            raise MnerInputError("the model config enables the 'context' channel: pass --context FILE")
 
     def fill(
         self,
@@ -190,29 +192,35 @@ class ChannelSources:
         images = (
             self.images if features is None else {f"#{i}": f for i, f in enumerate(features) if f is not None}
         )
-        report = ChannelReport(
-            posts=len(posts), context_key=None if self.context is None else self.context_key
-        )
-        for source, given in (("captions", self.captions), ("images", images), ("context", self.context)):
-            if given is not None:
-                report.missing[source] = []
+        report = ChannelReport(posts=len(posts), keys={c: self.keys.get(c, "image_id") for c in self.texts})
+        for name in self.texts:
+            report.missing[name] = []
+        if images is not None:
+            for name in (c for c, spec in CHANNELS.items() if spec.source == "features"):
+                report.missing[name] = []
         out, found = [], []
         for i, post in enumerate(posts):
-            if features is None:
-                feats = images.get(post.image) if images is not None and post.image is not None else None
-            else:
-                feats = features[i]
-            if images is not None and feats is None:
-                report.missing["images"].append(post.image or post.id)
-            caption = post.caption or self._lookup(self.captions, post.image, "captions", report, post)
-            if caption is None and feats is not None and "caption" in channels:
-                caption = attribute_caption(feats.attributes)
-            key = post.image if self.context_key == "image_id" else post.id
-            context = post.context or self._lookup(self.context, key, "context", report, post)
-            knowledge = None
-            changes = {"caption": caption, "context": context}
+            feats = self._features(post, i, images, features, report)
+            changes = {}
+            for name, texts in self.texts.items():
+                field_name = CHANNELS[name].field
+                if getattr(post, field_name):
+                    continue
+                key = post.image if report.keys[name] == "image_id" else post.id
+                text = (texts.get(key) or None) if key is not None else None
+                if text is None:
+                    report.missing[name].append(key or post.id)
+                changes[field_name] = text
+            if feats is not None:
+                for name in channels:  # a caption stands in for a missing one with the image's labels
+                    field_name = CHANNELS[name].field
+                    if CHANNELS[name].from_attributes and not (
+                        changes.get(field_name) or getattr(post, field_name)
+                    ):
+                        changes[field_name] = attribute_caption(feats.attributes)
             if features is not None:
                 changes["image"] = None if feats is None else f"#{i}"
+            knowledge = None
             if self.kg is not None:
                 from mner.knowledge import post_knowledge
 
@@ -221,30 +229,26 @@ class ChannelSources:
                 changes["knowledge"] = knowledge_words(knowledge)
                 report.searched += 1
             new = dataclasses.replace(post, **changes)
-            for channel, present in (
-                ("caption", new.caption),
-                ("knowledge", new.knowledge),
-                ("context", new.context),
-                ("attributes", feats),
-                ("image", feats),
-            ):
-                if present:
-                    report.found[channel] = report.found.get(channel, 0) + 1
+            for name, spec in CHANNELS.items():
+                present = feats if spec.reads == "image" else getattr(new, spec.field or name, None)
+                if spec.reads != "text" and present:
+                    report.found[name] = report.found.get(name, 0) + 1
             out.append(new)
             found.append(knowledge)
         return FilledPosts(out, found, images, report)
 
     @staticmethod
-    def _lookup(
-        source: Mapping[str, str] | None, key: str | None, name: str, report: ChannelReport, post: Post
-    ) -> str | None:
-        """``source[key]`` (None when empty); a miss is counted in the report."""
-        if source is None:
-            return None
-        found = (source.get(key) or None) if key is not None else None
-        if found is None:
-            report.missing[name].append(key or post.id)
-        return found
+    def _features(post: Post, i: int, images, features, report: ChannelReport) -> ImageFeatures | None:
+        """The post's image features: the caller's, or the feature cache's by image id (a miss counted)."""
+        if features is not None:
+            feats = features[i]
+        else:
+            feats = images.get(post.image) if images is not None and post.image is not None else None
+        if images is not None and feats is None:
+            for name, spec in CHANNELS.items():
+                if spec.source == "features":
+                    report.missing[name].append(post.image or post.id)
+        return feats
 
     def close(self) -> None:
         """Close the KG and the feature cache."""
@@ -254,15 +258,21 @@ class ChannelSources:
                 close()
 
 
-def unsourced_warning(channels: Sequence[str], kg: bool, context: bool) -> str | None:
-    """One line, before any post is tagged, on the channels of ``channels`` (a model's) that a job without a KG
-    (``kg``) or a context file (``context``) cannot fill for every post; None when it can. A post can bring
-    its own caption, context and image; only the KG gives knowledge."""
+def unsourced_warning(channels: Sequence[str], sourced: set[str]) -> str | None:
+    """One line, before any post is tagged, on the channels of ``channels`` (a model's) that a job with file
+    sources for ``sourced`` cannot fill for every post; None when it can. A post can bring its own text fields
+    and image; a channel without a field (knowledge) only its file gives."""
     parts = []
-    if "knowledge" in channels and not kg:
-        parts.append("'knowledge', and no KG is given (--kg): every post is tagged without it")
-    if "context" in channels and not context:
-        parts.append("'context', and no context file is given: a post without its own is tagged without it")
+    for name in channels:
+        spec = CHANNELS[name]
+        if spec.source in (None, "features") or name in sourced:
+            continue
+        if spec.field is None:
+            parts.append(f"'{name}', and no {spec.file_flag} is given: every post is tagged without it")
+        else:
+            parts.append(
+                f"'{name}', and no {spec.file_flag} is given: a post without its own is tagged without it"
+            )
     return "the model was trained with " + "; ".join(parts) if parts else None
 
 

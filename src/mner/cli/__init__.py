@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mner.cli import context, core, export, images, kg, serve, tag
+from mner.cli import ask_llm, core, export, images, kg, serve, tag
 from mner.cli.options import App
 
 app = App(
@@ -18,11 +18,12 @@ for command in (
     core.predict,
     core.demo,
     tag.tag,
-    context.context,
     serve.serve,
     export.export,
 ):
     app.command()(command)
+app.command("ask-llm")(ask_llm.ask_llm)
+app.command("context", hidden=True)(ask_llm.ask_llm)  # its name before it was ask-llm
 app.add_typer(images.app, name="images")
 app.add_typer(kg.app, name="kg")
 

@@ -11,29 +11,21 @@ from typing import Annotated
 
 import typer
 
+from mner.channels.spec import CHANNELS, text_fields
 from mner.cli.errors import fail, user_errors
-from mner.cli.options import (
-    CaptionsOption,
-    ContextOption,
-    ImagesCacheOption,
-    KgOption,
-    ModelOption,
-    RuntimeOption,
-    ThreadsOption,
-)
+from mner.cli.options import ChannelArgs, ModelOption, RuntimeOption, ThreadsOption, channel_options
 from mner.data import MnerInputError
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "posts.jsonl"
-# how ``mner predict`` is given what fills each channel
+# how ``mner predict`` is given what fills each channel (a caption also stands in from an image's labels)
 PREDICT_HINTS = {
-    "caption": "--caption or --image",
-    "knowledge": "--kg",
-    "context": "--context",
-    "attributes": "--image",
-    "image": "--image",
+    name: spec.predict_flag + (" or --image" if spec.from_attributes else "")
+    for name, spec in CHANNELS.items()
+    if spec.predict_flag is not None
 }
 
 
+@channel_options(files=("tsv", "kg", "features"))
 @user_errors
 def train(
     train_file: Annotated[Path, typer.Option("--train", help="Training data, CoNLL with IMGID lines.")],
@@ -53,14 +45,11 @@ def train(
             help="Train on 'cpu' (the config's default) or 'cuda'; the model is saved for the CPU either way."
         ),
     ] = None,
-    captions: CaptionsOption = None,
-    context: ContextOption = None,
-    kg: KgOption = None,
-    images_cache: ImagesCacheOption = None,
     onnx: Annotated[
         bool,
         typer.Option("--onnx/--no-onnx", help="Export the model to ONNX beside its weights (mner export)."),
     ] = True,
+    channels: ChannelArgs = None,
 ) -> None:
     """Train a tagger on CoNLL data; the epoch with the best dev F1 is kept."""
     from mner.channels.sources import ChannelSources
@@ -81,13 +70,11 @@ def train(
             run.train = dataclasses.replace(run.train, device=device)
         except ValueError as err:
             raise MnerInputError(str(err)) from None
-    channels = run.model.get("channels", ["text"])
-    sources = ChannelSources.open(
-        captions, kg, images_cache, run.model.get("image_backbone", "lite0"), context
-    )
-    sources.require(channels)
+    reads = run.model.get("channels", ["text"])
+    sources = ChannelSources.open(channels.files, run.model.get("image_backbone", "lite0"))
+    sources.require(reads)
     data = {"train": train_file, "dev": dev_file, "test": test_file}
-    filled = {name: fill(sources, read_conll(path), channels, name) for name, path in data.items() if path}
+    filled = {name: fill(sources, read_conll(path), reads, name) for name, path in data.items() if path}
 
     def report(row: dict) -> None:
         typer.echo(
@@ -104,10 +91,7 @@ def train(
         ("--dev", dev_file),
         ("--test", test_file),
         ("--config", config),
-        ("--captions", captions),
-        ("--context", context),
-        ("--kg", kg),
-        ("--images-cache", images_cache),
+        *channels.flags.items(),
         ("--seed", seed),
         ("--epochs", epochs),
         ("--threads", threads),
@@ -139,34 +123,30 @@ def train(
     )
 
 
+@channel_options(files=("tsv", "kg", "features"))
 @user_errors
 def evaluate(
     data: Annotated[Path, typer.Option(help="CoNLL file with gold tags.")],
     model: ModelOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
-    captions: CaptionsOption = None,
-    context: ContextOption = None,
-    kg: KgOption = None,
-    images_cache: ImagesCacheOption = None,
     threads: ThreadsOption = None,
     runtime: RuntimeOption = "auto",
+    channels: ChannelArgs = None,
 ) -> None:
     """Entity-level P/R/F1 (conlleval-compatible) of a model on gold data."""
     from mner.channels.sources import ChannelSources
     from mner.data import read_conll
     from mner.evaluate import entity_scores, format_scores
-    from mner.runtime.ort import set_threads
-    from mner.runtime.runners import load_tagger
+    from mner.runtime.runners import load_runner
 
-    set_threads(threads)
-    tagger = load_tagger(model, runtime)
-    sources = ChannelSources.open(captions, kg, images_cache, tagger.config.image_backbone, context)
-    filled = fill(sources, read_conll(data), tagger.config.channels, "data")
-    warning = filled.report.warning(tagger.config.channels)
+    runner = load_runner(model, runtime, threads or 1)
+    sources = ChannelSources.open(channels.files, runner.config.image_backbone)
+    filled = fill(sources, read_conll(data), runner.config.channels, "data")
+    warning = filled.report.warning(runner.config.channels)
     if warning is not None:
         typer.echo(f"warning: {warning}", err=True)
     with progress_bar("evaluating", "post") as progress:
-        predicted = tagger.predict_tags(filled.posts, images=filled.images, progress=progress)
+        predicted = runner.predict_tags(filled.posts, images=filled.images, progress=progress)
     scores = entity_scores([list(p.tags) for p in filled.posts], predicted)
     typer.echo(json.dumps(scores.to_json()) if as_json else format_scores(scores))
 
@@ -193,6 +173,7 @@ def progress_bar(what: str, unit: str):
         yield progress
 
 
+@channel_options(files=("kg",), texts=True)
 @user_errors
 def predict(
     text: Annotated[str, typer.Option(help="The post's text (tokenised like the Twitter-2015 files).")],
@@ -205,16 +186,6 @@ def predict(
             "list) when the model's channels had no source for the post.",
         ),
     ] = False,
-    caption: Annotated[
-        str | None, typer.Option(help="A caption of the post's image (models with a 'caption' channel).")
-    ] = None,
-    context: Annotated[
-        str | None,
-        typer.Option(
-            help="Free text about the post, e.g. an LLM's notes on it (models with a 'context' channel)."
-        ),
-    ] = None,
-    kg: KgOption = None,
     image: Annotated[
         Path | None,
         typer.Option(
@@ -224,17 +195,16 @@ def predict(
     ] = None,
     threads: ThreadsOption = None,
     runtime: RuntimeOption = "auto",
+    channels: ChannelArgs = None,
 ) -> None:
     """Tag one post and print its entities (and its image's attributes and the knowledge used)."""
     from mner.data import tokenize
-    from mner.runtime.ort import set_threads
     from mner.serving.pipeline import Pipeline
 
     if not tokenize(text):
         fail("--text is empty: expected the words of a post")
-    set_threads(threads)
-    pipeline = Pipeline(model, kg, runtime=runtime)
-    result = pipeline.tag(text, image=image, caption=caption, context=context).to_dict()
+    pipeline = Pipeline(model, channels.files, runtime=runtime, threads=threads)
+    result = pipeline.tag(text, image=image, **channels.texts).to_dict()
     warning = pipeline.last_report.warning(pipeline.channels, PREDICT_HINTS)
     if warning is not None:
         typer.echo(f"warning: {warning}", err=True)
@@ -247,11 +217,11 @@ def predict(
     typer.echo(highlight(result["tokens"], spans))
     for s in spans:
         typer.echo(f"  {s.type:<6} {s.text}  (tokens {s.start}–{s.end})")
-    for line in context_lines(result, given_caption=caption):
+    for line in evidence_lines(result, given_caption=channels.texts.get("caption")):
         typer.echo(line)
 
 
-def context_lines(result: dict, given_caption: str | None = None) -> list[str]:
+def evidence_lines(result: dict, given_caption: str | None = None) -> list[str]:
     """Lines for the image attributes, a caption made from them, and the knowledge used (none if absent)."""
     lines = []
     if result["attributes"]:
@@ -294,19 +264,20 @@ def demo(
     ] = None,
 ) -> None:
     """Tag the example posts that ship with mner and print their entities."""
-    from mner.data import iter_jsonl_posts
-    from mner.runtime.ort import set_threads
-    from mner.runtime.runners import load_tagger
+    from mner.channels.posts import iter_jsonl_posts
+    from mner.serving.pipeline import Pipeline, PostInput
 
     if photos is not None:
         for path in write_sample_photos(photos):
             typer.echo(str(path))
         return
-    set_threads(threads)
-    tagger = load_tagger(model, runtime)
+    pipeline = Pipeline(model, runtime=runtime, threads=threads)
     posts = [p for _, p in iter_jsonl_posts(EXAMPLES)]
-    typer.echo(f"model: {model or 'shipped default'}  ({', '.join(tagger.config.channels)})\n")
-    for post, spans in zip(posts, tagger.predict(posts)):
+    typer.echo(f"model: {model or 'shipped default'}  ({', '.join(pipeline.channels)})\n")
+    fields = [{name: getattr(p, name) for name in text_fields()} for p in posts]
+    items = [PostInput(" ".join(p.tokens), tokens=p.tokens, **f) for p, f in zip(posts, fields, strict=True)]
+    for post, result in zip(posts, pipeline.tag_many(items)):
+        spans = result.entities
         typer.echo(highlight(list(post.tokens), spans))
         typer.echo("  " + ("; ".join(f"{s.text} → {s.type}" for s in spans) or "no entities") + "\n")
 
@@ -336,7 +307,7 @@ def write_sample_photos(folder: Path) -> list[Path]:
 def fill(sources, posts, channels, name: str):
     """Posts with their channels filled (``mner.channels.sources``); what was found goes to stderr."""
     filled = sources.fill(posts, channels)
-    if any(source is not None for source in (sources.captions, sources.kg, sources.images, sources.context)):
+    if sources.texts or sources.kg is not None or sources.images is not None:
         typer.echo(f"{name}: {filled.report.summary()}", err=True)
     return filled
 

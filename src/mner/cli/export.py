@@ -14,11 +14,8 @@ def export(model: ModelOption = None, threads: ThreadsOption = None) -> None:
     """Export a model folder to ONNX (checked against PyTorch) and its image encoder to mner's cache."""
     import time
 
-    from mner.runtime.ort import set_threads
-
-    set_threads(threads)
     try:
-        from mner.model.torch_model import load_tagger
+        from mner.model.torch_model import load_torch_model
         from mner.runtime.export import export_image_encoder, export_model
     except ImportError as err:
         raise typer.BadParameter(
@@ -28,11 +25,13 @@ def export(model: ModelOption = None, threads: ThreadsOption = None) -> None:
 
     start = time.perf_counter()
     from mner.model.folder import resolve_model
+    from mner.runtime.ort import torch_threads
 
-    tagger = load_tagger(model)
+    torch_model = load_torch_model(model)
+    torch_threads(threads or 1)
     folder = resolve_model(model)
-    path = export_model(tagger, folder)
-    image = export_image_encoder(EncoderConfig.for_backbone(tagger.config.image_backbone))
+    path = export_model(torch_model, folder)
+    image = export_image_encoder(EncoderConfig.for_backbone(torch_model.config.image_backbone))
     typer.echo(
         f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) and {folder / 'onnx.json'}; image encoder "
         f"{image}; {time.perf_counter() - start:.1f} s"

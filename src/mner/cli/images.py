@@ -34,14 +34,17 @@ def extract(
     runtime: RuntimeOption = "auto",
 ) -> None:
     """Encode every image of a folder into a feature cache; images already there are skipped."""
-    from mner.runtime.ort import set_threads
-    from mner.runtime.runners import load_image_encoder
+    from mner.runtime.images import load_image_encoder
     from mner.vision import EncoderConfig, extract_folder
 
-    set_threads(threads)
     config = EncoderConfig.for_backbone(backbone)
     summary = extract_folder(
-        images, out, config, batch_size, progress=True, load=lambda c: load_image_encoder(c, runtime)
+        images,
+        out,
+        config,
+        batch_size,
+        progress=True,
+        load=lambda c: load_image_encoder(c, runtime, threads or 1),
     )
     for line in summary.lines():
         typer.echo(line)
@@ -60,15 +63,13 @@ def attributes(
     runtime: RuntimeOption = "auto",
 ) -> None:
     """Print an image's top ImageNet classes with their probabilities."""
-    from mner.runtime.ort import set_threads
-    from mner.runtime.runners import load_image_encoder
+    from mner.runtime.images import load_image_encoder
     from mner.vision import EncoderConfig
     from mner.vision.decode import load_pixels
 
-    set_threads(threads)
     config = EncoderConfig.for_backbone(backbone, top_k=top_k)
     pixels = load_pixels(path, config)  # a bad file fails here, before the model loads
-    features = load_image_encoder(config, runtime).encode_pixels(pixels[None])[0]
+    features = load_image_encoder(config, runtime, threads or 1).encode_pixels(pixels[None])[0]
     if json_output:
         typer.echo(json.dumps(features.to_json()))
         return

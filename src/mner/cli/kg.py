@@ -123,9 +123,6 @@ def add_images(
 ) -> None:
     """Compute image vectors of entity photos with the vision encoder and store them in the KG."""
     from mner.knowledge import SqliteKG
-    from mner.runtime.ort import set_threads
-
-    set_threads(threads)
 
     if not images.is_dir():
         raise MnerInputError("folder not found" if not images.exists() else "expected a folder", images)
@@ -136,7 +133,7 @@ def add_images(
                 f"the KG's entity images were encoded with {used!r}; use --encoder {used}", kg_path
             )
         jobs, problems = _image_jobs(kg, images, mapping)
-        added = _encode_and_store(kg, jobs, problems, encoder, batch_size, runtime)
+        added = _encode_and_store(kg, jobs, problems, encoder, batch_size, runtime, threads)
         kg.commit()
     for problem in problems:
         typer.echo(f"  skipped {problem}", err=True)
@@ -146,13 +143,15 @@ def add_images(
     )
 
 
-def _encode_and_store(kg, jobs, problems: list[str], encoder: str, batch_size: int, runtime: str) -> int:
+def _encode_and_store(
+    kg, jobs, problems: list[str], encoder: str, batch_size: int, runtime: str, threads: int | None
+) -> int:
     if not jobs:
         return 0
-    from mner.runtime.runners import load_image_encoder
+    from mner.runtime.images import load_image_encoder
     from mner.vision import EncoderConfig, ImageError
 
-    enc = load_image_encoder(EncoderConfig.for_backbone(encoder), runtime)
+    enc = load_image_encoder(EncoderConfig.for_backbone(encoder), runtime, threads or 1)
     added = 0
     results = enc.encode_files([path for _, path, _ in jobs], batch_size=batch_size)
     for (entity, _, where), result in zip(jobs, results, strict=True):
@@ -194,11 +193,8 @@ def lookup(
     runtime: RuntimeOption = "auto",
 ) -> None:
     """Candidates for the mentions in TEXT, then the image-knowledge match and its isA triples."""
-    from mner.runtime.ort import set_threads
-
     if rank not in ("prior", "score"):
         raise MnerInputError(f"--rank {rank!r}: expected prior or score")
-    set_threads(threads)
     from mner.data import tokenize
     from mner.knowledge import SqliteKG, image_knowledge, post_candidates
     from mner.knowledge.names import Mention, check_mention
@@ -211,7 +207,7 @@ def lookup(
             mentions = [Mention(0, len(tokens), text, text)]
             candidates = kg.candidates(text, k=k, prior=rank == "prior")
             by_entity = {c.entity.id: mentions[0] for c in candidates}
-        vector = _image_vector(kg, image, runtime)
+        vector = _image_vector(kg, image, runtime, threads or 1)
         found = image_knowledge(kg, candidates, vector, theta, policy, mentions=by_entity)
     if json_output:
         out = {"mentions": [m.query for m in mentions], **found.to_dict()}
@@ -220,17 +216,17 @@ def lookup(
     _print_knowledge(found, mentions)
 
 
-def _image_vector(kg, image: Path | None, runtime: str = "auto"):
+def _image_vector(kg, image: Path | None, runtime: str = "auto", threads: int = 1):
     if image is None:
         return None
     if kg.image_dim is None:
         typer.echo("note: the KG has no entity images; --image is not used", err=True)
         return None
-    from mner.runtime.runners import load_image_encoder
+    from mner.runtime.images import load_image_encoder
     from mner.vision import EncoderConfig
 
     config = EncoderConfig.for_backbone(kg.meta.get("image_encoder") or "lite0")
-    return load_image_encoder(config, runtime).encode_file(image).vector
+    return load_image_encoder(config, runtime, threads).encode_file(image).vector
 
 
 def _print_knowledge(found, mentions) -> None:

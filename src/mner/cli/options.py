@@ -4,11 +4,17 @@ and usage lines that name arguments in capitals (``mner kg lookup [OPTIONS] TEXT
 
 from __future__ import annotations
 
+import functools
+import inspect
+import typing
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from typer.core import TyperCommand
+
+from mner.channels.spec import CHANNELS, file_sources, text_fields
 
 
 class UsageCommand(TyperCommand):
@@ -54,31 +60,6 @@ ModelOption = Annotated[
         callback=_say_which_model,
     ),
 ]
-CaptionsOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--captions", help="Captions TSV (image_id<TAB>caption) for models with a 'caption' channel."
-    ),
-]
-KgOption = Annotated[
-    Path | None,
-    typer.Option("--kg", help="Knowledge-graph file (mner kg build) for models with a 'knowledge' channel."),
-]
-ImagesCacheOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--images-cache",
-        help="Image feature cache (mner images extract) for the 'attributes' and 'image' channels.",
-    ),
-]
-ContextOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--context",
-        help="Context TSV (image_id<TAB>text or id<TAB>text, with that header): free text about each post, e.g. "
-        "an LLM's notes (mner context); for models with a 'context' channel.",
-    ),
-]
 ThreadsOption = Annotated[
     int | None,
     typer.Option(
@@ -93,3 +74,75 @@ RuntimeOption = Annotated[
         help="auto (ONNX Runtime when the model has a current export, else PyTorch), onnx or torch.",
     ),
 ]
+
+
+@dataclass
+class ChannelArgs:
+    """What a command's channel options were given (``channel_options``)."""
+
+    files: dict[str, Path] = field(default_factory=dict)  # channel → the file that fills it
+    texts: dict[str, str] = field(default_factory=dict)  # a text field → the post's text for it
+    max_chars: dict[str, int] = field(default_factory=dict)  # a text field → the service's limit on it
+    flags: dict[str, object] = field(default_factory=dict)  # option flag → its value, as given (for the card)
+
+
+def channel_options(files: tuple[str, ...] = (), texts: bool = False, limits: bool = False):
+    """Give a command one option per channel file (``files``: the sources to offer, "tsv", "kg", "features"), per
+    channel text field (``texts``: ``--caption``, ``--context``), or per text field's service limit (``limits``:
+    ``--max-text-chars``, ...), all made from ``mner.channels.spec.CHANNELS``; the command receives them as
+    ``channels: ChannelArgs``. A channel added to the registry gets its options everywhere at once."""
+
+    def decorate(func):
+        signature = inspect.signature(func, eval_str=True)
+        hints = typing.get_type_hints(func, include_extras=True)
+        added: list[tuple[inspect.Parameter, str, object]] = []  # (parameter, kind, key)
+        for flag, specs in file_sources().items():
+            if specs[0].source in files:
+                annotation = Annotated[Path | None, typer.Option(flag, help=specs[0].file_help)]
+                name = flag.lstrip("-").replace("-", "_")
+                added.append((_param(name, annotation, None), "file", (flag, [s.name for s in specs])))
+        if texts:
+            for name in text_fields():
+                spec = next(s for s in CHANNELS.values() if s.field == name and s.reads == "words")
+                annotation = Annotated[str | None, typer.Option(spec.predict_flag, help=spec.predict_help)]
+                added.append((_param(name, annotation, None), "text", name))
+        if limits:
+            for spec in CHANNELS.values():
+                if spec.field is None or spec.max_chars is None:
+                    continue
+                what = "post text" if spec.reads == "text" else f"{spec.field} ({spec.summary})"
+                option = typer.Option(min=1, help=f"Longest {what} accepted, in characters.")
+                name = f"max_{spec.field}_chars"
+                added.append((_param(name, Annotated[int, option], spec.max_chars), "limit", spec.field))
+        kept = [p for p in signature.parameters.values() if p.name != "channels"]
+
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            given = ChannelArgs()
+            for parameter, kind, key in added:
+                value = kwargs.pop(parameter.name, parameter.default)
+                if kind == "file" and value is not None:
+                    flag, channels = key
+                    given.flags[flag] = value
+                    given.files.update(dict.fromkeys(channels, value))
+                elif kind == "text" and value is not None:
+                    given.texts[key] = value
+                elif kind == "limit":
+                    given.max_chars[key] = value
+            return func(*args, channels=given, **kwargs)
+
+        wrapper.__signature__ = signature.replace(parameters=[*kept, *(p for p, _, _ in added)])
+        wrapper.__annotations__ = {
+            **{k: v for k, v in hints.items() if k != "channels"},
+            **{p.name: p.annotation for p, _, _ in added},
+        }
+        del wrapper.__wrapped__  # typer reads the signature above, not the function's own
+        return wrapper
+
+    return decorate
+
+
+def _param(name: str, annotation, default) -> inspect.Parameter:
+    return inspect.Parameter(
+        name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default, annotation=annotation
+    )

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from mner.cli.errors import fail, user_errors
-from mner.cli.options import ModelOption, RuntimeOption, ThreadsOption
+from mner.cli.options import ChannelArgs, ModelOption, RuntimeOption, ThreadsOption, channel_options
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
 
+@channel_options(files=("kg",), limits=True)
 @user_errors
 def serve(
     host: Annotated[
@@ -20,21 +20,6 @@ def serve(
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port to listen on.")] = 8000,
     model: ModelOption = None,
-    kg: Annotated[
-        Path | None,
-        typer.Option(
-            "--kg", help="Knowledge-graph file (mner kg build) for models with a 'knowledge' channel."
-        ),
-    ] = None,
-    max_text_chars: Annotated[
-        int, typer.Option(min=1, help="Longest post text accepted, in characters.")
-    ] = 5_000,
-    max_caption_chars: Annotated[
-        int, typer.Option(min=1, help="Longest caption accepted, in characters.")
-    ] = 1_000,
-    max_context_chars: Annotated[
-        int, typer.Option(min=1, help="Longest context text accepted, in characters.")
-    ] = 10_000,
     max_image_bytes: Annotated[
         int, typer.Option(min=1, help="Largest image file accepted, in bytes (default 10 MiB).")
     ] = 10 * 1024 * 1024,
@@ -57,6 +42,7 @@ def serve(
     log_level: Annotated[str, typer.Option(help=f"uvicorn's log level: {', '.join(LOG_LEVELS)}.")] = "info",
     threads: ThreadsOption = None,
     runtime: RuntimeOption = "auto",
+    channels: ChannelArgs = None,
 ) -> None:
     """Serve POST /v1/tag, GET /health, the OpenAPI docs at /docs and a web demo at /."""
     if log_level not in LOG_LEVELS:
@@ -67,7 +53,6 @@ def serve(
         from mner.serving.service import Limits, create_app, listening_socket, server_config
     except ImportError as err:
         fail(f"mner serve needs fastapi, uvicorn and python-multipart ({err}): pip install mner")
-    from mner.runtime.ort import set_threads
     from mner.serving.pipeline import Pipeline
 
     try:
@@ -76,18 +61,14 @@ def serve(
         fail(
             f"{host}:{port}: cannot listen there ({(err.strerror or str(err)).lower()}): give another --port or --host"
         )
-    set_threads(threads)
-
     limits = Limits(
-        max_text_chars=max_text_chars,
-        max_caption_chars=max_caption_chars,
-        max_context_chars=max_context_chars,
+        max_chars=channels.max_chars,
         max_image_bytes=max_image_bytes,
         max_pending=max_pending,
         max_buffered_bytes=max_buffered_bytes,
     )
     try:
-        pipeline = Pipeline(model=model, kg=kg, runtime=runtime)  # loaded once, before the port opens
+        pipeline = Pipeline(model, channels.files, runtime, threads)  # loaded once, before the port opens
     except BaseException:
         sock.close()
         raise

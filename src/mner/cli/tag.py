@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -20,7 +20,7 @@ from typing import Annotated
 import typer
 
 from mner.cli.errors import user_errors
-from mner.cli.options import ContextOption, ModelOption, RuntimeOption, ThreadsOption
+from mner.cli.options import ChannelArgs, ModelOption, RuntimeOption, ThreadsOption, channel_options
 from mner.data import MnerInputError
 
 
@@ -45,6 +45,7 @@ def summary_line(summary) -> str:
     )
 
 
+@channel_options(files=("tsv", "kg"))
 @user_errors
 def tag(
     input_file: Annotated[
@@ -71,8 +72,6 @@ def tag(
         ),
     ] = None,
     model: ModelOption = None,
-    kg: Annotated[Path | None, typer.Option("--kg", help="Knowledge-graph file (mner kg build).")] = None,
-    context: ContextOption = None,
     batch_size: Annotated[
         int,
         typer.Option(min=1, help="Posts per batch (one image-encoder and one tagger call each)."),
@@ -90,14 +89,15 @@ def tag(
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
     threads: ThreadsOption = None,
     runtime: RuntimeOption = "auto",
+    channels: ChannelArgs = None,
 ) -> None:
     """Tag every post of a JSONL or Parquet file; bad lines become error records, and a rerun resumes."""
-    from mner.runtime.ort import set_threads
+    from mner.runtime.ort import check_threads
     from mner.serving.jobs import open_output, plan_chunks, read_lines
 
     if engine not in ("local", "ray"):
         raise MnerInputError(f"--engine {engine!r}: expected local or ray")
-    threads = set_threads(threads)
+    threads = check_threads(threads)
     plan_chunks(input_file)  # a missing or unreadable input fails here, before the model loads
     output = open_output(out, input_file)
     try:
@@ -117,16 +117,15 @@ def tag(
             from mner.channels.sources import unsourced_warning
             from mner.model.folder import open_model_folder
 
-            channels = open_model_folder(model).config.channels
-            warning = unsourced_warning(channels, kg=kg is not None, context=context is not None)
+            reads = open_model_folder(model).config.channels
+            warning = unsourced_warning(reads, set(channels.files))
             if warning is not None:
                 typer.echo(f"warning: {warning}", err=True)
             summary = run_ray(
                 input_file,
                 output,
                 model=model,
-                kg=kg,
-                context=context,
+                files=channels.files,
                 runtime=runtime,
                 threads=threads,
                 images_root=images_root,
@@ -139,7 +138,7 @@ def tag(
             from mner.serving.pipeline import Pipeline
 
             def load() -> Pipeline:
-                pipeline = Pipeline(model, kg, context, runtime)
+                pipeline = Pipeline(model, channels.files, runtime, threads)
                 for warning in pipeline.warnings():
                     typer.echo(f"warning: {warning}", err=True)
                 return pipeline
@@ -170,8 +169,7 @@ def run_tagging(load, lines, source: str, output, batch_size: int, progress: boo
     """
     from tqdm import tqdm
 
-    from mner.runtime.ort import threads
-    from mner.serving.jobs import Resume, batches, prepare_lines, tag_lines
+    from mner.serving.jobs import Resume, batches, tag_lines
 
     summary = TagSummary()
     resume = Resume(output.done.copy())
@@ -186,7 +184,6 @@ def run_tagging(load, lines, source: str, output, batch_size: int, progress: boo
         output.write(records)
         bar.update(len(todo))
 
-    ahead = ThreadPoolExecutor(1, thread_name_prefix="mner-prepare")
     try:
         with tqdm(unit="post", desc="tagging", disable=not progress, leave=False) as bar:
             pending = None  # the batch being prepared: (lines, future of its prepared posts)
@@ -198,17 +195,19 @@ def run_tagging(load, lines, source: str, output, batch_size: int, progress: boo
                 if pipeline is None:
                     pipeline = load()
                     start = time.perf_counter()  # posts/s counts tagging, not loading the model
-                if threads() == 1:
-                    following = (todo, ahead.submit(prepare_lines, pipeline, todo))
+                items = [line.post for line in todo if line.error is None]
+                if (
+                    pipeline.threads == 1
+                ):  # prepared on the Pipeline's thread while the batch before is tagged
+                    following = (todo, pipeline.prepare_later(items))
                 else:
-                    following = (todo, _done(prepare_lines(pipeline, todo)))
+                    following = (todo, _done(pipeline.prepare_many(items)))
                 if pending is not None:
                     finish(*pending)
                 pending = following
             if pending is not None:
                 finish(*pending)
     finally:
-        ahead.shutdown(wait=True, cancel_futures=True)
         if pipeline is not None:
             pipeline.close()
     summary.seconds = time.perf_counter() - start

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from mner.channels.context import alignment_ids, context_words
+from mner.channels.context import alignment_ids
+from mner.channels.spec import CHANNELS
 from mner.config import ModelConfig
 from mner.data import Post
 from mner.inputs.embeddings import load_word_vectors, word_key, word_shape
@@ -178,16 +179,10 @@ class PieceInputBuilder:
         return PieceInputs(char_ids, shape_ids, mask, pieces=pieces)
 
 
-def context_tokens(post: Post, channel: str, config: ModelConfig) -> tuple[str, ...]:
-    """The words a post carries for a context channel (its caption, its knowledge triples, its context text in
-    the config's ``context_form``), at most the config's limit for the channel."""
-    if channel == "caption":
-        words = tuple(post.caption.split()) if post.caption else ()
-    elif channel == "knowledge":
-        words = post.knowledge or ()
-    else:
-        words = tuple(context_words(post.context, config.context_form))
-    return words[: config.context_limit(channel)]
+def channel_words(post: Post, channel: str, config: ModelConfig) -> tuple[str, ...]:
+    """The words a post carries for a word channel (``ChannelSpec.words``: its caption, its knowledge triples,
+    its context in the config's ``context_form``), at most the config's limit for the channel."""
+    return CHANNELS[channel].words(post, config.context_form)[: config.word_limit(channel)]
 
 
 class BatchBuilder:
@@ -207,8 +202,8 @@ class BatchBuilder:
         config = self.config
         tokens = [p.tokens for p in posts]
         as_text = None
-        if config.context_as_text:
-            as_text = [[context_tokens(p, c, config) for c in config.text_context_channels] for p in posts]
+        if config.words_after_post:
+            as_text = [[channel_words(p, c, config) for c in config.channels_after_post] for p in posts]
         text = self.inputs.post(tokens, as_text)
         if config.context_alignment:
             text.alignment_ids = np.zeros(text.mask.shape, dtype=np.int64)  # the post comes first
@@ -224,8 +219,7 @@ class BatchBuilder:
             for b, post in enumerate(posts):
                 tags[b, : len(post.tags)] = [tag_index[t] for t in post.tags]
         memory = {
-            c: self.inputs.words([context_tokens(p, c, config) for p in posts])
-            for c in config.memory_channels
+            c: self.inputs.words([channel_words(p, c, config) for p in posts]) for c in config.memory_channels
         }
         image = self.image_inputs(posts, images) if config.image_channels else None
         return TaggingBatch(text, mask, tags, memory, image)
@@ -296,3 +290,39 @@ def with_arrays(template, values: dict, path: str = ""):
             },
         )
     return template
+
+
+# ------------------------------------------------------------------------------------- the ONNX contract
+
+# The batch layout: the names (``flat_arrays`` paths) and meaning of the arrays a model's exported graph reads.
+# An export records the version it was made with (onnx.json "layout") and is refused by a mner that builds
+# another one, with a message that says how to renew it. Bump it whenever ``batch_layout`` changes: a renamed,
+# added or removed array, or one whose meaning changed (tests/test_runtime.py pins the current names).
+BATCH_LAYOUT = 2
+
+
+def _words_arrays(config: ModelConfig) -> list[str]:
+    """The arrays ``InputBuilder.words`` gives for the config's encoder kind."""
+    common = ["char_ids", "shape_ids", "mask"]
+    if config.encoder_spec.kind == "glove":
+        return [*common, "word_vectors", "word_ids"]
+    return [
+        *common,
+        *(f"pieces.{name}" for name in ("input_ids", "attention_mask", "token_type_ids", "first")),
+    ]
+
+
+def batch_layout(config: ModelConfig) -> list[str]:
+    """The names of the arrays a prediction batch of ``config`` holds (``flat_arrays`` of ``BatchBuilder.build``)."""
+    words = _words_arrays(config)
+    text = list(words)
+    if config.context_alignment:
+        text.append("alignment_ids")
+    if config.words_after_post and config.encoder_spec.kind == "glove":
+        text.append("separator")
+    names = [f"text.{name}" for name in text] + ["mask"]
+    names += [f"memory.{channel}.{name}" for channel in config.memory_channels for name in words]
+    if config.image_channels:
+        names += ["image.has_image", *(f"image.attribute_words.{name}" for name in words)]
+        names += ["image.attribute_probs", "image.regions"]
+    return names

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mner.data import MnerInputError
+from mner.data import MnerInputError, split_handle
 
 MAX_MENTION_CHARS = 200
 MAX_MENTION_TOKENS = 6
@@ -81,7 +81,6 @@ check join win won free get here's its it's im i'm dont don't cant can't wont wo
 """)
 
 _CONNECTORS = _words("of the de del della di da du la le von van der den and & y e")
-_CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
 
 
 @dataclass(frozen=True)
@@ -92,13 +91,6 @@ class Mention:
     end: int
     text: str
     query: str
-
-
-def split_handle(token: str) -> str:
-    """``#NewYork`` → ``"New York"``, ``@KobeBryant`` → ``"Kobe Bryant"``, ``#nyc`` → ``"nyc"``."""
-    body = token.lstrip("#@＃＠")
-    words = [w for part in body.split("_") for w in (_CAMEL.findall(part) or [part])]
-    return " ".join(w for w in words if w)
 
 
 def _is_capitalised(token: str) -> bool:

@@ -1,7 +1,8 @@
-"""The model card: a model folder's README.md, written by ``Tagger.save`` from the model's config and record."""
+"""The model card: a model folder's README.md, written by ``TorchModel.save`` from the model's config and record."""
 
 from __future__ import annotations
 
+from mner.channels.spec import CHANNELS
 from mner.config import ModelConfig
 
 
@@ -70,22 +71,17 @@ def _encoder_text(config: ModelConfig, record: dict) -> str:
 
 
 def _context_text_lines(config: ModelConfig) -> list[str]:
+    """How the model reads its word channels: after the post, and the context channel's own options."""
     lines = []
-    if config.context_as_text:
-        limits = ", ".join(f"{c} {config.context_limit(c)}" for c in config.text_context_channels)
+    if config.words_after_post:
+        limits = ", ".join(f"{c} {config.word_limit(c)}" for c in config.channels_after_post)
         lines.append(
-            f"- Context as text: the {' and '.join(config.text_context_channels)} words (at most {limits}) follow "
-            "the post in the encoder input after a separator; the CRF tags the post's own tokens only."
+            f"- Words after the post: the {' and '.join(config.channels_after_post)} words (at most {limits}) "
+            "follow the post in the encoder input after a separator; the CRF tags the post's own tokens only."
         )
-    if "context" in config.channels:
-        form = "its 'Named entities' list only" if config.context_form == "entities" else "the whole text"
-        reads = (
-            f" as words, {form}" if "context" in config.text_context_channels + config.memory_channels else ""
-        )
-        lines.append(
-            f"- Context channel: free text per post (`--context FILE.tsv`, a JSONL or request `context` field); the "
-            f"model reads it{reads}. A post without context is tagged from what it has."
-        )
+    if "context" in config.channels and "context" in config.channels_after_post + config.memory_channels:
+        form = "its entity list only" if config.context_form == "entities" else "the whole text"
+        lines.append(f"- Context read as words: {form}.")
     if config.context_alignment:
         lines.append(
             "- Context aligned: the context's named entities found in the post's tokens give each token a feature "
@@ -95,34 +91,21 @@ def _context_text_lines(config: ModelConfig) -> list[str]:
 
 
 def _fusion_lines(config: ModelConfig) -> list[str]:
-    """What the card says about the paper's fusion and how each channel is filled at prediction time."""
-    if not config.fusion:
-        return []
-    states = "encoder" if config.encoder_spec.pretrained else "BiLSTM"
-    lines = [
-        (
-            f"- Fusion: the paper's Eq. 2-14 over the {states} states, memory and attention width "
-            f"{config.fusion_dim or 2 * config.hidden}; context words at most {config.max_context_tokens} per "
-            "channel."
+    """What the card says about the paper's fusion, and how each channel is filled when tagging (its spec)."""
+    lines = []
+    if config.fusion:
+        states = "encoder" if config.encoder_spec.pretrained else "BiLSTM"
+        caption_form = (
+            "one attribute-like memory item" if config.caption_mode == "attribute" else "one memory item per word"
         )
-    ]
-    caption_form = (
-        "one attribute-like memory item" if config.caption_mode == "attribute" else "one memory item per word"
-    )
-    fill = {
-        "caption": (
-            f"caption ({caption_form}): the post's caption when given; with an image and no caption, the "
-            "image's top-5 ImageNet labels stand in for it; neither: masked out"
-        ),
-        "knowledge": "knowledge: isA triples of the KG entity found for the post (`--kg FILE`; image search with an "
-        "image, text candidates without); no KG: masked out",
-        "attributes": "attributes: top-5 ImageNet classes of the post image (EfficientNet-Lite); no image: masked out",
-        "image": "image: 7x7 regions of the post image; no image: masked out (the gate is forced shut)",
-        "context": "context: the words of the post's context text (`--context FILE`); none: masked out",
-    }
-    lines += [
-        f"- Channel {fill[c]}."
-        for c in config.channels
-        if c in fill and c not in config.text_context_channels
-    ]
+        lines.append(
+            f"- Fusion: the paper's Eq. 2-14 over the {states} states, memory and attention width "
+            f"{config.fusion_dim or 2 * config.hidden}; words at most {config.max_channel_words} per channel"
+            + (f"; the caption as {caption_form}" if "caption" in config.memory_channels else "")
+            + "."
+        )
+    for name in config.channels:
+        spec = CHANNELS[name]
+        flag = f" (`{spec.file_flag} FILE`)" if spec.file_flag else ""
+        lines.append(f"- Channel {spec.fill}{flag}.")
     return lines

@@ -80,8 +80,20 @@ class TextEncoder(nn.Module):
         """Weights fine-tuned from a pretrained model (their own learning rate); none by default."""
         return []
 
+    def exportable(self) -> TextEncoder:
+        """A copy of this encoder that computes the same function in operations the ONNX exporter traces: its
+        BiLSTM (if any) runs unpacked, each sequence reversed within its own length (``UnpackedBiLstm``)."""
+        import copy
+
+        out = copy.deepcopy(self)
+        if getattr(out, "lstm", None) is not None:
+            out.unpacked = UnpackedBiLstm(out.lstm)
+        return out
+
     def _bilstm(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """The BiLSTM over dropped-out ``x`` (batch, seq_len, embed_dim), shape (batch, seq_len, 2·hidden)."""
+        if getattr(self, "unpacked", None) is not None:
+            return self.unpacked(self.dropout(x), mask)
         lengths = mask.sum(1).cpu()
         packed = nn.utils.rnn.pack_padded_sequence(
             self.dropout(x), lengths, batch_first=True, enforce_sorted=False
@@ -89,6 +101,31 @@ class TextEncoder(nn.Module):
         h, _ = self.lstm(packed)
         h, _ = nn.utils.rnn.pad_packed_sequence(h, batch_first=True, total_length=x.size(1))
         return h
+
+
+class UnpackedBiLstm(nn.Module):
+    """A bidirectional ``nn.LSTM`` as two one-way LSTMs: the backward one reads each sequence reversed within
+    its own length (what packing does), so padding never reaches a real position. The function of the packed
+    BiLSTM, in operations ONNX has (``TextEncoder.exportable``)."""
+
+    def __init__(self, lstm: nn.LSTM):
+        super().__init__()
+        size, hidden = lstm.input_size, lstm.hidden_size
+        self.forward_lstm = nn.LSTM(size, hidden, batch_first=True)
+        self.backward_lstm = nn.LSTM(size, hidden, batch_first=True)
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            getattr(self.forward_lstm, f"{name}_l0").data.copy_(getattr(lstm, f"{name}_l0").data)
+            getattr(self.backward_lstm, f"{name}_l0").data.copy_(getattr(lstm, f"{name}_l0_reverse").data)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        lengths = mask.sum(1, keepdim=True)  # shape: (batch, 1)
+        steps = torch.arange(x.size(1), device=x.device).unsqueeze(0)  # shape: (1, seq_len)
+        order = torch.where(steps < lengths, lengths - 1 - steps, steps)  # each sequence reversed in place
+        index = order.unsqueeze(-1).expand(-1, -1, x.size(2))
+        forward, _ = self.forward_lstm(x)  # shape: (batch, seq_len, hidden)
+        backward, _ = self.backward_lstm(x.gather(1, index))
+        backward = backward.gather(1, order.unsqueeze(-1).expand(-1, -1, backward.size(2)))
+        return torch.cat([forward, backward], dim=-1) * mask.unsqueeze(-1).to(x.dtype)
 
 
 class GloveBiLstmEncoder(TextEncoder):
@@ -105,7 +142,7 @@ class GloveBiLstmEncoder(TextEncoder):
         self.dropout = nn.Dropout(config.dropout)
         self.lstm = nn.LSTM(self.embed_dim, config.hidden, batch_first=True, bidirectional=True)
         self.out_dim = 2 * config.hidden
-        if config.context_as_text:
+        if config.words_after_post:
             self.separator = nn.Parameter(0.1 * torch.randn(self.embed_dim))  # the SEPARATOR's embedding
 
     def embed(self, inputs: GloveInputs) -> torch.Tensor:

@@ -15,7 +15,9 @@ from mner.config import ModelConfig
 from mner.data import MnerInputError
 from mner.registry import Registry
 
-FORMAT_VERSION = 2  # 2: the encoder's weights under "encoder." (format 1 files are read and renamed)
+# 2: the encoder's weights under "encoder." (format 1 files are read and renamed); 3: config keys renamed, one word
+# a meaning (mner.config.RENAMED_KEYS: format 2 configs are read with their keys renamed)
+FORMAT_VERSION = 3
 PACKAGED = Path(__file__).resolve().parents[1] / "models"
 
 

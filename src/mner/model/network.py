@@ -3,7 +3,7 @@
 
 The paper's text baseline is the GloVe BiLSTM encoder with no fusion (a BiLSTM-CRF). Context channels
 (caption, knowledge) reach the tagger either through the fusion (``mner.model.fusion``, Eq. 2–14: the words are
-memory items) or, with ``context_as_text``, inside the encoder's input after the post; emissions, the CRF,
+memory items) or, with ``words_after_post``, inside the encoder's input after the post; emissions, the CRF,
 the loss and decoding cover the post's own tokens only.
 """
 
@@ -17,7 +17,7 @@ from torch import nn
 
 from mner.config import ModelConfig
 from mner.inputs.batching import ImageInputs, TaggingBatch
-from mner.model.crf import CRF, bio_allowed_transitions
+from mner.model.crf import CRF
 from mner.model.encoders import build_encoder
 
 
@@ -48,8 +48,7 @@ class TaggingNetwork(nn.Module):
         if "image" in config.channels:
             self.region_proj = nn.Linear(config.image_dim, inner)
         self.emit = nn.Linear(out_dim, len(config.tags))
-        allowed, allowed_start = bio_allowed_transitions(config.tags)
-        self.crf = CRF(len(config.tags), allowed, allowed_start)
+        self.crf = CRF(len(config.tags), config.tags)
 
     def emissions(self, batch: TaggingBatch) -> torch.Tensor:
         """Per-token tag scores of the post's own tokens, shape (batch, seq_len, num_tags)."""
@@ -97,11 +96,6 @@ class TaggingNetwork(nn.Module):
     def loss(self, batch: TaggingBatch) -> torch.Tensor:
         """Mean negative log-likelihood of the gold tags."""
         return -self.crf(self.emissions(batch), batch.tags, batch.mask).mean()
-
-    def decode(self, batch: TaggingBatch) -> list[list[str]]:
-        """Best BIO tag sequence per post."""
-        paths = self.crf.decode(self.emissions(batch), batch.mask)
-        return [[self.config.tags[i] for i in path] for path in paths]
 
     def configure_optimiser(
         self, lr: float, encoder_lr: float, weight_decay: float = 0.0

@@ -1,6 +1,8 @@
-"""Tagging posts with any runtime: ``TaggerBase`` gives ``predict`` and ``predict_tags`` (posts longer than the
-model's window tagged in consecutive windows, batches of posts) over a runtime's ``decode_batch``: the
-PyTorch ``mner.model.torch_model.Tagger`` and the ONNX Runtime ``mner.runtime.runners.OnnxTagger`` share every line of it."""
+"""Tagging posts with a model on any runtime: ``Runner`` builds the batches (``mner.inputs.batching``), asks its
+runtime for the emissions, and decodes them with the one BIO-constrained Viterbi (``mner.decoding``); posts
+longer than the model's window are tagged in consecutive windows, posts in batches. The PyTorch
+``mner.model.torch_model.TorchModel`` and the ONNX Runtime ``mner.runtime.runners.OnnxRunner`` differ only in
+``emissions``. No torch here."""
 
 from __future__ import annotations
 
@@ -9,28 +11,42 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from mner.config import ModelConfig
 from mner.data import MnerInputError, Post, Span, spans_from_tags
-from mner.inputs.batching import BatchBuilder
+from mner.decoding import CrfScores, viterbi
+from mner.inputs.batching import BatchBuilder, TaggingBatch
 
 if TYPE_CHECKING:
     from mner.vision import ImageFeatures
 
-log = logging.getLogger("mner.model.torch_model")
+log = logging.getLogger("mner.model")
 
 
-class TaggerBase:
-    """``predict`` returns spans and never mutates its posts; subclasses implement ``decode_batch``."""
+class Runner:
+    """A model that tags: ``predict`` returns spans and never mutates its posts. Subclasses give
+    ``emissions`` and ``crf_scores``."""
 
     config: ModelConfig
     batches: BatchBuilder
     record: dict
 
+    def emissions(self, batch: TaggingBatch) -> np.ndarray:
+        """Per-token tag scores of a batch's posts, shape (batch, seq_len, num_tags): the runtime's one step."""
+        raise NotImplementedError
+
+    def crf_scores(self) -> CrfScores:
+        """The CRF's scores, BIO-constrained over the model's tags."""
+        raise NotImplementedError
+
     def decode_batch(
         self, posts: Sequence[Post], images: Mapping[str, ImageFeatures] | None
     ) -> list[list[str]]:
         """BIO tags of each post of one batch (each within the model's window)."""
-        raise NotImplementedError
+        batch = self.batches.build(posts, images=images)
+        paths = viterbi(self.emissions(batch), batch.mask, self.crf_scores())
+        return [[self.config.tags[i] for i in path] for path in paths]
 
     def predict(
         self, posts: Sequence[Post], batch_size: int = 64, images: Mapping[str, ImageFeatures] | None = None

@@ -1,4 +1,5 @@
-"""A trained tagger on PyTorch: load a model folder (``mner.model.folder``), predict spans for posts, save it back."""
+"""The model on PyTorch: a network with its config and record; it trains (``mner.training``), tags (a ``Runner``:
+emissions from the network), saves a model folder and loads one back (``load_torch_model``)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 
 from mner.config import ModelConfig
 from mner.data import MnerInputError, Post
+from mner.decoding import CrfScores
 from mner.inputs.batching import BatchBuilder, input_builder
 from mner.model.card import model_card
 from mner.model.encoders import migrate_v1_keys
@@ -23,7 +26,7 @@ from mner.model.folder import (
     open_model_folder,
 )
 from mner.model.network import TaggingNetwork, as_tensors
-from mner.model.runner import TaggerBase
+from mner.model.runner import Runner
 from mner.version import __version__
 
 if TYPE_CHECKING:
@@ -32,8 +35,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class Tagger(TaggerBase):
-    """A network with its config and batch builder; ``predict`` returns spans and never mutates posts."""
+class TorchModel(Runner):
+    """A network with its config, batch builder and record; ``predict`` returns spans and never mutates posts."""
 
     def __init__(self, network: TaggingNetwork, record: dict | None = None):
         self.network = network.eval()
@@ -42,7 +45,7 @@ class Tagger(TaggerBase):
         self.record = dict(record or {})
 
     @classmethod
-    def new(cls, config: ModelConfig) -> Tagger:
+    def new(cls, config: ModelConfig) -> TorchModel:
         return cls(TaggingNetwork(config))
 
     def batch(
@@ -55,12 +58,14 @@ class Tagger(TaggerBase):
         device = next(self.network.parameters()).device
         return as_tensors(self.batches.build(posts, with_tags=with_tags, images=images), device)
 
-    def decode_batch(
-        self, posts: Sequence[Post], images: Mapping[str, ImageFeatures] | None
-    ) -> list[list[str]]:
+    def emissions(self, batch) -> np.ndarray:
         self.network.eval()
         with torch.inference_mode():
-            return self.network.decode(self.batch(posts, images=images))
+            device = next(self.network.parameters()).device
+            return self.network.emissions(as_tensors(batch, device)).float().cpu().numpy()
+
+    def crf_scores(self) -> CrfScores:
+        return self.network.crf.scores()
 
     def save(self, folder: str | Path, card: str | None = None) -> Path:
         """Write ``config.json``, ``model.safetensors`` and the model card (``card``, or one made from the
@@ -92,7 +97,7 @@ class Tagger(TaggerBase):
         return folder
 
 
-def load_tagger(folder: str | Path | None = None) -> Tagger:
+def load_torch_model(folder: str | Path | None = None) -> TorchModel:
     """Load a model folder (the model shipped in the package when ``folder`` is None; a packaged model by
     its name, e.g. ``"paper-full"``).
 
@@ -132,4 +137,4 @@ def load_tagger(folder: str | Path | None = None) -> Tagger:
     except RuntimeError as err:
         first = str(err).splitlines()[1].strip() if "\n" in str(err) else str(err)
         raise MnerInputError(f"weights do not match config.json: {first}", weights_path) from None
-    return Tagger(network, record)
+    return TorchModel(network, record)

@@ -24,7 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mner.data import MnerInputError, post_from_json
+from mner.channels.posts import post_from_json
+from mner.channels.spec import text_fields
+from mner.data import MnerInputError
 
 if TYPE_CHECKING:
     from mner.serving.pipeline import Pipeline, PostInput
@@ -75,10 +77,9 @@ def post_input(obj: object, number: int, source: str, base: Path | str, confined
         PostInput(
             text if text is not None else " ".join(post.tokens),
             image,
-            post.caption,
-            ident,
+            post_id=ident,
             tokens=post.tokens,
-            context=post.context,
+            **{name: getattr(post, name) for name in text_fields()},
         ),
     )
 
@@ -238,7 +239,7 @@ class _Limited(io.RawIOBase):
         return len(data)
 
 
-PARQUET_FIELDS = ("id", "text", "tokens", "image", "caption", "context")
+PARQUET_FIELDS = ("id", "text", "tokens", "image", *text_fields())  # the JSONL post's fields
 
 
 def _parquet_rows(chunk: Chunk) -> Iterator[dict]:
@@ -284,19 +285,14 @@ def error_record(line: InputLine, message: str) -> dict:
     return {"id": line.id, "line": line.number, "error": message}
 
 
-def prepare_lines(pipeline: Pipeline, lines: list[InputLine]) -> list:
-    """``Pipeline.prepare_many`` of the lines that were read without an error (tokens, decoded images)."""
-    return pipeline.prepare_many([line.post for line in lines if line.error is None])
-
-
 def tag_lines(
     pipeline: Pipeline, lines: list[InputLine], source: str, prepared: list | None = None
 ) -> list[dict]:
     """The record of each line, in order: one encoder and one tagger call for the batch's posts.
-    ``prepared``: ``prepare_lines`` of these lines, done ahead (on another thread); None: prepared here."""
+    ``prepared``: ``Pipeline.prepare_many`` of their posts, done ahead (on another thread); None: prepared here."""
     posts = [line for line in lines if line.error is None]
     if prepared is None:
-        prepared = prepare_lines(pipeline, lines)
+        prepared = pipeline.prepare_many([line.post for line in posts])
     results = iter(pipeline.tag_prepared(prepared) if posts else [])
     records = []
     for line in lines:
@@ -453,8 +449,7 @@ def parquet_schema():
             ("entities", pa.list_(entity)),
             ("attributes", pa.list_(attribute)),
             ("knowledge", pa.string()),  # the knowledge object as JSON text; null without a KG
-            ("caption", pa.string()),
-            ("context", pa.string()),
+            *((name, pa.string()) for name in text_fields()),  # the channels' text fields
             ("line", pa.int64()),  # error records only
             ("error", pa.string()),  # error records only
         ]
@@ -497,8 +492,7 @@ def table_records(table) -> list[dict]:
             "entities": row["entities"],
             "attributes": row["attributes"],
             "knowledge": None if row["knowledge"] is None else json.loads(row["knowledge"]),
-            "caption": row["caption"],
-            "context": row["context"],
+            **{name: row[name] for name in text_fields()},
         }
         out.append(record)
     return out

@@ -1,29 +1,31 @@
 """One object that tags raw posts end to end; ``mner predict``, ``mner tag`` and the HTTP service share it.
 
-A raw post (text or tokens, an optional image as a file or bytes, an optional caption) is checked and its
+A raw post (text or tokens, an optional image as a file or bytes, its channels' text fields) is checked and its
 image decoded (``mner.vision.decode``, the checks every mner image goes through), the images of a batch go
 through one encoder call (the encoder of the model's ``image_backbone``, loaded on the first image), then
 ``mner.channels.sources`` fills the post's channels exactly as training does (caption, knowledge from the KG with
-the image vector, attributes and regions) and the tagger tags them. Each post gives a ``TagResult``.
+the image vector, attributes and regions) and the model tags them. Each post gives a ``TagResult``.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mner.channels.sources import ChannelReport, ChannelSources
+from mner.channels.spec import CHANNELS, text_fields
 from mner.data import MnerInputError, Post, Span, tokenize
 from mner.serving.result import ImageAttribute, TagResult
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from mner.vision import ImageEncoder, ImageFeatures
+    from mner.vision import ImageFeatures
+    from mner.vision.encoder import PixelEncoder
 
 EMPTY_TEXT = "text is empty: expected the words of a post"
 UPLOAD_NAME = "<upload>"  # what errors call an image given as bytes
@@ -31,14 +33,15 @@ UPLOAD_NAME = "<upload>"  # what errors call an image given as bytes
 
 @dataclass(frozen=True)
 class PostInput:
-    """One raw post: its text, an optional image (a path, or the file's bytes), caption, context and id."""
+    """One raw post: its text, an optional image (a path, or the file's bytes), an id, and its channels' text
+    fields (``mner.channels.spec.text_fields``)."""
 
     text: str
     image: str | Path | bytes | None = None
-    caption: str | None = None
     post_id: str | None = None
     # words already split (JSONL "tokens"): used instead of tokenising text
     tokens: Sequence[str] | None = None
+    caption: str | None = None  # a caption of the image
     context: str | None = None  # free text about the post (an LLM's notes on it)
 
 
@@ -52,7 +55,8 @@ class Prepared:
 
 
 class Pipeline:
-    """A tagger, its image encoder (loaded on the first image) and an optional KG.
+    """A model (on ONNX Runtime or PyTorch), its image encoder (loaded on the first image), the files that fill
+    its channels, and the threads it runs on: the one way to tag posts with mner.
 
     Safe to share between threads: one batch is tagged at a time (``prepare`` runs unlocked, alongside).
     """
@@ -60,32 +64,48 @@ class Pipeline:
     def __init__(
         self,
         model: str | Path | None = None,
-        kg: str | Path | None = None,
-        context: str | Path | None = None,
+        files: Mapping[str, str | Path | None] | None = None,
         runtime: str = "auto",
+        threads: int | None = None,
     ):
-        """Load the tagger (``None``: the shipped model), open the KG file and read the context TSV, if given.
+        """Load the model (``None``: the shipped default; a packaged model's name; a folder) and open the files
+        that fill its channels (``files``: channel name → path, e.g. ``{"knowledge": "kg.sqlite", "context":
+        "context.tsv"}``; ``mner.channels.spec`` says which file each channel reads).
+
+        Args:
+            threads: ONNX Runtime's threads (PyTorch's, a process-wide setting in torch, on that runtime) and the
+                threads that prepare posts (tokens, decoded images); default 1.
 
         Raises:
-            MnerInputError: a bad model folder, KG or context file. A model with a 'knowledge' channel and no
-            KG tags with that channel masked (as for a post the KG knows nothing about); likewise a post
-            without context.
+            MnerInputError: a bad model folder or file. A channel without a file (a 'knowledge' channel and no
+            KG) is masked for every post, as for a post the KG knows nothing about; likewise a post without its
+            own context or caption and no file for it.
         """
-        from mner.runtime.runners import load_tagger
+        from mner.runtime.ort import check_threads
+        from mner.runtime.runners import load_runner
         from mner.vision.config import EncoderConfig
 
         self.model = model
-        self.kg_path = kg
+        self.threads = check_threads(threads)
         self.runtime = runtime
-        self.tagger = load_tagger(model, runtime)  # ONNX Runtime when the model has a current export
-        self.channels = list(self.tagger.config.channels)
-        self.sources = ChannelSources.open(kg=kg, context=context)
-        self.encoder_config = EncoderConfig.for_backbone(self.tagger.config.image_backbone)
+        self.runner = load_runner(
+            model, runtime, self.threads
+        )  # ONNX Runtime when the model has a current export
+        self.channels = list(self.runner.config.channels)
+        given = {name: path for name, path in (files or {}).items() if path is not None}
+        refused = [name for name in given if CHANNELS[name].source == "features"]
+        if refused:
+            raise MnerInputError(
+                f"the '{refused[0]}' channel is read from each post's image here, not from a feature cache"
+            )
+        self.files = {name: str(path) for name, path in given.items()}
+        self.sources = ChannelSources.open(given)
+        self.encoder_config = EncoderConfig.for_backbone(self.runner.config.image_backbone)
         self.last_report = ChannelReport()  # what the last batch's channel filling found
-        self._encoder: ImageEncoder | None = None
-        self._decoder: ThreadPoolExecutor | None = None
+        self._encoder: PixelEncoder | None = None
+        self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
-        self._decoder_lock = threading.Lock()
+        self._pool_lock = threading.Lock()
 
     @property
     def kg(self):
@@ -93,27 +113,37 @@ class Pipeline:
         return self.sources.kg
 
     @property
-    def encoder(self) -> ImageEncoder:
+    def encoder(self) -> PixelEncoder:
         """The image encoder, loaded on first use."""
         if self._encoder is None:
-            from mner.runtime.runners import load_image_encoder
+            from mner.runtime.images import load_image_encoder
 
-            self._encoder = load_image_encoder(self.encoder_config, self.runtime)
+            self._encoder = load_image_encoder(self.encoder_config, self.runtime, self.threads)
         return self._encoder
+
+    @property
+    def pool(self) -> ThreadPoolExecutor:
+        """The Pipeline's ``threads`` threads that prepare posts (decoding images releases the GIL)."""
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="mner-prepare")
+            return self._pool
 
     def describe(self) -> dict:
         """What is loaded, for a health check."""
         return {
             "model": str(self.model) if self.model is not None else "default",
             "channels": list(self.channels),
-            "kg": str(self.kg_path) if self.kg_path is not None else None,
-            "image_backbone": self.tagger.config.image_backbone,
-            "runtime": "onnx" if type(self.tagger).__name__ == "OnnxTagger" else "torch",
+            "files": dict(self.files),
+            "image_backbone": self.runner.config.image_backbone,
+            "runtime": "onnx" if type(self.runner).__name__ == "OnnxRunner" else "torch",
+            "threads": self.threads,
             "warnings": self.warnings(),
         }
 
     def warnings(self) -> list[str]:
-        """What this pipeline cannot fill for every post (``mner.channels.sources.unsourced_warning``): one line, or none."""
+        """What this pipeline cannot fill for every post (``mner.channels.sources.unsourced_warning``): one line,
+        or none."""
         warning = self.sources.unsourced_warning(self.channels)
         return [] if warning is None else [warning]
 
@@ -121,56 +151,55 @@ class Pipeline:
         self,
         text: str,
         image: str | Path | bytes | None = None,
-        caption: str | None = None,
         post_id: str | None = None,
-        context: str | None = None,
+        **fields: str | None,
     ) -> TagResult:
-        """Tag one post.
+        """Tag one post; ``fields``: its channels' text fields (``caption=``, ``context=``).
 
         Raises:
             MnerInputError: the text is empty.
             ImageError: the image cannot be used (the error names it and says why).
         """
-        result = self.tag_many([PostInput(text, image, caption, post_id, context=context)])[0]
+        result = self.tag_many([PostInput(text, image, post_id=post_id, **fields)])[0]
         if isinstance(result, MnerInputError):
             raise result
         return result
 
     def tag_many(self, items: Sequence[PostInput]) -> list[TagResult | MnerInputError]:
-        """Tag a batch: one encoder call for all its images, one tagger call for all its posts.
+        """Tag a batch: one encoder call for all its images, one model call for all its posts.
 
         A post with bad input gives its MnerInputError (or ImageError) in its place; the others are tagged.
         """
-        with self._lock:
-            return self._tag_prepared(self.prepare_many(items))
+        return self.tag_prepared(self.prepare_many(items))
 
     def tag_prepared(self, prepared: Sequence[Prepared | MnerInputError]) -> list[TagResult | MnerInputError]:
         """``tag_many`` of posts already through ``prepare``: the same results, errors kept in their places."""
-        with self._lock:
-            return self._tag_prepared(list(prepared))
-
-    def _tag_prepared(self, checked: list[Prepared | MnerInputError]) -> list[TagResult | MnerInputError]:
+        checked = list(prepared)
         good = [c for c in checked if isinstance(c, Prepared)]
-        features = self._encode([c.pixels for c in good])
-        results = iter(self._tag_decoded(good, features))
+        with self._lock:
+            features = self._encode([c.pixels for c in good])
+            results = iter(self._tag_decoded(good, features))
         return [next(results) if isinstance(c, Prepared) else c for c in checked]
 
     def prepare_many(self, items: Sequence[PostInput]) -> list[Prepared | MnerInputError]:
-        """``prepare`` of every item; images decoded on the configured threads (Pillow decodes without the GIL).
-        Needs no lock (see ``prepare``)."""
-        from mner.runtime.ort import threads
-
+        """``prepare`` of every item; with several threads and images, on the Pipeline's threads. Needs no lock."""
         with_images = sum(item.image is not None for item in items)
-        if threads() < 2 or with_images < 2:
+        if self.threads < 2 or with_images < 2:
             return [self.prepare(item) for item in items]
-        with self._decoder_lock:  # prepare_many may run on several threads
-            if self._decoder is None:
-                self._decoder = ThreadPoolExecutor(threads(), thread_name_prefix="mner-decode")
-        return list(self._decoder.map(self.prepare, items))
+        return list(self.pool.map(self.prepare, items))
+
+    def prepare_later(self, items: Sequence[PostInput]) -> Future:
+        """``prepare`` of every item on one of the Pipeline's threads, while this thread goes on (tagging the batch
+        before, in ``mner tag --threads 1``; the event loop, in the service): a future of the list."""
+        return self.pool.submit(lambda: [self.prepare(item) for item in items])
 
     def close(self) -> None:
-        """Close the KG file."""
+        """Close the KG file and stop the Pipeline's threads."""
         self.sources.close()
+        with self._pool_lock:
+            if self._pool is not None:
+                self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool = None
 
     # -------------------------------------------------------------------------------------- stages
 
@@ -216,14 +245,13 @@ class Pipeline:
                 d.tokens,
                 id=d.item.post_id or f"#{i}",
                 image=_image_id(d.item.image),
-                caption=d.item.caption or None,
-                context=d.item.context or None,
+                **{name: getattr(d.item, name) or None for name in text_fields()},
             )
             for i, d in enumerate(decoded)
         ]
         filled = self.sources.fill(posts, self.channels, features=features)
         self.last_report = filled.report
-        spans = self.tagger.predict(filled.posts, images=filled.images) if posts else []
+        spans = self.runner.predict(filled.posts, images=filled.images) if posts else []
         return [
             _result(d.item.post_id, post, post_spans, feats, knowledge)
             for d, post, post_spans, feats, knowledge in zip(
@@ -241,4 +269,5 @@ def _result(post_id: str | None, post: Post, spans: list[Span], features, knowle
     attributes = (
         () if features is None else tuple(ImageAttribute(label, p) for label, p in features.attributes)
     )
-    return TagResult(post.tokens, tuple(spans), attributes, knowledge, post.caption, post_id, post.context)
+    fields = {name: getattr(post, name) for name in text_fields()}
+    return TagResult(post.tokens, tuple(spans), attributes, knowledge, id=post_id, **fields)

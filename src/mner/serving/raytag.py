@@ -21,15 +21,13 @@ from pathlib import Path
 from mner.serving.jobs import Chunk, plan_chunks, read_chunk, tag_lines
 
 
-class _Tagger:
+class _ChunkWorker:
     """A Ray actor: one Pipeline, loaded when the actor starts, tagging chunks."""
 
-    def __init__(self, model, kg, context, runtime, threads, images_root, batch_size):
-        from mner.runtime.ort import set_threads
+    def __init__(self, model, files, runtime, threads, images_root, batch_size):
         from mner.serving.pipeline import Pipeline
 
-        set_threads(threads)
-        self.pipeline = Pipeline(model, kg, context, runtime)
+        self.pipeline = Pipeline(model, files, runtime, threads)
         self.images_root, self.batch_size = images_root, batch_size
 
     def __call__(self, batch: dict) -> dict:
@@ -56,8 +54,7 @@ def run_ray(
     output,
     *,
     model=None,
-    kg=None,
-    context=None,
+    files: dict | None = None,
     runtime: str = "auto",
     threads: int = 1,
     images_root: Path | None = None,
@@ -97,11 +94,10 @@ def run_ray(
         if items:
             absolute = lambda p: None if p is None else str(Path(p).resolve())
             dataset = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
-                _Tagger,
+                _ChunkWorker,
                 fn_constructor_args=(
                     absolute(model) if model and Path(model).exists() else model,
-                    absolute(kg),
-                    absolute(context),
+                    {name: absolute(path) for name, path in (files or {}).items()},
                     runtime,
                     threads,
                     absolute(images_root),

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from mner.channels.spec import text_fields
 from mner.data import Span
 
 if TYPE_CHECKING:
@@ -40,8 +41,9 @@ class TagResult:
     entities: tuple[Span, ...]
     attributes: tuple[ImageAttribute, ...] = ()
     knowledge: Knowledge | None = None  # None: no KG was open
-    caption: str | None = None
     id: str | None = None
+    # the channels' text fields the post was tagged with (mner.channels.spec.text_fields)
+    caption: str | None = None
     context: str | None = None
 
     def to_dict(self) -> dict:
@@ -50,6 +52,6 @@ class TagResult:
         out["entities"] = [s.to_dict() for s in self.entities]
         out["attributes"] = [a.to_dict() for a in self.attributes]
         out["knowledge"] = None if self.knowledge is None else self.knowledge.to_dict()
-        out["caption"] = self.caption
-        out["context"] = self.context
+        for name in text_fields():
+            out[name] = getattr(self, name)
         return out

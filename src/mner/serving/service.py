@@ -9,7 +9,7 @@ Every error is a JSON object ``{"error": "..."}`` that says what was expected. B
 (400 malformed body, 413 over a limit, 415 wrong content type, 422 invalid post or image), never a 500.
 
 Concurrency: requests are admitted before their bodies are read (``Admission``); each post is then prepared
-(tokenised, its image decoded: ``Pipeline.prepare``) on a pool of ``--threads`` decoding threads, so that
+(tokenised, its image decoded: ``Pipeline.prepare_later``) on the Pipeline's ``--threads`` threads, so that
 decoding overlaps tagging; posts that arrive together are tagged in one batch (``Batcher``: it waits at most
 ``batch_wait_ms`` after the first post for others, up to ``max_batch`` posts) on one thread of its own, so the
 Pipeline's tagging (the runtime's sessions, the KG's SQLite connection) is never used by two threads at once.
@@ -23,9 +23,10 @@ import base64
 import binascii
 import logging
 import re
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from importlib import resources
 from typing import Any
 
@@ -33,31 +34,47 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
+from mner.channels.spec import CHANNELS, text_fields
 from mner.data import MnerInputError, parse_json
-from mner.runtime.ort import threads
 from mner.serving.pipeline import PostInput
 from mner.version import __version__
 from mner.vision.decode import ImageError
 
 log = logging.getLogger("mner.serving.service")
 
-FIELDS = ("text", "image", "caption", "context")
+FIELDS = ("text", "image", *text_fields())  # what a request may carry (mner.channels.spec)
+EXPECTED_JSON = (
+    '{"text": str, "image"?: base64 str' + "".join(f', "{name}"?: str' for name in text_fields()) + "}"
+)
 _DATA_URL = re.compile(r"^data:[\w.+/-]*(;[\w=.+-]+)*;base64,", re.IGNORECASE)
+
+
+def default_max_chars() -> dict[str, int]:
+    """The longest text each text field may hold, by field: the post's text and each channel's (the specs')."""
+    return {name: CHANNELS[spec].max_chars for name, spec in _field_channels().items()}
+
+
+def _field_channels() -> dict[str, str]:
+    """Each text field of a request (``text`` and the channels' text fields) → the channel it fills."""
+    return {
+        spec.field: spec.name
+        for spec in CHANNELS.values()
+        if spec.field is not None and spec.reads in ("text", "words") and spec.max_chars is not None
+    }
 
 
 @dataclass(frozen=True)
 class Limits:
-    """What one request may carry (over a limit: a 413 naming it), and how many may queue (over: a 503)."""
+    """What one request may carry (over a limit: a 413 naming it), and how many may queue (over: a 503).
+    ``max_chars``: the longest text by field (those not given keep their defaults, ``default_max_chars``)."""
 
-    max_text_chars: int = 5_000
-    max_caption_chars: int = 1_000
-    max_context_chars: int = 10_000
+    max_chars: Mapping[str, int] = field(default_factory=default_max_chars)
     max_image_bytes: int = 10 * 1024 * 1024
     max_pending: int = 64  # requests in the service at once (reading or waiting to be tagged); more get 503
     max_buffered_bytes: int = 128 * 1024 * 1024  # request bodies held at once (announced sizes); more get 503
@@ -65,26 +82,27 @@ class Limits:
     batch_wait_ms: int = 5  # how long the first post of a batch waits for others to join it
 
     def __post_init__(self):
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"Limits.{f.name} must be a positive integer, got {value!r}")
+        unknown = sorted(set(self.max_chars) - set(default_max_chars()))
+        if unknown:
+            raise ValueError(f"Limits.max_chars: unknown field(s) {unknown}; expected some of {FIELDS}")
+        object.__setattr__(self, "max_chars", {**default_max_chars(), **self.max_chars})
+        values = [(f.name, getattr(self, f.name)) for f in fields(self) if f.name != "max_chars"]
+        values += [(f"max_chars[{name!r}]", n) for name, n in self.max_chars.items()]
+        for name, value in values:
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"Limits.{name} must be a positive integer, got {value!r}")
 
     @property
     def max_body_bytes(self) -> int:
         """The largest request body: the image as base64, the text and caption JSON-escaped, some slack."""
         base64_image = (self.max_image_bytes + 2) // 3 * 4
-        return (
-            base64_image
-            + 12 * (self.max_text_chars + self.max_caption_chars + self.max_context_chars)
-            + 64 * 1024
-        )
+        return base64_image + 12 * sum(self.max_chars.values()) + 64 * 1024
 
 
 # ------------------------------------------------------------------------------ request/response models
 
 
-class TagRequest(BaseModel):
+class _TagRequestBase(BaseModel):
     """A post to tag, as JSON. The same fields can be sent as multipart/form-data, with ``image`` a file."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
@@ -93,11 +111,21 @@ class TagRequest(BaseModel):
     image: str | None = Field(
         None, description="The post's image file (JPEG, PNG, ...) as base64; a data: URL prefix is accepted."
     )
-    caption: str | None = Field(None, description="A caption of the image (models with a 'caption' channel).")
-    context: str | None = Field(
-        None,
-        description="Free text about the post, e.g. an LLM's notes on it (models with a 'context' channel).",
-    )
+
+
+# the channels' text fields, each optional (mner.channels.spec)
+TagRequest = create_model(
+    "TagRequest",
+    __base__=_TagRequestBase,
+    **{
+        name: (
+            str | None,
+            Field(None, description=f"{CHANNELS[channel].summary.capitalize()} ('{channel}' channel)."),
+        )
+        for name, channel in _field_channels().items()
+        if name != "text"
+    },
+)
 
 
 class Entity(BaseModel):
@@ -116,7 +144,7 @@ class Attribute(BaseModel):
     probability: float
 
 
-class TagResponse(BaseModel):
+class _TagResponseBase(BaseModel):
     """What ``mner predict --json`` prints for the same post."""
 
     model_config = ConfigDict(extra="allow")
@@ -125,8 +153,17 @@ class TagResponse(BaseModel):
     entities: list[Entity]
     attributes: list[Attribute] = Field(description="The image's top classes; empty without an image.")
     knowledge: dict[str, Any] | None = Field(description="The KG entity and triples used; null without a KG.")
-    caption: str | None
-    context: str | None = Field(description="The context text the post was tagged with; null without one.")
+
+
+# and the channels' text fields the post was tagged with (mner.channels.spec)
+TagResponse = create_model(
+    "TagResponse",
+    __base__=_TagResponseBase,
+    **{
+        name: (str | None, Field(description=f"The {name} the post was tagged with; null without one."))
+        for name in text_fields()
+    },
+)
 
 
 class HealthResponse(BaseModel):
@@ -135,7 +172,9 @@ class HealthResponse(BaseModel):
     status: str = Field(examples=["ok"])
     model: Any = None
     channels: list[str] = []
-    kg: Any = None
+    files: dict[str, str] = Field(
+        {}, description="The file that fills each channel that has one, by channel."
+    )
     image_backbone: Any = None
     warnings: list[str] = Field(
         [], description="What the service cannot fill for every post, e.g. no KG for a 'knowledge' channel."
@@ -160,17 +199,15 @@ class RequestError(Exception):
 
 
 def create_app(pipeline, limits: Limits = Limits()) -> FastAPI:
-    """The service around a loaded Pipeline (anything with ``prepare``, ``tag_prepared`` and ``describe``)."""
+    """The service around a loaded Pipeline (anything with ``prepare_later``, ``tag_prepared`` and ``describe``)."""
     tagging_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mner-tag")
-    decoding = ThreadPoolExecutor(max_workers=threads(), thread_name_prefix="mner-prepare")
-    batcher = Batcher(pipeline, tagging_thread, decoding, limits.max_batch, limits.batch_wait_ms / 1000)
+    batcher = Batcher(pipeline, tagging_thread, limits.max_batch, limits.batch_wait_ms / 1000)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         yield
         batcher.stop()
         tagging_thread.shutdown(wait=False, cancel_futures=True)
-        decoding.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(
         title="mner",
@@ -268,8 +305,14 @@ _TAG_REQUEST_DOC = {
                             "format": "binary",
                             "description": "The post's image file.",
                         },
-                        "caption": {"type": "string", "description": "A caption of the image."},
-                        "context": {"type": "string", "description": "Free text about the post."},
+                        **{
+                            name: {
+                                "type": "string",
+                                "description": CHANNELS[channel].summary.capitalize() + ".",
+                            }
+                            for name, channel in _field_channels().items()
+                            if name != "text"
+                        },
                     },
                 }
             },
@@ -325,18 +368,11 @@ class Admission:
 
 
 class Batcher:
-    """Posts prepared on the decoding threads, then those that arrive together tagged in one batch on the
+    """Posts prepared on the Pipeline's threads, then those that arrive together tagged in one batch on the
     tagging thread (see the module docstring); each post's answer is what tagging it alone gives."""
 
-    def __init__(
-        self,
-        pipeline,
-        executor: ThreadPoolExecutor,
-        decoding: ThreadPoolExecutor,
-        max_batch: int,
-        wait: float,
-    ):
-        self.pipeline, self.executor, self.decoding = pipeline, executor, decoding
+    def __init__(self, pipeline, executor: ThreadPoolExecutor, max_batch: int, wait: float):
+        self.pipeline, self.executor = pipeline, executor
         self.max_batch, self.wait = max_batch, wait
         self.queue: asyncio.Queue | None = None
         self.task: asyncio.Task | None = None
@@ -351,7 +387,7 @@ class Batcher:
         if self.task is None:  # started on the event loop that serves the requests
             self.queue = asyncio.Queue()
             self.task = loop.create_task(self._run())
-        prepared = await loop.run_in_executor(self.decoding, self.pipeline.prepare, post)
+        prepared = (await asyncio.wrap_future(self.pipeline.prepare_later([post])))[0]
         answer = loop.create_future()
         self.queue.put_nowait((prepared, answer))  # bounded: Admission lets at most max_pending requests in
         return await answer
@@ -458,19 +494,17 @@ def post_from_body(body: bytes, limits: Limits) -> PostInput:
     except ValueError as err:  # not JSON, too deep, an over-long integer, a lone surrogate
         raise RequestError(
             400,
-            f"malformed JSON: {err}; expected an object "
-            '{"text": str, "image"?: base64 str, "caption"?: str, "context"?: str}',
+            f"malformed JSON: {err}; expected an object " + EXPECTED_JSON,
         ) from None
     try:
         request = TagRequest.model_validate(data)
     except ValidationError as err:
         raise RequestError(
             422,
-            "invalid request: " + validation_message(err) + '; expected {"text": str, '
-            '"image"?: base64 str, "caption"?: str, "context"?: str}',
+            "invalid request: " + validation_message(err) + "; expected " + EXPECTED_JSON,
         ) from None
     image = None if request.image is None else decode_base64_image(request.image, limits)
-    return PostInput(request.text, image, request.caption or None, context=request.context or None)
+    return PostInput(request.text, image, **{name: getattr(request, name) or None for name in text_fields()})
 
 
 def decode_base64_image(value: str, limits: Limits) -> bytes:
@@ -508,16 +542,16 @@ async def post_from_form(request: Request, body: bytes) -> PostInput:
             raise RequestError(
                 422,
                 f"unknown form field(s) {', '.join(map(repr, unknown))}: expected "
-                "'text', an 'image' file and 'caption'",
+                f"'text', an 'image' file, {', '.join(map(repr, text_fields()))}",
             )
         for name in FIELDS:
             if len(form.getlist(name)) > 1:
                 raise RequestError(
                     422, f"form field {name!r} is given {len(form.getlist(name))} times; expected it once"
                 )
-        text, caption, image = form.get("text"), form.get("caption"), form.get("image")
-        context = form.get("context")
-        for name, value in (("text", text), ("caption", caption), ("context", context)):
+        text, image = form.get("text"), form.get("image")
+        texts = {name: form.get(name) for name in text_fields()}
+        for name, value in (("text", text), *texts.items()):
             if isinstance(value, UploadFile):
                 raise RequestError(422, f"form field {name!r} is a file: expected a text field")
         if isinstance(image, str) and image:
@@ -529,30 +563,24 @@ async def post_from_form(request: Request, body: bytes) -> PostInput:
         data = await image.read() if isinstance(image, UploadFile) else b""
         # a form whose file input was left empty sends a part with no filename and no bytes: no image
         no_image = not data and (not isinstance(image, UploadFile) or not image.filename)
-        return PostInput(text, None if no_image else data, caption or None, context=context or None)
+        return PostInput(
+            text, None if no_image else data, **{name: value or None for name, value in texts.items()}
+        )
     finally:
         await form.close()
 
 
 def check_post(post: PostInput, limits: Limits) -> None:
     """Refuse a post over ``limits`` (413) or with no words (422)."""
-    if len(post.text) > limits.max_text_chars:
-        raise RequestError(
-            413, f"text is {len(post.text):,} characters, over the {limits.max_text_chars:,}-character limit"
-        )
+    for name, limit in limits.max_chars.items():
+        value = getattr(post, name)
+        if value is not None and len(value) > limit:
+            what = "text" if name == "text" else name
+            raise RequestError(
+                413, f"{what} is {len(value):,} characters, over the {limit:,}-character limit"
+            )
     if not post.text.strip():
         raise RequestError(422, "'text' is empty: expected the words of a post")
-    if post.caption is not None and len(post.caption) > limits.max_caption_chars:
-        raise RequestError(
-            413,
-            f"caption is {len(post.caption):,} characters, over the "
-            f"{limits.max_caption_chars:,}-character limit",
-        )
-    if post.context is not None and len(post.context) > limits.max_context_chars:
-        raise RequestError(
-            413,
-            f"context is {len(post.context):,} characters, over the {limits.max_context_chars:,}-character limit",
-        )
     if post.image is not None and len(post.image) > limits.max_image_bytes:
         raise RequestError(
             413, f"image is {len(post.image):,} bytes, over the {limits.max_image_bytes:,}-byte limit"

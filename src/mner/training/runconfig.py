@@ -7,7 +7,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mner.config import ModelConfig, build_strict
+from mner.config import ModelConfig, build_strict, migrate_keys
 from mner.data import MnerInputError
 
 _MODEL_FIELDS_FROM_DATA = ("tags", "words", "chars")
@@ -79,7 +79,7 @@ def read_run_config(path: str | Path | None) -> RunConfig:
     unknown = sorted(set(values) - {"model", "train"})
     if unknown:
         raise MnerInputError(f"unknown section(s) {unknown}; expected [model] and/or [train]", path)
-    model = dict(values.get("model", {}))
+    model = migrate_keys(dict(values.get("model", {})))
     known = {f.name for f in dataclasses.fields(ModelConfig)} - set(_MODEL_FIELDS_FROM_DATA)
     bad = sorted(set(model) - known)
     if bad:

@@ -22,7 +22,7 @@ from mner.config import ModelConfig
 from mner.data import TAGS, MnerInputError, Post
 from mner.evaluate import entity_scores
 from mner.model.network import as_tensors
-from mner.model.torch_model import Tagger
+from mner.model.torch_model import TorchModel
 from mner.training.runconfig import RunConfig, TrainConfig
 
 if TYPE_CHECKING:
@@ -109,7 +109,7 @@ class Trainer:
         self.device = torch.device(cfg.device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise MnerInputError(f"device {cfg.device!r}: this torch build sees no CUDA device")
-        self.tagger = Tagger.new(config)
+        self.tagger = TorchModel.new(config)
         self.network = self.tagger.network.to(self.device)
         if self.network.encoder.pretrained_parameters() and self.device.type == "cpu":
             torch.set_flush_denormal(True)  # fine-tuning a transformer on a CPU: ~3.7x faster here
@@ -213,7 +213,7 @@ def train(
     run: RunConfig | None = None,
     on_epoch: Callable[[dict], None] | None = None,
     images: Mapping[str, ImageFeatures] | None = None,
-) -> tuple[Tagger, list[dict]]:
+) -> tuple[TorchModel, list[dict]]:
     """Train a tagger; return ``(tagger, history)`` with the weights of the best dev-F1 epoch."""
     trainer = Trainer(train_posts, dev_posts, run, images=images, on_epoch=on_epoch)
     return trainer.tagger, trainer.fit()

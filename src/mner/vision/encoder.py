@@ -83,12 +83,42 @@ class PixelEncoder:
                     yield item if isinstance(item, ImageError) else next(encoded)
 
 
+def features_from_outputs(
+    regions: np.ndarray, vectors: np.ndarray, probs: np.ndarray, labels: Sequence[str], config: EncoderConfig
+) -> list[ImageFeatures]:
+    """``ImageFeatures`` of a batch from the image head's outputs (``mner.vision.network.ImageHead``, on any
+    runtime): regions (B, grid², C), unit vectors (B, C), class probabilities (B, classes). Each image gets
+    its own arrays (copies), not views that keep the whole batch alive."""
+    top = np.argsort(-probs, axis=1, kind="stable")[:, : config.top_k]  # shape: (B, top_k)
+    return [
+        ImageFeatures(
+            [(labels[i], float(probs[b, i])) for i in top[b]],
+            np.ascontiguousarray(regions[b], dtype=np.float32).copy(),
+            np.asarray(vectors[b], dtype=np.float32).copy(),
+            config.backbone,
+        )
+        for b in range(len(probs))
+    ]
+
+
+def check_pixels(pixels: np.ndarray, config: EncoderConfig) -> None:
+    """Refuse pixels that are not a uint8 batch of the config's input size."""
+    expected = (config.input_size, config.input_size, 3)
+    if pixels.ndim != 4 or pixels.shape[1:] != expected or pixels.dtype != np.uint8:
+        raise ValueError(
+            f"expected uint8 pixels of shape (B, {', '.join(map(str, expected))}), got {pixels.dtype} {pixels.shape}"
+        )
+
+
 class ImageEncoder(PixelEncoder):
-    """EfficientNet-Lite in eval mode with its preprocessing; build it with ``load_encoder``."""
+    """EfficientNet-Lite in eval mode with its preprocessing, on PyTorch; build it with ``load_encoder``."""
 
     def __init__(self, config: EncoderConfig, network: torch.nn.Module, labels: list[str], device: str):
+        from mner.vision.network import ImageHead
+
         self.config = config
         self.network = network
+        self.head = ImageHead(network, config.grid, config.input_size).to(device)
         self.labels = labels
         self.device = device
         self.vector_dim: int = network._fc.in_features  # 1280 for every Lite variant (fixed head)
@@ -96,38 +126,15 @@ class ImageEncoder(PixelEncoder):
     def encode_pixels(self, pixels: np.ndarray) -> list[ImageFeatures]:
         """Features of a batch of preprocessed images, uint8 of shape (B, input_size, input_size, 3)."""
         import torch
-        import torch.nn.functional as F
 
         cfg = self.config
-        expected = (cfg.input_size, cfg.input_size, 3)
-        if pixels.ndim != 4 or pixels.shape[1:] != expected or pixels.dtype != np.uint8:
-            raise ValueError(
-                f"expected uint8 pixels of shape (B, {', '.join(map(str, expected))}), "
-                f"got {pixels.dtype} {pixels.shape}"
-            )
+        check_pixels(pixels, cfg)
         with torch.inference_mode():
             x = torch.from_numpy(pixels).to(self.device)  # shape: (B, S, S, 3) uint8
             x = (x.permute(0, 3, 1, 2).float() - cfg.mean) / cfg.std  # shape: (B, 3, S, S), NHWC in memory
             x = x.contiguous(memory_format=torch.channels_last)
-            fmap = self.network.extract_features(x)  # shape: (B, C, h, w); h = w = 7 for lite0 at 224
-            pooled = fmap.mean(dim=(2, 3))  # shape: (B, C)
-            probs = self.network._fc(pooled).softmax(dim=-1)  # shape: (B, 1000)
-            if fmap.shape[-2:] != (cfg.grid, cfg.grid):
-                fmap = F.adaptive_avg_pool2d(fmap, cfg.grid)  # shape: (B, C, grid, grid)
-            regions = fmap.flatten(2).transpose(1, 2)  # shape: (B, grid * grid, C)
-            vectors = F.normalize(pooled, dim=-1)  # shape: (B, C)
-            top = probs.topk(cfg.top_k, dim=-1)  # shape: (B, top_k)
-        regions, vectors = regions.float().cpu().numpy(), vectors.float().cpu().numpy()
-        top_p, top_i = top.values.cpu().tolist(), top.indices.cpu().tolist()
-        return [  # each image gets its own arrays (copies), not views that keep the whole batch alive
-            ImageFeatures(
-                [(self.labels[i], p) for i, p in zip(top_i[b], top_p[b], strict=True)],
-                np.ascontiguousarray(regions[b]).copy(),
-                vectors[b].copy(),
-                cfg.backbone,
-            )
-            for b in range(len(pixels))
-        ]
+            outputs = [o.float().cpu().numpy() for o in self.head(x)]
+        return features_from_outputs(*outputs, self.labels, cfg)
 
 
 def load_encoder(backbone: str | EncoderConfig = "lite0", device: str | None = None) -> ImageEncoder:

@@ -1,5 +1,5 @@
-"""``mner context``: ask an LLM (any OpenAI-compatible chat endpoint) for the knowledge of each post of a JSONL
-file, written as a context TSV (``id<TAB>context``) that ``--context`` reads. Resumable: a rerun asks only for
+"""``mner ask-llm``: ask an LLM (any OpenAI-compatible chat endpoint) for the context of each post of a JSONL
+file, written as a context file (``id<TAB>context``) that ``--context-file`` reads. Resumable: a rerun asks only for
 the posts not in the output yet (so posts that failed are asked again)."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ HEADER = "id\tcontext\n"
 
 
 @user_errors
-def context(
+def ask_llm(
     input_file: Annotated[
         Path,
         typer.Option(
@@ -55,7 +55,7 @@ def context(
     from tqdm import tqdm
 
     from mner.channels.llm import ChatClient
-    from mner.data import iter_jsonl_posts
+    from mner.channels.posts import iter_jsonl_posts
 
     posts = iter_jsonl_posts(input_file)  # a missing input fails here, before anything is written
     done = _done_ids(out)
@@ -129,7 +129,7 @@ def _done_ids(out: Path) -> set[str]:
         first = f.readline()
     if first.decode("utf-8", "replace") != HEADER:
         raise MnerInputError(
-            f"not an 'mner context' output (its header is not {HEADER.strip()!r}); give another --out", out, 1
+            f"not an 'mner ask-llm' output (its header is not {HEADER.strip()!r}); give another --out", out, 1
         )
     raw = out.read_bytes()
     if not raw.endswith(b"\n"):
@@ -139,7 +139,7 @@ def _done_ids(out: Path) -> set[str]:
             f"{out}: removed an incomplete last line ({len(raw) - keep} bytes) left by an interrupted run",
             err=True,
         )
-    from mner.data import read_context
+    from mner.data import read_keyed_tsv
 
-    texts, _ = read_context(out)
+    texts, _ = read_keyed_tsv(out, ("id",), "context")
     return set(texts)
