@@ -65,7 +65,7 @@ def child(config: Path, steps: int, threads: int, data: Path, kg: Path | None) -
         if n >= 3:
             times.append(time.perf_counter() - start)
     start = time.perf_counter()
-    trainer.tagger.predict_tags(dev)
+    trainer.model.predict_tags(dev)
     dev_seconds = time.perf_counter() - start
     step = sum(times) / len(times)
     return {

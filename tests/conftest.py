@@ -30,6 +30,19 @@ def _seed_torch():
 
 
 @pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """Tests run torch on one thread: what mner's commands default to, and what stays fast when another job
+    shares the CPU (torch's one thread a core slows tenfold then)."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover
+        yield
+        return
+    torch.set_num_threads(1)
+    yield
+
+
+@pytest.fixture(autouse=True, scope="session")
 def _mner_cache(tmp_path_factory):
     """Files mner makes once (the image encoder's ONNX export) go to a folder of this test session."""
     import os

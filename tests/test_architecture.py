@@ -20,11 +20,11 @@ LAYERS = [
             "mner.paths",
             "mner.data",
             "mner.decoding",
-            "mner.config",
             "mner.evaluate",
         ],
     ),
     ("stages", ["mner.vision.*", "mner.knowledge.*", "mner.channels.*"]),
+    ("the model config", ["mner.config"]),  # names channels (mner.channels.spec) and encoders
     ("inputs", ["mner.inputs.*"]),
     ("the model", ["mner.model.*"]),
     ("runtimes", ["mner.runtime.*"]),

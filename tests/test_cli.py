@@ -476,8 +476,9 @@ def test_tag_warns_once_of_a_channel_without_a_source_and_a_finished_rerun_has_n
     first = runner.invoke(app, ["tag", "--in", str(posts), "--out", str(out), "--model", "paper-full"])
     assert first.exit_code == 0, first.output
     warning = (
-        "warning: the model was trained with 'knowledge', and no KG is given (--kg): every post is tagged "
-        "without it"
+        "warning: the model was trained with 'caption', and no captions file is given (--captions): a post "
+        "without its own caption or an image is tagged without it; 'knowledge', and no KG is given (--kg): "
+        "every post is tagged without it"
     )
     assert first.stderr.splitlines()[0] == warning and first.stderr.count("warning:") == 1  # 3 batches
     # a finished job: nothing to tag, so the model is never loaded (this one does not even exist)

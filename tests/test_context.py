@@ -215,7 +215,7 @@ def test_the_context_decides_what_the_text_cannot(model, tmp_path):
     loaded = load_torch_model(tagger.save(tmp_path / "m"))
     assert loaded.predict_tags(POSTS) == tagger.predict_tags(POSTS)
     card = (tmp_path / "m" / "README.md").read_text(encoding="utf-8")
-    assert "- Context channel: free text per post" in card
+    assert "- Channel context: the post's context text, else the context file's" in card
 
 
 def test_context_dropout_hides_the_context_of_that_share_of_posts():

@@ -108,8 +108,10 @@ def test_a_stale_or_damaged_export_is_never_used(tmp_path, caplog):
         assert type(load_runner(folder)).__name__ == "TorchModel"
     said = [r.getMessage() for r in caplog.records if r.name == "mner.runtime"]
     assert said == [
-        f"{folder}: runs on PyTorch: its ONNX export was made from other weights (renew it with: "
-        f"mner export {folder})"
+        (
+            f"{folder}: runs on PyTorch: its ONNX export was made from other weights (renew it with: "
+            f"mner export {folder})"
+        )
     ]  # once, however often it is loaded
     result = runner.invoke(app, ["predict", "--model", str(folder), "--text", "Paris", "--runtime", "onnx"])
     assert result.exit_code == 2
@@ -194,8 +196,8 @@ def test_onnx_sessions_use_their_threads_and_never_spin():
 def test_an_export_made_for_another_batch_layout_asks_to_be_renewed(tmp_path, monkeypatch):
     """A renamed batch field (or another layout version) makes an old export fail with the message that says how
     to renew it, never a KeyError when the first post is tagged."""
-    import mner.runtime.runners as runners
     from mner.inputs import batching
+    from mner.runtime import runners
 
     folder = tmp_path / "m"
     shutil.copytree(MODELS["text"].folder, folder)

@@ -109,7 +109,8 @@ def test_health_says_what_the_service_cannot_fill_for_every_post(pipeline):
     assert Pipeline("text").describe()["warnings"] == []  # the text model reads nothing more
     assert pipeline.describe()["warnings"] == [  # the default reads a context, which a request may carry
         (
-            "the model was trained with 'context', and no context file is given: a post without its own is "
+            "the model was trained with 'context', and no context file is given (--context-file): a post without "
+            "its own is "
             "tagged without it"
         )
     ]
@@ -117,7 +118,11 @@ def test_health_says_what_the_service_cannot_fill_for_every_post(pipeline):
     with running_server(create_app(full)) as base:
         health = httpx.get(base + "/health", timeout=10).json()
     assert health["warnings"] == [
-        "the model was trained with 'knowledge', and no KG is given (--kg): every post is tagged without it"
+        (
+            "the model was trained with 'caption', and no captions file is given (--captions): a post without its "
+            "own caption or an image is tagged without it; 'knowledge', and no KG is given (--kg): every post is "
+            "tagged without it"
+        )
     ]
 
 
@@ -293,7 +298,7 @@ FORM_ERRORS = [
     (
         {"files": {"text": (None, "a"), "picture": ("p.jpg", b"x", "image/jpeg")}},
         422,
-        "unknown form field(s) 'picture': expected 'text', an 'image' file and 'caption'",
+        "unknown form field(s) 'picture': expected 'text', an 'image' file, 'caption', 'context'",
     ),
     (
         {"files": [("text", (None, "a")), ("text", (None, "b"))]},

@@ -99,12 +99,14 @@ def test_result_contract_without_image(pipeline):
     assert pipeline.describe() == {
         "model": "default",
         "channels": ["text", "context"],
-        "kg": None,
+        "files": {},
         "image_backbone": "lite0",
         "runtime": "onnx",
+        "threads": 1,
         "warnings": [
             (
-                "the model was trained with 'context', and no context file is given: a post without its own is "
+                "the model was trained with 'context', and no context file is given (--context-file): a post without "
+                "its own is "
                 "tagged without it"
             )
         ],
@@ -218,14 +220,14 @@ def test_a_100000_character_post_is_tagged_in_windows(pipeline):
 
 
 def test_the_image_vector_drives_the_knowledge_search(kg_path, photos):
-    with_kg = Pipeline(kg=kg_path)
+    with_kg = Pipeline(files={"knowledge": kg_path})
     seen = with_kg.tag("Chelsea is sleeping", image=photos["chelsea"]).to_dict()["knowledge"]
     assert (seen["path"], seen["entity"], seen["hop"]) == ("image", "cat", 0) and seen["similarity"] >= 0.9
     assert seen["triples"][0] == ["chelsea", "isA", "cat"]
     assert (
         with_kg.tag("Chelsea is sleeping").to_dict()["knowledge"]["entity"] == "cfc"
     )  # text fallback: the club
-    assert with_kg.describe()["kg"] == str(kg_path)
+    assert with_kg.describe()["files"] == {"knowledge": str(kg_path)}
     with_kg.close()
 
 
@@ -241,10 +243,10 @@ def test_channels_get_what_training_gave_them(kg_path, photos, tmp_path, monkeyp
     )
     TorchModel.new(config).save(tmp_path / "untrained")
     assert Pipeline(tmp_path / "untrained").tag("Chelsea is sleeping").knowledge is None  # no KG: masked
-    full = Pipeline(tmp_path / "untrained", kg=kg_path)
+    full = Pipeline(tmp_path / "untrained", {"knowledge": kg_path})
     seen = {}
     monkeypatch.setattr(
-        full.tagger,
+        full.runner,
         "predict",
         lambda posts, images=None: seen.update(posts=posts, images=images) or [[] for _ in posts],
     )
@@ -300,10 +302,10 @@ def test_training_and_tagging_fill_the_same_channels_for_a_post(kg_path, photos,
         fusion=True,
         hidden=8,
     )
-    pipeline = Pipeline(TorchModel.new(config).save(tmp_path / "untrained"), kg=kg_path)
+    pipeline = Pipeline(TorchModel.new(config).save(tmp_path / "untrained"), {"knowledge": kg_path})
     seen = {}
     monkeypatch.setattr(
-        pipeline.tagger,
+        pipeline.runner,
         "predict",
         lambda posts, images=None: seen.update(posts=posts, images=images) or [[] for _ in posts],
     )

@@ -267,12 +267,13 @@ def unsourced_warning(channels: Sequence[str], sourced: set[str]) -> str | None:
         spec = CHANNELS[name]
         if spec.source in (None, "features") or name in sourced:
             continue
+        given = f"'{name}', and no {spec.file_noun} is given ({spec.file_flag})"
         if spec.field is None:
-            parts.append(f"'{name}', and no {spec.file_flag} is given: every post is tagged without it")
+            parts.append(f"{given}: every post is tagged without it")
+        elif spec.from_attributes:
+            parts.append(f"{given}: a post without its own {spec.field} or an image is tagged without it")
         else:
-            parts.append(
-                f"'{name}', and no {spec.file_flag} is given: a post without its own is tagged without it"
-            )
+            parts.append(f"{given}: a post without its own is tagged without it")
     return "the model was trained with " + "; ".join(parts) if parts else None
 
 

@@ -39,6 +39,7 @@ class ChannelSpec:
     source: str | None = None  # one of SOURCES: what a file job reads it from
     file_flag: str | None = None  # the train/evaluate/tag option naming that file
     file_help: str = ""  # that option's help text
+    file_noun: str = ""  # what that file is called in messages: "KG", "context file"
     keys: tuple[str, ...] = ()  # what a TSV source is keyed by (its header's first column)
     predict_flag: str | None = None  # how `mner predict` is given it
     predict_help: str = ""  # that option's help text, where `predict` has its own option for it
@@ -98,6 +99,7 @@ CHANNELS.register(
         field="caption",
         source="tsv",
         file_flag="--captions",
+        file_noun="captions file",
         file_help="Captions TSV (image_id<TAB>caption) for models with a 'caption' channel.",
         keys=("image_id",),
         predict_flag="--caption",
@@ -119,6 +121,7 @@ CHANNELS.register(
         noun="knowledge",
         source="kg",
         file_flag="--kg",
+        file_noun="KG",
         file_help="Knowledge-graph file (mner kg build) for models with a 'knowledge' channel.",
         predict_flag="--kg",
         fill="knowledge: isA triples of the KG entity found for the post (`--kg FILE`; image search with an "
@@ -136,6 +139,7 @@ CHANNELS.register(
         field="context",
         source="tsv",
         file_flag="--context-file",
+        file_noun="context file",
         file_help="Context file: a TSV (image_id<TAB>text or id<TAB>text, with that header) of free text about each "
         "post, e.g. an LLM's notes (mner ask-llm writes one); for models with a 'context' channel.",
         keys=("image_id", "id"),
@@ -161,6 +165,7 @@ CHANNELS.register(
         field="image",
         source="features",
         file_flag="--images-cache",
+        file_noun="image feature cache",
         file_help="Image feature cache (mner images extract) for the 'attributes' and 'image' channels.",
         predict_flag="--image",
         fill="attributes: top-5 ImageNet classes of the post image (EfficientNet-Lite); no image: masked out",
@@ -176,6 +181,7 @@ CHANNELS.register(
         field="image",
         source="features",
         file_flag="--images-cache",
+        file_noun="image feature cache",
         file_help="Image feature cache (mner images extract) for the 'attributes' and 'image' channels.",
         predict_flag="--image",
         fill="image: 7x7 regions of the post image; no image: masked out (the gate is forced shut)",

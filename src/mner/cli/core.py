@@ -85,7 +85,7 @@ def train(
 
     trainer = Trainer(filled["train"].posts, filled["dev"].posts, run, images=sources.images, on_epoch=report)
     trainer.fit()
-    tagger = trainer.tagger
+    model = trainer.model
     given = [
         ("--train", train_file),
         ("--dev", dev_file),
@@ -98,26 +98,26 @@ def train(
         ("--device", device),
         ("--out", out),
     ]
-    tagger.record["training"]["command"] = "mner train " + " ".join(
+    model.record["training"]["command"] = "mner train " + " ".join(
         f"{flag} {shlex.quote(str(v))}" for flag, v in given if v is not None
     )
-    tagger.record["training"]["data"] = {k: str(v) for k, v in data.items() if v is not None}
+    model.record["training"]["data"] = {k: str(v) for k, v in data.items() if v is not None}
     scores = None
     if "test" in filled:
         test = filled["test"].posts
-        scores = entity_scores([list(p.tags) for p in test], tagger.predict_tags(test, images=sources.images))
-        tagger.record["scores"] = {"test": scores.to_json()}
-    tagger.save(out)
+        scores = entity_scores([list(p.tags) for p in test], model.predict_tags(test, images=sources.images))
+        model.record["scores"] = {"test": scores.to_json()}
+    model.save(out)
     if onnx:
         try:
             from mner.runtime.export import export_model
 
-            export_model(tagger, out)  # predict, tag, serve and evaluate then run on ONNX Runtime
+            export_model(model, out)  # predict, tag, serve and evaluate then run on ONNX Runtime
         except (ImportError, RuntimeError) as err:
             typer.echo(f"warning: no ONNX export ({err}); the model runs on PyTorch", err=True)
     typer.echo(
-        f"best epoch {tagger.record['training']['best_epoch']}, dev F1 "
-        f"{tagger.record['training']['dev_f1']:.2f}"
+        f"best epoch {model.record['training']['best_epoch']}, dev F1 "
+        f"{model.record['training']['dev_f1']:.2f}"
         + (f", test F1 {100 * scores.f1:.2f}" if scores else "")
         + f"; model written to {out}"
     )

@@ -96,7 +96,9 @@ def _fusion_lines(config: ModelConfig) -> list[str]:
     if config.fusion:
         states = "encoder" if config.encoder_spec.pretrained else "BiLSTM"
         caption_form = (
-            "one attribute-like memory item" if config.caption_mode == "attribute" else "one memory item per word"
+            "one attribute-like memory item"
+            if config.caption_mode == "attribute"
+            else "one memory item per word"
         )
         lines.append(
             f"- Fusion: the paper's Eq. 2-14 over the {states} states, memory and attention width "

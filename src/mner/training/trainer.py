@@ -109,8 +109,8 @@ class Trainer:
         self.device = torch.device(cfg.device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise MnerInputError(f"device {cfg.device!r}: this torch build sees no CUDA device")
-        self.tagger = TorchModel.new(config)
-        self.network = self.tagger.network.to(self.device)
+        self.model = TorchModel.new(config)
+        self.network = self.model.network.to(self.device)
         if self.network.encoder.pretrained_parameters() and self.device.type == "cpu":
             torch.set_flush_denormal(True)  # fine-tuning a transformer on a CPU: ~3.7x faster here
         self.optimiser = self.network.configure_optimiser(cfg.lr, cfg.encoder_lr, cfg.weight_decay)
@@ -126,7 +126,7 @@ class Trainer:
         self.network.train()
         if self.cfg.context_dropout:
             posts = [self._without_context(p) for p in posts]
-        batch = as_tensors(self.tagger.batches.build(posts, with_tags=True, images=self.images), self.device)
+        batch = as_tensors(self.model.batches.build(posts, with_tags=True, images=self.images), self.device)
         loss = self.network.loss(batch)
         self.optimiser.zero_grad()
         loss.backward()
@@ -168,7 +168,7 @@ class Trainer:
         seconds = time.perf_counter() - start
         dev = entity_scores(
             [list(p.tags) for p in self.dev_posts],
-            self.tagger.predict_tags(self.dev_posts, images=self.images),
+            self.model.predict_tags(self.dev_posts, images=self.images),
         )
         row = {
             "epoch": number,
@@ -185,7 +185,7 @@ class Trainer:
 
     def fit(self) -> list[dict]:
         """Epochs until ``epochs`` or ``patience`` epochs without a better dev F1; keeps the best weights and
-        records the run in ``tagger.record["training"]``. Returns the history (a row an epoch)."""
+        records the run in ``model.record["training"]``. Returns the history (a row an epoch)."""
         for number in range(len(self.history) + 1, self.cfg.epochs + 1):
             self.epoch(number)
             if number - self.best["epoch"] >= self.cfg.patience:
@@ -203,7 +203,7 @@ class Trainer:
         }
         if self.device.type == "cuda":
             training["gpu_peak_mb"] = round(torch.cuda.max_memory_allocated(self.device) / 2**20)
-        self.tagger.record["training"] = training
+        self.model.record["training"] = training
         return history
 
 
@@ -214,9 +214,9 @@ def train(
     on_epoch: Callable[[dict], None] | None = None,
     images: Mapping[str, ImageFeatures] | None = None,
 ) -> tuple[TorchModel, list[dict]]:
-    """Train a tagger; return ``(tagger, history)`` with the weights of the best dev-F1 epoch."""
+    """Train a model; return ``(model, history)`` with the weights of the best dev-F1 epoch."""
     trainer = Trainer(train_posts, dev_posts, run, images=images, on_epoch=on_epoch)
-    return trainer.tagger, trainer.fit()
+    return trainer.model, trainer.fit()
 
 
 def _check_lengths(posts: Sequence[Post], limit: int) -> None:

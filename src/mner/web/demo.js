@@ -95,10 +95,11 @@ async function submitPost(event) {
   form.append("text", text);
   const file = $("image").files[0];
   if (file) form.append("image", file, file.name);
-  const caption = $("caption").value.trim();
-  if (caption) form.append("caption", caption);
-  const context = $("context").value.trim();
-  if (context) form.append("context", context);
+  // the channels' text fields (caption, context): every input marked data-field, sent under its name
+  for (const input of document.querySelectorAll("[data-field]")) {
+    const value = input.value.trim();
+    if (value) form.append(input.name, value);
+  }
 
   $("error").hidden = true;
   $("submit").disabled = true;
@@ -143,7 +144,8 @@ async function showModel() {
   try {
     const health = await (await fetch("/health")).json();
     $("model-info").textContent = `Model: ${shortText(health.model)} · channels: ${(health.channels || []).join(", ")}` +
-      ` · knowledge graph: ${shortText(health.kg)} · image backbone: ${shortText(health.image_backbone)}`;
+      ` · files: ${Object.entries(health.files || {}).map(([c, f]) => `${c} ${shortText(f)}`).join(", ") || "none"}` +
+      ` · image backbone: ${shortText(health.image_backbone)}`;
   } catch (err) {
     $("model-info").textContent = "The server did not answer /health.";
   }
