@@ -67,6 +67,61 @@ def trained(tmp_path_factory):
     return d
 
 
+def test_train_on_several_files_with_a_context_file_each(tmp_path):
+    """Two data sets (say Twitter-2015 and 2017), each with its context file: read as one; the card lists every
+    file; a key two context files both give is refused, naming the second file."""
+    first, second = TRAIN.split("\n\nIMGID:3\n")
+    (tmp_path / "a.txt").write_text(first + "\n")
+    (tmp_path / "b.txt").write_text("IMGID:3\n" + second)
+    (tmp_path / "a.tsv").write_text("image_id\ttext\n1\tNamed entities:1. Kobe Bryant (person)\n")
+    (tmp_path / "b.tsv").write_text("image_id\ttext\n3\tNamed entities:1. Google (company)\n")
+    (tmp_path / "c.toml").write_text(
+        CONFIG.replace("[model]\n", '[model]\nchannels = ["text", "context"]\ncontext_alignment = true\n')
+    )
+    args = [
+        "train",
+        "--train",
+        str(tmp_path / "a.txt"),
+        "--train",
+        str(tmp_path / "b.txt"),
+        "--dev",
+        str(tmp_path / "a.txt"),
+        "--dev",
+        str(tmp_path / "b.txt"),
+        "--test",
+        str(tmp_path / "a.txt"),
+        "--test",
+        str(tmp_path / "b.txt"),
+        "--config",
+        str(tmp_path / "c.toml"),
+        "--epochs",
+        "2",
+        "--out",
+        str(tmp_path / "m"),
+    ]
+    both = ["--context-file", str(tmp_path / "a.tsv"), "--context-file", str(tmp_path / "b.tsv")]
+    result = runner.invoke(app, [*args, *both])
+    assert result.exit_code == 0, result.output
+    assert "train: 3 posts, 2 with context matched by image_id (1 without one)" in result.stderr
+    record = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert record["training"]["data"]["train"] == [str(tmp_path / "a.txt"), str(tmp_path / "b.txt")]
+    assert [s["file"] for s in record["scores"].values()] == [
+        str(tmp_path / "a.txt"),
+        str(tmp_path / "b.txt"),
+    ]
+    card = (tmp_path / "m" / "README.md").read_text()
+    assert f"- Data: train `{tmp_path / 'a.txt'}`, `{tmp_path / 'b.txt'}`;" in card
+    assert card.count("## Test scores of") == 2
+    assert record["training"]["command"].count("--context-file") == 2
+    (tmp_path / "b.tsv").write_text("image_id\ttext\n1\tanother text for post 1\n")
+    clash = runner.invoke(app, [*args, *both])
+    assert clash.exit_code == 2
+    assert clash.stderr == (
+        f"error: {tmp_path / 'b.tsv'}: image_id '1' is in {tmp_path / 'a.tsv'} too: a key may be given by one "
+        "file only\n"
+    )
+
+
 def test_train_writes_a_model_folder_with_card(trained):
     card = (trained / "model" / "README.md").read_text()
     config = json.loads((trained / "model" / "config.json").read_text())

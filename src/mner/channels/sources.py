@@ -127,23 +127,27 @@ class ChannelSources:
 
     @classmethod
     def open(
-        cls, files: Mapping[str, str | Path | None] | None = None, backbone: str | None = None
+        cls,
+        files: Mapping[str, str | Path | Sequence[str | Path] | None] | None = None,
+        backbone: str | None = None,
     ) -> ChannelSources:
         """Read, open or check the file each channel's spec names as its source (``files``: channel → path;
-        channels that share a source, attributes and image, may name it once).
+        channels that share a source, attributes and image, may name it once; a TSV source may be several files,
+        one per data set, read as one).
 
         Raises:
-            MnerInputError: a file is missing or is not what it should be; an unknown channel name.
+            MnerInputError: a file is missing or is not what it should be; an unknown channel name; two TSVs of
+            one channel keyed differently or giving one key twice.
         """
         sources = cls()
         for name, path in (files or {}).items():
             spec = CHANNELS[name]
-            if path is None:
+            if path is None or (isinstance(path, list | tuple) and not path):
                 continue
             if spec.source is None:
                 raise MnerInputError(f"the '{name}' channel is not filled from a file")
             if spec.source == "tsv":
-                sources.texts[name], sources.keys[name] = read_keyed_tsv(path, spec.keys, spec.field)
+                sources.texts[name], sources.keys[name] = read_tsvs(path, spec)
             elif spec.source == "kg" and sources.kg is None:
                 from mner.knowledge import open_kg
 
@@ -256,6 +260,29 @@ class ChannelSources:
             close = getattr(source, "close", None)
             if close is not None:
                 close()
+
+
+def read_tsvs(paths: str | Path | Sequence[str | Path], spec: ChannelSpec) -> tuple[dict[str, str], str]:
+    """The texts of one or several TSV files of a channel, as one map (the files must share their key).
+
+    Raises:
+        MnerInputError: a bad file; a file keyed otherwise than the first; a key given by two files.
+    """
+    paths = [paths] if isinstance(paths, str | Path) else list(paths)
+    texts, key = read_keyed_tsv(paths[0], spec.keys, spec.field)
+    for path in paths[1:]:
+        more, more_key = read_keyed_tsv(path, spec.keys, spec.field)
+        if more_key != key:
+            raise MnerInputError(
+                f"keyed by {more_key}, but {paths[0]} by {key}: give files keyed alike", path
+            )
+        both = next((k for k in more if k in texts), None)
+        if both is not None:
+            raise MnerInputError(
+                f"{key} {both!r} is in {paths[0]} too: a key may be given by one file only", path
+            )
+        texts.update(more)
+    return texts, key
 
 
 def unsourced_warning(channels: Sequence[str], sourced: set[str]) -> str | None:

@@ -25,17 +25,31 @@ PREDICT_HINTS = {
 }
 
 
-@channel_options(files=("tsv", "kg", "features"))
+@channel_options(files=("tsv", "kg", "features"), several=True)
 @user_errors
 def train(
-    train_file: Annotated[Path, typer.Option("--train", help="Training data, CoNLL with IMGID lines.")],
-    dev_file: Annotated[Path, typer.Option("--dev", help="Dev data (CoNLL) for checkpoint selection.")],
+    train_files: Annotated[
+        list[Path],
+        typer.Option(
+            "--train",
+            help="Training data, CoNLL with IMGID lines; give it once per file to train on several.",
+        ),
+    ],
+    dev_files: Annotated[
+        list[Path],
+        typer.Option(
+            "--dev", help="Dev data (CoNLL) for checkpoint selection; several: their posts together."
+        ),
+    ],
     out: Annotated[Path, typer.Option("--out", help="Folder to write the model to.")],
     seed: Annotated[int | None, typer.Option(help="Random seed (overrides the config's).")] = None,
     config: Annotated[Path | None, typer.Option(help="TOML file with [model] and [train] tables.")] = None,
-    test_file: Annotated[
-        Path | None,
-        typer.Option("--test", help="Score this CoNLL file once at the end and record it in the model card."),
+    test_files: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--test",
+            help="Score this CoNLL file once at the end and record it in the model card (once per file).",
+        ),
     ] = None,
     epochs: Annotated[int | None, typer.Option(help="Maximum epochs (overrides the config's).")] = None,
     threads: Annotated[int | None, typer.Option(help="torch.set_num_threads for training.")] = None,
@@ -73,8 +87,12 @@ def train(
     reads = run.model.get("channels", ["text"])
     sources = ChannelSources.open(channels.files, run.model.get("image_backbone", "lite0"))
     sources.require(reads)
-    data = {"train": train_file, "dev": dev_file, "test": test_file}
-    filled = {name: fill(sources, read_conll(path), reads, name) for name, path in data.items() if path}
+    data = {"train": list(train_files), "dev": list(dev_files), "test": list(test_files or [])}
+    filled = {
+        name: fill(sources, [p for path in paths for p in read_conll(path)], reads, name)
+        for name, paths in data.items()
+        if name != "test"
+    }
 
     def report(row: dict) -> None:
         typer.echo(
@@ -87,11 +105,15 @@ def train(
     trainer.fit()
     model = trainer.model
     given = [
-        ("--train", train_file),
-        ("--dev", dev_file),
-        ("--test", test_file),
+        *(("--train", path) for path in train_files),
+        *(("--dev", path) for path in dev_files),
+        *(("--test", path) for path in test_files or []),
         ("--config", config),
-        *channels.flags.items(),
+        *(
+            (flag, v)
+            for flag, value in channels.flags.items()
+            for v in (value if isinstance(value, list) else [value])
+        ),
         ("--seed", seed),
         ("--epochs", epochs),
         ("--threads", threads),
@@ -101,12 +123,14 @@ def train(
     model.record["training"]["command"] = "mner train " + " ".join(
         f"{flag} {shlex.quote(str(v))}" for flag, v in given if v is not None
     )
-    model.record["training"]["data"] = {k: str(v) for k, v in data.items() if v is not None}
+    model.record["training"]["data"] = {k: [str(v) for v in paths] for k, paths in data.items() if paths}
     scores = None
-    if "test" in filled:
-        test = filled["test"].posts
-        scores = entity_scores([list(p.tags) for p in test], model.predict_tags(test, images=sources.images))
-        model.record["scores"] = {"test": scores.to_json()}
+    for number, path in enumerate(data["test"]):  # each test file scored on its own, the first as "test"
+        test = fill(sources, read_conll(path), reads, str(path)).posts
+        scored = entity_scores([list(p.tags) for p in test], model.predict_tags(test, images=sources.images))
+        scores = scores or scored
+        label = "test" if number == 0 else f"test {number + 1}"
+        model.record.setdefault("scores", {})[label] = {**scored.to_json(), "file": str(path)}
     model.save(out)
     if onnx:
         try:

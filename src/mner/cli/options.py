@@ -80,17 +80,20 @@ RuntimeOption = Annotated[
 class ChannelArgs:
     """What a command's channel options were given (``channel_options``)."""
 
-    files: dict[str, Path] = field(default_factory=dict)  # channel → the file that fills it
+    files: dict[str, Path | list[Path]] = field(default_factory=dict)  # channel → the file(s) that fill it
     texts: dict[str, str] = field(default_factory=dict)  # a text field → the post's text for it
     max_chars: dict[str, int] = field(default_factory=dict)  # a text field → the service's limit on it
     flags: dict[str, object] = field(default_factory=dict)  # option flag → its value, as given (for the card)
 
 
-def channel_options(files: tuple[str, ...] = (), texts: bool = False, limits: bool = False):
+def channel_options(
+    files: tuple[str, ...] = (), texts: bool = False, limits: bool = False, several: bool = False
+):
     """Give a command one option per channel file (``files``: the sources to offer, "tsv", "kg", "features"), per
     channel text field (``texts``: ``--caption``, ``--context``), or per text field's service limit (``limits``:
     ``--max-text-chars``, ...), all made from ``mner.channels.spec.CHANNELS``; the command receives them as
-    ``channels: ChannelArgs``. A channel added to the registry gets its options everywhere at once."""
+    ``channels: ChannelArgs``. With ``several``, a TSV option may be given once per data file (their texts are
+    read as one). A channel added to the registry gets its options everywhere at once."""
 
     def decorate(func):
         signature = inspect.signature(func, eval_str=True)
@@ -98,7 +101,12 @@ def channel_options(files: tuple[str, ...] = (), texts: bool = False, limits: bo
         added: list[tuple[inspect.Parameter, str, object]] = []  # (parameter, kind, key)
         for flag, specs in file_sources().items():
             if specs[0].source in files:
-                annotation = Annotated[Path | None, typer.Option(flag, help=specs[0].file_help)]
+                many = several and specs[0].source == "tsv"
+                help_text = specs[0].file_help + (
+                    " Give it once per data file, as many as needed." if many else ""
+                )
+                kind = list[Path] | None if many else Path | None
+                annotation = Annotated[kind, typer.Option(flag, help=help_text)]
                 name = flag.lstrip("-").replace("-", "_")
                 added.append((_param(name, annotation, None), "file", (flag, [s.name for s in specs])))
         if texts:
@@ -121,7 +129,7 @@ def channel_options(files: tuple[str, ...] = (), texts: bool = False, limits: bo
             given = ChannelArgs()
             for parameter, kind, key in added:
                 value = kwargs.pop(parameter.name, parameter.default)
-                if kind == "file" and value is not None:
+                if kind == "file" and value:
                     flag, channels = key
                     given.flags[flag] = value
                     given.files.update(dict.fromkeys(channels, value))

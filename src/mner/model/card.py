@@ -19,9 +19,10 @@ def model_card(config: ModelConfig, record: dict) -> str:
         f"- Labels: {', '.join(config.tags)}",
     ]
     if data:
+        files = lambda key: ", ".join(f"`{f}`" for f in _as_list(data.get(key)))
         lines.append(
-            f"- Data: train `{data.get('train')}`, dev `{data.get('dev')}`"
-            + (f", test `{data.get('test')}`" if data.get("test") else "")
+            f"- Data: train {files('train')}; dev {files('dev')}"
+            + (f"; test {files('test')}" if data.get("test") else "")
         )
     if t.get("command"):
         lines.append(f"- Command: `{t['command']}`")
@@ -35,10 +36,10 @@ def model_card(config: ModelConfig, record: dict) -> str:
             f"- Dev F1: {t['dev_f1']:.2f}",
         ]
     lines.append("")
-    test = record.get("scores", {}).get("test")
-    if test:
+    for test in record.get("scores", {}).values():  # "test" (the first test file), then the others
+        where = f" of `{test['file']}`" if test.get("file") else ""
         lines += [
-            "## Test scores (entity-level, conlleval-compatible, percentages)",
+            f"## Test scores{where} (entity-level, conlleval-compatible, percentages)",
             "",
             "| type | P | R | F1 | support |",
             "|---|---|---|---|---|",
@@ -53,6 +54,11 @@ def model_card(config: ModelConfig, record: dict) -> str:
         )
         lines.append("")
     return "\n".join(lines)
+
+
+def _as_list(value) -> list:
+    """A record's file entry: one path (models saved before several files were possible) or a list."""
+    return [] if value is None else value if isinstance(value, list) else [value]
 
 
 def _encoder_text(config: ModelConfig, record: dict) -> str:
