@@ -14,8 +14,8 @@ from mner.channels.context import (
     alignment_ids,
     compact,
     entity_type,
-    named_entities,
 )
+from mner.channels.entities import read_entities
 from mner.channels.sources import ChannelSources
 from mner.cli import app
 from mner.config import ModelConfig
@@ -33,19 +33,19 @@ SMALL = {"hidden": 24, "char_dim": 8, "char_filters": 8, "dropout": 0.0}
 
 
 def test_the_entity_list_is_read_and_its_kinds_mapped():
-    assert named_entities(LLM) == [
+    assert read_entities(LLM) == [
         ("Bears", "sports team"),
         ("Chicago", "city"),
         ("Jay Cutler", "person/player"),
         ("2015", "year"),
     ]
-    assert [entity_type(kind) for _, kind in named_entities(LLM)] == ["ORG", "LOC", "PER", None]
+    assert [entity_type(kind) for _, kind in read_entities(LLM)] == ["ORG", "LOC", "PER", None]
     assert (
         compact(LLM)
         == "Bears ( sports team ) ; Chicago ( city ) ; Jay Cutler ( person/player ) ; 2015 ( year )"
     )
-    assert named_entities("no list here") == [] and compact("no list here") == "no list here"
-    assert named_entities(None) == [] and compact(None) is None
+    assert read_entities("no list here") == [] and compact("no list here") == "no list here"
+    assert read_entities(None) == [] and compact(None) is None
 
 
 @pytest.mark.parametrize(
@@ -70,7 +70,7 @@ def test_llm_kinds_map_to_the_four_types(kind, expected):
 
 def test_alignment_finds_whole_tokens_hashtags_and_handles():
     tokens = ["RT", "@JayCutler", ":", "#Bears", "win", "in", "Chicago", "again", "2015"]
-    assert align(tokens, named_entities(LLM)) == ["O", "B-PER", "O", "B-ORG", "O", "O", "B-LOC", "O", "B-UNK"]
+    assert align(tokens, read_entities(LLM)) == ["O", "B-PER", "O", "B-ORG", "O", "O", "B-LOC", "O", "B-UNK"]
     # longer names first, no overlap, a name must cover whole tokens
     assert align(["New", "York", "Knicks", "York"], [("New York", "city"), ("New York Knicks", "team")]) == [
         "B-ORG",
@@ -337,7 +337,7 @@ def test_the_llm_knowledge_covers_twitter2015_and_its_list_scores_as_a_tagger():
     filled = sources.fill(read_conll(TWITTER2015 / "test.txt"), ["text", "context"])
     assert filled.report.summary() == "3257 posts, 3256 with context matched by image_id (1 without one)"
     predicted = [
-        [t if not t.endswith("-UNK") else "O" for t in align(p.tokens, named_entities(p.context))]
+        [t if not t.endswith("-UNK") else "O" for t in align(p.tokens, read_entities(p.context))]
         for p in filled.posts
     ]
     scores = entity_scores([list(p.tags) for p in filled.posts], predicted)

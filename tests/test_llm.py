@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from typer.testing import CliRunner
 
-from mner.channels.context import named_entities
+from mner.channels.entities import read_entities
 from mner.channels.llm import EXAMPLES, messages
 from mner.cli import app
 from mner.data import read_keyed_tsv
@@ -137,7 +137,7 @@ def test_the_prompt_has_its_examples_then_the_post():
     chat = messages("Kobe scores", "a basketball player")
     assert [m["role"] for m in chat] == ["system"] + ["user", "assistant"] * len(EXAMPLES) + ["user"]
     assert chat[-1]["content"] == "Post: Kobe scores\nImage caption: a basketball player"
-    assert all(named_entities(answer) for _, _, answer in EXAMPLES)  # the examples show the shape asked for
+    assert all(read_entities(answer) for _, _, answer in EXAMPLES)  # the examples show the shape asked for
 
 
 def test_canned_answers_become_a_context_file_that_train_and_tag_read(tmp_path):

@@ -129,6 +129,22 @@ class ModelConfig:
     max_context_words: int = 160  # words of the 'context' channel kept (others: max_channel_words)
     context_alignment: bool = False  # the context's named entities found in the post: a feature per token
     alignment_dim: int = 16  # width of that feature's embedding
+    # a lone "@"/"#" token and the token after it are read as one token ("@" + "name" → "@name",
+    # mner.inputs.markers); tags and spans stay on the post's own tokens. False in configs saved before it
+    # (their models read posts as written); new models get True (mner.training.trainer.make_model_config)
+    join_markers: bool = False
+    # a context with no readable entity list: the post's capitalised words, handles and hashtags that its
+    # prose names are aligned as entities of unknown type (mner.channels.context.post_entities); False: none
+    prose_fallback: bool = False
+    # a context none of whose listed names is found in the post is read as no context (feature 0), not as
+    # "context present, nothing here named" (1)
+    unaligned_as_none: bool = False
+    # a listed kind that names no type at all (none given, "entity") is aligned as its own tag (B-/I-ANY), apart
+    # from kinds that name something else than an entity type (UNK: "date", "hashtag")
+    generic_tag: bool = False
+    # networks of this config (trained with different seeds) combined as one: the mean of their emissions and of
+    # their CRF scores (mner.model.network.EnsembleNetwork; ``mner combine`` makes one)
+    ensemble: int = 1
 
     def __post_init__(self):
         unknown = [c for c in self.channels if c not in CHANNELS]
@@ -162,6 +178,8 @@ class ModelConfig:
             raise ValueError(f"context_form {self.context_form!r}: expected one of {list(CONTEXT_FORMS)}")
         if self.caption_mode not in CAPTION_MODES:
             raise ValueError(f"caption_mode {self.caption_mode!r}: expected one of {list(CAPTION_MODES)}")
+        if self.ensemble < 1:
+            raise ValueError(f"ensemble {self.ensemble}: expected at least 1 network")
         if self.max_post_tokens < 1 or self.max_word_chars < 1:
             raise ValueError("max_post_tokens and max_word_chars must be positive")
         if spec.max_pieces is not None:

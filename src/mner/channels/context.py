@@ -1,15 +1,14 @@
-"""Per-post context text, read two ways: the entity list an LLM wrote, and that list aligned to the post.
+"""A post's context, read as one structured list whatever wrote it, and that list aligned to the post.
 
-Context is free text about a post from any source (``--context FILE.tsv``, a JSONL ``"context"`` field,
-``mner ask-llm`` asking an LLM). The LLM knowledge of Twitter-2015 has a fixed shape::
-
-    Named entities:1. Bears (sports team)2. Chicago (city)Reasoning: The sentence ...
-
-``named_entities`` reads that list (any text without one gives none), ``entity_type`` maps the LLM's kind
-("sports team", "person/handle", "city") to PER/LOC/ORG/OTHER (None for dates, topics and other
+Context is free text about a post from any source (a context file, a JSONL or request ``"context"`` field,
+``mner ask-llm``). ``post_entities`` reads its entity list (``mner.channels.entities.read_entities``: the
+numbered list of the published LLM knowledge, JSON, one entity a line, ...; optionally names the post shares
+with free prose); a context from which nothing can be read is a post without context. ``entity_type`` maps a
+kind ("sports team", "person/handle", "city") to PER/LOC/ORG/OTHER (None for dates, topics and other
 non-entities), ``compact`` renders the list short (the "entities" form a model may read instead of the whole
-text), and ``align`` finds each named entity in the post's tokens (case, ``#``/``@`` and CamelCase hashtags
+text), and ``align`` finds each listed name in the post's tokens (case, ``#``/``@`` and CamelCase hashtags
 normalised) and gives a BIO tag per token with the mapped kind (``UNK`` where the kind maps to nothing).
+The model reads the structured list, never the raw format.
 """
 
 from __future__ import annotations
@@ -21,11 +20,28 @@ from mner.data import split_handle
 
 ALIGN_TYPES = ("PER", "LOC", "ORG", "OTHER", "UNK")
 ALIGN_TAGS = ("O",) + tuple(f"{p}-{t}" for t in ALIGN_TYPES for p in ("B", "I"))
+# with ModelConfig.generic_tag: a kind that names no type at all (none given, "entity", "thing") is its own tag,
+# apart from kinds that name something other than an entity type ("date", "topic", "hashtag": UNK)
+ANY_TAGS = ("B-ANY", "I-ANY")
+GENERIC_WORDS = frozenset(
+    {
+        "entity",
+        "entities",
+        "named",
+        "thing",
+        "things",
+        "name",
+        "names",
+        "term",
+        "item",
+        "unknown",
+        "unclear",
+        "n/a",
+    }
+)
 NO_CONTEXT = (
     0  # the feature id of every token of a post without context (the others are 1 + ALIGN_TAGS index)
 )
-_LIST = re.compile(r"Named entities\s*:\s*(.*?)(?:Reasoning\s*:|$)", re.DOTALL | re.IGNORECASE)
-_ITEM = re.compile(r"(?:^|(?<=[\s).,;]))\d{1,3}\.\s*(.+?)\s*\(([^()]*)\)")
 # The first word of an LLM's kind that names a type; "handle", "hashtag", "username" say nothing on their own.
 _KIND_WORDS = {
     "PER": (
@@ -160,23 +176,15 @@ _KIND_WORDS = {
         "car",
     ),
 }
+_TAG_INDEX = {tag: i for i, tag in enumerate(ALIGN_TAGS + ANY_TAGS)}
 _KIND_TYPE = {word: etype for etype, words in _KIND_WORDS.items() for word in words}
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 
 
-def named_entities(text: str | None) -> list[tuple[str, str]]:
-    """(name, kind) of each item of the text's "Named entities:" list, in order; [] without a list."""
-    if not text:
-        return []
-    found = _LIST.search(text)
-    if found is None:
-        return []
-    return [(name.strip(), kind.strip()) for name, kind in _ITEM.findall(found.group(1)) if name.strip()]
-
-
-def entity_type(kind: str) -> str | None:
-    """PER, LOC, ORG or OTHER for an LLM's kind ("sports team" → ORG, "person/handle" → PER), or None."""
-    for part in re.split(r"[/,;]| or ", kind.lower()):
+def entity_type(kind: str | None) -> str | None:
+    """PER, LOC, ORG or OTHER for an LLM's kind ("sports team" → ORG, "person/handle" → PER), or None (no kind,
+    or one that names no type)."""
+    for part in re.split(r"[/,;]| or ", (kind or "").lower()):
         for word in _WORD.findall(part):
             etype = _KIND_TYPE.get(word) or _KIND_TYPE.get(word.rstrip("s"))
             if etype is not None:
@@ -184,12 +192,22 @@ def entity_type(kind: str) -> str | None:
     return None
 
 
+def is_generic(kind: str | None) -> bool:
+    """Whether a kind names no type at all: none given, or only words like "entity", "thing", "name"."""
+    if not kind:
+        return True
+    words = [w.lower() for w in _WORD.findall(kind)]
+    return all(w in GENERIC_WORDS for w in words)
+
+
 def compact(text: str | None) -> str | None:
     """The entity list alone, ``Bears ( sports team ) ; Chicago ( city )``; the whole text where it has none."""
-    entities = named_entities(text)
+    from mner.channels.entities import read_entities
+
+    entities = read_entities(text)
     if not entities:
         return text
-    return " ; ".join(f"{name} ( {kind} )" for name, kind in entities)
+    return " ; ".join(f"{name} ( {kind} )" if kind else name for name, kind in entities)
 
 
 def _words(token: str) -> list[str]:
@@ -199,9 +217,10 @@ def _words(token: str) -> list[str]:
     return [w.lower() for w in _WORD.findall(token)]
 
 
-def align(tokens: Sequence[str], entities: Sequence[tuple[str, str]]) -> list[str]:
+def align(tokens: Sequence[str], entities: Sequence[tuple[str, str]], generic_tag: bool = False) -> list[str]:
     """A tag from ``ALIGN_TAGS`` per token: where a named entity's words occur in the post (whole tokens),
-    ``B-``/``I-`` with its mapped type; longer names first, no overlaps."""
+    ``B-``/``I-`` with its mapped type; longer names first, no overlaps. ``generic_tag``: a kind that names no
+    type at all (``is_generic``) gives ``B-ANY``/``I-ANY`` (``ANY_TAGS``) in place of UNK."""
     words, owner, starts = [], [], set()
     for t, token in enumerate(tokens):
         starts.add(len(words))
@@ -212,7 +231,10 @@ def align(tokens: Sequence[str], entities: Sequence[tuple[str, str]]) -> list[st
     tags = ["O"] * len(tokens)
     # the LLM's order among names of one length: deterministic (a set's order would change with the process)
     named = sorted(
-        dict.fromkeys((tuple(_words(name)), entity_type(kind) or "UNK") for name, kind in entities),
+        dict.fromkeys(
+            (tuple(_words(name)), entity_type(kind) or ("ANY" if generic_tag and is_generic(kind) else "UNK"))
+            for name, kind in entities
+        ),
         key=lambda item: -len(item[0]),
     )
     for name, etype in named:
@@ -229,12 +251,50 @@ def align(tokens: Sequence[str], entities: Sequence[tuple[str, str]]) -> list[st
     return tags
 
 
-def alignment_ids(tokens: Sequence[str], context: str | None) -> list[int]:
-    """The per-token feature a model reads: ``NO_CONTEXT`` for a post without context, else 1 + the index of
-    the token's ``align`` tag in ``ALIGN_TAGS`` (1 is "O": the context names nothing here)."""
-    if context is None:
+def post_entities(
+    tokens: Sequence[str], context: str | None, prose_fallback: bool = False
+) -> list[tuple[str, str | None]] | None:
+    """The (name, kind) list a model reads of a post's context (``mner.channels.entities.read_entities``: the
+    numbered list, JSON, one a line, ...); with ``prose_fallback``, where no list can be read, the post's names
+    that the prose mentions (``prose_names``, kind None). None: no context, or nothing readable in it."""
+    from mner.channels.entities import prose_names, prose_text, read_entities
+
+    if not context:
+        return None
+    found = read_entities(context)
+    if not found and prose_fallback:
+        found = prose_names(tokens, prose_text(context))
+    return found or None
+
+
+def alignment_ids(
+    tokens: Sequence[str],
+    context: str | None,
+    entities: Sequence[tuple[str, str | None]] | None = None,
+    prose_fallback: bool = False,
+    unaligned_as_none: bool = False,
+    given: bool = False,
+    generic_tag: bool = False,
+) -> list[int]:
+    """The per-token feature a model reads: ``NO_CONTEXT`` for a post without context (or whose context lists
+    nothing readable), else 1 + the index of the token's ``align`` tag in ``ALIGN_TAGS`` (1 is "O": the context
+    names nothing here). ``given``: ``entities`` is the list to read (None or empty: no context) in place of
+    the one parsed from ``context`` (training-time corruption). ``unaligned_as_none``: a list none of whose
+    names is in the post is read as no context. ``generic_tag``: see ``align`` (ids after ALIGN_TAGS's)."""
+    if not given:
+        entities = post_entities(tokens, context, prose_fallback)
+    if not entities:
         return [NO_CONTEXT] * len(tokens)
-    return [1 + ALIGN_TAGS.index(tag) for tag in align(tokens, named_entities(context))]
+    tags = align(tokens, [(name, kind or "") for name, kind in entities], generic_tag)
+    if unaligned_as_none and all(tag == "O" for tag in tags):
+        return [NO_CONTEXT] * len(tokens)
+    return [1 + _TAG_INDEX[tag] for tag in tags]
+
+
+def names_in_post(tokens: Sequence[str], context: str | None, prose_fallback: bool = False) -> bool:
+    """Whether at least one name the post's context lists (as a model reads it) is found in the post's tokens."""
+    entities = post_entities(tokens, context, prose_fallback)
+    return bool(entities) and any(tag != "O" for tag in align(tokens, [(n, k or "") for n, k in entities]))
 
 
 def context_words(context: str | None, form: str) -> list[str]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mner.cli import ask_llm, core, export, images, kg, serve, tag
+from mner.cli import ask_llm, combine, core, export, images, kg, serve, tag
 from mner.cli.options import App
 
 app = App(
@@ -20,6 +20,7 @@ for command in (
     tag.tag,
     serve.serve,
     export.export,
+    combine.combine,
 ):
     app.command()(command)
 app.command("ask-llm")(ask_llm.ask_llm)

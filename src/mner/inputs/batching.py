@@ -197,8 +197,10 @@ class BatchBuilder:
         posts: Sequence[Post],
         with_tags: bool = False,
         images: Mapping[str, ImageFeatures] | None = None,
+        entities: Sequence[Sequence[tuple[str, str | None]] | None] | None = None,
     ) -> TaggingBatch:
-        """``images`` maps ``Post.image`` to its features (a dict or a ``FeatureCache``)."""
+        """``images`` maps ``Post.image`` to its features (a dict or a ``FeatureCache``); ``entities``, where
+        given, is each post's entity list to align in place of the one read from its context (None: none)."""
         config = self.config
         tokens = [p.tokens for p in posts]
         as_text = None
@@ -208,7 +210,15 @@ class BatchBuilder:
         if config.context_alignment:
             text.alignment_ids = np.zeros(text.mask.shape, dtype=np.int64)  # the post comes first
             for b, post in enumerate(posts):
-                text.alignment_ids[b, : len(post.tokens)] = alignment_ids(post.tokens, post.context)
+                text.alignment_ids[b, : len(post.tokens)] = alignment_ids(
+                    post.tokens,
+                    post.context,
+                    entities[b] if entities is not None else None,
+                    prose_fallback=config.prose_fallback,
+                    unaligned_as_none=config.unaligned_as_none,
+                    given=entities is not None,
+                    generic_tag=config.generic_tag,
+                )
         mask = np.zeros((len(posts), max(1, *(len(t) for t in tokens))), dtype=bool)
         for b, post_tokens in enumerate(tokens):
             mask[b, : len(post_tokens)] = True

@@ -18,6 +18,7 @@ def model_card(config: ModelConfig, record: dict) -> str:
         *_fusion_lines(config),
         f"- Labels: {', '.join(config.tags)}",
     ]
+    lines += _combined_lines(record)
     if data:
         files = lambda key: ", ".join(f"`{f}`" for f in _as_list(data.get(key)))
         lines.append(
@@ -26,7 +27,7 @@ def model_card(config: ModelConfig, record: dict) -> str:
         )
     if t.get("command"):
         lines.append(f"- Command: `{t['command']}`")
-    if t:
+    if "best_epoch" in t:
         lines += [
             (
                 f"- Training: best epoch {t['best_epoch']} of {t['epochs_run']} (dev-F1 selection, patience "
@@ -54,6 +55,29 @@ def model_card(config: ModelConfig, record: dict) -> str:
         )
         lines.append("")
     return "\n".join(lines)
+
+
+def _combined_lines(record: dict) -> list[str]:
+    """What a combined model (``mner combine``) is made of: its ensemble's members, its text path."""
+    lines = []
+    members = record.get("members") or []
+    if members:
+        f1 = lambda m: f"{m['scores']['test']['f1']:.2f}" if m.get("scores", {}).get("test") else "–"
+        lines.append(
+            f"- Ensemble: the mean emissions and CRF scores of {len(members)} networks of this config (seeds "
+            + ", ".join(str(m.get("seed")) for m in members)
+            + "; their own test F1 "
+            + " / ".join(f1(m) for m in members)
+            + "; from "
+            + ", ".join(f"`{m['folder']}`" for m in members)
+            + ")."
+        )
+    if record.get("text_path"):
+        lines.append(
+            f"- Text path: a post whose context lists no name found in it (no context, one that cannot be read, one "
+            f"about another post) is tagged by the text-only model in `{record['text_path']}/` (its own card)."
+        )
+    return lines
 
 
 def _as_list(value) -> list:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mner.channels.context import ALIGN_TAGS, NO_CONTEXT
+from mner.channels.context import ALIGN_TAGS, ANY_TAGS, NO_CONTEXT
 from mner.config import ModelConfig
 from mner.inputs.batching import (
     GloveInputs,
@@ -69,7 +69,8 @@ class TextEncoder(nn.Module):
         """The aligned context's embedding (mner.channels.context), when the config reads it; widens ``embed_dim``."""
         self.alignment = None
         if config.context_alignment:
-            self.alignment = nn.Embedding(1 + len(ALIGN_TAGS), config.alignment_dim, padding_idx=NO_CONTEXT)
+            size = 1 + len(ALIGN_TAGS) + (len(ANY_TAGS) if config.generic_tag else 0)
+            self.alignment = nn.Embedding(size, config.alignment_dim, padding_idx=NO_CONTEXT)
             self.embed_dim += config.alignment_dim
 
     def forward(self, inputs: WordInputs, post_len: int) -> torch.Tensor:

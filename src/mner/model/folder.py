@@ -44,7 +44,17 @@ MODELS.register(
     ),
 )
 DEFAULT_MODEL = MODELS["default"].folder
-CONFIG_KEYS = {"format_version", "mner_version", "model", "encoder", "training", "scores", "weights_sha256"}
+CONFIG_KEYS = {
+    "format_version",
+    "mner_version",
+    "model",
+    "encoder",
+    "training",
+    "scores",
+    "weights_sha256",
+    "members",  # an ensemble's members: where each came from and what it scored (mner.model.combine)
+    "text_path",  # a folder inside this one holding the text-only model that tags posts the context names nothing in
+}
 
 
 def packaged_models() -> list[str]:

@@ -97,6 +97,14 @@ class TaggingNetwork(nn.Module):
         """Mean negative log-likelihood of the gold tags."""
         return -self.crf(self.emissions(batch), batch.tags, batch.mask).mean()
 
+    def exportable(self) -> TaggingNetwork:
+        """A copy whose encoder computes the same function in operations the ONNX exporter traces."""
+        import copy
+
+        out = copy.deepcopy(self)
+        out.encoder = self.encoder.exportable()
+        return out
+
     def configure_optimiser(
         self, lr: float, encoder_lr: float, weight_decay: float = 0.0
     ) -> torch.optim.Adam:
@@ -110,6 +118,36 @@ class TaggingNetwork(nn.Module):
         if pretrained:
             groups.append({"params": pretrained, "lr": encoder_lr})
         return torch.optim.Adam(groups, lr=lr, weight_decay=weight_decay, fused=True if pretrained else None)
+
+
+class EnsembleNetwork(nn.Module):
+    """``config.ensemble`` networks of one config (trained with different seeds) as one model: their mean emissions
+    and a CRF holding their mean scores, so that Viterbi finds the best path of the members' mean log-potential.
+    Made from trained members by ``mner.model.combine``; it tags, saves and exports like one network."""
+
+    def __init__(self, config: ModelConfig, pretrained: bool = True):
+        super().__init__()
+        self.config = config
+        single = dataclasses.replace(config, ensemble=1)
+        self.members = nn.ModuleList(TaggingNetwork(single, pretrained) for _ in range(config.ensemble))
+        self.crf = CRF(len(config.tags), config.tags)  # the members' mean scores (combine sets them)
+
+    def emissions(self, batch: TaggingBatch) -> torch.Tensor:
+        # shape: (batch, seq_len, num_tags), averaged over the members
+        return torch.stack([member.emissions(batch) for member in self.members]).mean(0)
+
+    def exportable(self) -> EnsembleNetwork:
+        import copy
+
+        out = copy.deepcopy(self)
+        for member in out.members:
+            member.encoder = member.encoder.exportable()
+        return out
+
+
+def build_network(config: ModelConfig, pretrained: bool = True) -> TaggingNetwork | EnsembleNetwork:
+    """The network a config describes: one, or an ensemble of ``config.ensemble``."""
+    return TaggingNetwork(config, pretrained) if config.ensemble == 1 else EnsembleNetwork(config, pretrained)
 
 
 def as_tensors(batch, device: torch.device | str = "cpu"):

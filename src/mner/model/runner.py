@@ -31,6 +31,7 @@ class Runner:
     config: ModelConfig
     batches: BatchBuilder
     record: dict
+    runtime: str  # "onnx" or "torch": where its emissions come from
 
     def emissions(self, batch: TaggingBatch) -> np.ndarray:
         """Per-token tag scores of a batch's posts, shape (batch, seq_len, num_tags): the runtime's one step."""
@@ -74,6 +75,17 @@ class Runner:
         for post in posts:
             if not post.tokens:
                 raise MnerInputError(f"post {post.id!r} is empty: expected at least one token")
+        originals, groups = posts, None
+        if (
+            self.config.join_markers
+        ):  # the model reads "@" + "name" as "@name"; tags go back on the post's tokens
+            from mner.inputs.markers import join
+
+            joined = [join(p.tokens) for p in posts]
+            groups = [g for _, g in joined]
+            posts = [
+                dataclasses.replace(p, tokens=t, tags=None) for p, (t, _) in zip(posts, joined, strict=True)
+            ]
         limit = self.config.max_post_tokens
         pieces: list[tuple[int, Post]] = []
         for i, post in enumerate(posts):
@@ -95,4 +107,8 @@ class Runner:
                 tags[i].extend(row)
             if progress is not None:
                 progress(s + len(chunk), len(pieces))
+        if groups is not None:
+            from mner.inputs.markers import split
+
+            tags = [split(row, g, len(p.tokens)) for row, g, p in zip(tags, groups, originals, strict=True)]
         return tags

@@ -25,7 +25,7 @@ from mner.model.folder import (
     file_sha256,
     open_model_folder,
 )
-from mner.model.network import TaggingNetwork, as_tensors
+from mner.model.network import TaggingNetwork, as_tensors, build_network
 from mner.model.runner import Runner
 from mner.version import __version__
 
@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 class TorchModel(Runner):
     """A network with its config, batch builder and record; ``predict`` returns spans and never mutates posts."""
 
+    runtime = "torch"
+
     def __init__(self, network: TaggingNetwork, record: dict | None = None):
         self.network = network.eval()
         self.config: ModelConfig = network.config
@@ -46,7 +48,7 @@ class TorchModel(Runner):
 
     @classmethod
     def new(cls, config: ModelConfig) -> TorchModel:
-        return cls(TaggingNetwork(config))
+        return cls(build_network(config))
 
     def batch(
         self,
@@ -125,7 +127,7 @@ def load_torch_model(folder: str | Path | None = None) -> TorchModel:
     if record.get("format_version", 1) < 2:
         state = migrate_v1_keys(state)
     try:
-        network = TaggingNetwork(config, pretrained=False)  # every weight comes from model.safetensors
+        network = build_network(config, pretrained=False)  # every weight comes from model.safetensors
     except ValueError as err:  # a transformer encoder whose package is not installed
         raise MnerInputError(str(err), config_path) from None
     if config.encoder_spec.pretrained:

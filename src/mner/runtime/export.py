@@ -82,8 +82,7 @@ def export_model(model, folder: str | Path) -> Path:
     import copy
 
     folder = Path(folder)
-    network = copy.deepcopy(model.network).cpu().eval()
-    network.encoder = network.encoder.exportable()
+    network = model.network.exportable().cpu().eval()
     posts, images = sample_posts(model.config)
     sample = model.batches.build(posts, images=images)
     arrays = flat_arrays(sample)

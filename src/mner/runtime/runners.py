@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mner.data import MnerInputError
+from mner.data import MnerInputError, Post
 from mner.decoding import CrfScores
 from mner.inputs.batching import (
     BATCH_LAYOUT,
@@ -28,6 +30,9 @@ from mner.inputs.batching import (
 from mner.model.folder import ModelFolder, check_weights_hash, file_sha256, open_model_folder
 from mner.model.runner import Runner
 from mner.runtime.ort import check_threads, onnx_session, torch_threads
+
+if TYPE_CHECKING:
+    from mner.vision import ImageFeatures
 
 log = logging.getLogger("mner.runtime")
 
@@ -98,6 +103,8 @@ def crf_scores_from_weights(folder: ModelFolder) -> CrfScores:
 class OnnxRunner(Runner):
     """A model folder's ONNX export: emissions from ONNX Runtime; the CRF's scores from the weights."""
 
+    runtime = "onnx"
+
     def __init__(self, folder: ModelFolder, threads: int = 1):
         self.folder, self.config, self.record = folder, folder.config, folder.record
         self.session = onnx_session(folder.path / "model.onnx", threads)
@@ -121,6 +128,44 @@ class OnnxRunner(Runner):
         return self.scores
 
 
+class RoutedRunner(Runner):
+    """A context model with its text path (``mner.model.combine``): each post is tagged by the context model where
+    its context lists a name found in the post, else — no context, one that cannot be read, or one about another
+    post — by the text model, so such a post is tagged as well as by a model trained on text alone."""
+
+    def __init__(self, context: Runner, text: Runner):
+        self.context, self.text = context, text
+        self.config, self.record, self.batches = context.config, context.record, context.batches
+        self.runtime = context.runtime
+
+    def uses_context(self, post: Post) -> bool:
+        from mner.channels.context import names_in_post
+        from mner.inputs.markers import join
+
+        tokens = join(post.tokens)[0] if self.config.join_markers else post.tokens
+        return names_in_post(tokens, post.context, self.config.prose_fallback)
+
+    def predict_tags(
+        self,
+        posts: Sequence[Post],
+        batch_size: int = 64,
+        images: Mapping[str, ImageFeatures] | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> list[list[str]]:
+        use = [self.uses_context(p) for p in posts]
+        routed = {
+            runner: iter(runner.predict_tags(group, batch_size, images) if group else [])
+            for runner, group in (
+                (self.context, [p for p, u in zip(posts, use, strict=True) if u]),
+                (self.text, [p for p, u in zip(posts, use, strict=True) if not u]),
+            )
+        }
+        tags = [next(routed[self.context if u else self.text]) for u in use]
+        if progress is not None:
+            progress(len(posts), len(posts))
+        return tags
+
+
 def load_runner(folder: str | Path | None = None, runtime: str = "auto", threads: int = 1) -> Runner:
     """A model folder (None: the shipped default; a packaged model's name) on the runtime asked for: "onnx",
     "torch", or "auto" (ONNX Runtime when the folder holds a usable export, else PyTorch, saying why once on
@@ -134,6 +179,23 @@ def load_runner(folder: str | Path | None = None, runtime: str = "auto", threads
         raise MnerInputError(f"runtime {runtime!r}: expected one of {', '.join(RUNTIMES)}")
     threads = check_threads(threads)
     model = open_model_folder(folder)
+    text_path = model.record.get("text_path")
+    if text_path is not None:  # a context model with its text path: both on the runtime asked for
+        if (
+            not isinstance(text_path, str)
+            or Path(text_path).name != text_path
+            or text_path in ("", ".", "..")
+        ):
+            raise MnerInputError(
+                f"'text_path' {text_path!r}: expected the name of a folder inside it", model.path
+            )
+        return RoutedRunner(
+            _load_one(model, runtime, threads), load_runner(model.path / text_path, runtime, threads)
+        )
+    return _load_one(model, runtime, threads)
+
+
+def _load_one(model: ModelFolder, runtime: str, threads: int) -> Runner:
     problem = None
     if runtime != "torch":
         problem = onnx_export_state(model)

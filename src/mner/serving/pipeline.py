@@ -136,7 +136,7 @@ class Pipeline:
             "channels": list(self.channels),
             "files": dict(self.files),
             "image_backbone": self.runner.config.image_backbone,
-            "runtime": "onnx" if type(self.runner).__name__ == "OnnxRunner" else "torch",
+            "runtime": self.runner.runtime,
             "threads": self.threads,
             "warnings": self.warnings(),
         }

@@ -41,8 +41,31 @@ class TrainConfig:
     # the share of training posts whose context is dropped at each step, so that the model also learns to tag
     # without it (a post without context at tagging time then keeps its meaning)
     context_dropout: float = 0.0
+    # training-time corruption of each post's parsed entity list (mner.training.corruption), drawn anew at every
+    # step: each entity dropped, each kind made generic ("entity") or another type's, up to ``spurious_names``
+    # names of another post added (per post), the whole list swapped for another post's (per post)
+    entity_drop: float = 0.0
+    kind_generic: float = 0.0
+    kind_wrong: float = 0.0
+    spurious: float = 0.0
+    spurious_names: int = 2
+    context_swap: float = 0.0
+
+    def corruption_rates(self):
+        """These settings as ``mner.training.corruption.CorruptionRates`` (context_dropout is the Trainer's own)."""
+        from mner.training.corruption import CorruptionRates
+
+        return CorruptionRates(
+            drop=self.entity_drop,
+            generic=self.kind_generic,
+            wrong=self.kind_wrong,
+            spurious=self.spurious,
+            spurious_names=self.spurious_names,
+            swap=self.context_swap,
+        )
 
     def __post_init__(self):
+        self.corruption_rates()  # checks the rates
         if not 0 <= self.context_dropout < 1:
             raise ValueError(f"context_dropout {self.context_dropout}: expected a fraction in [0, 1)")
         if self.schedule not in SCHEDULES:

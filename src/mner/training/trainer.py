@@ -35,7 +35,7 @@ def make_model_config(posts: Sequence[Post], options: dict, min_word_count: int)
 
     try:
         config = ModelConfig.from_dict(
-            {"tags": list(TAGS), "words": [PAD, UNK], "chars": [PAD, UNK], **options}
+            {"tags": list(TAGS), "words": [PAD, UNK], "chars": [PAD, UNK], "join_markers": True, **options}
         )
     except ValueError as err:
         raise MnerInputError(f"bad [model] config: {err}") from None
@@ -99,6 +99,10 @@ class Trainer:
                 raise MnerInputError(f"the {name} data hold no posts")
             if any(p.tags is None for p in posts):
                 raise MnerInputError(f"every {name} post needs gold tags")
+        if run.model.get(
+            "join_markers", True
+        ):  # the model reads "@" + "name" as "@name" (mner.inputs.markers)
+            train_posts = [_joined(p) for p in train_posts]
         self.train_posts, self.dev_posts, self.images = train_posts, dev_posts, images
         self.on_epoch, self.on_step = on_epoch, on_step
         if cfg.threads:
@@ -118,6 +122,15 @@ class Trainer:
         self.scheduler = make_schedule(self.optimiser, cfg, cfg.epochs * steps_per_epoch)
         self.order_rng = random.Random(cfg.seed)
         self.context_rng = random.Random(cfg.seed + 1)  # its own stream: no draws when context_dropout is 0
+        self.rates = cfg.corruption_rates()
+        self.corruption_rng = random.Random(cfg.seed + 2)  # likewise: no draws without corruption
+        self.parsed: list | None = None
+        if self.rates.active and config.context_alignment:
+            from mner.channels.context import post_entities
+
+            self.parsed = [
+                post_entities(p.tokens, p.context, config.prose_fallback) for p in self.train_posts
+            ]
         self.history: list[dict] = []
         self.best = {"f1": -1.0, "epoch": 0, "state": None}
 
@@ -126,7 +139,11 @@ class Trainer:
         self.network.train()
         if self.cfg.context_dropout:
             posts = [self._without_context(p) for p in posts]
-        batch = as_tensors(self.model.batches.build(posts, with_tags=True, images=self.images), self.device)
+        entities = self._corrupted(posts) if self.parsed is not None else None
+        batch = as_tensors(
+            self.model.batches.build(posts, with_tags=True, images=self.images, entities=entities),
+            self.device,
+        )
         loss = self.network.loss(batch)
         self.optimiser.zero_grad()
         loss.backward()
@@ -137,6 +154,20 @@ class Trainer:
         if self.on_step is not None:
             self.on_step(value)
         return value
+
+    def _corrupted(self, posts: Sequence[Post]) -> list:
+        """Each post's parsed entity list, corrupted (``mner.training.corruption``); another training post's list
+        is the source of swapped and spurious names."""
+        from mner.channels.context import entity_type, post_entities
+        from mner.training.corruption import corrupt
+
+        config, rng = self.model.config, self.corruption_rng
+        out = []
+        for post in posts:
+            entities = post_entities(post.tokens, post.context, config.prose_fallback)
+            other = self.parsed[rng.randrange(len(self.parsed))]
+            out.append(corrupt(entities, self.rates, rng, other, kind_type=entity_type))
+        return out
 
     def _without_context(self, post: Post) -> Post:
         """The post with its context dropped, at the rate ``context_dropout``."""
@@ -217,6 +248,17 @@ def train(
     """Train a model; return ``(model, history)`` with the weights of the best dev-F1 epoch."""
     trainer = Trainer(train_posts, dev_posts, run, images=images, on_epoch=on_epoch)
     return trainer.model, trainer.fit()
+
+
+def _joined(post: Post) -> Post:
+    """The post as the model reads it: a lone "@"/"#" joined to the token after it, with the joined gold tags."""
+    from mner.inputs.markers import join, join_tags
+
+    tokens, found = join(post.tokens)
+    if len(tokens) == len(post.tokens):
+        return post
+    tags = join_tags(post.tags, found) if post.tags is not None else None
+    return dataclasses.replace(post, tokens=tokens, tags=tags)
 
 
 def _check_lengths(posts: Sequence[Post], limit: int) -> None:

@@ -1,0 +1,95 @@
+"""One model folder from several: an ensemble of members trained with different seeds (one network, one ONNX
+graph: ``mner.model.network.EnsembleNetwork``), and a text path (a text-only model kept in a folder inside,
+which tags the posts whose context names nothing in them: ``mner.runtime.runners.RoutedRunner``).
+
+    mner combine --member runs/ctx/seed1 --member runs/ctx/seed2 --member runs/ctx/seed3 \\
+                 --text-model runs/text/seed1 --out runs/default
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from mner.data import MnerInputError
+from mner.model.folder import MODELS, resolve_model
+from mner.model.network import EnsembleNetwork
+from mner.model.torch_model import TorchModel, load_torch_model
+
+TEXT_PATH = "text"  # the folder inside a model folder that holds its text path
+
+
+def combine(
+    members: Sequence[str | Path], out: str | Path, text_model: str | Path | None = None
+) -> TorchModel:
+    """Write the model of ``members`` (one: a copy; several: their ensemble) to ``out``, with ``text_model``
+    (a model folder reading text alone) as its text path; returns the combined model (saved, not exported).
+
+    Raises:
+        MnerInputError: no member; members of different configs (vocabularies, sizes, channels, labels); an
+            ensemble or a model with a text path given as a member; a text model that reads more than text or
+            has other labels; ``out`` is a packaged model's folder or one of the inputs.
+    """
+    if not members:
+        raise MnerInputError("give at least one --member model folder")
+    out = Path(out)
+    loaded = [load_torch_model(m) for m in members]
+    first, config = members[0], loaded[0].config
+    for path, model in zip(members, loaded, strict=True):
+        if model.config.ensemble != 1 or model.record.get("text_path"):
+            raise MnerInputError("a member must be one trained network, not a combined model", path)
+        differs = _first_difference(config.to_dict(), model.config.to_dict())
+        if differs is not None:
+            raise MnerInputError(
+                f"its config differs from {first}'s in {differs!r}: members must share one", path
+            )
+    inputs = [resolve_model(m).resolve() for m in [*members, *([text_model] if text_model else [])]]
+    if out.resolve() in inputs or out.resolve() in {m.folder.resolve() for _, m in MODELS.items()}:
+        raise MnerInputError(
+            "--out is one of the models combined or a packaged model: give another folder", out
+        )
+    if len(loaded) == 1:
+        combined = TorchModel(loaded[0].network, dict(loaded[0].record))
+    else:
+        network = EnsembleNetwork(dataclasses.replace(config, ensemble=len(loaded)), pretrained=False)
+        for member, model in zip(network.members, loaded, strict=True):
+            member.load_state_dict(model.network.state_dict())
+        with torch.no_grad():
+            for name in ("start_transitions", "end_transitions", "transitions"):
+                mean = torch.stack([getattr(m.network.crf, name) for m in loaded]).mean(0)
+                getattr(network.crf, name).copy_(mean)
+        combined = TorchModel(network, {})  # how each member was trained: "members", and their own cards
+        combined.record["members"] = [_member_record(path, model) for path, model in zip(members, loaded)]
+    if text_model is not None:
+        text = load_torch_model(text_model)
+        if [c for c in text.config.channels if c != "text"] or text.config.tags != config.tags:
+            raise MnerInputError(
+                "a text path must read text alone and have the same labels as the members", text_model
+            )
+        if text.record.get("text_path"):
+            raise MnerInputError("a text path cannot have a text path of its own", text_model)
+        combined.record["text_path"] = TEXT_PATH
+    combined.save(out)
+    if text_model is not None:  # the text model's folder as it is: weights, card, its ONNX export
+        shutil.rmtree(out / TEXT_PATH, ignore_errors=True)
+        shutil.copytree(resolve_model(text_model), out / TEXT_PATH)
+    return combined
+
+
+def _first_difference(a: dict, b: dict) -> str | None:
+    return next((key for key in a if a[key] != b.get(key)), None)
+
+
+def _member_record(path, model: TorchModel) -> dict:
+    """Where a member came from and what it scored (its card's figures)."""
+    training = model.record.get("training", {})
+    return {
+        "folder": str(path),
+        "seed": training.get("train", {}).get("seed"),
+        "dev_f1": training.get("dev_f1"),
+        "scores": model.record.get("scores", {}),
+    }
