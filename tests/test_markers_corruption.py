@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mner.training.corruption import GENERIC_KINDS, CorruptionRates, corrupt
 from mner.inputs.markers import join, join_tags, split
+from mner.training.corruption import GENERIC_KINDS, CorruptionRates, corrupt
 
 
 def test_join_reads_a_lone_marker_with_the_next_token():
