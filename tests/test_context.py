@@ -366,3 +366,60 @@ def test_alignment_does_not_depend_on_the_process():
         for seed in range(6)
     }
     assert outputs == {"['O', 'B-LOC', 'I-LOC']\n"}
+
+
+def test_a_context_that_lists_nothing_readable_is_reported_and_tagged_as_without_context(tmp_path):
+    """Issue #22 item 1: evaluate and tag count such posts, predict and the service warn, and the post is tagged
+    as one without context (its alignment feature is that of no context)."""
+    from mner.serving.pipeline import Pipeline
+    from mner.serving.service import create_app
+    from tests.serving import running_server
+
+    prose = "Reasoning: the post is about a football game in the rain."
+    assert alignment_ids(("Bears", "win"), prose) == [NO_CONTEXT, NO_CONTEXT]
+    model = fit(epochs=2, context_alignment=True).save(tmp_path / "m")
+    conll = "".join(
+        f"IMGID:{p.id}\n" + "".join(f"{t}\t{g}\n" for t, g in zip(p.tokens, p.tags, strict=True)) + "\n"
+        for p in POSTS
+    )
+    (tmp_path / "d.txt").write_text(conll, encoding="utf-8")
+    (tmp_path / "c.tsv").write_text(
+        f"image_id\ttext\n{POSTS[0].id}\t{POSTS[0].context}\n{POSTS[1].id}\t{prose}\n"
+    )
+    scored = CliRunner().invoke(
+        app,
+        [
+            "evaluate",
+            "--model",
+            str(model),
+            "--data",
+            str(tmp_path / "d.txt"),
+            "--context-file",
+            str(tmp_path / "c.tsv"),
+        ],
+    )
+    assert scored.exit_code == 0, scored.output
+    assert "1 whose context lists no entity that can be read (tagged without it)" in scored.stderr
+    assert "the context of 1 of 4 posts lists no entity that can be read (tagged without it)" in scored.stderr
+    one = CliRunner().invoke(
+        app, ["predict", "--model", str(model), "--text", "Bears won", "--context", prose, "--json"]
+    )
+    assert json.loads(one.stdout)["warnings"] == [
+        "the post's context lists no entity that can be read (tagged without it)"
+    ]
+    posts = tmp_path / "in.jsonl"
+    posts.write_text(json.dumps({"id": "a", "text": "Bears won", "context": prose}) + "\n")
+    tagged = CliRunner().invoke(
+        app, ["tag", "--model", str(model), "--in", str(posts), "--out", str(tmp_path / "o.jsonl")]
+    )
+    assert "1 tagged with a warning (a context that lists no entity that can be read" in tagged.stderr
+    assert json.loads((tmp_path / "o.jsonl").read_text())["warnings"] == [
+        "the context lists no entity that can be read: tagged as a post without it"
+    ]
+    with running_server(create_app(Pipeline(model))) as base:
+        answer = __import__("httpx").post(
+            base + "/v1/tag", json={"text": "Bears won", "context": prose}, timeout=30
+        )
+    assert answer.json()["warnings"] == [
+        "the context lists no entity that can be read: tagged as a post without it"
+    ]

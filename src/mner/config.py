@@ -218,6 +218,11 @@ class ModelConfig:
         """Word channels whose words are memory items of the fusion."""
         return [] if self.words_after_post or not self.fusion else self.word_channels
 
+    @property
+    def list_channels(self) -> list[str]:
+        """Channels the model reads as a structured list (the context's entity list, aligned to the post)."""
+        return ["context"] if self.context_alignment else []
+
     def word_limit(self, channel: str) -> int:
         """The most words a word channel gives the model."""
         return self.max_context_words if channel == "context" else self.max_channel_words

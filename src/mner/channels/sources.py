@@ -49,6 +49,9 @@ class ChannelReport:
     missing: dict[str, list[str]] = field(default_factory=dict)  # channel → the keys its file lacked
     keys: dict[str, str] = field(default_factory=dict)  # channel → what its TSV is keyed by
     searched: int = 0  # posts the KG was asked about
+    unreadable: dict[str, int] = field(
+        default_factory=dict
+    )  # channel → posts whose value lists nothing readable
 
     def summary(self) -> str:
         """One line: ``3257 posts, 3257 with a caption (0 image ids without one), 1890 with knowledge``."""
@@ -73,6 +76,10 @@ class ChannelReport:
                     )
             elif self.found.get(name):
                 parts.append(f"{self.found[name]} with {spec.noun}")
+        for name, n in self.unreadable.items():
+            parts.append(
+                f"{n} whose {CHANNELS[name].noun} lists no entity that can be read (tagged without it)"
+            )
         return ", ".join(parts)
 
     def absent(self, channels: Sequence[str]) -> dict[str, int]:
@@ -88,8 +95,9 @@ class ChannelReport:
         ``the model was trained with 'context', absent for 1 of 4 posts (tagged without it)``; ``hints``
         says, by channel, how the user can give it (``--kg``)."""
         absent = self.absent(channels)
+        unread = _unreadable_line({c: n for c, n in self.unreadable.items() if n and c in channels}, self.posts)
         if not absent:
-            return None
+            return unread
         if self.posts == 1:
             line = " and ".join(f"'{c}'" for c in absent) + ", absent for this post"
         else:
@@ -98,9 +106,22 @@ class ChannelReport:
             "the model was trained with " + line + f" (tagged without {'it' if len(absent) == 1 else 'them'}"
         )
         given = list(dict.fromkeys(hints[c] for c in absent if hints and c in hints))
-        return line + (
-            f"; give {'it' if len(absent) == 1 else 'them'} with {', and '.join(given)})" if given else ")"
+        line += f"; give {'it' if len(absent) == 1 else 'them'} with {', and '.join(given)})" if given else ")"
+        return line + (f"; {unread}" if unread else "")
+
+
+def _unreadable_line(unread: dict[str, int], posts: int) -> str | None:
+    """``the context of 2 of 4 posts lists no entity that can be read (tagged without it)``, or None."""
+    if not unread:
+        return None
+    if posts == 1:
+        return (
+            " and ".join(f"the post's {c} lists no entity that can be read" for c in unread)
+            + " (tagged without it)"
         )
+    return "; ".join(
+        f"the {c} of {n} of {posts} posts lists no entity that can be read" for c, n in unread.items()
+    ) + (" (tagged without it)")
 
 
 @dataclass
@@ -111,6 +132,9 @@ class FilledPosts:
     knowledge: list[Knowledge | None]  # None where no KG was given
     images: FeatureLookup | None  # the features the model reads, by ``Post.image``
     report: ChannelReport
+    unreadable: list[tuple[str, ...]] = field(
+        default_factory=list
+    )  # per post: list channels it could not read
 
 
 @dataclass
@@ -184,12 +208,15 @@ class ChannelSources:
         posts: Sequence[Post],
         channels: Sequence[str] = ("text",),
         features: Sequence[ImageFeatures | None] | None = None,
+        lists: Sequence[str] = (),
     ) -> FilledPosts:
         """New posts with their channels filled for a model reading ``channels``; the inputs are unchanged.
 
         Args:
             features: each post's image features, computed by the caller (the Pipeline, from pixels), in place
                 of the sources' feature cache; the filled posts then name them by their position.
+            lists: the channels the model reads as a structured list (``ModelConfig.list_channels``): a post whose
+                value lists nothing readable is counted (``report.unreadable``) and named in ``unreadable``.
         """
         if features is not None and len(features) != len(posts):
             raise ValueError(f"{len(posts)} posts but {len(features)} image features")
@@ -202,7 +229,7 @@ class ChannelSources:
         if images is not None:
             for name in (c for c, spec in CHANNELS.items() if spec.source == "features"):
                 report.missing[name] = []
-        out, found = [], []
+        out, found, unreadable = [], [], []
         for i, post in enumerate(posts):
             feats = self._features(post, i, images, features, report)
             changes = {}
@@ -233,13 +260,17 @@ class ChannelSources:
                 changes["knowledge"] = knowledge_words(knowledge)
                 report.searched += 1
             new = dataclasses.replace(post, **changes)
+            unread = tuple(c for c in lists if _unreadable(new, CHANNELS[c]))
+            for name in unread:
+                report.unreadable[name] = report.unreadable.get(name, 0) + 1
+            unreadable.append(unread)
             for name, spec in CHANNELS.items():
                 present = feats if spec.reads == "image" else getattr(new, spec.field or name, None)
                 if spec.reads != "text" and present:
                     report.found[name] = report.found.get(name, 0) + 1
             out.append(new)
             found.append(knowledge)
-        return FilledPosts(out, found, images, report)
+        return FilledPosts(out, found, images, report, unreadable)
 
     @staticmethod
     def _features(post: Post, i: int, images, features, report: ChannelReport) -> ImageFeatures | None:
@@ -302,6 +333,12 @@ def unsourced_warning(channels: Sequence[str], sourced: set[str]) -> str | None:
         else:
             parts.append(f"{given}: a post without its own is tagged without it")
     return "the model was trained with " + "; ".join(parts) if parts else None
+
+
+def _unreadable(post: Post, spec: ChannelSpec) -> bool:
+    """Whether the post carries a value for the channel from which its list cannot be read."""
+    value = getattr(post, spec.field or spec.name, None)
+    return bool(value) and spec.readable is not None and not spec.readable(value)
 
 
 def knowledge_words(knowledge: Knowledge) -> tuple[str, ...]:

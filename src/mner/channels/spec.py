@@ -53,6 +53,8 @@ class ChannelSpec:
     # a words channel: the words the model reads of a post (its field, split); ``form`` is the model
     # config's ``context_form`` (the context channel's reading)
     words: Callable[[Post, str], tuple[str, ...]] | None = None
+    # a channel a model may read as a structured list (the context's entity list): whether a value holds one
+    readable: Callable[[str], bool] | None = None
 
     def __post_init__(self):
         if self.reads not in READS:
@@ -69,6 +71,12 @@ def _caption_words(post: Post, form: str) -> tuple[str, ...]:
 
 def _knowledge_words(post: Post, form: str) -> tuple[str, ...]:
     return tuple(post.knowledge or ())
+
+
+def _lists_entities(text: str) -> bool:
+    from mner.channels.entities import read_entities
+
+    return bool(read_entities(text))
 
 
 def _context_words(post: Post, form: str) -> tuple[str, ...]:
@@ -153,6 +161,7 @@ CHANNELS.register(
         fill="context: the post's context text, else the context file's (by id or image id); none: the post is "
         "tagged as a post without context",
         words=_context_words,
+        readable=_lists_entities,
     ),
 )
 CHANNELS.register(

@@ -165,7 +165,7 @@ def evaluate(
 
     runner = load_runner(model, runtime, threads or 1)
     sources = ChannelSources.open(channels.files, runner.config.image_backbone)
-    filled = fill(sources, read_conll(data), runner.config.channels, "data")
+    filled = fill(sources, read_conll(data), runner.config.channels, "data", runner.config.list_channels)
     warning = filled.report.warning(runner.config.channels)
     if warning is not None:
         typer.echo(f"warning: {warning}", err=True)
@@ -233,7 +233,9 @@ def predict(
     if warning is not None:
         typer.echo(f"warning: {warning}", err=True)
     if as_json:
-        typer.echo(json.dumps({**result, "warnings": [warning]} if warning else result, ensure_ascii=False))
+        if warning:  # the channels the post had no source for, and what it could not use (the same line)
+            result["warnings"] = [warning]
+        typer.echo(json.dumps(result, ensure_ascii=False))
         return
     from mner.data import Span
 
@@ -328,9 +330,9 @@ def write_sample_photos(folder: Path) -> list[Path]:
     return written
 
 
-def fill(sources, posts, channels, name: str):
+def fill(sources, posts, channels, name: str, lists=()):
     """Posts with their channels filled (``mner.channels.sources``); what was found goes to stderr."""
-    filled = sources.fill(posts, channels)
+    filled = sources.fill(posts, channels, lists=lists)
     if sources.texts or sources.kg is not None or sources.images is not None:
         typer.echo(f"{name}: {filled.report.summary()}", err=True)
     return filled

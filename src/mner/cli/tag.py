@@ -30,6 +30,7 @@ class TagSummary:
     errors: int = 0
     skipped: int = 0
     seconds: float = 0.0
+    warned: int = 0  # tagged posts whose record carries warnings (a context that lists nothing readable)
 
 
 def summary_line(summary) -> str:
@@ -39,9 +40,15 @@ def summary_line(summary) -> str:
             return f"nothing to do: all {summary.skipped} posts of the input are in the output already"
         return "nothing to do: the input holds no posts"
     rate = (summary.tagged + summary.errors) / summary.seconds if summary.seconds > 0 else 0.0
+    warned = (
+        f"; {summary.warned} tagged with a warning (a context that lists no entity that can be read: tagged "
+        "without it)"
+        if summary.warned
+        else ""
+    )
     return (
-        f"tagged {summary.tagged}, errors {summary.errors}, skipped {summary.skipped} (already in the output); "
-        f"{rate:.1f} posts/s"
+        f"tagged {summary.tagged}, errors {summary.errors}, skipped {summary.skipped} (already in the output)"
+        f"{warned}; {rate:.1f} posts/s"
     )
 
 
@@ -181,6 +188,7 @@ def run_tagging(load, lines, source: str, output, batch_size: int, progress: boo
         for record in records:
             summary.errors += "error" in record
             summary.tagged += "error" not in record
+            summary.warned += bool(record.get("warnings"))
         output.write(records)
         bar.update(len(todo))
 

@@ -450,6 +450,7 @@ def parquet_schema():
             ("attributes", pa.list_(attribute)),
             ("knowledge", pa.string()),  # the knowledge object as JSON text; null without a KG
             *((name, pa.string()) for name in text_fields()),  # the channels' text fields
+            ("warnings", pa.list_(pa.string())),  # null unless the post had something it could not use
             ("line", pa.int64()),  # error records only
             ("error", pa.string()),  # error records only
         ]
@@ -494,6 +495,8 @@ def table_records(table) -> list[dict]:
             "knowledge": None if row["knowledge"] is None else json.loads(row["knowledge"]),
             **{name: row[name] for name in text_fields()},
         }
+        if row.get("warnings"):
+            record["warnings"] = row["warnings"]
         out.append(record)
     return out
 

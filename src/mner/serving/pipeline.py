@@ -249,13 +249,15 @@ class Pipeline:
             )
             for i, d in enumerate(decoded)
         ]
-        filled = self.sources.fill(posts, self.channels, features=features)
+        filled = self.sources.fill(
+            posts, self.channels, features=features, lists=self.runner.config.list_channels
+        )
         self.last_report = filled.report
         spans = self.runner.predict(filled.posts, images=filled.images) if posts else []
         return [
-            _result(d.item.post_id, post, post_spans, feats, knowledge)
-            for d, post, post_spans, feats, knowledge in zip(
-                decoded, filled.posts, spans, features, filled.knowledge, strict=True
+            _result(d.item.post_id, post, post_spans, feats, knowledge, unread)
+            for d, post, post_spans, feats, knowledge, unread in zip(
+                decoded, filled.posts, spans, features, filled.knowledge, filled.unreadable, strict=True
             )
         ]
 
@@ -265,9 +267,12 @@ def _image_id(image: str | Path | bytes | None) -> str | None:
     return Path(image).stem if isinstance(image, str | Path) else None
 
 
-def _result(post_id: str | None, post: Post, spans: list[Span], features, knowledge) -> TagResult:
+def _result(post_id: str | None, post: Post, spans: list[Span], features, knowledge, unread) -> TagResult:
     attributes = (
         () if features is None else tuple(ImageAttribute(label, p) for label, p in features.attributes)
     )
     fields = {name: getattr(post, name) for name in text_fields()}
-    return TagResult(post.tokens, tuple(spans), attributes, knowledge, id=post_id, **fields)
+    warnings = tuple(f"the {c} lists no entity that can be read: tagged as a post without it" for c in unread)
+    return TagResult(
+        post.tokens, tuple(spans), attributes, knowledge, id=post_id, warnings=warnings, **fields
+    )

@@ -47,6 +47,7 @@ class RaySummary:
     errors: int = 0
     skipped: int = 0
     seconds: float = 0.0
+    warned: int = 0
 
 
 def run_ray(
@@ -115,6 +116,7 @@ def run_ray(
                 for record in records:
                     summary.errors += "error" in record
                     summary.tagged += "error" not in record
+                    summary.warned += bool(record.get("warnings"))
     finally:
         if started_here:
             ray.shutdown()

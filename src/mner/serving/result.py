@@ -7,7 +7,8 @@
      "attributes": [{"label": "Egyptian cat", "probability": 0.8213}],    # top 5; [] without an image
      "knowledge": {...} or null,   # Knowledge.to_dict() when a KG is open
      "caption": "..." or null,     # the caption the post was tagged with
-     "context": "..." or null}     # the context text the post was tagged with
+     "context": "..." or null,     # the context text the post was tagged with
+     "warnings": ["..."]}          # only when the post had something it could not use
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class TagResult:
     # the channels' text fields the post was tagged with (mner.channels.spec.text_fields)
     caption: str | None = None
     context: str | None = None
+    warnings: tuple[str, ...] = ()  # what this post could not use (a context that lists nothing readable)
 
     def to_dict(self) -> dict:
         out: dict = {} if self.id is None else {"id": self.id}
@@ -54,4 +56,6 @@ class TagResult:
         out["knowledge"] = None if self.knowledge is None else self.knowledge.to_dict()
         for name in text_fields():
             out[name] = getattr(self, name)
+        if self.warnings:
+            out["warnings"] = list(self.warnings)
         return out

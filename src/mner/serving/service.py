@@ -153,6 +153,10 @@ class _TagResponseBase(BaseModel):
     entities: list[Entity]
     attributes: list[Attribute] = Field(description="The image's top classes; empty without an image.")
     knowledge: dict[str, Any] | None = Field(description="The KG entity and triples used; null without a KG.")
+    warnings: list[str] = Field(
+        [],
+        description="Only present when the post had something it could not use (a context listing no entity).",
+    )
 
 
 # and the channels' text fields the post was tagged with (mner.channels.spec)
