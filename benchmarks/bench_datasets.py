@@ -166,7 +166,7 @@ def main() -> None:
     jobs = [(c, d, s) for c in configs for d in args.data for s in args.seeds]
     folder = lambda c, d, s: args.out / c / d / f"seed{s}"
     with ThreadPoolExecutor(args.jobs) as pool:
-        list(pool.map(lambda j: train(ROOT / "configs" / f"{j[0]}.toml", *j, folder(*j), args), jobs))
+        list(pool.map(lambda j: train(ROOT / "configs" / f"{j[0]}.toml", j[1], j[2], folder(*j), args), jobs))
     rows = []  # (label, data, [scores per seed])
     for config in configs:
         for data in args.data:
