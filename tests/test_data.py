@@ -49,9 +49,9 @@ def test_conll_accepts_crlf_bom_and_missing_final_blank(tmp_path):
     ]
 
 
-def test_conll_maps_twitter2017_misc_to_other(tmp_path):
-    posts = read_conll(write(tmp_path, "IMGID:1\nWorld\tB-MISC\nCup\tI-MISC\n"))
-    assert posts[0].tags == ("B-OTHER", "I-OTHER")
+def test_conll_keeps_tags_as_written(tmp_path):
+    posts = read_conll(write(tmp_path, "IMGID:1\nWorld\tB-MISC\nCup\tE-MISC\nSeattle\tS-geo-loc\n"))
+    assert posts[0].tags == ("B-MISC", "E-MISC", "S-geo-loc")  # mner.labels.read_gold reads them as BIO
 
 
 def test_conll_without_imgid_lines(tmp_path):
@@ -66,10 +66,20 @@ def test_conll_without_imgid_lines(tmp_path):
         ("IMGID:1\nKobe\n", "data.txt:2: expected 'token<TAB>tag', got 1 field"),
         ("IMGID:1\nKobe\tB-PER\textra\n", "data.txt:2: expected 'token<TAB>tag', got 3 fields"),
         (
-            "IMGID:1\nKobe\tB-PERSON\n",
-            "data.txt:2: tag 'B-PERSON' is not BIO over PER/LOC/ORG/OTHER (or MISC)",
+            "IMGID:1\nx\tO\nKobe\tQ-PER\n",
+            "data.txt:3: tag 'Q-PER' fits no tagging scheme: expected 'O' or 'B-TYPE'/'I-TYPE' (BIO; IOB1 and "
+            "BIOES/BILOU tags are read too)",
         ),
-        ("IMGID:1\nKobe\tE-PER\n", "data.txt:2: tag 'E-PER' is not BIO over PER/LOC/ORG/OTHER (or MISC)"),
+        (
+            "IMGID:1\nKobe\tB-\n",
+            "data.txt:2: tag 'B-' fits no tagging scheme: expected 'O' or 'B-TYPE'/'I-TYPE' "
+            "(BIO; IOB1 and BIOES/BILOU tags are read too)",
+        ),
+        (
+            "IMGID:1\nKobe\tPER\n",
+            "data.txt:2: tag 'PER' fits no tagging scheme: expected 'O' or 'B-TYPE'/'I-TYPE' "
+            "(BIO; IOB1 and BIOES/BILOU tags are read too)",
+        ),
         ("IMGID:1\n\nIMGID:2\nx\tO\n", "data.txt:1: IMGID:1 has no tokens after it"),
         ("IMGID:1\nx\tO\n\nIMGID:2\n", "data.txt:4: IMGID:2 has no tokens after it"),
         ("IMGID:\nx\tO\n", "data.txt:1: expected 'IMGID:<id>', got an empty id"),
@@ -209,9 +219,10 @@ def test_the_text_model_tags_decomposed_names_whole():
 
 
 # SHA-256 over the JSON token lists of every Twitter-2015 post (train, valid, test, in file order) tokenized from
-# its tokens joined by spaces, as the tokenizer before issue #16 (commit 970bf49^) split them: the grapheme-aware
-# tokenizer must split every post exactly as that one did.
-TWITTER2015_TOKENS_SHA256 = "b2708876a6556c629297a5a6f447b9c8b43da45b26a373d801a21b13508a4ae4"
+# its tokens joined by spaces, as the tokenizer before issue #16 (commit 970bf49^) split them, but for the one post
+# with an invisible character: its left-to-right mark (test.txt, "#\u200edarmageddon") is dropped, no longer a
+# token of its own (issue #25, item 22). The grapheme-aware tokenizer must split every other post exactly as that one did.
+TWITTER2015_TOKENS_SHA256 = "1f904019031c3cb142f9a3b4eae87a6e4fe2fc124d6a152e4a2ebd8bad81159a"
 
 
 @pytest.mark.slow
@@ -226,6 +237,7 @@ def test_every_twitter2015_post_tokenizes_as_it_did_before_the_grapheme_tokenize
     assert digest.hexdigest() == TWITTER2015_TOKENS_SHA256
     # the rest hold the files' own splits of raw text ("//t", "co/w7rk…"; "development.") that no tokenizer redoes
     assert same == 7674
+    assert tokenize("#\u200edarmageddon") == ["#darmageddon"]  # before: "#", "\u200e", "darmageddon"
 
 
 def test_spans_follow_conlleval_rules():

@@ -13,7 +13,14 @@ import typer
 
 from mner.channels.spec import CHANNELS, text_fields
 from mner.cli.errors import fail, user_errors
-from mner.cli.options import ChannelArgs, ModelOption, RuntimeOption, ThreadsOption, channel_options
+from mner.cli.options import (
+    ChannelArgs,
+    LabelMapOption,
+    ModelOption,
+    RuntimeOption,
+    ThreadsOption,
+    channel_options,
+)
 from mner.data import MnerInputError
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "posts.jsonl"
@@ -49,11 +56,12 @@ def train(
         bool,
         typer.Option("--onnx/--no-onnx", help="Export the model to ONNX beside its weights (mner export)."),
     ] = True,
+    label_map: LabelMapOption = None,
     channels: ChannelArgs = None,
 ) -> None:
-    """Train a tagger on CoNLL data; the epoch with the best dev F1 is kept."""
+    """Train a tagger on CoNLL data (its entity types are the training data's); the epoch with the best dev F1
+    is kept."""
     from mner.channels.sources import ChannelSources
-    from mner.data import read_conll
     from mner.evaluate import entity_scores
     from mner.training.runconfig import read_run_config
     from mner.training.trainer import Trainer
@@ -74,7 +82,7 @@ def train(
     sources = ChannelSources.open(channels.files, run.model.get("image_backbone", "lite0"))
     sources.require(reads)
     data = {"train": train_file, "dev": dev_file, "test": test_file}
-    filled = {name: fill(sources, read_conll(path), reads, name) for name, path in data.items() if path}
+    filled = {name: fill(sources, gold(path, label_map), reads, name) for name, path in data.items() if path}
 
     def report(row: dict) -> None:
         typer.echo(
@@ -84,6 +92,11 @@ def train(
         )
 
     trainer = Trainer(filled["train"].posts, filled["dev"].posts, run, images=sources.images, on_epoch=report)
+    types = [t[2:] for t in trainer.model.config.tags if t.startswith("B-")]
+    typer.echo(f"entity types (from the training data): {', '.join(types)}", err=True)
+    for name in ("dev", "test"):
+        if name in filled:
+            unknown_types_warning(filled[name].posts, types, data[name])
     trainer.fit()
     model = trainer.model
     given = [
@@ -91,6 +104,7 @@ def train(
         ("--dev", dev_file),
         ("--test", test_file),
         ("--config", config),
+        ("--label-map", label_map),
         *channels.flags.items(),
         ("--seed", seed),
         ("--epochs", epochs),
@@ -105,7 +119,8 @@ def train(
     scores = None
     if "test" in filled:
         test = filled["test"].posts
-        scores = entity_scores([list(p.tags) for p in test], model.predict_tags(test, images=sources.images))
+        predicted = model.predict_tags(test, images=sources.images)
+        scores = entity_scores([list(p.tags) for p in test], predicted, types)
         model.record["scores"] = {"test": scores.to_json()}
     model.save(out)
     if onnx:
@@ -131,23 +146,26 @@ def evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     threads: ThreadsOption = None,
     runtime: RuntimeOption = "auto",
+    label_map: LabelMapOption = None,
     channels: ChannelArgs = None,
 ) -> None:
-    """Entity-level P/R/F1 (conlleval-compatible) of a model on gold data."""
+    """Entity-level P/R/F1 (conlleval-compatible) of a model on gold data, per type: every type of the data and
+    the model (a type the model does not tag is scored with recall 0, and a warning)."""
     from mner.channels.sources import ChannelSources
-    from mner.data import read_conll
     from mner.evaluate import entity_scores, format_scores
     from mner.runtime.runners import load_runner
 
     runner = load_runner(model, runtime, threads or 1)
     sources = ChannelSources.open(channels.files, runner.config.image_backbone)
-    filled = fill(sources, read_conll(data), runner.config.channels, "data")
+    filled = fill(sources, gold(data, label_map), runner.config.channels, "data")
     warning = filled.report.warning(runner.config.channels)
     if warning is not None:
         typer.echo(f"warning: {warning}", err=True)
+    types = [t[2:] for t in runner.config.tags if t.startswith("B-")]
+    unknown_types_warning(filled.posts, types, data)
     with progress_bar("evaluating", "post") as progress:
         predicted = runner.predict_tags(filled.posts, images=filled.images, progress=progress)
-    scores = entity_scores([list(p.tags) for p in filled.posts], predicted)
+    scores = entity_scores([list(p.tags) for p in filled.posts], predicted, types)
     typer.echo(json.dumps(scores.to_json()) if as_json else format_scores(scores))
 
 
@@ -302,6 +320,27 @@ def write_sample_photos(folder: Path) -> list[Path]:
     except OSError as err:
         raise MnerInputError(f"{folder}: cannot write the photos: {err.strerror or err}") from None
     return written
+
+
+def gold(path: Path, label_map: Path | None):
+    """The posts of a CoNLL file as BIO (``mner.labels.read_gold``); each conversion is said once on stderr."""
+    from mner.labels import read_gold, read_label_map
+
+    names = read_label_map(label_map) if label_map is not None else None
+    return read_gold(path, names, note=lambda message: typer.echo(f"note: {message}", err=True))
+
+
+def unknown_types_warning(posts, types: list[str], path: Path) -> None:
+    """Say on stderr which gold types of ``path`` the model does not tag (they are scored, with recall 0)."""
+    from mner.labels import entity_types
+
+    missing = [t for t in entity_types(posts) if t not in types]
+    if missing:
+        typer.echo(
+            f"warning: {path} holds entity type(s) {', '.join(missing)} that the model does not tag (it tags "
+            f"{', '.join(types)}): scored all the same, with recall 0 (--label-map FILE renames or merges types)",
+            err=True,
+        )
 
 
 def fill(sources, posts, channels, name: str):
