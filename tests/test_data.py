@@ -22,6 +22,7 @@ from mner.data import (
 )
 from tests.conftest import TWITTER2015, needs_twitter2015
 
+EXPECTED_TAG = "expected 'O' or 'B-TYPE'/'I-TYPE' (BIO; IOB1 and BIOES/BILOU tags are read too)"
 GOOD = "IMGID:11\nKobe\tB-PER\nBryant\tI-PER\nrules\tO\n\nIMGID:12\nNew\tB-LOC\nYork\tI-LOC\n"
 
 
@@ -65,21 +66,9 @@ def test_conll_without_imgid_lines(tmp_path):
     [
         ("IMGID:1\nKobe\n", "data.txt:2: expected 'token<TAB>tag', got 1 field"),
         ("IMGID:1\nKobe\tB-PER\textra\n", "data.txt:2: expected 'token<TAB>tag', got 3 fields"),
-        (
-            "IMGID:1\nx\tO\nKobe\tQ-PER\n",
-            "data.txt:3: tag 'Q-PER' fits no tagging scheme: expected 'O' or 'B-TYPE'/'I-TYPE' (BIO; IOB1 and "
-            "BIOES/BILOU tags are read too)",
-        ),
-        (
-            "IMGID:1\nKobe\tB-\n",
-            "data.txt:2: tag 'B-' fits no tagging scheme: expected 'O' or 'B-TYPE'/'I-TYPE' "
-            "(BIO; IOB1 and BIOES/BILOU tags are read too)",
-        ),
-        (
-            "IMGID:1\nKobe\tPER\n",
-            "data.txt:2: tag 'PER' fits no tagging scheme: expected 'O' or 'B-TYPE'/'I-TYPE' "
-            "(BIO; IOB1 and BIOES/BILOU tags are read too)",
-        ),
+        ("IMGID:1\nx\tO\nKobe\tQ-PER\n", "data.txt:3: tag 'Q-PER' fits no tagging scheme: " + EXPECTED_TAG),
+        ("IMGID:1\nKobe\tB-\n", "data.txt:2: tag 'B-' fits no tagging scheme: " + EXPECTED_TAG),
+        ("IMGID:1\nKobe\tPER\n", "data.txt:2: tag 'PER' fits no tagging scheme: " + EXPECTED_TAG),
         ("IMGID:1\n\nIMGID:2\nx\tO\n", "data.txt:1: IMGID:1 has no tokens after it"),
         ("IMGID:1\nx\tO\n\nIMGID:2\n", "data.txt:4: IMGID:2 has no tokens after it"),
         ("IMGID:\nx\tO\n", "data.txt:1: expected 'IMGID:<id>', got an empty id"),

@@ -111,9 +111,11 @@ def test_offsets_index_the_text_as_given(text):
     for token, (start, end) in zip(tokens, offsets, strict=True):
         assert previous_end <= start < end <= len(text)
         assert seen(text[start:end]) == seen(token), (ascii(token), ascii(text[start:end]))
-        assert not INVISIBLE.match(text[start]) and not INVISIBLE.match(text[end - 1]) or text[
-            start:end
-        ] == token  # the span's edges are visible, but for characters kept in the token
+        assert (
+            not INVISIBLE.match(text[start])
+            and not INVISIBLE.match(text[end - 1])
+            or text[start:end] == token
+        )  # the span's edges are visible, but for characters kept in the token
         covered[start:end] = [True] * (end - start)
         previous_end = end
     lost = [c for c, kept in zip(text, covered, strict=True) if not kept and seen(c).strip()]

@@ -39,19 +39,32 @@ class MnerInputError(ValueError):
 
 @dataclass(frozen=True)
 class Span:
-    """An entity: tokens ``start`` to ``end`` (exclusive) of one post, with its type."""
+    """An entity: tokens ``start`` to ``end`` (exclusive) of one post, with its type.
+
+    ``score``: the model's probability of this entity (``mner.decoding.entity_probabilities``); None for gold
+    spans. ``start_char``/``end_char``: where it is in the raw text the post was given as (end exclusive), and
+    ``text`` is then that exact substring, ``raw_text[start_char:end_char]`` (spacing, case, decomposed accents
+    and all); None for a post given as tokens (JSONL ``tokens``, CoNLL), whose ``text`` is its tokens joined by
+    spaces."""
 
     start: int
     end: int
     type: str
     text: str
     score: float | None = None
+    start_char: int | None = None
+    end_char: int | None = None
 
     def to_dict(self) -> dict:
-        out = {"start": self.start, "end": self.end, "type": self.type, "text": self.text}
-        if self.score is not None:
-            out["score"] = round(self.score, 4)
-        return out
+        return {
+            "start": self.start,
+            "end": self.end,
+            "type": self.type,
+            "text": self.text,
+            "score": None if self.score is None else round(self.score, 4),
+            "start_char": self.start_char,
+            "end_char": self.end_char,
+        }
 
 
 @dataclass(frozen=True)

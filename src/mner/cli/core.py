@@ -16,6 +16,7 @@ from mner.cli.errors import fail, user_errors
 from mner.cli.options import (
     ChannelArgs,
     LabelMapOption,
+    MinScoreOption,
     ModelOption,
     RuntimeOption,
     ThreadsOption,
@@ -200,8 +201,9 @@ def predict(
         bool,
         typer.Option(
             "--json",
-            help="Print {tokens, entities, attributes, knowledge, caption, context} as JSON, and 'warnings' (a "
-            "list) when the model's channels had no source for the post.",
+            help="Print {tokens, entities, attributes, knowledge, caption, context} as JSON (each entity with its "
+            "token and character offsets and its score), and 'warnings' (a list) when the model's channels had no "
+            "source for the post.",
         ),
     ] = False,
     image: Annotated[
@@ -213,15 +215,17 @@ def predict(
     ] = None,
     threads: ThreadsOption = None,
     runtime: RuntimeOption = "auto",
+    min_score: MinScoreOption = 0.0,
     channels: ChannelArgs = None,
 ) -> None:
-    """Tag one post and print its entities (and its image's attributes and the knowledge used)."""
+    """Tag one post and print its entities with their probabilities and characters in the text (and its image's
+    attributes and the knowledge used)."""
     from mner.data import tokenize
     from mner.serving.pipeline import Pipeline
 
     if not tokenize(text):
         fail("--text is empty: expected the words of a post")
-    pipeline = Pipeline(model, channels.files, runtime=runtime, threads=threads)
+    pipeline = Pipeline(model, channels.files, runtime=runtime, threads=threads, min_score=min_score)
     result = pipeline.tag(text, image=image, **channels.texts).to_dict()
     warning = pipeline.last_report.warning(pipeline.channels, PREDICT_HINTS)
     if warning is not None:
@@ -234,7 +238,10 @@ def predict(
     spans = [Span(**e) for e in result["entities"]]
     typer.echo(highlight(result["tokens"], spans))
     for s in spans:
-        typer.echo(f"  {s.type:<6} {s.text}  (tokens {s.start}–{s.end})")
+        typer.echo(
+            f"  {s.type:<6} {s.text}  (score {s.score:.2f}; tokens {s.start}–{s.end}, characters "
+            f"{s.start_char}–{s.end_char})"
+        )
     for line in evidence_lines(result, given_caption=channels.texts.get("caption")):
         typer.echo(line)
 

@@ -68,6 +68,15 @@ ThreadsOption = Annotated[
         "on the CPU; raise it on an otherwise idle machine).",
     ),
 ]
+MinScoreOption = Annotated[
+    float,
+    typer.Option(
+        min=0.0,
+        max=1.0,
+        help="Leave out entities whose probability (the 'score' of each entity, from the model's CRF) is below "
+        "this (0 to 1; default 0: every entity the model finds).",
+    ),
+]
 LabelMapOption = Annotated[
     Path | None,
     typer.Option(

@@ -1,6 +1,7 @@
 """Tagging posts with a model on any runtime: ``Runner`` builds the batches (``mner.inputs.batching``), asks its
 runtime for the emissions, and decodes them with the one BIO-constrained Viterbi (``mner.decoding``); posts
-longer than the model's window are tagged in consecutive windows, posts in batches. The PyTorch
+longer than the model's window are tagged in consecutive windows, posts in batches; each entity gets its
+probability from the CRF's forward–backward pass (``Span.score``). The PyTorch
 ``mner.model.torch_model.TorchModel`` and the ONNX Runtime ``mner.runtime.runners.OnnxRunner`` differ only in
 ``emissions``. No torch here."""
 
@@ -14,8 +15,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mner.config import ModelConfig
-from mner.data import MnerInputError, Post, Span, spans_from_tags
-from mner.decoding import CrfScores, viterbi
+from mner.data import MnerInputError, Post, Span
+from mner.decoding import CrfScores, entity_probabilities, forward_backward, viterbi
 from mner.inputs.batching import BatchBuilder, TaggingBatch
 
 if TYPE_CHECKING:
@@ -48,15 +49,31 @@ class Runner:
         paths = viterbi(self.emissions(batch), batch.mask, self.crf_scores())
         return [[self.config.tags[i] for i in path] for path in paths]
 
+    def decode_entities(
+        self, posts: Sequence[Post], images: Mapping[str, ImageFeatures] | None
+    ) -> list[list[Span]]:
+        """The entities of each post of one batch (each within the model's window), each with its probability
+        under the CRF (``mner.decoding.entity_probabilities``) as ``score``."""
+        batch = self.batches.build(posts, images=images)
+        emissions, scores = self.emissions(batch), self.crf_scores()
+        paths = viterbi(emissions, batch.mask, scores)
+        found = entity_probabilities(forward_backward(emissions, batch.mask, scores), paths, self.config.tags)
+        return [
+            [Span(s, e, etype, " ".join(post.tokens[s:e]), p) for s, e, etype, p in entities]
+            for post, entities in zip(posts, found, strict=True)
+        ]
+
     def predict(
         self, posts: Sequence[Post], batch_size: int = 64, images: Mapping[str, ImageFeatures] | None = None
     ) -> list[list[Span]]:
-        """Entity spans for each post. Posts longer than ``max_post_tokens`` are tagged in consecutive
-        windows of that length (logged), so no token is dropped."""
-        return [
-            spans_from_tags(tags, post.tokens)
-            for post, tags in zip(posts, self.predict_tags(posts, batch_size, images), strict=True)
-        ]
+        """Entity spans for each post, each with its probability as ``score``. Posts longer than
+        ``max_post_tokens`` are tagged in consecutive windows of that length (logged), so no token is dropped."""
+        spans: list[list[Span]] = [[] for _ in posts]
+        for (i, first, _), found in self._by_window(posts, batch_size, images, self.decode_entities):
+            spans[i].extend(
+                Span(s.start + first, s.end + first, s.type, s.text, s.score) for s in found
+            )  # a window's entities, at their places in the whole post
+        return spans
 
     def predict_tags(
         self,
@@ -71,11 +88,18 @@ class Runner:
             progress: called after each batch with (pieces tagged, pieces in all): a post is one piece, or one
                 per window of a post over ``max_post_tokens``.
         """
+        tags: list[list[str]] = [[] for _ in posts]
+        for (i, _, _), row in self._by_window(posts, batch_size, images, self.decode_batch, progress):
+            tags[i].extend(row)
+        return tags
+
+    def _by_window(self, posts, batch_size, images, decode, progress=None):
+        """``(post index, its first token, window), decode(...)`` of each window of each post, in order."""
         for post in posts:
             if not post.tokens:
                 raise MnerInputError(f"post {post.id!r} is empty: expected at least one token")
         limit = self.config.max_post_tokens
-        pieces: list[tuple[int, Post]] = []
+        pieces: list[tuple[int, int, Post]] = []
         for i, post in enumerate(posts):
             if len(post.tokens) > limit:
                 windows = -(-len(post.tokens) // limit)
@@ -87,12 +111,9 @@ class Runner:
                     windows,
                 )
             for s in range(0, len(post.tokens), limit):
-                pieces.append((i, dataclasses.replace(post, tokens=post.tokens[s : s + limit], tags=None)))
-        tags: list[list[str]] = [[] for _ in posts]
+                pieces.append((i, s, dataclasses.replace(post, tokens=post.tokens[s : s + limit], tags=None)))
         for s in range(0, len(pieces), batch_size):
             chunk = pieces[s : s + batch_size]
-            for (i, _), row in zip(chunk, self.decode_batch([p for _, p in chunk], images), strict=True):
-                tags[i].extend(row)
+            yield from zip(chunk, decode([p for _, _, p in chunk], images), strict=True)
             if progress is not None:
                 progress(s + len(chunk), len(pieces))
-        return tags
