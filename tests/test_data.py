@@ -5,6 +5,7 @@ import json
 import unicodedata
 
 import pytest
+import regex
 
 from mner.channels.posts import iter_jsonl_posts, post_to_json
 from mner.data import (
@@ -16,6 +17,7 @@ from mner.data import (
     spans_from_tags,
     tags_from_spans,
     tokenize,
+    tokenize_with_offsets,
     write_captions,
     write_conll,
     write_jsonl,
@@ -251,3 +253,50 @@ def test_reads_the_real_twitter2015_files():
     captions = read_keyed_tsv(TWITTER2015 / "image_captions.tsv", ("image_id",), "caption")[0]
     test_ids = {p.image for p in read_conll(TWITTER2015 / "test.txt")}
     assert test_ids <= set(captions)
+
+
+def test_zero_width_nul_and_control_characters_are_never_tokens():
+    """Issue #25, item 22: they became tokens and ended up inside entities ("Barack", "\\u200b", "Obama")."""
+    from mner.serving.pipeline import Pipeline
+
+    text = "Barack\u200b Obama\u200e visits\x00 Ber\u00adlin \u200d\ufeff today\x07 \u2060"
+    tokens, offsets = tokenize_with_offsets(text)
+    assert tokens == ["Barack", "Obama", "visits", "Berlin", "today"]
+    assert [text[s:e] for s, e in offsets] == ["Barack", "Obama", "visits", "Ber\u00adlin", "today"]
+    result = Pipeline("text").tag(text)
+    assert [(result.tokens[e.start : e.end], e.type) for e in result.entities] == [
+        (("Barack", "Obama"), "PER"),
+        (("Berlin",), "LOC"),
+    ]
+    # an entity's text is the characters sent between its first and last token, as they were sent
+    assert [e.text for e in result.entities] == ["Barack\u200b Obama", "Ber\u00adlin"]
+    # what builds words and emoji stays: ZWNJ inside a Persian word, a ZWJ family, a variation selector
+    assert tokenize("می\u200cخواهم 👨\u200d👩\u200d👧 ❤\ufe0f") == [
+        "می\u200cخواهم",
+        "👨\u200d👩\u200d👧",
+        "❤\ufe0f",
+    ]
+
+
+def test_a_line_of_flags_is_clustered_without_the_quadratic_scan(monkeypatch):
+    """Issue #25, item 4: the ``regex`` module's \\X scans each run of regional indicators back to its start, so
+    a 400 KB line of flags took 18.9 s; the tokenizer never gives it such a run (benchmarks/bench_tokenizer.py
+    times it), and flags still pair up."""
+    import mner.tokenizer
+
+    seen_by_cluster_rule = []
+    real = mner.tokenizer._CLUSTER_RE
+
+    class Recording:
+        def finditer(self, text):
+            seen_by_cluster_rule.append(text)
+            return real.finditer(text)
+
+    monkeypatch.setattr(mner.tokenizer, "_CLUSTER_RE", Recording())
+    flags = "🇩🇪🇫🇷🇺🇸" * 1000 + "🇮"  # 3,000 flags and a lone indicator, no space
+    tokens, offsets = tokenize_with_offsets(f"go {flags}!\u0301")
+    assert tokens == ["go", *["🇩🇪", "🇫🇷", "🇺🇸"] * 1000, "🇮", "!\u0301"]
+    assert offsets[1] == (3, 5) and offsets[-2] == (6003, 6004)
+    assert seen_by_cluster_rule and not any(
+        regex.search("[\U0001f1e6-\U0001f1ff]{2}", t) for t in seen_by_cluster_rule
+    )

@@ -229,3 +229,39 @@ def test_spans_are_disjoint_in_bounds_and_survive_a_round_trip(tags):
     rewritten = tags_from_spans(spans, len(tags))
     assert spans_from_tags(rewritten) == spans
     assert sum(t != "O" for t in rewritten) == sum(t != "O" for t in tags)  # no tagged token is lost
+
+
+NAMES = st.sampled_from(
+    ["Barack Obama", "Obama", "Paris", "Berlin", "Kobe Bryant", "Angela Merkel", "NASA", "José"]
+)
+POST_TEXT = st.lists(st.one_of(NAMES, PIECES, st.text(max_size=3)), min_size=1, max_size=20).map(" ".join)
+_PIPELINE = []
+
+
+def text_pipeline():
+    from mner.serving.pipeline import Pipeline
+
+    if not _PIPELINE:
+        _PIPELINE.append(Pipeline("text"))
+    return _PIPELINE[0]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(POST_TEXT, TEXT))
+def test_every_entity_of_raw_text_is_the_text_s_own_characters_at_its_offsets(text):
+    """An entity's surface (``Span.text``) is ``text[start_char:end_char]``, the exact characters sent, and they
+    are its tokens' characters: what a reader sees of it, spaces aside, is what its tokens hold."""
+    from mner.data import MnerInputError
+
+    try:
+        result = text_pipeline().tag(text)
+    except MnerInputError:  # no token in the text: nothing to tag
+        assert not tokenize(text)
+        return
+    _, offsets = tokenize_with_offsets(text)
+    for span in result.entities:
+        assert span.text == text[span.start_char : span.end_char]
+        assert (span.start_char, span.end_char) == (offsets[span.start][0], offsets[span.end - 1][1])
+        tokens = result.tokens[span.start : span.end]
+        assert regex.sub(r"\s+", "", seen(span.text)) == "".join(seen(t) for t in tokens)
+        assert 0.0 < span.score <= 1.0
