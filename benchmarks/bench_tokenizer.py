@@ -22,9 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from runs import publish
-
 from mner.tokenizer import tokenize_with_offsets
+from runs import publish
 
 KINDS = {
     "tweet": "RT @nytimes: Barack Obama meets Angela Merkel in Berlin #G7 http://t.co/x 🙌🏽 ",
@@ -95,8 +94,10 @@ def main() -> None:
     header = "| text | " + " | ".join(f"{s:,} B" for s in args.sizes) + " |"
     rule = "|---|" + "---|" * len(args.sizes)
     lines = [
-        "## Tokenizer scaling: one line of 1 KB to 1 MB (seconds, best of "
-        f"{args.repeats}; ×: over the size before)",
+        (
+            "## Tokenizer scaling: one line of 1 KB to 1 MB (seconds, best of "
+            f"{args.repeats}; ×: over the size before)"
+        ),
         "",
         "`mner.tokenize_with_offsets` (tokens and their character offsets):",
         "",
@@ -107,8 +108,10 @@ def main() -> None:
     ]
     if args.baseline:
         lines += [
-            f"`mner.data.tokenize` at `{args.baseline}` (sizes whose quadratic growth would pass "
-            f"{args.budget:.0f} s skipped):",
+            (
+                f"`mner.data.tokenize` at `{args.baseline}` (sizes whose quadratic growth would pass "
+                f"{args.budget:.0f} s skipped):"
+            ),
             "",
             header,
             rule,
