@@ -141,13 +141,28 @@ def test_jsonl_posts_good_and_bad_lines(tmp_path):
 
 def test_jsonl_output_shape(tmp_path):
     post = Post(("Kobe", "Bryant", "rules"), id="x", extra={"text": "Kobe Bryant rules"})
-    obj = post_to_json(post, [Span(0, 2, "PER", "Kobe Bryant")])
+    obj = post_to_json(post, [Span(0, 2, "PER", "Kobe Bryant", 0.75, 0, 11)])
     assert obj == {
         "id": "x",
         "text": "Kobe Bryant rules",
         "tokens": ["Kobe", "Bryant", "rules"],
-        "entities": [{"start": 0, "end": 2, "type": "PER", "text": "Kobe Bryant"}],
+        "entities": [
+            {
+                "start": 0,
+                "end": 2,
+                "type": "PER",
+                "text": "Kobe Bryant",
+                "score": 0.75,
+                "start_char": 0,
+                "end_char": 11,
+            }
+        ],
     }
+    gold = post_to_json(post, [Span(0, 2, "PER", "Kobe Bryant")])["entities"][0]
+    assert gold == {"start": 0, "end": 2, "type": "PER", "text": "Kobe Bryant", "score": None} | {
+        "start_char": None,
+        "end_char": None,
+    }  # the same keys always; a gold span has no score, a post given as tokens no characters
     write_jsonl([obj], tmp_path / "o.jsonl")
     assert json.loads((tmp_path / "o.jsonl").read_text(encoding="utf-8")) == obj
 
@@ -205,8 +220,20 @@ def test_the_text_model_tags_decomposed_names_whole():
     from mner.serving.pipeline import Pipeline
 
     nfd = unicodedata.normalize("NFD", "José Mourinho arrives in München")
-    entities = [(e["text"], e["type"]) for e in Pipeline("text").tag(nfd).to_dict()["entities"]]
-    assert entities == [("José Mourinho", "PER"), ("München", "LOC")]
+    result = Pipeline("text").tag(nfd)
+    assert [(result.tokens[e.start : e.end], e.type) for e in result.entities] == [
+        (("José", "Mourinho"), "PER"),  # composed (NFC) tokens
+        (("München",), "LOC"),
+    ]
+    # each entity's text is the post's own characters, decomposed as they were sent
+    assert (
+        [e.text for e in result.entities]
+        == [nfd[0:14], nfd[-8:]]
+        == [
+            unicodedata.normalize("NFD", "José Mourinho"),
+            unicodedata.normalize("NFD", "München"),
+        ]
+    )
 
 
 # SHA-256 over the JSON token lists of every Twitter-2015 post (train, valid, test, in file order) tokenized from
