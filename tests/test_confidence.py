@@ -115,3 +115,26 @@ def test_scores_are_the_same_on_pytorch_and_onnx_runtime(model):
     assert len(pairs) > 1000  # entities of 1,000 posts
     worst = max(abs(a.score - b.score) for a, b in pairs)
     assert worst < 1e-4, worst
+
+
+def test_parquet_results_carry_each_entity_s_score_and_characters(pipeline, tmp_path):
+    import pyarrow.parquet as pq
+
+    posts = tmp_path / "posts.jsonl"
+    lines = [
+        {"id": "a", "text": "Kobe  Bryant lands in Paris"},
+        {"id": "b", "tokens": ["Obama", "in", "Paris"]},
+    ]
+    posts.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    result = runner.invoke(
+        app, ["tag", "--in", str(posts), "--out", str(tmp_path / "out.parquet"), "--model", "text"]
+    )
+    assert result.exit_code == 0, result.output
+    rows = pq.read_table(tmp_path / "out.parquet" / "part-00000.parquet").to_pylist()
+    expected = pipeline.tag(lines[0]["text"]).entities
+    assert [(e["text"], e["start_char"], e["end_char"]) for e in rows[0]["entities"]] == [
+        ("Kobe  Bryant", 0, 12),
+        ("Paris", 22, 27),
+    ]
+    assert [e["score"] for e in rows[0]["entities"]] == [round(e.score, 4) for e in expected]
+    assert {e["start_char"] for e in rows[1]["entities"]} == {None}  # a post given as tokens: no characters
