@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Set up mner with its test and transformer extras, check the style (ruff format --check, ruff check) and run the
+# Set up mner with its test, transformer, ray and spacy extras, check the style (ruff format --check, ruff
+# check) and run the
 # whole test suite (slow tests included; those that need ../shared/ skip with a reason where it is absent).
 # Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-echo "test: setting up .venv with the train, test, transformer and ray extras" >&2
-bash scripts/setup.sh train,test,transformer,ray
+echo "test: setting up .venv with the train, test, transformer, ray and spacy extras" >&2
+bash scripts/setup.sh train,test,transformer,ray,spacy
 echo "test: checking the style (ruff format --check, ruff check)" >&2
 .venv/bin/ruff format --check src tests benchmarks
 .venv/bin/ruff check src tests benchmarks

@@ -156,9 +156,14 @@ def test_predict_json_contract(trained):
         app, ["predict", "--model", str(trained / "model"), "--text", "Kobe Bryant scores", "--json"]
     )
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output) == {
+    out = json.loads(result.output)
+    score = out["entities"][0].pop("score")
+    assert 0.0 < score <= 1.0  # the model's probability of the entity (mner.decoding)
+    assert out == {
         "tokens": ["Kobe", "Bryant", "scores"],
-        "entities": [{"start": 0, "end": 2, "type": "PER", "text": "Kobe Bryant"}],
+        "entities": [
+            {"start": 0, "end": 2, "type": "PER", "text": "Kobe Bryant", "start_char": 0, "end_char": 11}
+        ],
         "attributes": [],
         "knowledge": None,
         "caption": None,

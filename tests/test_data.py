@@ -5,6 +5,7 @@ import json
 import unicodedata
 
 import pytest
+import regex
 
 from mner.channels.posts import iter_jsonl_posts, post_to_json
 from mner.data import (
@@ -16,12 +17,14 @@ from mner.data import (
     spans_from_tags,
     tags_from_spans,
     tokenize,
+    tokenize_with_offsets,
     write_captions,
     write_conll,
     write_jsonl,
 )
 from tests.conftest import TWITTER2015, needs_twitter2015
 
+EXPECTED_TAG = "expected 'O' or 'B-TYPE'/'I-TYPE' (BIO; IOB1 and BIOES/BILOU tags are read too)"
 GOOD = "IMGID:11\nKobe\tB-PER\nBryant\tI-PER\nrules\tO\n\nIMGID:12\nNew\tB-LOC\nYork\tI-LOC\n"
 
 
@@ -49,9 +52,9 @@ def test_conll_accepts_crlf_bom_and_missing_final_blank(tmp_path):
     ]
 
 
-def test_conll_maps_twitter2017_misc_to_other(tmp_path):
-    posts = read_conll(write(tmp_path, "IMGID:1\nWorld\tB-MISC\nCup\tI-MISC\n"))
-    assert posts[0].tags == ("B-OTHER", "I-OTHER")
+def test_conll_keeps_tags_as_written(tmp_path):
+    posts = read_conll(write(tmp_path, "IMGID:1\nWorld\tB-MISC\nCup\tE-MISC\nSeattle\tS-geo-loc\n"))
+    assert posts[0].tags == ("B-MISC", "E-MISC", "S-geo-loc")  # mner.labels.read_gold reads them as BIO
 
 
 def test_conll_without_imgid_lines(tmp_path):
@@ -65,11 +68,9 @@ def test_conll_without_imgid_lines(tmp_path):
     [
         ("IMGID:1\nKobe\n", "data.txt:2: expected 'token<TAB>tag', got 1 field"),
         ("IMGID:1\nKobe\tB-PER\textra\n", "data.txt:2: expected 'token<TAB>tag', got 3 fields"),
-        (
-            "IMGID:1\nKobe\tB-PERSON\n",
-            "data.txt:2: tag 'B-PERSON' is not BIO over PER/LOC/ORG/OTHER (or MISC)",
-        ),
-        ("IMGID:1\nKobe\tE-PER\n", "data.txt:2: tag 'E-PER' is not BIO over PER/LOC/ORG/OTHER (or MISC)"),
+        ("IMGID:1\nx\tO\nKobe\tQ-PER\n", "data.txt:3: tag 'Q-PER' fits no tagging scheme: " + EXPECTED_TAG),
+        ("IMGID:1\nKobe\tB-\n", "data.txt:2: tag 'B-' fits no tagging scheme: " + EXPECTED_TAG),
+        ("IMGID:1\nKobe\tPER\n", "data.txt:2: tag 'PER' fits no tagging scheme: " + EXPECTED_TAG),
         ("IMGID:1\n\nIMGID:2\nx\tO\n", "data.txt:1: IMGID:1 has no tokens after it"),
         ("IMGID:1\nx\tO\n\nIMGID:2\n", "data.txt:4: IMGID:2 has no tokens after it"),
         ("IMGID:\nx\tO\n", "data.txt:1: expected 'IMGID:<id>', got an empty id"),
@@ -140,13 +141,28 @@ def test_jsonl_posts_good_and_bad_lines(tmp_path):
 
 def test_jsonl_output_shape(tmp_path):
     post = Post(("Kobe", "Bryant", "rules"), id="x", extra={"text": "Kobe Bryant rules"})
-    obj = post_to_json(post, [Span(0, 2, "PER", "Kobe Bryant")])
+    obj = post_to_json(post, [Span(0, 2, "PER", "Kobe Bryant", 0.75, 0, 11)])
     assert obj == {
         "id": "x",
         "text": "Kobe Bryant rules",
         "tokens": ["Kobe", "Bryant", "rules"],
-        "entities": [{"start": 0, "end": 2, "type": "PER", "text": "Kobe Bryant"}],
+        "entities": [
+            {
+                "start": 0,
+                "end": 2,
+                "type": "PER",
+                "text": "Kobe Bryant",
+                "score": 0.75,
+                "start_char": 0,
+                "end_char": 11,
+            }
+        ],
     }
+    gold = post_to_json(post, [Span(0, 2, "PER", "Kobe Bryant")])["entities"][0]
+    assert gold == {"start": 0, "end": 2, "type": "PER", "text": "Kobe Bryant", "score": None} | {
+        "start_char": None,
+        "end_char": None,
+    }  # the same keys always; a gold span has no score, a post given as tokens no characters
     write_jsonl([obj], tmp_path / "o.jsonl")
     assert json.loads((tmp_path / "o.jsonl").read_text(encoding="utf-8")) == obj
 
@@ -204,14 +220,27 @@ def test_the_text_model_tags_decomposed_names_whole():
     from mner.serving.pipeline import Pipeline
 
     nfd = unicodedata.normalize("NFD", "José Mourinho arrives in München")
-    entities = [(e["text"], e["type"]) for e in Pipeline("text").tag(nfd).to_dict()["entities"]]
-    assert entities == [("José Mourinho", "PER"), ("München", "LOC")]
+    result = Pipeline("text").tag(nfd)
+    assert [(result.tokens[e.start : e.end], e.type) for e in result.entities] == [
+        (("José", "Mourinho"), "PER"),  # composed (NFC) tokens
+        (("München",), "LOC"),
+    ]
+    # each entity's text is the post's own characters, decomposed as they were sent
+    assert (
+        [e.text for e in result.entities]
+        == [nfd[0:14], nfd[-8:]]
+        == [
+            unicodedata.normalize("NFD", "José Mourinho"),
+            unicodedata.normalize("NFD", "München"),
+        ]
+    )
 
 
 # SHA-256 over the JSON token lists of every Twitter-2015 post (train, valid, test, in file order) tokenized from
-# its tokens joined by spaces, as the tokenizer before issue #16 (commit 970bf49^) split them: the grapheme-aware
-# tokenizer must split every post exactly as that one did.
-TWITTER2015_TOKENS_SHA256 = "b2708876a6556c629297a5a6f447b9c8b43da45b26a373d801a21b13508a4ae4"
+# its tokens joined by spaces, as the tokenizer before issue #16 (commit 970bf49^) split them, but for the one post
+# with an invisible character: its left-to-right mark (test.txt, "#\u200edarmageddon") is dropped, no longer a
+# token of its own (issue #25, item 22). The grapheme-aware tokenizer must split every other post exactly as that one did.
+TWITTER2015_TOKENS_SHA256 = "1f904019031c3cb142f9a3b4eae87a6e4fe2fc124d6a152e4a2ebd8bad81159a"
 
 
 @pytest.mark.slow
@@ -226,6 +255,7 @@ def test_every_twitter2015_post_tokenizes_as_it_did_before_the_grapheme_tokenize
     assert digest.hexdigest() == TWITTER2015_TOKENS_SHA256
     # the rest hold the files' own splits of raw text ("//t", "co/w7rk…"; "development.") that no tokenizer redoes
     assert same == 7674
+    assert tokenize("#\u200edarmageddon") == ["#darmageddon"]  # before: "#", "\u200e", "darmageddon"
 
 
 def test_spans_follow_conlleval_rules():
@@ -250,3 +280,50 @@ def test_reads_the_real_twitter2015_files():
     captions = read_keyed_tsv(TWITTER2015 / "image_captions.tsv", ("image_id",), "caption")[0]
     test_ids = {p.image for p in read_conll(TWITTER2015 / "test.txt")}
     assert test_ids <= set(captions)
+
+
+def test_zero_width_nul_and_control_characters_are_never_tokens():
+    """Issue #25, item 22: they became tokens and ended up inside entities ("Barack", "\\u200b", "Obama")."""
+    from mner.serving.pipeline import Pipeline
+
+    text = "Barack\u200b Obama\u200e visits\x00 Ber\u00adlin \u200d\ufeff today\x07 \u2060"
+    tokens, offsets = tokenize_with_offsets(text)
+    assert tokens == ["Barack", "Obama", "visits", "Berlin", "today"]
+    assert [text[s:e] for s, e in offsets] == ["Barack", "Obama", "visits", "Ber\u00adlin", "today"]
+    result = Pipeline("text").tag(text)
+    assert [(result.tokens[e.start : e.end], e.type) for e in result.entities] == [
+        (("Barack", "Obama"), "PER"),
+        (("Berlin",), "LOC"),
+    ]
+    # an entity's text is the characters sent between its first and last token, as they were sent
+    assert [e.text for e in result.entities] == ["Barack\u200b Obama", "Ber\u00adlin"]
+    # what builds words and emoji stays: ZWNJ inside a Persian word, a ZWJ family, a variation selector
+    assert tokenize("می\u200cخواهم 👨\u200d👩\u200d👧 ❤\ufe0f") == [
+        "می\u200cخواهم",
+        "👨\u200d👩\u200d👧",
+        "❤\ufe0f",
+    ]
+
+
+def test_a_line_of_flags_is_clustered_without_the_quadratic_scan(monkeypatch):
+    """Issue #25, item 4: the ``regex`` module's \\X scans each run of regional indicators back to its start, so
+    a 400 KB line of flags took 18.9 s; the tokenizer never gives it such a run (benchmarks/bench_tokenizer.py
+    times it), and flags still pair up."""
+    import mner.tokenizer
+
+    seen_by_cluster_rule = []
+    real = mner.tokenizer._CLUSTER_RE
+
+    class Recording:
+        def finditer(self, text):
+            seen_by_cluster_rule.append(text)
+            return real.finditer(text)
+
+    monkeypatch.setattr(mner.tokenizer, "_CLUSTER_RE", Recording())
+    flags = "🇩🇪🇫🇷🇺🇸" * 1000 + "🇮"  # 3,000 flags and a lone indicator, no space
+    tokens, offsets = tokenize_with_offsets(f"go {flags}!\u0301")
+    assert tokens == ["go", *["🇩🇪", "🇫🇷", "🇺🇸"] * 1000, "🇮", "!\u0301"]
+    assert offsets[1] == (3, 5) and offsets[-2] == (6003, 6004)
+    assert seen_by_cluster_rule and not any(
+        regex.search("[\U0001f1e6-\U0001f1ff]{2}", t) for t in seen_by_cluster_rule
+    )

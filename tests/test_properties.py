@@ -15,6 +15,7 @@ from mner.data import (
     spans_from_tags,
     tags_from_spans,
     tokenize,
+    tokenize_with_offsets,
 )
 from mner.serving.jobs import read_lines
 
@@ -74,6 +75,15 @@ def nfc(text: str) -> str:
     return unicodedata.normalize("NFC", text)
 
 
+INVISIBLE = regex.compile(r"[[\p{Cf}\p{Default_Ignorable_Code_Point}]--\s]", regex.V1)
+CONTROL = regex.compile(r"[\p{Cc}--\s]", regex.V1)
+
+
+def seen(text: str) -> str:
+    """What a reader sees of a text: controls as spaces, format and default-ignorable characters left out, NFC."""
+    return nfc(INVISIBLE.sub("", CONTROL.sub(" ", text)))
+
+
 @SETTINGS
 @given(TEXT)
 def test_tokenizing_its_own_output_changes_nothing(text):
@@ -83,14 +93,39 @@ def test_tokenizing_its_own_output_changes_nothing(text):
 
 @SETTINGS
 @given(TEXT)
-def test_every_non_space_character_is_kept_in_order(text):
-    assert "".join(tokenize(text)) == regex.sub(r"\s+", "", nfc(text))
+def test_every_visible_character_is_kept_in_order_and_no_invisible_one_makes_a_token(text):
+    tokens = tokenize(text)
+    assert "".join(seen(t) for t in tokens) == regex.sub(r"\s+", "", seen(text))
+    for token in tokens:
+        assert token and not CONTROL.search(token) and not regex.search(r"\s", token)
+        assert not INVISIBLE.match(token) and not token.endswith(("\u200c", "\u200d")), ascii(token)
+
+
+@SETTINGS
+@given(TEXT)
+def test_offsets_index_the_text_as_given(text):
+    tokens, offsets = tokenize_with_offsets(text)
+    assert len(tokens) == len(offsets)
+    covered = [False] * len(text)
+    previous_end = 0
+    for token, (start, end) in zip(tokens, offsets, strict=True):
+        assert previous_end <= start < end <= len(text)
+        assert seen(text[start:end]) == seen(token), (ascii(token), ascii(text[start:end]))
+        assert (
+            not INVISIBLE.match(text[start])
+            and not INVISIBLE.match(text[end - 1])
+            or text[start:end] == token
+        )  # the span's edges are visible, but for characters kept in the token
+        covered[start:end] = [True] * (end - start)
+        previous_end = end
+    lost = [c for c, kept in zip(text, covered, strict=True) if not kept and seen(c).strip()]
+    assert not lost, ascii(lost)  # every character outside the tokens is a space or invisible
 
 
 @SETTINGS
 @given(TEXT)
 def test_no_token_boundary_falls_inside_a_grapheme_cluster(text):
-    normal = nfc(text)
+    normal = seen(text)
     boundaries = {len(normal)}
     for cluster in regex.finditer(r"\X", normal):
         boundaries.add(cluster.start())
@@ -98,6 +133,7 @@ def test_no_token_boundary_falls_inside_a_grapheme_cluster(text):
         boundaries.add(cluster.start() + len(cluster.group()) - len(cluster.group().lstrip()))
     position = 0
     for token in tokenize(text):
+        token = seen(token)
         start = normal.index(token, position)
         assert start in boundaries and start + len(token) in boundaries, (token, normal)
         position = start + len(token)
@@ -193,3 +229,39 @@ def test_spans_are_disjoint_in_bounds_and_survive_a_round_trip(tags):
     rewritten = tags_from_spans(spans, len(tags))
     assert spans_from_tags(rewritten) == spans
     assert sum(t != "O" for t in rewritten) == sum(t != "O" for t in tags)  # no tagged token is lost
+
+
+NAMES = st.sampled_from(
+    ["Barack Obama", "Obama", "Paris", "Berlin", "Kobe Bryant", "Angela Merkel", "NASA", "José"]
+)
+POST_TEXT = st.lists(st.one_of(NAMES, PIECES, st.text(max_size=3)), min_size=1, max_size=20).map(" ".join)
+_PIPELINE = []
+
+
+def text_pipeline():
+    from mner.serving.pipeline import Pipeline
+
+    if not _PIPELINE:
+        _PIPELINE.append(Pipeline("text"))
+    return _PIPELINE[0]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(POST_TEXT, TEXT))
+def test_every_entity_of_raw_text_is_the_text_s_own_characters_at_its_offsets(text):
+    """An entity's surface (``Span.text``) is ``text[start_char:end_char]``, the exact characters sent, and they
+    are its tokens' characters: what a reader sees of it, spaces aside, is what its tokens hold."""
+    from mner.data import MnerInputError
+
+    try:
+        result = text_pipeline().tag(text)
+    except MnerInputError:  # no token in the text: nothing to tag
+        assert not tokenize(text)
+        return
+    _, offsets = tokenize_with_offsets(text)
+    for span in result.entities:
+        assert span.text == text[span.start_char : span.end_char]
+        assert (span.start_char, span.end_char) == (offsets[span.start][0], offsets[span.end - 1][1])
+        tokens = result.tokens[span.start : span.end]
+        assert regex.sub(r"\s+", "", seen(span.text)) == "".join(seen(t) for t in tokens)
+        assert 0.0 < span.score <= 1.0

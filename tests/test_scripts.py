@@ -80,7 +80,7 @@ def test_the_test_script_says_each_step_before_it_runs(tmp_path):
         [
             "test: setting up .venv",
             "setup: installing PyTorch 2.13",
-            "setup: installing mner with the extras train,test,transformer,ray",
+            "setup: installing mner with the extras train,test,transformer,ray,spacy",
             "test: checking the style",
             "ran: ruff format --check src tests benchmarks",
             "ran: ruff check src tests benchmarks",

@@ -660,7 +660,7 @@ def test_the_response_model_is_the_tag_result():
 
     result = TagResult(
         ("Barack", "Obama"),
-        (Span(0, 2, "PER", "Barack Obama"),),
+        (Span(0, 2, "PER", "Barack Obama", 0.9, 0, 12),),
         (ImageAttribute("suit", 0.5),),
         None,
         caption="a man",

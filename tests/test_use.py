@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import regex
 
 pytest.importorskip("efficientnet_lite_pytorch")
 skdata = pytest.importorskip("skimage.data")
@@ -81,14 +82,21 @@ def kg_path(tmp_path_factory, pipeline, photos) -> Path:
 # -------------------------------------------------------------------------------------- the Pipeline
 
 
+def scored(entities: list[dict]) -> list[dict]:
+    """The entities without their scores, each checked to be a probability."""
+    assert all(0.0 < e["score"] <= 1.0 for e in entities), entities
+    return [{k: v for k, v in e.items() if k != "score"} for e in entities]
+
+
 def test_result_contract_without_image(pipeline):
     result = pipeline.tag("Barack Obama visits Paris").to_dict()
     assert list(result) == KEYS
+    result["entities"] = scored(result["entities"])
     assert result == {
         "tokens": ["Barack", "Obama", "visits", "Paris"],
         "entities": [
-            {"start": 0, "end": 2, "type": "PER", "text": "Barack Obama"},
-            {"start": 3, "end": 4, "type": "LOC", "text": "Paris"},
+            {"start": 0, "end": 2, "type": "PER", "text": "Barack Obama", "start_char": 0, "end_char": 12},
+            {"start": 3, "end": 4, "type": "LOC", "text": "Paris", "start_char": 20, "end_char": 25},
         ],
         "attributes": [],
         "knowledge": None,
@@ -103,6 +111,7 @@ def test_result_contract_without_image(pipeline):
         "image_backbone": "lite0",
         "runtime": "onnx",
         "threads": 1,
+        "min_score": 0.0,
         "warnings": [
             (
                 "the model was trained with 'context', and no context file is given (--context-file): a post without "
@@ -208,14 +217,23 @@ def test_a_100000_character_post_is_tagged_in_windows(pipeline):
     assert len(text) == 99_976
     result = pipeline.tag(text).to_dict()
     assert len(result["tokens"]) == len(tokenize(text)) > 20 * 200  # far over the model's 200-token window
-    assert result["entities"][-2:] == [
+    assert scored(result["entities"][-2:]) == [
         {
             "start": len(result["tokens"]) - 4,
             "end": len(result["tokens"]) - 2,
             "type": "PER",
             "text": "Barack Obama",
+            "start_char": 99_951,
+            "end_char": 99_963,
         },
-        {"start": len(result["tokens"]) - 1, "end": len(result["tokens"]), "type": "LOC", "text": "Paris"},
+        {
+            "start": len(result["tokens"]) - 1,
+            "end": len(result["tokens"]),
+            "type": "LOC",
+            "text": "Paris",
+            "start_char": 99_971,
+            "end_char": 99_976,
+        },
     ]
 
 
@@ -464,7 +482,12 @@ def test_predict_json_is_the_pipeline_result(kg_path, photos, pipeline):
 def test_predict_without_image_or_kg_prints_no_context_lines():
     result = runner.invoke(app, ["predict", "--text", "flying to Paris"])
     assert result.exit_code == 0
-    assert result.stdout.splitlines() == ["flying to [Paris LOC]", "  LOC    Paris  (tokens 2–3)"]
+    lines = result.stdout.splitlines()
+    assert lines[0] == "flying to [Paris LOC]"
+    assert regex.fullmatch(r"  LOC    Paris  \(score 0\.\d\d; tokens 2–3, characters 10–15\)", lines[1]), (
+        lines
+    )
+    assert len(lines) == 2
     coloured = runner.invoke(app, ["predict", "--text", "flying to Paris"], color=True)
     assert "\x1b[" in coloured.stdout  # on a terminal the entity is coloured
 
@@ -539,7 +562,10 @@ def test_tag_ids_relative_images_and_bad_lines(photos, tmp_path):
     records = read_records(tmp_path / "out.jsonl")
     assert [r["id"] for r in records] == ["a", "posts-2", "posts-3", "d", "e", "posts-6"]
     assert records[0]["attributes"][0]["label"] in CAT_CLASSES
-    assert records[1]["entities"] == [{"start": 2, "end": 3, "type": "LOC", "text": "Paris"}]
+    assert scored(records[1]["entities"]) == [
+        {"start": 2, "end": 3, "type": "LOC", "text": "Paris", "start_char": 10, "end_char": 15}
+    ]
+    assert records[5]["entities"][0]["start_char"] is None  # a post given as tokens has no characters
     assert records[5]["tokens"] == ["New", "York"]
     assert records[2:5] == [
         {

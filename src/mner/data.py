@@ -2,7 +2,7 @@
 
 Formats:
 - CoNLL with image ids (Twitter-2015/2017): ``IMGID:<id>``, then ``token<TAB>tag`` lines, a blank line
-  between posts. Twitter-2017's ``MISC`` is read as ``OTHER``.
+  between posts; tags of any entity types, in BIO, IOB1 or BIOES (``mner.labels.read_gold`` reads them as BIO).
 - Keyed TSV (``read_keyed_tsv``): a header ``<key><TAB><what>``, then ``key<TAB>text`` lines: captions
   (``image_id<TAB>caption``) and context files (``image_id<TAB>text`` or ``id<TAB>text``).
 - JSON lines (``iter_jsonl``), read in bounded memory; posts as JSON are ``mner.channels.posts``.
@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import itertools
 import json
-import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import regex
+from mner.tokenizer import split_handle, tokenize, tokenize_with_offsets  # noqa: F401 - mner.data's names too
 
+# the Twitter benchmark's entity types; a model's own come from its training data (mner.labels)
 ENTITY_TYPES: tuple[str, ...] = ("PER", "LOC", "ORG", "OTHER")
-TYPE_ALIASES: dict[str, str] = {"MISC": "OTHER"}
-TAGS: tuple[str, ...] = ("O",) + tuple(f"{p}-{t}" for t in ENTITY_TYPES for p in ("B", "I"))
+TAG_PREFIXES = ("B", "I", "S", "E", "U", "L")  # BIO and IOB1; BIOES and BILOU (read as BIO by mner.labels)
+EXPECTED_TAG = "expected 'O' or 'B-TYPE'/'I-TYPE' (BIO; IOB1 and BIOES/BILOU tags are read too)"
 
 
 class MnerInputError(ValueError):
@@ -39,19 +39,32 @@ class MnerInputError(ValueError):
 
 @dataclass(frozen=True)
 class Span:
-    """An entity: tokens ``start`` to ``end`` (exclusive) of one post, with its type."""
+    """An entity: tokens ``start`` to ``end`` (exclusive) of one post, with its type.
+
+    ``score``: the model's probability of this entity (``mner.decoding.entity_probabilities``); None for gold
+    spans. ``start_char``/``end_char``: where it is in the raw text the post was given as (end exclusive), and
+    ``text`` is then that exact substring, ``raw_text[start_char:end_char]`` (spacing, case, decomposed accents
+    and all); None for a post given as tokens (JSONL ``tokens``, CoNLL), whose ``text`` is its tokens joined by
+    spaces."""
 
     start: int
     end: int
     type: str
     text: str
     score: float | None = None
+    start_char: int | None = None
+    end_char: int | None = None
 
     def to_dict(self) -> dict:
-        out = {"start": self.start, "end": self.end, "type": self.type, "text": self.text}
-        if self.score is not None:
-            out["score"] = round(self.score, 4)
-        return out
+        return {
+            "start": self.start,
+            "end": self.end,
+            "type": self.type,
+            "text": self.text,
+            "score": None if self.score is None else round(self.score, 4),
+            "start_char": self.start_char,
+            "end_char": self.end_char,
+        }
 
 
 @dataclass(frozen=True)
@@ -75,15 +88,14 @@ class Post:
 # --------------------------------------------------------------------------------------------- tags
 
 
-def normalise_tag(tag: str) -> str | None:
-    """Return the tag in mner's label set (``MISC`` → ``OTHER``), or None if it is not BIO over it."""
+def tag_problem(tag: str) -> str | None:
+    """Why ``tag`` fits none of the tagging schemes mner reads, or None when it fits one."""
     if tag == "O":
-        return tag
-    prefix, sep, etype = tag.partition("-")
-    if not sep or prefix not in ("B", "I"):
         return None
-    etype = TYPE_ALIASES.get(etype, etype)
-    return f"{prefix}-{etype}" if etype in ENTITY_TYPES else None
+    prefix, sep, etype = tag.partition("-")
+    if sep and prefix in TAG_PREFIXES and etype and not any(c.isspace() for c in etype):
+        return None
+    return f"tag {tag!r} fits no tagging scheme: {EXPECTED_TAG}"
 
 
 def spans_from_tags(tags: Iterable[str], tokens: Iterable[str] | None = None) -> list[Span]:
@@ -169,7 +181,8 @@ def _text_lines(path: Path) -> Iterator[tuple[int, str]]:
 
 
 def iter_conll(path: str | Path) -> Iterator[Post]:
-    """Posts from a CoNLL file with ``IMGID:`` lines; raises MnerInputError naming the bad line."""
+    """Posts from a CoNLL file with ``IMGID:`` lines, their tags as written (``mner.labels.read_gold`` gives them
+    as BIO); raises MnerInputError naming the bad line."""
     path = Path(path)
     image_id, id_line, tokens, tags = None, None, [], []
     seen_text = False
@@ -202,15 +215,13 @@ def iter_conll(path: str | Path) -> Iterator[Post]:
         token, tag = fields
         if token == "":
             raise MnerInputError("expected 'token<TAB>tag', got an empty token", path, line_no)
-        norm = normalise_tag(tag.strip())
-        if norm is None:
-            raise MnerInputError(
-                f"tag {tag!r} is not BIO over {'/'.join(ENTITY_TYPES)} (or MISC)", path, line_no
-            )
+        problem = tag_problem(tag.strip())
+        if problem is not None:
+            raise MnerInputError(problem, path, line_no)
         if id_line is None:
             id_line = line_no
         tokens.append(token)
-        tags.append(norm)
+        tags.append(tag.strip())
     if not seen_text:
         raise MnerInputError(
             "file is empty: expected CoNLL posts ('IMGID:<id>' then 'token<TAB>tag' lines)", path
@@ -352,56 +363,3 @@ def write_jsonl(objects: Iterable[dict], path: str | Path) -> None:
     """Write one JSON object per line (UTF-8, no ASCII escaping)."""
     with open(path, "w", encoding="utf-8", newline="\n") as out:
         out.writelines(json.dumps(obj, ensure_ascii=False) + "\n" for obj in objects)
-
-
-# ---------------------------------------------------------------------------------------- tokenizer
-
-_EMOJI = "[\u2600-\u27bf\u2b00-\u2bff\U0001f000-\U0001faff]"
-_EMOJI_MOD = "[\ufe0f\U0001f3fb-\U0001f3ff]"
-_TOKEN_RE = regex.compile(  # regex's \w is Unicode's: letters with their marks, joiners
-    r"""
-    (?:https?://|www\.)\S+                               # URL, kept whole
-    | [A-Za-z]+://\S+
-    | &[A-Za-z]+;?                                       # HTML entity as tweeted (&amp)
-    | [@＠]\w+                                           # @user
-    | [#＃]\w+                                           # #hashtag
-    | \w+(?:[-\u200c\u200d]\w+)*                           # words, numbers, hyphenated words (ZWJ/ZWNJ inside)
-    | """
-    + f"{_EMOJI}{_EMOJI_MOD}*(?:\u200d{_EMOJI}{_EMOJI_MOD}*)*"
-    + r"""  # one emoji, ZWJ sequences kept
-    | \.{2,} | -{2,} | …                                 # ellipses and dashes
-    | \S                                                 # any other single character
-    """,
-    regex.VERBOSE,
-)
-
-
-_CLUSTER_RE = regex.compile(r"\X")
-_CAMEL = regex.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
-
-
-def split_handle(token: str) -> str:
-    """``#NewYork`` → ``"New York"``, ``@KobeBryant`` → ``"Kobe Bryant"``, ``#nyc`` → ``"nyc"``."""
-    body = token.lstrip("#@＃＠")
-    words = [w for part in body.split("_") for w in (_CAMEL.findall(part) or [part])]
-    return " ".join(w for w in words if w)
-
-
-def tokenize(text: str) -> list[str]:
-    """Split raw tweet text as the Twitter-2015 files are split (``@user``, ``#tag``, URLs, emoji whole).
-
-    The text is normalised to NFC first (a decomposed "José" is the composed one), and no token boundary
-    falls inside a grapheme cluster (a letter and its combining marks, a flag's two regional indicators, an
-    emoji ZWJ sequence): pieces of one cluster are joined into one token."""
-    text = unicodedata.normalize("NFC", text)
-    spans = [m.span() for m in _TOKEN_RE.finditer(text)]
-    if not text.isascii():  # ASCII text has no multi-character clusters but CRLF, never inside a token
-        boundaries = {m.start() for m in _CLUSTER_RE.finditer(text)} | {len(text)}
-        joined: list[tuple[int, int]] = []
-        for start, end in spans:
-            if joined and joined[-1][1] == start and start not in boundaries:
-                joined[-1] = (joined[-1][0], end)  # the previous token ends inside this cluster
-            else:
-                joined.append((start, end))
-        spans = joined
-    return [text[start:end] for start, end in spans]

@@ -1,4 +1,5 @@
-"""Decoding a linear-chain CRF in NumPy: the one BIO rule and the one Viterbi that every runtime uses.
+"""Decoding a linear-chain CRF in NumPy: the one BIO rule, the one Viterbi and the one forward–backward pass (each
+entity's probability) that every runtime uses.
 
 A runtime's only own step is the emissions (PyTorch's network, or the ONNX graph on ONNX Runtime); the CRF's
 scores (``CrfScores``: start, end and transition scores, read from the weights) and everything after them
@@ -11,6 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from mner.data import spans_from_tags
 
 FORBIDDEN = -10000.0  # what a transition BIO forbids adds to its score when decoding
 
@@ -91,3 +94,99 @@ def viterbi(emissions: np.ndarray, mask: np.ndarray, scores: CrfScores) -> list[
             path.append(tag)
         paths.append(path[::-1])
     return paths
+
+
+# ------------------------------------------------------------------------------- forward–backward
+
+
+def _logsumexp(values: np.ndarray, axis: int) -> np.ndarray:
+    top = values.max(axis=axis, keepdims=True)
+    return (top + np.log(np.exp(values - top).sum(axis=axis, keepdims=True))).squeeze(axis)
+
+
+@dataclass(frozen=True)
+class ForwardBackward:
+    """The CRF's forward and backward log-scores of a batch, in float64: ``alpha[b, t, k]`` sums (in log space)
+    every path of row b's tokens 0..t that ends in tag k, emission at t included; ``beta[b, t, k]`` every path of
+    its tokens t+1.. given tag k at t, the end score included; ``log_z[b]`` all paths."""
+
+    emissions: np.ndarray  # shape: (batch, seq_len, num_tags), float64
+    lengths: np.ndarray  # shape: (batch,)
+    scores: CrfScores
+    alpha: np.ndarray  # shape: (batch, seq_len, num_tags)
+    beta: np.ndarray  # shape: (batch, seq_len, num_tags)
+    log_z: np.ndarray  # shape: (batch,)
+
+    def marginals(self) -> np.ndarray:
+        """p(tag k at token t) per row, shape (batch, seq_len, num_tags); rows past a row's length are junk."""
+        return np.exp(self.alpha + self.beta - self.log_z[:, None, None])
+
+    def segment_probability(
+        self, row: int, start: int, path: Sequence[int], not_after: Sequence[int]
+    ) -> float:
+        """p(tags ``path`` at tokens ``start``.. of ``row``, and the tag after them, if any, none of ``not_after``):
+        for an entity, its tags and that the next token does not continue it."""
+        trans = self.scores.transitions.astype(np.float64)
+        emissions, end = self.emissions[row], start + len(path)
+        score = self.alpha[row, start, path[0]]
+        for t in range(1, len(path)):
+            score += trans[path[t - 1], path[t]] + emissions[start + t, path[t]]
+        if end == self.lengths[row]:
+            score += float(self.scores.end[path[-1]])
+        else:
+            following = trans[path[-1]] + emissions[end] + self.beta[row, end]  # shape: (num_tags,)
+            following[list(not_after)] = -np.inf
+            score += _logsumexp(following, axis=0)
+        return float(np.exp(score - self.log_z[row]))
+
+
+def forward_backward(emissions: np.ndarray, mask: np.ndarray, scores: CrfScores) -> ForwardBackward:
+    """The forward–backward pass of a batch (same arguments as ``viterbi``), in float64 so that emissions that
+    differ by float32 rounding (PyTorch vs ONNX Runtime) give probabilities that differ by far less than 1e-4."""
+    emissions = emissions.astype(np.float64)
+    start, end = scores.start.astype(np.float64), scores.end.astype(np.float64)
+    trans = scores.transitions.astype(np.float64)
+    batch, seq_len = emissions.shape[:2]
+    lengths = mask.sum(axis=1)
+    alpha = np.empty_like(emissions)
+    alpha[:, 0] = start + emissions[:, 0]
+    for t in range(1, seq_len):
+        # shape: (batch, prev, next)
+        alpha[:, t] = _logsumexp(alpha[:, t - 1, :, None] + trans + emissions[:, t, None, :], axis=1)
+    beta = np.empty_like(emissions)
+    beta[:, seq_len - 1] = end
+    for t in range(seq_len - 2, -1, -1):
+        # shape: (batch, this, next)
+        step = _logsumexp(trans + (emissions[:, t + 1] + beta[:, t + 1])[:, None, :], axis=2)
+        beta[:, t] = np.where((lengths - 1 == t)[:, None], end, step)
+    last = alpha[np.arange(batch), lengths - 1]  # shape: (batch, num_tags)
+    log_z = _logsumexp(last + end, axis=1)
+    return ForwardBackward(emissions, lengths, scores, alpha, beta, log_z)
+
+
+def entity_probabilities(
+    fb: ForwardBackward, paths: Sequence[Sequence[int]], tags: Sequence[str]
+) -> list[list[tuple[int, int, str, float]]]:
+    """Each decoded entity of each row as ``(start, end, type, probability)``: the spans of its path
+    (conlleval's rules, ``mner.data.spans_from_tags``) and the CRF's probability of that entity — these tags at
+    its tokens, and the token after it (if any) not continuing it (``I-`` of its type)."""
+    out = []
+    for row, path in enumerate(paths):
+        spans = spans_from_tags([tags[i] for i in path])
+        out.append(
+            [
+                (
+                    s.start,
+                    s.end,
+                    s.type,
+                    fb.segment_probability(
+                        row,
+                        s.start,
+                        path[s.start : s.end],
+                        [i for i, t in enumerate(tags) if t == f"I-{s.type}"],
+                    ),
+                )
+                for s in spans
+            ]
+        )
+    return out

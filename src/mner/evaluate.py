@@ -47,8 +47,11 @@ def _prf(correct: int, predicted: int, gold: int) -> tuple[float, float, float]:
     return p, r, f
 
 
-def entity_scores(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]]) -> Scores:
-    """Score predicted BIO tag sequences against gold ones, one sequence per post.
+def entity_scores(
+    gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]], types: Sequence[str] = ENTITY_TYPES
+) -> Scores:
+    """Score predicted BIO tag sequences against gold ones, one sequence per post. Every type found in either
+    is scored (a gold type never predicted has recall 0), ``types`` first in their order, then the rest sorted.
 
     Raises:
         ValueError: if the number of posts or of tags in a post differ.
@@ -64,11 +67,10 @@ def entity_scores(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[st
         gold_n.update(t for _, _, t in g_spans)
         pred_n.update(t for _, _, t in p_spans)
         correct_n.update(t for _, _, t in g_spans & p_spans)
-    types = [t for t in ENTITY_TYPES if gold_n[t] or pred_n[t]] + sorted(
-        t for t in set(gold_n) | set(pred_n) if t not in ENTITY_TYPES
-    )
+    found = [t for t in types if gold_n[t] or pred_n[t]]
+    found += sorted(t for t in set(gold_n) | set(pred_n) if t not in types)
     per_type = {}
-    for t in types:
+    for t in found:
         p, r, f = _prf(correct_n[t], pred_n[t], gold_n[t])
         per_type[t] = {"precision": p, "recall": r, "f1": f, "support": gold_n[t]}
     p, r, f = _prf(sum(correct_n.values()), sum(pred_n.values()), sum(gold_n.values()))
@@ -77,14 +79,15 @@ def entity_scores(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[st
 
 def format_scores(scores: Scores) -> str:
     """A small human-readable table of the scores (percentages)."""
-    lines = [f"{'type':<8}{'P':>8}{'R':>8}{'F1':>8}{'support':>9}"]
+    width = max([8, *(len(t) + 2 for t in scores.per_type)])  # WNUT's "creative-work" is 13 wide
+    lines = [f"{'type':<{width}}{'P':>8}{'R':>8}{'F1':>8}{'support':>9}"]
     for t, s in scores.per_type.items():
         lines.append(
-            f"{t:<8}{100 * s['precision']:>8.2f}{100 * s['recall']:>8.2f}{100 * s['f1']:>8.2f}"
+            f"{t:<{width}}{100 * s['precision']:>8.2f}{100 * s['recall']:>8.2f}{100 * s['f1']:>8.2f}"
             f"{int(s['support']):>9}"
         )
     lines.append(
-        f"{'overall':<8}{100 * scores.precision:>8.2f}{100 * scores.recall:>8.2f}"
+        f"{'overall':<{width}}{100 * scores.precision:>8.2f}{100 * scores.recall:>8.2f}"
         f"{100 * scores.f1:>8.2f}{scores.gold_entities:>9}"
     )
     return "\n".join(lines)

@@ -95,7 +95,9 @@ class ChannelReport:
         ``the model was trained with 'context', absent for 1 of 4 posts (tagged without it)``; ``hints``
         says, by channel, how the user can give it (``--kg``)."""
         absent = self.absent(channels)
-        unread = _unreadable_line({c: n for c, n in self.unreadable.items() if n and c in channels}, self.posts)
+        unread = _unreadable_line(
+            {c: n for c, n in self.unreadable.items() if n and c in channels}, self.posts
+        )
         if not absent:
             return unread
         if self.posts == 1:
@@ -106,7 +108,9 @@ class ChannelReport:
             "the model was trained with " + line + f" (tagged without {'it' if len(absent) == 1 else 'them'}"
         )
         given = list(dict.fromkeys(hints[c] for c in absent if hints and c in hints))
-        line += f"; give {'it' if len(absent) == 1 else 'them'} with {', and '.join(given)})" if given else ")"
+        line += (
+            f"; give {'it' if len(absent) == 1 else 'them'} with {', and '.join(given)})" if given else ")"
+        )
         return line + (f"; {unread}" if unread else "")
 
 

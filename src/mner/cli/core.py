@@ -13,7 +13,15 @@ import typer
 
 from mner.channels.spec import CHANNELS, text_fields
 from mner.cli.errors import fail, user_errors
-from mner.cli.options import ChannelArgs, ModelOption, RuntimeOption, ThreadsOption, channel_options
+from mner.cli.options import (
+    ChannelArgs,
+    LabelMapOption,
+    MinScoreOption,
+    ModelOption,
+    RuntimeOption,
+    ThreadsOption,
+    channel_options,
+)
 from mner.data import MnerInputError
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "posts.jsonl"
@@ -63,11 +71,12 @@ def train(
         bool,
         typer.Option("--onnx/--no-onnx", help="Export the model to ONNX beside its weights (mner export)."),
     ] = True,
+    label_map: LabelMapOption = None,
     channels: ChannelArgs = None,
 ) -> None:
-    """Train a tagger on CoNLL data; the epoch with the best dev F1 is kept."""
+    """Train a tagger on CoNLL data (its entity types are the training data's); the epoch with the best dev F1
+    is kept."""
     from mner.channels.sources import ChannelSources
-    from mner.data import read_conll
     from mner.evaluate import entity_scores
     from mner.training.runconfig import read_run_config
     from mner.training.trainer import Trainer
@@ -89,7 +98,7 @@ def train(
     sources.require(reads)
     data = {"train": list(train_files), "dev": list(dev_files), "test": list(test_files or [])}
     filled = {
-        name: fill(sources, [p for path in paths for p in read_conll(path)], reads, name)
+        name: fill(sources, [p for path in paths for p in gold(path, label_map)], reads, name)
         for name, paths in data.items()
         if name != "test"
     }
@@ -102,6 +111,11 @@ def train(
         )
 
     trainer = Trainer(filled["train"].posts, filled["dev"].posts, run, images=sources.images, on_epoch=report)
+    types = [t[2:] for t in trainer.model.config.tags if t.startswith("B-")]
+    typer.echo(f"entity types (from the training data): {', '.join(types)}", err=True)
+    for name in ("dev", "test"):
+        if name in filled:
+            unknown_types_warning(filled[name].posts, types, data[name])
     trainer.fit()
     model = trainer.model
     given = [
@@ -109,6 +123,7 @@ def train(
         *(("--dev", path) for path in dev_files),
         *(("--test", path) for path in test_files or []),
         ("--config", config),
+        ("--label-map", label_map),
         *(
             (flag, v)
             for flag, value in channels.flags.items()
@@ -126,8 +141,9 @@ def train(
     model.record["training"]["data"] = {k: [str(v) for v in paths] for k, paths in data.items() if paths}
     scores = None
     for number, path in enumerate(data["test"]):  # each test file scored on its own, the first as "test"
-        test = fill(sources, read_conll(path), reads, str(path)).posts
-        scored = entity_scores([list(p.tags) for p in test], model.predict_tags(test, images=sources.images))
+        test = fill(sources, gold(path, label_map), reads, str(path)).posts
+        predicted = model.predict_tags(test, images=sources.images)
+        scored = entity_scores([list(p.tags) for p in test], predicted, types)
         scores = scores or scored
         label = "test" if number == 0 else f"test {number + 1}"
         model.record.setdefault("scores", {})[label] = {**scored.to_json(), "file": str(path)}
@@ -155,23 +171,26 @@ def evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     threads: ThreadsOption = None,
     runtime: RuntimeOption = "auto",
+    label_map: LabelMapOption = None,
     channels: ChannelArgs = None,
 ) -> None:
-    """Entity-level P/R/F1 (conlleval-compatible) of a model on gold data."""
+    """Entity-level P/R/F1 (conlleval-compatible) of a model on gold data, per type: every type of the data and
+    the model (a type the model does not tag is scored with recall 0, and a warning)."""
     from mner.channels.sources import ChannelSources
-    from mner.data import read_conll
     from mner.evaluate import entity_scores, format_scores
     from mner.runtime.runners import load_runner
 
     runner = load_runner(model, runtime, threads or 1)
     sources = ChannelSources.open(channels.files, runner.config.image_backbone)
-    filled = fill(sources, read_conll(data), runner.config.channels, "data", runner.config.list_channels)
+    filled = fill(sources, gold(data, label_map), runner.config.channels, "data", runner.config.list_channels)
     warning = filled.report.warning(runner.config.channels)
     if warning is not None:
         typer.echo(f"warning: {warning}", err=True)
+    types = [t[2:] for t in runner.config.tags if t.startswith("B-")]
+    unknown_types_warning(filled.posts, types, data)
     with progress_bar("evaluating", "post") as progress:
         predicted = runner.predict_tags(filled.posts, images=filled.images, progress=progress)
-    scores = entity_scores([list(p.tags) for p in filled.posts], predicted)
+    scores = entity_scores([list(p.tags) for p in filled.posts], predicted, types)
     typer.echo(json.dumps(scores.to_json()) if as_json else format_scores(scores))
 
 
@@ -206,8 +225,9 @@ def predict(
         bool,
         typer.Option(
             "--json",
-            help="Print {tokens, entities, attributes, knowledge, caption, context} as JSON, and 'warnings' (a "
-            "list) when the model's channels had no source for the post.",
+            help="Print {tokens, entities, attributes, knowledge, caption, context} as JSON (each entity with its "
+            "token and character offsets and its score), and 'warnings' (a list) when the model's channels had no "
+            "source for the post.",
         ),
     ] = False,
     image: Annotated[
@@ -219,15 +239,17 @@ def predict(
     ] = None,
     threads: ThreadsOption = None,
     runtime: RuntimeOption = "auto",
+    min_score: MinScoreOption = 0.0,
     channels: ChannelArgs = None,
 ) -> None:
-    """Tag one post and print its entities (and its image's attributes and the knowledge used)."""
+    """Tag one post and print its entities with their probabilities and characters in the text (and its image's
+    attributes and the knowledge used)."""
     from mner.data import tokenize
     from mner.serving.pipeline import Pipeline
 
     if not tokenize(text):
         fail("--text is empty: expected the words of a post")
-    pipeline = Pipeline(model, channels.files, runtime=runtime, threads=threads)
+    pipeline = Pipeline(model, channels.files, runtime=runtime, threads=threads, min_score=min_score)
     result = pipeline.tag(text, image=image, **channels.texts).to_dict()
     warning = pipeline.last_report.warning(pipeline.channels, PREDICT_HINTS)
     if warning is not None:
@@ -242,7 +264,10 @@ def predict(
     spans = [Span(**e) for e in result["entities"]]
     typer.echo(highlight(result["tokens"], spans))
     for s in spans:
-        typer.echo(f"  {s.type:<6} {s.text}  (tokens {s.start}–{s.end})")
+        typer.echo(
+            f"  {s.type:<6} {s.text}  (score {s.score:.2f}; tokens {s.start}–{s.end}, characters "
+            f"{s.start_char}–{s.end_char})"
+        )
     for line in evidence_lines(result, given_caption=channels.texts.get("caption")):
         typer.echo(line)
 
@@ -328,6 +353,27 @@ def write_sample_photos(folder: Path) -> list[Path]:
     except OSError as err:
         raise MnerInputError(f"{folder}: cannot write the photos: {err.strerror or err}") from None
     return written
+
+
+def gold(path: Path, label_map: Path | None):
+    """The posts of a CoNLL file as BIO (``mner.labels.read_gold``); each conversion is said once on stderr."""
+    from mner.labels import read_gold, read_label_map
+
+    names = read_label_map(label_map) if label_map is not None else None
+    return read_gold(path, names, note=lambda message: typer.echo(f"note: {message}", err=True))
+
+
+def unknown_types_warning(posts, types: list[str], path: Path) -> None:
+    """Say on stderr which gold types of ``path`` the model does not tag (they are scored, with recall 0)."""
+    from mner.labels import entity_types
+
+    missing = [t for t in entity_types(posts) if t not in types]
+    if missing:
+        typer.echo(
+            f"warning: {path} holds entity type(s) {', '.join(missing)} that the model does not tag (it tags "
+            f"{', '.join(types)}): scored all the same, with recall 0 (--label-map FILE renames or merges types)",
+            err=True,
+        )
 
 
 def fill(sources, posts, channels, name: str, lists=()):

@@ -68,6 +68,24 @@ ThreadsOption = Annotated[
         "on the CPU; raise it on an otherwise idle machine).",
     ),
 ]
+MinScoreOption = Annotated[
+    float,
+    typer.Option(
+        min=0.0,
+        max=1.0,
+        help="Leave out entities whose probability (the 'score' of each entity, from the model's CRF) is below "
+        "this (0 to 1; default 0: every entity the model finds).",
+    ),
+]
+LabelMapOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--label-map",
+        help="TSV file of 'from<TAB>to' lines that rename or merge entity types in the CoNLL files read ('to' "
+        "may be O to drop a type); without it the data's types are used as they are (Twitter-2017's MISC as "
+        "OTHER, where a file's types are the benchmark's).",
+    ),
+]
 RuntimeOption = Annotated[
     str,
     typer.Option(

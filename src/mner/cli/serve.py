@@ -7,7 +7,14 @@ from typing import Annotated
 import typer
 
 from mner.cli.errors import fail, user_errors
-from mner.cli.options import ChannelArgs, ModelOption, RuntimeOption, ThreadsOption, channel_options
+from mner.cli.options import (
+    ChannelArgs,
+    MinScoreOption,
+    ModelOption,
+    RuntimeOption,
+    ThreadsOption,
+    channel_options,
+)
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
@@ -42,6 +49,7 @@ def serve(
     log_level: Annotated[str, typer.Option(help=f"uvicorn's log level: {', '.join(LOG_LEVELS)}.")] = "info",
     threads: ThreadsOption = None,
     runtime: RuntimeOption = "auto",
+    min_score: MinScoreOption = 0.0,
     channels: ChannelArgs = None,
 ) -> None:
     """Serve POST /v1/tag, GET /health, the OpenAPI docs at /docs and a web demo at /."""
@@ -68,7 +76,9 @@ def serve(
         max_buffered_bytes=max_buffered_bytes,
     )
     try:
-        pipeline = Pipeline(model, channels.files, runtime, threads)  # loaded once, before the port opens
+        pipeline = Pipeline(
+            model, channels.files, runtime, threads, min_score
+        )  # loaded once, before the port opens
     except BaseException:
         sock.close()
         raise

@@ -3,8 +3,8 @@ batches, resumable; on this process, or as a Ray Data job (``--engine ray``, ``m
 
 Input lines: ``{"id"?: str, "text": str (or "tokens": [str]), "image"?: path, "caption"?: str, "context"?: str}``;
 a ``--context`` TSV fills "context" for lines without one (by "id", or by the image file's stem). Output
-lines: the ``mner.serving.pipeline`` result of each post, or ``{"id", "line", "error"}`` for a line that cannot be
-tagged. The input is read and the output written one batch at a time (constant memory); a rerun skips the
+lines: the ``mner.serving.pipeline`` result of each post (entities with their scores and, for a "text" post, their
+characters in it), or ``{"id", "line", "error"}`` for a line that cannot be tagged. The input is read and the output written one batch at a time (constant memory); a rerun skips the
 ids already in the output, so an interrupted run is resumed by running the same command again.
 """
 
@@ -20,7 +20,14 @@ from typing import Annotated
 import typer
 
 from mner.cli.errors import user_errors
-from mner.cli.options import ChannelArgs, ModelOption, RuntimeOption, ThreadsOption, channel_options
+from mner.cli.options import (
+    ChannelArgs,
+    MinScoreOption,
+    ModelOption,
+    RuntimeOption,
+    ThreadsOption,
+    channel_options,
+)
 from mner.data import MnerInputError
 
 
@@ -96,6 +103,7 @@ def tag(
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
     threads: ThreadsOption = None,
     runtime: RuntimeOption = "auto",
+    min_score: MinScoreOption = 0.0,
     channels: ChannelArgs = None,
 ) -> None:
     """Tag every post of a JSONL or Parquet file; bad lines become error records, and a rerun resumes."""
@@ -135,6 +143,7 @@ def tag(
                 files=channels.files,
                 runtime=runtime,
                 threads=threads,
+                min_score=min_score,
                 images_root=images_root,
                 batch_size=batch_size,
                 workers=workers,
@@ -145,7 +154,7 @@ def tag(
             from mner.serving.pipeline import Pipeline
 
             def load() -> Pipeline:
-                pipeline = Pipeline(model, channels.files, runtime, threads)
+                pipeline = Pipeline(model, channels.files, runtime, threads, min_score)
                 for warning in pipeline.warnings():
                     typer.echo(f"warning: {warning}", err=True)
                 return pipeline

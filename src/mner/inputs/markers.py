@@ -71,3 +71,17 @@ def split(tags: Sequence[str], found: Sequence[tuple[int, ...]], length: int) ->
             out[g[0]] = tag if tag.startswith("I-") else "O"
             out[g[1]] = tag
     return out
+
+
+def split_spans(spans, found: Sequence[tuple[int, ...]], tokens: Sequence[str]) -> list:
+    """Spans (``mner.data.Span``) over the joined tokens as spans over the file's ``tokens``, as ``split`` does
+    with tags: an entity that begins at a joined ``@``/``#`` token begins at the name after the marker."""
+    from dataclasses import replace
+
+    out = []
+    for span in spans:
+        first = found[span.start]
+        start = first[-1] if len(first) == 2 else first[0]
+        end = found[span.end - 1][-1] + 1
+        out.append(replace(span, start=start, end=end, text=" ".join(tokens[start:end])))
+    return out

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from mner.serving.pipeline import Pipeline, PostInput
 
 RECORD_KEYS = ({"id", "tokens", "entities"}, {"id", "line", "error"})  # a tagged post; an error record
+ENTITY_KEYS = ("start", "end", "type", "text", "score", "start_char", "end_char")  # mner.data.Span.to_dict
 
 
 @dataclass
@@ -71,6 +72,7 @@ def post_input(obj: object, number: int, source: str, base: Path | str, confined
     except ValueError as err:  # MnerInputError is one
         return InputLine(number, ident, error=f"{source}:{number}: {err}")
     text = post.extra.get("text")
+    given_as_text = text is not None and obj.get("tokens") is None  # tokenised again, with character offsets
     return InputLine(
         number,
         ident,
@@ -78,7 +80,7 @@ def post_input(obj: object, number: int, source: str, base: Path | str, confined
             text if text is not None else " ".join(post.tokens),
             image,
             post_id=ident,
-            tokens=post.tokens,
+            tokens=None if given_as_text else post.tokens,
             **{name: getattr(post, name) for name in text_fields()},
         ),
     )
@@ -434,12 +436,21 @@ class OutputFile:
 
 
 def parquet_schema():
-    """The columns of a Parquet output: the JSONL record's fields (a tagged post fills tokens, entities,
-    attributes, knowledge, caption, context; an error record fills line and error)."""
+    """The columns of a Parquet output: the JSONL record's fields (a tagged post fills tokens, entities — with
+    their scores and character offsets —, attributes, knowledge, caption, context; an error record fills line and
+    error)."""
     import pyarrow as pa
 
     entity = pa.struct(
-        [("start", pa.int64()), ("end", pa.int64()), ("type", pa.string()), ("text", pa.string())]
+        [
+            ("start", pa.int64()),
+            ("end", pa.int64()),
+            ("type", pa.string()),
+            ("text", pa.string()),
+            ("score", pa.float64()),
+            ("start_char", pa.int64()),  # null for a post given as tokens
+            ("end_char", pa.int64()),
+        ]
     )
     attribute = pa.struct([("label", pa.string()), ("probability", pa.float64())])
     return pa.schema(
@@ -465,9 +476,7 @@ def records_table(records: list[dict]):
     for record in records:
         row = {
             **record,
-            "entities": [
-                {k: e[k] for k in ("start", "end", "type", "text")} for e in record.get("entities", [])
-            ]
+            "entities": [{k: e.get(k) for k in ENTITY_KEYS} for e in record.get("entities", [])]
             if "entities" in record
             else None,
         }

@@ -4,11 +4,14 @@ A raw post (text or tokens, an optional image as a file or bytes, its channels' 
 image decoded (``mner.vision.decode``, the checks every mner image goes through), the images of a batch go
 through one encoder call (the encoder of the model's ``image_backbone``, loaded on the first image), then
 ``mner.channels.sources`` fills the post's channels exactly as training does (caption, knowledge from the KG with
-the image vector, attributes and regions) and the model tags them. Each post gives a ``TagResult``.
+the image vector, attributes and regions) and the model tags them. Each post gives a ``TagResult``: its entities
+with their probabilities (``Span.score``) and, for a post given as raw text, where each is in that text
+(``Span.start_char``/``end_char``; ``Span.text`` is then the text's own characters there).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -18,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from mner.channels.sources import ChannelReport, ChannelSources
 from mner.channels.spec import CHANNELS, text_fields
-from mner.data import MnerInputError, Post, Span, tokenize
+from mner.data import MnerInputError, Post, Span, tokenize_with_offsets
 from mner.serving.result import ImageAttribute, TagResult
 
 if TYPE_CHECKING:
@@ -47,11 +50,13 @@ class PostInput:
 
 @dataclass
 class Prepared:
-    """A post that passed the input checks: its tokens and its image's pixels (or None)."""
+    """A post that passed the input checks: its tokens, where they are in its raw text (None for a post given as
+    tokens), and its image's pixels (or None)."""
 
     item: PostInput
     tokens: tuple[str, ...]
     pixels: np.ndarray | None  # shape: (input_size, input_size, 3) uint8
+    offsets: list[tuple[int, int]] | None = None  # each token's (start, end) in item.text
 
 
 class Pipeline:
@@ -67,6 +72,7 @@ class Pipeline:
         files: Mapping[str, str | Path | None] | None = None,
         runtime: str = "auto",
         threads: int | None = None,
+        min_score: float = 0.0,
     ):
         """Load the model (``None``: the shipped default; a packaged model's name; a folder) and open the files
         that fill its channels (``files``: channel name → path, e.g. ``{"knowledge": "kg.sqlite", "context":
@@ -75,9 +81,10 @@ class Pipeline:
         Args:
             threads: ONNX Runtime's threads (PyTorch's, a process-wide setting in torch, on that runtime) and the
                 threads that prepare posts (tokens, decoded images); default 1.
+            min_score: entities whose probability (``Span.score``) is below it are left out of the results.
 
         Raises:
-            MnerInputError: a bad model folder or file. A channel without a file (a 'knowledge' channel and no
+            MnerInputError: a bad model folder or file, a ``min_score`` outside 0..1. A channel without a file (a 'knowledge' channel and no
             KG) is masked for every post, as for a post the KG knows nothing about; likewise a post without its
             own context or caption and no file for it.
         """
@@ -85,7 +92,10 @@ class Pipeline:
         from mner.runtime.runners import load_runner
         from mner.vision.config import EncoderConfig
 
+        if not 0.0 <= min_score <= 1.0:
+            raise MnerInputError(f"min_score {min_score!r}: expected a probability from 0 to 1")
         self.model = model
+        self.min_score = min_score
         self.threads = check_threads(threads)
         self.runtime = runtime
         self.runner = load_runner(
@@ -138,6 +148,7 @@ class Pipeline:
             "image_backbone": self.runner.config.image_backbone,
             "runtime": self.runner.runtime,
             "threads": self.threads,
+            "min_score": self.min_score,
             "warnings": self.warnings(),
         }
 
@@ -211,11 +222,13 @@ class Pipeline:
         """
         from mner.vision.decode import load_pixels, pixels_from_bytes
 
+        offsets = None
         try:
             if item.tokens is not None:
                 tokens = tuple(item.tokens)
             elif isinstance(item.text, str):
-                tokens = tuple(tokenize(item.text))
+                words, offsets = tokenize_with_offsets(item.text)
+                tokens = tuple(words)
             else:
                 raise MnerInputError(f"text must be a string, got {type(item.text).__name__}")
             if not tokens:
@@ -227,7 +240,7 @@ class Pipeline:
                 pixels = load_pixels(item.image, self.encoder_config)
         except MnerInputError as err:
             return err
-        return Prepared(item, tokens, pixels)
+        return Prepared(item, tokens, pixels, offsets)
 
     def _encode(self, pixels: list[np.ndarray | None]) -> list[ImageFeatures | None]:
         """Image features of each post (None where it has no image), from one encoder call."""
@@ -255,10 +268,26 @@ class Pipeline:
         self.last_report = filled.report
         spans = self.runner.predict(filled.posts, images=filled.images) if posts else []
         return [
-            _result(d.item.post_id, post, post_spans, feats, knowledge, unread)
+            _result(d.item.post_id, post, self._entities(d, post_spans), feats, knowledge, unread)
             for d, post, post_spans, feats, knowledge, unread in zip(
                 decoded, filled.posts, spans, features, filled.knowledge, filled.unreadable, strict=True
             )
+        ]
+
+    def _entities(self, prepared: Prepared, spans: list[Span]) -> list[Span]:
+        """The entities at or above ``min_score``; in a post given as raw text, with their characters in it."""
+        kept = [s for s in spans if s.score is None or s.score >= self.min_score]
+        if prepared.offsets is None:
+            return kept
+        text, offsets = prepared.item.text, prepared.offsets
+        return [
+            dataclasses.replace(
+                s,
+                text=text[offsets[s.start][0] : offsets[s.end - 1][1]],
+                start_char=offsets[s.start][0],
+                end_char=offsets[s.end - 1][1],
+            )
+            for s in kept
         ]
 
 

@@ -24,10 +24,10 @@ from mner.serving.jobs import Chunk, plan_chunks, read_chunk, tag_lines
 class _ChunkWorker:
     """A Ray actor: one Pipeline, loaded when the actor starts, tagging chunks."""
 
-    def __init__(self, model, files, runtime, threads, images_root, batch_size):
+    def __init__(self, model, files, runtime, threads, images_root, batch_size, min_score=0.0):
         from mner.serving.pipeline import Pipeline
 
-        self.pipeline = Pipeline(model, files, runtime, threads)
+        self.pipeline = Pipeline(model, files, runtime, threads, min_score)
         self.images_root, self.batch_size = images_root, batch_size
 
     def __call__(self, batch: dict) -> dict:
@@ -58,6 +58,7 @@ def run_ray(
     files: dict | None = None,
     runtime: str = "auto",
     threads: int = 1,
+    min_score: float = 0.0,
     images_root: Path | None = None,
     batch_size: int = 32,
     workers: int = 2,
@@ -103,6 +104,7 @@ def run_ray(
                     threads,
                     absolute(images_root),
                     batch_size,
+                    min_score,
                 ),
                 batch_size=1,
                 # A fixed pool; Ray Data's actor pools restart an actor that dies and run its task again

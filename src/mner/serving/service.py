@@ -131,10 +131,17 @@ TagRequest = create_model(
 class Entity(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    text: str
-    type: str = Field(description="PER, LOC, ORG or OTHER.")
+    text: str = Field(description="The entity as written in the post's text: text[start_char:end_char].")
+    type: str = Field(
+        description="One of the model's entity types (the shipped models: PER, LOC, ORG, OTHER)."
+    )
     start: int = Field(description="First token of the entity.")
     end: int = Field(description="Token after the entity (exclusive).")
+    score: float | None = Field(description="The model's probability of this entity (its CRF's marginal).")
+    start_char: int | None = Field(
+        description="First character of the entity in the text sent (Python str index)."
+    )
+    end_char: int | None = Field(description="Character after the entity in the text sent (exclusive).")
 
 
 class Attribute(BaseModel):

@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING
 import torch
 
 from mner.config import ModelConfig
-from mner.data import TAGS, MnerInputError, Post
+from mner.data import MnerInputError, Post
 from mner.evaluate import entity_scores
+from mner.labels import entity_types, tag_set
 from mner.model.network import as_tensors
 from mner.model.torch_model import TorchModel
 from mner.training.runconfig import RunConfig, TrainConfig
@@ -30,12 +31,25 @@ if TYPE_CHECKING:
 
 
 def make_model_config(posts: Sequence[Post], options: dict, min_word_count: int) -> ModelConfig:
-    """A ModelConfig whose vocabularies come from the training posts."""
+    """A ModelConfig whose vocabularies and label set (``mner.labels.tag_set``) come from the training posts.
+
+    Raises:
+        MnerInputError: a bad [model] config, or training posts without a single entity.
+    """
     from mner.inputs.embeddings import PAD, UNK, build_vocab, word_key
 
+    types = entity_types(posts)
+    if not types:
+        raise MnerInputError("the training data hold no entity: expected B-TYPE/I-TYPE tags besides O")
     try:
         config = ModelConfig.from_dict(
-            {"tags": list(TAGS), "words": [PAD, UNK], "chars": [PAD, UNK], "join_markers": True, **options}
+            {
+                "tags": tag_set(types),
+                "words": [PAD, UNK],
+                "chars": [PAD, UNK],
+                "join_markers": True,
+                **options,
+            }
         )
     except ValueError as err:
         raise MnerInputError(f"bad [model] config: {err}") from None
