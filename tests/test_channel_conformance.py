@@ -63,7 +63,7 @@ def test_jsonl_and_parquet_carry_the_channels_field(spec):
     if spec.field in text_fields():
         assert spec.field in parquet_schema().names, f"the Parquet output has no {spec.field!r} column"
         record = {"id": "a", "tokens": ["x"], "entities": [], "attributes": [], "knowledge": None}
-        record |= {name: None for name in text_fields()} | {spec.field: value}
+        record |= {name: None for name in text_fields()} | {spec.field: value, "warnings": []}
         assert table_records(records_table([record])) == [record]
 
 

@@ -320,7 +320,16 @@ def test_a_folder_named_like_a_packaged_model_comes_first_and_pkg_forces_the_pac
 ):
     monkeypatch.chdir(tmp_path)
     packaged = runner.invoke(
-        app, ["predict", "--text", "Kobe Bryant scores", "--model", "default", "--context", "Kobe Bryant"]
+        app,
+        [
+            "predict",
+            "--text",
+            "Kobe Bryant scores",
+            "--model",
+            "default",
+            "--context",
+            "1. Kobe Bryant (person)",
+        ],
     )
     assert packaged.exit_code == 0 and packaged.stderr == ""  # no folder ./default: the packaged model
     (tmp_path / "default").mkdir()  # a folder here with the packaged model's name, not a model

@@ -141,6 +141,7 @@ def test_parquet_in_and_out_hold_the_same_records_as_jsonl(posts, tmp_path):
         "knowledge",
         "caption",
         "context",
+        "warnings",
         "line",
         "error",
     ]

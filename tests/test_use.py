@@ -36,7 +36,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 CAT_CLASSES = {"tabby", "tiger cat", "Persian cat", "Siamese cat", "Egyptian cat"}
-KEYS = ["tokens", "entities", "attributes", "knowledge", "caption", "context"]
+KEYS = ["tokens", "entities", "attributes", "knowledge", "caption", "context", "warnings"]
 LABELS = """\
 cat	Chelsea	the cat in the scikit-image photo	Chelsea the cat
 cfc	Chelsea F.C.	association football club based in London	Chelsea
@@ -102,6 +102,7 @@ def test_result_contract_without_image(pipeline):
         "knowledge": None,
         "caption": None,
         "context": None,
+        "warnings": [],
     }
     assert list(pipeline.tag("Paris", post_id="p1").to_dict()) == ["id", *KEYS]
     assert pipeline.describe() == {

@@ -504,8 +504,7 @@ def table_records(table) -> list[dict]:
             "knowledge": None if row["knowledge"] is None else json.loads(row["knowledge"]),
             **{name: row[name] for name in text_fields()},
         }
-        if row.get("warnings"):
-            record["warnings"] = row["warnings"]
+        record["warnings"] = row.get("warnings") or []
         out.append(record)
     return out
 

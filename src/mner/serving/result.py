@@ -8,7 +8,7 @@
      "knowledge": {...} or null,   # Knowledge.to_dict() when a KG is open
      "caption": "..." or null,     # the caption the post was tagged with
      "context": "..." or null,     # the context text the post was tagged with
-     "warnings": ["..."]}          # only when the post had something it could not use
+     "warnings": ["..."]}          # what the post had and could not use (a context listing nothing); [] mostly
 """
 
 from __future__ import annotations
@@ -56,6 +56,5 @@ class TagResult:
         out["knowledge"] = None if self.knowledge is None else self.knowledge.to_dict()
         for name in text_fields():
             out[name] = getattr(self, name)
-        if self.warnings:
-            out["warnings"] = list(self.warnings)
+        out["warnings"] = list(self.warnings)
         return out
