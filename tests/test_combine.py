@@ -108,3 +108,24 @@ def test_members_must_share_one_config_and_out_is_never_an_input(tmp_path):
         combine([a], a)
     with pytest.raises(MnerInputError, match="a text path must read text alone"):
         combine([a], tmp_path / "out", text_model=a)
+
+
+def test_the_untyped_path_tags_the_posts_whose_context_gives_names_without_types(tmp_path):
+    typed, untyped = trained(tmp_path, "typed", 1), trained(tmp_path, "untyped", 2)
+    text = trained(tmp_path, "t", 3, context=False)
+    combine([typed], tmp_path / "c", text_model=text, untyped_model=untyped)
+    routed = load_runner(tmp_path / "c", "torch")
+    posts = [
+        Post(("Kobe", "lands"), context="Named entities:1. Kobe (person)"),  # typed
+        Post(("Kobe", "lands"), context="Named entities:1. Kobe (entity)"),  # untyped: no kind names a type
+        Post(("Kobe", "lands"), context='[{"name": "Kobe"}]'),  # untyped: no kind at all
+        Post(("Kobe", "lands"), context="Named entities:1. Paris (city)"),  # names nothing here: text
+    ]
+    assert [routed.route(p) for p in posts] == ["typed", "untyped", "untyped", "none"]
+    runners = {"typed": routed.context, "untyped": routed.untyped, "none": routed.text}
+    assert routed.predict(posts) == [runners[routed.route(p)].predict([p])[0] for p in posts]
+    assert routed.predict_tags(posts) == [runners[routed.route(p)].predict_tags([p])[0] for p in posts]
+    card = (tmp_path / "c" / "README.md").read_text()
+    assert "- Untyped path: a post whose context names something in it but gives no kind" in card
+    with pytest.raises(MnerInputError, match="an untyped path must read the context"):
+        combine([typed], tmp_path / "d", untyped_model=text)

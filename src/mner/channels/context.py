@@ -291,10 +291,20 @@ def alignment_ids(
     return [1 + _TAG_INDEX[tag] for tag in tags]
 
 
-def names_in_post(tokens: Sequence[str], context: str | None, prose_fallback: bool = False) -> bool:
-    """Whether at least one name the post's context lists (as a model reads it) is found in the post's tokens."""
+ROUTES = ("typed", "untyped", "none")
+
+
+def context_route(tokens: Sequence[str], context: str | None, prose_fallback: bool = False) -> str:
+    """What a post's context gives a model, as it reads the list: "typed" (a listed name found in the post with a
+    kind that names a type: PER, LOC, ORG, OTHER), "untyped" (names found, none with such a kind: "entity",
+    "date", no kind) or "none" (no context, nothing readable, or no listed name in the post)."""
     entities = post_entities(tokens, context, prose_fallback)
-    return bool(entities) and any(tag != "O" for tag in align(tokens, [(n, k or "") for n, k in entities]))
+    if not entities:
+        return "none"
+    tags = align(tokens, [(n, k or "") for n, k in entities])
+    if all(tag == "O" for tag in tags):
+        return "none"
+    return "typed" if any(tag[2:] in ALIGN_TYPES[:4] for tag in tags if tag != "O") else "untyped"
 
 
 def context_words(context: str | None, form: str) -> list[str]:

@@ -29,6 +29,13 @@ def combine(
             help="A text-only model folder (same labels): it tags the posts whose context names nothing in them."
         ),
     ] = None,
+    untyped_model: Annotated[
+        Path | None,
+        typer.Option(
+            help="A context model trained on lists with their kinds hidden: it tags the posts whose context names "
+            "something in them without kinds that name a type."
+        ),
+    ] = None,
     test_files: Annotated[
         list[Path] | None,
         typer.Option(
@@ -55,17 +62,22 @@ def combine(
     from mner.runtime.ort import torch_threads
 
     torch_threads(threads or 1)
-    combined = combine_models(members, out, text_model)
+    combined = combine_models(members, out, text_model, untyped_model)
     export_model(combined, out)
     runner = combined
-    if text_model is not None:
+    paths = {key: combined.record.get(f"{key}_path") for key in ("text", "untyped")}
+    if any(paths.values()):
         from mner.model.folder import open_model_folder
         from mner.runtime.runners import RoutedRunner, onnx_export_state
 
-        text = load_torch_model(out / combined.record["text_path"])
-        if onnx_export_state(open_model_folder(out / combined.record["text_path"])) is not None:
-            export_model(text, out / combined.record["text_path"])  # its copy runs on ONNX Runtime too
-        runner = RoutedRunner(combined, text)
+        loaded = {}
+        for key, name in paths.items():
+            if name is None:
+                continue
+            loaded[key] = load_torch_model(out / name)
+            if onnx_export_state(open_model_folder(out / name)) is not None:
+                export_model(loaded[key], out / name)  # its copy runs on ONNX Runtime too
+        runner = RoutedRunner(combined, loaded.get("text"), loaded.get("untyped"))
     sources = ChannelSources.open(channels.files, combined.config.image_backbone)
     for number, path in enumerate(test_files or []):
         test = fill(sources, read_conll(path), combined.config.channels, str(path)).posts
@@ -76,6 +88,7 @@ def combine(
     given = [
         *(("--member", m) for m in members),
         ("--text-model", text_model),
+        ("--untyped-model", untyped_model),
         *(("--test", t) for t in test_files or []),
     ]
     given += [
@@ -85,4 +98,8 @@ def combine(
         f"{flag} {shlex.quote(str(v))}" for flag, v in [*given, ("--out", out)] if v is not None
     )
     combined.save(out)  # the same weights (the export stays current), the record with its scores and command
-    typer.echo(f"wrote {out}: {len(members)} member(s)" + (", a text path" if text_model else ""))
+    typer.echo(
+        f"wrote {out}: {len(members)} member(s)"
+        + (", a text path" if text_model else "")
+        + (", an untyped path" if untyped_model else "")
+    )

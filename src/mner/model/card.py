@@ -72,6 +72,12 @@ def _combined_lines(record: dict) -> list[str]:
             + ", ".join(f"`{m['folder']}`" for m in members)
             + ")."
         )
+    if record.get("untyped_path"):
+        lines.append(
+            "- Untyped path: a post whose context names something in it but gives no kind that names a type "
+            f'("entity", none) is tagged by the context model in `{record["untyped_path"]}/`, trained on lists with '
+            "their kinds hidden (its own card)."
+        )
     if record.get("text_path"):
         lines.append(
             f"- Text path: a post whose context lists no name found in it (no context, one that cannot be read, one "

@@ -1,6 +1,7 @@
 """One model folder from several: an ensemble of members trained with different seeds (one network, one ONNX
-graph: ``mner.model.network.EnsembleNetwork``), and a text path (a text-only model kept in a folder inside,
-which tags the posts whose context names nothing in them: ``mner.runtime.runners.RoutedRunner``).
+graph: ``mner.model.network.EnsembleNetwork``), a text path (a text-only model kept in a folder inside, which tags
+the posts whose context names nothing in them) and an untyped path (a context model that tags the posts whose
+context names them without kinds that name a type): ``mner.runtime.runners.RoutedRunner``.
 
     mner combine --member runs/ctx/seed1 --member runs/ctx/seed2 --member runs/ctx/seed3 \\
                  --text-model runs/text/seed1 --out runs/default
@@ -21,13 +22,18 @@ from mner.model.network import EnsembleNetwork
 from mner.model.torch_model import TorchModel, load_torch_model
 
 TEXT_PATH = "text"  # the folder inside a model folder that holds its text path
+UNTYPED_PATH = "untyped"  # ... and its untyped path
 
 
 def combine(
-    members: Sequence[str | Path], out: str | Path, text_model: str | Path | None = None
+    members: Sequence[str | Path],
+    out: str | Path,
+    text_model: str | Path | None = None,
+    untyped_model: str | Path | None = None,
 ) -> TorchModel:
     """Write the model of ``members`` (one: a copy; several: their ensemble) to ``out``, with ``text_model``
-    (a model folder reading text alone) as its text path; returns the combined model (saved, not exported).
+    (a model folder reading text alone) as its text path and ``untyped_model`` (a context model trained on lists
+    with their kinds hidden) as its untyped path; returns the combined model (saved, not exported).
 
     Raises:
         MnerInputError: no member; members of different configs (vocabularies, sizes, channels, labels); an
@@ -47,7 +53,8 @@ def combine(
             raise MnerInputError(
                 f"its config differs from {first}'s in {differs!r}: members must share one", path
             )
-    inputs = [resolve_model(m).resolve() for m in [*members, *([text_model] if text_model else [])]]
+    extra = [m for m in (text_model, untyped_model) if m is not None]
+    inputs = [resolve_model(m).resolve() for m in [*members, *extra]]
     if out.resolve() in inputs or out.resolve() in {m.folder.resolve() for _, m in MODELS.items()}:
         raise MnerInputError(
             "--out is one of the models combined or a packaged model: give another folder", out
@@ -73,10 +80,20 @@ def combine(
         if text.record.get("text_path"):
             raise MnerInputError("a text path cannot have a text path of its own", text_model)
         combined.record["text_path"] = TEXT_PATH
+    if untyped_model is not None:
+        untyped = load_torch_model(untyped_model)
+        if "context" not in untyped.config.channels or untyped.config.tags != config.tags:
+            raise MnerInputError(
+                "an untyped path must read the context and have the same labels as the members", untyped_model
+            )
+        if untyped.record.get("text_path") or untyped.record.get("untyped_path"):
+            raise MnerInputError("an untyped path cannot have paths of its own", untyped_model)
+        combined.record["untyped_path"] = UNTYPED_PATH
     combined.save(out)
-    if text_model is not None:  # the text model's folder as it is: weights, card, its ONNX export
-        shutil.rmtree(out / TEXT_PATH, ignore_errors=True)
-        shutil.copytree(resolve_model(text_model), out / TEXT_PATH)
+    for path, name in ((text_model, TEXT_PATH), (untyped_model, UNTYPED_PATH)):
+        if path is not None:  # the model's folder as it is: weights, card, its ONNX export
+            shutil.rmtree(out / name, ignore_errors=True)
+            shutil.copytree(resolve_model(path), out / name)
     return combined
 
 

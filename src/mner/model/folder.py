@@ -54,6 +54,7 @@ CONFIG_KEYS = {
     "weights_sha256",
     "members",  # an ensemble's members: where each came from and what it scored (mner.model.combine)
     "text_path",  # a folder inside this one holding the text-only model that tags posts the context names nothing in
+    "untyped_path",  # ... the context model that tags posts whose context gives names but no kinds that name a type
 }
 
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mner.data import MnerInputError, Post
+from mner.data import MnerInputError, Post, Span
 from mner.decoding import CrfScores
 from mner.inputs.batching import (
     BATCH_LAYOUT,
@@ -129,21 +129,36 @@ class OnnxRunner(Runner):
 
 
 class RoutedRunner(Runner):
-    """A context model with its text path (``mner.model.combine``): each post is tagged by the context model where
-    its context lists a name found in the post, else — no context, one that cannot be read, or one about another
-    post — by the text model, so such a post is tagged as well as by a model trained on text alone."""
+    """A context model with its paths (``mner.model.combine``): each post goes to the model for what its context
+    gives (``mner.channels.context.context_route``) — a typed list naming something in the post: the context
+    model; names but no kinds that name a type: the untyped path (a context model trained on lists with their
+    kinds hidden), where there is one; nothing (no context, one that cannot be read, one about another post): the
+    text path, a model of the text alone."""
 
-    def __init__(self, context: Runner, text: Runner):
-        self.context, self.text = context, text
+    def __init__(self, context: Runner, text: Runner | None = None, untyped: Runner | None = None):
+        self.paths = {"typed": context, "untyped": untyped or context, "none": text or context}
+        self.context, self.text, self.untyped = context, text, untyped
         self.config, self.record, self.batches = context.config, context.record, context.batches
         self.runtime = context.runtime
 
-    def uses_context(self, post: Post) -> bool:
-        from mner.channels.context import names_in_post
+    def route(self, post: Post) -> str:
+        from mner.channels.context import context_route
         from mner.inputs.markers import join
 
         tokens = join(post.tokens)[0] if self.config.join_markers else post.tokens
-        return names_in_post(tokens, post.context, self.config.prose_fallback)
+        return context_route(tokens, post.context, self.config.prose_fallback)
+
+    def uses_context(self, post: Post) -> bool:
+        return self.paths[self.route(post)] is not self.text
+
+    def _routed(self, posts: Sequence[Post], tag) -> list:
+        """``tag(runner, posts)`` of each post's runner, in the posts' order."""
+        routes = [self.paths[self.route(p)] for p in posts]
+        done = {}
+        for runner in {id(r): r for r in routes}.values():
+            group = [p for p, r in zip(posts, routes, strict=True) if r is runner]
+            done[id(runner)] = iter(tag(runner, group))
+        return [next(done[id(r)]) for r in routes]
 
     def predict_tags(
         self,
@@ -152,18 +167,15 @@ class RoutedRunner(Runner):
         images: Mapping[str, ImageFeatures] | None = None,
         progress: Callable[[int, int], None] | None = None,
     ) -> list[list[str]]:
-        use = [self.uses_context(p) for p in posts]
-        routed = {
-            runner: iter(runner.predict_tags(group, batch_size, images) if group else [])
-            for runner, group in (
-                (self.context, [p for p, u in zip(posts, use, strict=True) if u]),
-                (self.text, [p for p, u in zip(posts, use, strict=True) if not u]),
-            )
-        }
-        tags = [next(routed[self.context if u else self.text]) for u in use]
+        tags = self._routed(posts, lambda runner, group: runner.predict_tags(group, batch_size, images))
         if progress is not None:
             progress(len(posts), len(posts))
         return tags
+
+    def predict(
+        self, posts: Sequence[Post], batch_size: int = 64, images: Mapping[str, ImageFeatures] | None = None
+    ) -> list[list[Span]]:
+        return self._routed(posts, lambda runner, group: runner.predict(group, batch_size, images))
 
 
 def load_runner(folder: str | Path | None = None, runtime: str = "auto", threads: int = 1) -> Runner:
@@ -179,20 +191,19 @@ def load_runner(folder: str | Path | None = None, runtime: str = "auto", threads
         raise MnerInputError(f"runtime {runtime!r}: expected one of {', '.join(RUNTIMES)}")
     threads = check_threads(threads)
     model = open_model_folder(folder)
-    text_path = model.record.get("text_path")
-    if text_path is not None:  # a context model with its text path: both on the runtime asked for
-        if (
-            not isinstance(text_path, str)
-            or Path(text_path).name != text_path
-            or text_path in ("", ".", "..")
-        ):
+    paths = {key: model.record.get(f"{key}_path") for key in ("text", "untyped")}
+    if not any(paths.values()):
+        return _load_one(model, runtime, threads)
+    loaded = {}
+    for key, name in paths.items():  # a context model with its paths: all on the runtime asked for
+        if name is None:
+            continue
+        if not isinstance(name, str) or Path(name).name != name or name in ("", ".", ".."):
             raise MnerInputError(
-                f"'text_path' {text_path!r}: expected the name of a folder inside it", model.path
+                f"'{key}_path' {name!r}: expected the name of a folder inside it", model.path
             )
-        return RoutedRunner(
-            _load_one(model, runtime, threads), load_runner(model.path / text_path, runtime, threads)
-        )
-    return _load_one(model, runtime, threads)
+        loaded[key] = load_runner(model.path / name, runtime, threads)
+    return RoutedRunner(_load_one(model, runtime, threads), loaded.get("text"), loaded.get("untyped"))
 
 
 def _load_one(model: ModelFolder, runtime: str, threads: int) -> Runner:
