@@ -6,6 +6,7 @@ about another post. ``corrupt`` weakens one post's list the ways a context gets 
 
 - ``drop``: each entity is left out with this probability (an LLM that misses names);
 - ``generic``: each kind is replaced by a word that names no type ("entity") with this probability;
+- ``generic_post``: with this probability every kind of the post is replaced so (a list without kinds);
 - ``wrong``: each kind is replaced by a kind of another type ("city" for a person) with this probability;
 - ``spurious`` / ``spurious_names``: with probability ``spurious``, up to ``spurious_names`` names of another
   post's list are added (names that are not in this post, mostly);
@@ -39,6 +40,7 @@ class CorruptionRates:
 
     drop: float = 0.0
     generic: float = 0.0
+    generic_post: float = 0.0
     wrong: float = 0.0
     spurious: float = 0.0
     spurious_names: int = 2
@@ -46,7 +48,7 @@ class CorruptionRates:
     none: float = 0.0
 
     def __post_init__(self):
-        for name in ("drop", "generic", "wrong", "spurious", "swap", "none"):
+        for name in ("drop", "generic", "generic_post", "wrong", "spurious", "swap", "none"):
             value = getattr(self, name)
             if not 0 <= value <= 1:
                 raise ValueError(f"corruption rate {name}={value}: expected a probability in [0, 1]")
@@ -55,7 +57,9 @@ class CorruptionRates:
 
     @property
     def active(self) -> bool:
-        return any((self.drop, self.generic, self.wrong, self.spurious, self.swap, self.none))
+        return any(
+            (self.drop, self.generic, self.generic_post, self.wrong, self.spurious, self.swap, self.none)
+        )
 
 
 def corrupt(
@@ -81,10 +85,11 @@ def corrupt(
     if rates.swap and rng.random() < rates.swap:
         return list(other) if other else None
     out: Entities = []
+    all_generic = bool(rates.generic_post) and rng.random() < rates.generic_post
     for name, kind in entities:
         if rates.drop and rng.random() < rates.drop:
             continue
-        if rates.generic and rng.random() < rates.generic:
+        if all_generic or (rates.generic and rng.random() < rates.generic):
             kind = rng.choice(GENERIC_KINDS)
         elif rates.wrong and rng.random() < rates.wrong:
             current = kind_type(kind) if (kind_type is not None and kind) else None

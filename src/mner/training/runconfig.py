@@ -46,6 +46,7 @@ class TrainConfig:
     # names of another post added (per post), the whole list swapped for another post's (per post)
     entity_drop: float = 0.0
     kind_generic: float = 0.0
+    kind_generic_post: float = 0.0  # every kind of a post made generic (a list without kinds), per post
     kind_wrong: float = 0.0
     spurious: float = 0.0
     spurious_names: int = 2
@@ -58,6 +59,7 @@ class TrainConfig:
         return CorruptionRates(
             drop=self.entity_drop,
             generic=self.kind_generic,
+            generic_post=self.kind_generic_post,
             wrong=self.kind_wrong,
             spurious=self.spurious,
             spurious_names=self.spurious_names,
