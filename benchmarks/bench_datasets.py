@@ -115,10 +115,21 @@ def train(config: Path, data: str, seed: int, out: Path, args) -> Path:
     return out
 
 
-def with_text_path(context_model: Path, text_model: Path, out: Path) -> Path:
+def with_paths(context_model: Path, text_model: Path, out: Path, untyped_model: Path | None = None) -> Path:
+    """``mner combine --member CONTEXT --text-model TEXT [--untyped-model UNTYPED] --out OUT`` (once)."""
     if not (out / "onnx.json").exists():
-        cmd = [sys.executable, "-m", "mner", "combine", "--member", str(context_model), "--text-model"]
-        subprocess.run([*cmd, str(text_model), "--out", str(out)], check=True, capture_output=True)
+        cmd = [
+            sys.executable,
+            "-m",
+            "mner",
+            "combine",
+            "--member",
+            str(context_model),
+            "--text-model",
+            str(text_model),
+        ]
+        cmd += ["--untyped-model", str(untyped_model)] if untyped_model is not None else []
+        subprocess.run([*cmd, "--out", str(out)], check=True, capture_output=True)
     return out
 
 
@@ -152,6 +163,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", nargs="+", required=True)
     parser.add_argument("--text-config", default="baseline", help="the text path of each context config")
+    parser.add_argument(
+        "--untyped-config",
+        default=None,
+        help="the untyped path: rows of each context config with all three paths",
+    )
     parser.add_argument("--data", nargs="+", default=["t15", "t17", "joint"], choices=["t15", "t17", "joint"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--threads", type=int, default=1)
@@ -162,7 +178,8 @@ def main() -> None:
     args = parser.parse_args()
     if not (T15 / "train.txt").exists() or not (T17 / "train.txt").exists():
         sys.exit(f"Twitter-2015 and Twitter-2017 not found under {DATA}")
-    configs = list(dict.fromkeys([args.text_config, *args.configs]))
+    configs = list(dict.fromkeys([args.text_config, *args.configs, args.untyped_config]))
+    configs = [c for c in configs if c is not None]
     jobs = [(c, d, s) for c in configs for d in args.data for s in args.seeds]
     folder = lambda c, d, s: args.out / c / d / f"seed{s}"
     with ThreadPoolExecutor(args.jobs) as pool:
@@ -172,16 +189,31 @@ def main() -> None:
         for data in args.data:
             runs = [scores(folder(config, data, s), args.threads) for s in args.seeds]
             rows.append((f"`{config}`", data, runs))
-            if config != args.text_config and reads_context(ROOT / "configs" / f"{config}.toml"):
+            if config in (args.text_config, args.untyped_config) or not reads_context(
+                ROOT / "configs" / f"{config}.toml"
+            ):
+                continue
+            text = lambda s, d=data: folder(args.text_config, d, s)
+            routed = [
+                with_paths(
+                    folder(config, data, s), text(s), folder(config, data, s).with_name(f"seed{s}+text")
+                )
+                for s in args.seeds
+            ]
+            rows.append((f"`{config}` + text path", data, [scores(r, args.threads) for r in routed]))
+            if args.untyped_config is not None:
+                untyped = lambda s, d=data: folder(args.untyped_config, d, s)
                 routed = [
-                    with_text_path(
+                    with_paths(
                         folder(config, data, s),
-                        folder(args.text_config, data, s),
-                        folder(config, data, s).with_name(f"seed{s}+text"),
+                        text(s),
+                        folder(config, data, s).with_name(f"seed{s}+paths"),
+                        untyped(s),
                     )
                     for s in args.seeds
                 ]
-                rows.append((f"`{config}` + text path", data, [scores(r, args.threads) for r in routed]))
+                label = f"`{config}` + untyped path (`{args.untyped_config}`) + text path"
+                rows.append((label, data, [scores(r, args.threads) for r in routed]))
     publish(report(rows, args), args.report)
 
 
@@ -223,7 +255,9 @@ def report(rows, args) -> list[str]:
         + (f" on `{args.device}`" if args.device != "cpu" else " on this CPU")
         + ". Command: `python benchmarks/bench_datasets.py --configs "
         + " ".join(args.configs)
-        + f" --text-config {args.text_config} --data {' '.join(args.data)} --seeds {seeds} --threads {args.threads}`",
+        + f" --text-config {args.text_config}"
+        + (f" --untyped-config {args.untyped_config}" if args.untyped_config else "")
+        + f" --data {' '.join(args.data)} --seeds {seeds} --threads {args.threads}`",
     ]
     return lines
 
