@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mner.channels.context import align, named_entities
+from mner.channels.context import align, post_entities
 from mner.channels.sources import ChannelSources
 from mner.data import read_conll
 from mner.evaluate import entity_scores
@@ -32,7 +32,7 @@ def main() -> None:
         read_conll(args.data / f"{args.split}.txt"), ["text", "context"]
     )
     predicted = [
-        [t if not t.endswith("-UNK") else "O" for t in align(p.tokens, named_entities(p.context))]
+        [t if not t.endswith("-UNK") else "O" for t in align(p.tokens, post_entities(p.tokens, p.context) or [])]
         for p in filled.posts
     ]
     scores = entity_scores([list(p.tags) for p in filled.posts], predicted).to_json()

@@ -41,15 +41,19 @@ def rate(count: int, seconds: float) -> str:
     return f"{count / seconds:.1f}"
 
 
-def throughput(backbone: str, runtime: str, paths: list[Path], batch_sizes: list[int]) -> list[str]:
+def throughput(
+    backbone: str, runtime: str, paths: list[Path], batch_sizes: list[int], threads: int
+) -> list[str]:
     """Rows of the throughput table for one backbone on one runtime (torch: PyTorch; onnx: ONNX Runtime)."""
-    from mner.runtime.runners import load_image_encoder
+    from mner.runtime.images import load_image_encoder
     from mner.vision import EncoderConfig
     from mner.vision.decode import load_pixels
 
-    load_image_encoder(EncoderConfig.for_backbone(backbone), runtime)  # the one-time ONNX export is not timed
+    load_image_encoder(
+        EncoderConfig.for_backbone(backbone), runtime, threads
+    )  # the one-time ONNX export is not timed
     started = time.perf_counter()
-    encoder = load_image_encoder(EncoderConfig.for_backbone(backbone), runtime)
+    encoder = load_image_encoder(EncoderConfig.for_backbone(backbone), runtime, threads)
     load_s = time.perf_counter() - started
     started = time.perf_counter()
     pixels = np.stack([load_pixels(p, encoder.config) for p in paths])  # shape: (n, S, S, 3)
@@ -138,9 +142,10 @@ def main() -> None:
 
     import torch
 
-    from mner.runtime.ort import set_threads
+    from mner.runtime.ort import DEFAULT_THREADS, check_threads, torch_threads
 
-    set_threads(args.threads)
+    args.threads = check_threads(args.threads or DEFAULT_THREADS)
+    torch_threads(args.threads)
     print(f"command: python {' '.join(sys.argv)}")
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
@@ -159,7 +164,7 @@ def main() -> None:
             print("|---|---|---|---|---|---|---|---|---|")
             for backbone in args.backbones:
                 for runtime in args.runtimes:
-                    for row in throughput(backbone, runtime, paths, args.batch_sizes):
+                    for row in throughput(backbone, runtime, paths, args.batch_sizes, args.threads):
                         print(row, flush=True)
         print("\n## Image-vector cosine similarity (lite0): same photo re-encoded vs different photos\n")
         (tmp / "similarity").mkdir()

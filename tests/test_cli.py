@@ -168,6 +168,7 @@ def test_predict_json_contract(trained):
         "knowledge": None,
         "caption": None,
         "context": None,
+        "warnings": [],
     }
 
 

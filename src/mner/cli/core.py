@@ -113,9 +113,11 @@ def train(
     trainer = Trainer(filled["train"].posts, filled["dev"].posts, run, images=sources.images, on_epoch=report)
     types = [t[2:] for t in trainer.model.config.tags if t.startswith("B-")]
     typer.echo(f"entity types (from the training data): {', '.join(types)}", err=True)
-    for name in ("dev", "test"):
-        if name in filled:
-            unknown_types_warning(filled[name].posts, types, data[name])
+    for path in data["dev"]:
+        unknown_types_warning(gold(path, label_map), types, path)
+    tests = {path: gold(path, label_map) for path in data["test"]}  # read (and checked) before training
+    for path, posts in tests.items():
+        unknown_types_warning(posts, types, path)
     trainer.fit()
     model = trainer.model
     given = [
@@ -140,8 +142,8 @@ def train(
     )
     model.record["training"]["data"] = {k: [str(v) for v in paths] for k, paths in data.items() if paths}
     scores = None
-    for number, path in enumerate(data["test"]):  # each test file scored on its own, the first as "test"
-        test = fill(sources, gold(path, label_map), reads, str(path)).posts
+    for number, (path, posts) in enumerate(tests.items()):  # each scored on its own, the first as "test"
+        test = fill(sources, posts, reads, str(path)).posts
         predicted = model.predict_tags(test, images=sources.images)
         scored = entity_scores([list(p.tags) for p in test], predicted, types)
         scores = scores or scored
