@@ -150,6 +150,7 @@ def test_a_second_run_on_the_same_output_is_refused(tmp_path):
     held = OutputFile(out, posts)  # another job holds it
     try:
         result = tag("--in", str(posts), "--out", str(out))
+        assert out.read_text(encoding="utf-8") == ""  # the refused run wrote nothing
     finally:
         held.close()
     assert result.exit_code == 2
@@ -157,7 +158,7 @@ def test_a_second_run_on_the_same_output_is_refused(tmp_path):
         result.stderr
         == f"error: {out}: another mner job is writing to this file: wait for it or give another --out\n"
     )
-    assert out.read_text(encoding="utf-8") == ""
+    assert not out.exists()  # the job that made it wrote nothing: no empty file is left behind
     assert tag("--in", str(posts), "--out", str(out)).exit_code == 0 and len(records(out)) == 1
 
 

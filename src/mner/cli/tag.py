@@ -172,7 +172,7 @@ def run_tagging(load, lines, source: str, output, batch_size: int, progress: boo
     from mner.serving.jobs import Resume, batches, tag_lines
 
     summary = TagSummary()
-    resume = Resume(output.done.copy())
+    resume = Resume(output.done)
     pipeline = None
     start = time.perf_counter()
 

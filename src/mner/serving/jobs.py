@@ -13,9 +13,11 @@ The parts ``mner tag`` runs on one process and the Ray job runs on its workers:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fcntl
 import io
+import itertools
 import json
 import os
 from collections import Counter
@@ -42,6 +44,8 @@ class InputLine:
     id: str
     post: PostInput | None = None
     error: str | None = None
+    image: str | None = None  # the post's image as mner opens it (a path, a URI), for its errors
+    size: int = 0  # bytes of input it holds (its line, its image's bytes): what a batch is bounded by
 
 
 def line_id(obj: object, default: str) -> str:
@@ -74,7 +78,8 @@ def post_input(obj: object, number: int, source: str, base: Path | str, confined
     return InputLine(
         number,
         ident,
-        PostInput(
+        image=None if image is None else str(image),
+        post=PostInput(
             text if text is not None else " ".join(post.tokens),
             image,
             post_id=ident,
@@ -86,30 +91,41 @@ def post_input(obj: object, number: int, source: str, base: Path | str, confined
 
 def read_lines(path: str | Path, images_root: Path | None = None) -> Iterator[InputLine]:
     """Each post of a JSONL file (non-blank lines) or a Parquet file (rows) as an ``InputLine``, streamed:
-    constant memory; a JSONL line over ``mner.data.MAX_LINE_BYTES`` is that line's error, not a memory spike.
+    constant memory (a chunk's lines are read as they are used; a URI input's images one line at a time); a
+    JSONL line over ``mner.data.MAX_LINE_BYTES`` is that line's error, not a memory spike.
 
     Raises:
         MnerInputError: the file cannot be opened (on the call, before the first line).
     """
-    chunks = plan_chunks(path)  # opens the file: a missing input fails here
+    chunks = plan_chunks(path, per_chunk=1 << 62)  # opens the file: a missing input fails here
     return (line for chunk in chunks for line in read_chunk(chunk, images_root))
 
 
 # ------------------------------------------------------------------------------------------ inputs
 
+CHUNK_BYTES = 16 * 1024 * 1024  # a JSONL chunk ends at this many bytes, whatever its line count
+BATCH_BYTES = 4 * 1024 * 1024  # a batch ends at this many bytes of input (text and image bytes) ...
+# ... or at its number of posts: memory follows the bytes a batch holds, not only its count (a line is at
+# most mner.data.MAX_LINE_BYTES: such a line is a batch of its own)
+PARQUET_PIECES = 16  # a Parquet row group is cut into at most this many chunks (each reads the group up to
+# its rows: more pieces would decode the group's first rows again and again)
+
 
 @dataclass(frozen=True)
 class Chunk:
     """A piece of an input that one worker reads: bytes ``start:end`` of a JSONL file (``first`` is the line
-    number at ``start``) or rows ``start:end`` of a Parquet file (``first`` = start + 1); the first ``skip``
-    posts of it are already in the output."""
+    number at ``start``) or rows ``start:end`` of a Parquet file (``first`` = start + 1); ``skip``: ranges
+    ``[a, b)`` of its post numbers (input line or row numbers) whose posts are in the output already."""
 
     path: str  # as given: a local path or a URI pyarrow can open (s3://, gs://, hdfs://, file://)
     kind: str  # "jsonl" or "parquet"
     start: int
     end: int
     first: int
-    skip: int = 0
+    skip: tuple[tuple[int, int], ...] = ()
+
+    def skips(self, number: int) -> bool:
+        return any(a <= number < b for a, b in self.skip)
 
 
 def input_kind(path: str | Path) -> str:
@@ -120,7 +136,8 @@ def _open(path: str | Path):
     """A seekable binary file: local, or through pyarrow's filesystems for a URI.
 
     Raises:
-        MnerInputError: it cannot be opened.
+        MnerInputError: it cannot be opened, or it is not a file that can be read twice (a pipe, a terminal:
+        a job reads its input once to plan and once to tag).
     """
     text = str(path)
     try:
@@ -129,34 +146,59 @@ def _open(path: str | Path):
 
             filesystem, inner = fs.FileSystem.from_uri(text)
             return filesystem.open_input_file(inner)
-        return open(text, "rb")
+        handle = open(text, "rb")  # noqa: SIM115 - returned to the caller
     except FileNotFoundError:
         raise MnerInputError("file not found", text) from None
     except IsADirectoryError:
         raise MnerInputError("expected a file, got a directory", text) from None
     except (OSError, ValueError) as err:
-        raise MnerInputError(f"cannot open ({err})", text) from None
+        raise MnerInputError(f"cannot open ({getattr(err, 'strerror', None) or err})", text) from None
+    if not handle.seekable():
+        handle.close()
+        raise MnerInputError(
+            "not a regular file (a pipe or a terminal): mner reads its input twice (to plan, then to tag); "
+            "write the posts to a file and give that",
+            text,
+        )
+    return handle
 
 
 def plan_chunks(path: str | Path, per_chunk: int = 1000) -> Iterator[Chunk]:
-    """The input cut into chunks of about ``per_chunk`` posts (the file is scanned once, in blocks).
+    """The input cut into chunks of about ``per_chunk`` posts (a JSONL chunk also ends at ``CHUNK_BYTES``; a
+    Parquet chunk is a row group, or one of at most ``PARQUET_PIECES`` pieces of a big one). The file is
+    scanned once, in blocks.
 
     Raises:
         MnerInputError: the input cannot be opened or read (on the call).
     """
     path = str(path)
-    if input_kind(path) == "parquet":
-        import pyarrow.parquet as pq
-
-        try:
-            rows = pq.ParquetFile(_open(path)).metadata.num_rows
-        except Exception as err:  # noqa: BLE001 - a damaged Parquet file can fail in many ways
-            raise MnerInputError(f"not a readable Parquet file ({err})", path) from None
-        return iter(
-            [Chunk(path, "parquet", s, min(s + per_chunk, rows), s + 1) for s in range(0, rows, per_chunk)]
-        )
     handle = _open(path)
+    if input_kind(path) == "parquet":
+        return iter(_parquet_chunks(handle, path, per_chunk))
     return _jsonl_chunks(handle, path, per_chunk)
+
+
+def _parquet_file(handle, path: str):
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.ParquetFile(handle)
+    except Exception as err:  # noqa: BLE001 - a damaged Parquet file can fail in many ways
+        handle.close()
+        raise MnerInputError(f"not a readable Parquet file ({err})", path) from None
+
+
+def _parquet_chunks(handle, path: str, per_chunk: int) -> list[Chunk]:
+    with handle:
+        meta = _parquet_file(handle, path).metadata
+        chunks, start = [], 0
+        for group in range(meta.num_row_groups):
+            rows = meta.row_group(group).num_rows
+            pieces = min(PARQUET_PIECES, max(1, -(-rows // per_chunk)))
+            cuts = [start + rows * k // pieces for k in range(pieces + 1)]
+            chunks += [Chunk(path, "parquet", a, b, a + 1) for a, b in itertools.pairwise(cuts) if b > a]
+            start += rows
+    return chunks
 
 
 def _jsonl_chunks(handle, path: str, per_chunk: int) -> Iterator[Chunk]:
@@ -168,7 +210,7 @@ def _jsonl_chunks(handle, path: str, per_chunk: int) -> Iterator[Chunk]:
             while (newline := block.find(b"\n", at)) >= 0:
                 lines += 1
                 at = newline + 1
-                if lines % per_chunk == 0:
+                if lines - first + 1 >= per_chunk or offset + at - start >= CHUNK_BYTES:
                     yield Chunk(path, "jsonl", start, offset + at, first)
                     start, first = offset + at, lines + 1
             offset += len(block)
@@ -176,9 +218,10 @@ def _jsonl_chunks(handle, path: str, per_chunk: int) -> Iterator[Chunk]:
             yield Chunk(path, "jsonl", start, offset, first)
 
 
-def read_chunk(chunk: Chunk, images_root: Path | None = None, images: bool = True) -> list[InputLine]:
-    """The posts of a chunk (each a post to tag or its error), the first ``chunk.skip`` left out; with
-    ``images`` false, images of an input given by URI are not fetched (to count posts, say)."""
+def read_chunk(chunk: Chunk, images_root: Path | None = None, images: bool = True) -> Iterator[InputLine]:
+    """The posts of a chunk, each a post to tag or its error, read as they are used (the posts of
+    ``chunk.skip`` left out); with ``images`` false, images of an input given by URI are not fetched (to
+    read ids, say), else each is fetched when its line is read."""
     uri = "://" in chunk.path
     base = (
         images_root
@@ -186,17 +229,19 @@ def read_chunk(chunk: Chunk, images_root: Path | None = None, images: bool = Tru
         else (chunk.path.rsplit("/", 1)[0] if uri else Path(chunk.path).parent)
     )
     confined = images_root is not None
-    if chunk.kind == "parquet":
-        items = ((chunk.first + i, obj) for i, obj in enumerate(_parquet_rows(chunk)))
-    else:
-        items = _jsonl_items(chunk)
-    lines = [post_input(obj, number, chunk.path, base, confined) for number, obj in items][chunk.skip :]
-    if uri and images_root is None and images:
-        lines = [_with_image_bytes(line, chunk.path) for line in lines]
-    return lines
+    items = _parquet_rows(chunk) if chunk.kind == "parquet" else _jsonl_items(chunk)
+    for number, obj, size in items:
+        if chunk.skips(number):
+            continue
+        line = post_input(obj, number, chunk.path, base, confined)
+        line.size = size
+        if uri and images_root is None and images:
+            line = _with_image_bytes(line, chunk.path)
+        yield line
 
 
-def _jsonl_items(chunk: Chunk) -> Iterator[tuple[int, object]]:
+def _jsonl_items(chunk: Chunk) -> Iterator[tuple[int, object, int]]:
+    """(line number, decoded JSON value or the line's error, bytes) of each non-blank line of a chunk."""
     from mner.data import bounded_lines, parse_json
 
     with _open(chunk.path) as handle:
@@ -205,20 +250,20 @@ def _jsonl_items(chunk: Chunk) -> Iterator[tuple[int, object]]:
         for number, raw in bounded_lines(limited, Path(chunk.path), strip_bom=chunk.first == 1):
             number += chunk.first - 1
             if isinstance(raw, MnerInputError):
-                yield number, MnerInputError(raw.reason, chunk.path, number)
+                yield number, MnerInputError(raw.reason, chunk.path, number), 0
                 continue
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as err:
                 message = f"not UTF-8 (byte 0x{raw[err.start]:02x} at column {err.start + 1})"
-                yield number, MnerInputError(message, chunk.path, number)
+                yield number, MnerInputError(message, chunk.path, number), len(raw)
                 continue
             if not line.strip():
                 continue
             try:
-                yield number, parse_json(line)
+                yield number, parse_json(line), len(raw)
             except ValueError as err:
-                yield number, MnerInputError(str(err), chunk.path, number)
+                yield number, MnerInputError(str(err), chunk.path, number), len(raw)
 
 
 class _Limited(io.RawIOBase):
@@ -242,15 +287,52 @@ class _Limited(io.RawIOBase):
 PARQUET_FIELDS = ("id", "text", "tokens", "image", *text_fields())  # the JSONL post's fields
 
 
-def _parquet_rows(chunk: Chunk) -> Iterator[dict]:
-    """The rows of a chunk of a Parquet input as JSONL-like objects (missing and null fields left out)."""
-    import pyarrow.parquet as pq
-
+def _parquet_rows(chunk: Chunk) -> Iterator[tuple[int, object, int]]:
+    """(row number, the row as a JSONL-like object or its error, bytes of its text) of each row of a chunk of a
+    Parquet input, streamed a row group's batch at a time, reading only the columns a post has (missing and
+    null fields left out). A row group that cannot be read (a damaged page) makes each of its rows not yet read
+    an error, naming the file and the row."""
     with _open(chunk.path) as handle:
-        table = pq.ParquetFile(handle).read(columns=None).slice(chunk.start, chunk.end - chunk.start)
-    columns = [c for c in table.column_names if c in PARQUET_FIELDS]
-    for row in table.select(columns).to_pylist():
-        yield {k: v for k, v in row.items() if v is not None}
+        parquet = _parquet_file(handle, chunk.path)
+        meta = parquet.metadata
+        columns = [name for name in parquet.schema_arrow.names if name in PARQUET_FIELDS]
+        first = 0  # the 0-based row at which the row group starts
+        for group in range(meta.num_row_groups):
+            rows = meta.row_group(group).num_rows
+            low, high = max(chunk.start, first), min(chunk.end, first + rows)
+            if low < high:
+                yield from _group_rows(parquet, group, first, low, high, columns, chunk.path)
+            first += rows
+            if first >= chunk.end:
+                break
+
+
+def _group_rows(parquet, group: int, first: int, low: int, high: int, columns: list[str], path: str):
+    at = first  # the 0-based row of the next row the reader gives
+    try:
+        for batch in parquet.iter_batches(batch_size=256, row_groups=[group], columns=columns):
+            if at + batch.num_rows <= low:
+                at += batch.num_rows
+                continue
+            for row in batch.to_pylist():
+                if low <= at < high:
+                    obj = {k: v for k, v in row.items() if v is not None}
+                    yield at + 1, obj, _row_bytes(obj)
+                at += 1
+            if at >= high:
+                return
+    except Exception as err:  # noqa: BLE001 - a damaged page can fail in many ways inside pyarrow
+        reason = f"row group {group} cannot be read ({type(err).__name__}: {err})"
+        for row in range(max(at, low), high):
+            yield row + 1, MnerInputError(reason, path, row + 1), 0
+
+
+def _row_bytes(obj: dict) -> int:
+    return sum(
+        len(v) if isinstance(v, str) else sum(len(t) for t in v if isinstance(t, str))
+        for v in obj.values()
+        if isinstance(v, str | list)
+    )
 
 
 def _with_image_bytes(line: InputLine, source: str) -> InputLine:
@@ -259,10 +341,34 @@ def _with_image_bytes(line: InputLine, source: str) -> InputLine:
         return line
     try:
         with _open(str(line.post.image)) as handle:
-            data = handle.read()
+            data = _read_image(handle)
     except MnerInputError as err:
-        return InputLine(line.number, line.id, error=f"{source}:{line.number}: {err}")
-    return InputLine(line.number, line.id, dataclasses.replace(line.post, image=data))
+        return InputLine(line.number, line.id, error=f"{source}:{line.number}: {line.image}: {err.reason}")
+    except OSError as err:
+        message = f"{source}:{line.number}: {line.image}: cannot read ({err})"
+        return InputLine(line.number, line.id, error=message)
+    post = dataclasses.replace(line.post, image=data)
+    return dataclasses.replace(line, post=post, size=line.size + len(data))
+
+
+MAX_IMAGE_BYTES = (
+    64 * 1024 * 1024
+)  # an image file read through a URI filesystem; a larger one is its post's error
+
+
+def _read_image(handle) -> bytes:
+    """The file's bytes, read a block at a time (one read of the whole file leaves each file's size in the
+    filesystem's memory pool: 60 posts with an 8 MB image grew the job by 210 MB).
+
+    Raises:
+        MnerInputError: the file is over ``MAX_IMAGE_BYTES``.
+    """
+    data = bytearray()
+    while block := handle.read(1 << 20):
+        data += block
+        if len(data) > MAX_IMAGE_BYTES:
+            raise MnerInputError(f"image file is over {MAX_IMAGE_BYTES:,} bytes, the most mner reads")
+    return bytes(data)
 
 
 def image_path(value: str, base: Path | str, confined: bool) -> Path | str:
@@ -301,19 +407,25 @@ def tag_lines(
             continue
         result = next(results)
         if isinstance(result, MnerInputError):
-            records.append(error_record(line, f"{source}:{line.number}: {result}"))
+            # an image's error names it as the post gave it, resolved (a/b/photo.jpg, a URI), not by its name
+            what = f"{line.image}: {result.reason}" if result.path and line.image else str(result)
+            records.append(error_record(line, f"{source}:{line.number}: {what}"))
         else:
             records.append(result.to_dict())
     return records
 
 
-def batches(lines: Iterable[InputLine], size: int) -> Iterator[list[InputLine]]:
+def batches(lines: Iterable[InputLine], size: int, max_bytes: int = BATCH_BYTES) -> Iterator[list[InputLine]]:
+    """``lines`` in batches of ``size`` lines, a batch ending early at ``max_bytes`` of input (``InputLine.size``):
+    a batch of long lines holds few of them."""
     batch: list[InputLine] = []
+    held = 0
     for line in lines:
         batch.append(line)
-        if len(batch) == size:
+        held += line.size
+        if len(batch) == size or held >= max_bytes:
             yield batch
-            batch = []
+            batch, held = [], 0
     if batch:
         yield batch
 
@@ -335,15 +447,45 @@ def record_line(record: dict) -> str:
 
 @dataclass
 class Resume:
-    """Which input lines an earlier run already wrote: the first ``done[id]`` lines with each id."""
+    """Which input lines an earlier run already wrote: the first ``done[id]`` lines with each id (the one rule
+    of both engines: a rerun on another input skips only the ids the output holds)."""
 
     done: Counter = field(default_factory=Counter)
+
+    def __post_init__(self):
+        self.done = +self.done  # a copy, without zero counts
+        self.left = sum(self.done.values())
 
     def skip(self, ident: str) -> bool:
         if self.done[ident] > 0:
             self.done[ident] -= 1
+            self.left -= 1
             return True
         return False
+
+
+def skip_written(chunks: Iterable[Chunk], resume: Resume) -> tuple[list[Chunk], int]:
+    """The chunks with the posts ``resume`` says are written marked in ``Chunk.skip`` (a chunk wholly written
+    left out), and how many were marked. A chunk is read (its ids) only while ids of the output are left to
+    match; the chunks after that are taken as they are."""
+    left, skipped = [], 0
+    for chunk in chunks:
+        if resume.left > 0:
+            ranges: list[list[int]] = []
+            posts = 0
+            for line in read_chunk(chunk, images=False):
+                posts += 1
+                if resume.skip(line.id):
+                    skipped += 1
+                    if ranges and ranges[-1][1] == line.number:
+                        ranges[-1][1] = line.number + 1
+                    else:
+                        ranges.append([line.number, line.number + 1])
+            if posts and sum(b - a for a, b in ranges) == posts:
+                continue  # every post of it is written
+            chunk = dataclasses.replace(chunk, skip=tuple((a, b) for a, b in ranges))
+        left.append(chunk)
+    return left, skipped
 
 
 class OutputFile:
@@ -361,6 +503,7 @@ class OutputFile:
             raise MnerInputError(
                 "--out is the input file: give another --out (the input is never overwritten)", path
             )
+        self.created = not path.exists()  # made by this run: removed on close if nothing was written to it
         try:
             self.file = open(path, "ab")  # noqa: SIM115 - closed by close()
         except IsADirectoryError:
@@ -427,6 +570,12 @@ class OutputFile:
             raise MnerInputError(f"cannot write ({err.strerror or err})", self.path) from None
 
     def close(self) -> None:
+        """Release the lock; an output this run made and wrote nothing to is removed (a job that failed before
+        its first record leaves no empty file behind)."""
+        if self.created and not self.file.closed and self.file.tell() == 0:
+            with contextlib.suppress(OSError):
+                if os.path.getsize(self.path) == 0:
+                    os.unlink(self.path)
         self.file.close()  # closing releases the lock
 
 
@@ -442,6 +591,7 @@ def parquet_schema():
         [("start", pa.int64()), ("end", pa.int64()), ("type", pa.string()), ("text", pa.string())]
     )
     attribute = pa.struct([("label", pa.string()), ("probability", pa.float64())])
+    marker = json.dumps({"writer": "mner tag", "format": 1}).encode("utf-8")
     return pa.schema(
         [
             ("id", pa.string()),
@@ -452,7 +602,8 @@ def parquet_schema():
             *((name, pa.string()) for name in text_fields()),  # the channels' text fields
             ("line", pa.int64()),  # error records only
             ("error", pa.string()),  # error records only
-        ]
+        ],
+        metadata={PARQUET_MARKER: marker},  # what tells mner's parts from another tool's
     )
 
 
@@ -498,31 +649,40 @@ def table_records(table) -> list[dict]:
     return out
 
 
+PARQUET_MARKER = b"mner"  # the key of the schema metadata every part of an mner output carries
+
+
+def is_mner_part(schema) -> bool:
+    """A part file of an ``mner tag`` Parquet output: its schema is ``parquet_schema()``, marked as mner's."""
+    metadata = schema.metadata or {}
+    return PARQUET_MARKER in metadata and schema.remove_metadata().equals(parquet_schema().remove_metadata())
+
+
 class ParquetOutput:
     """A Parquet output: a folder of ``part-NNNNN.parquet`` files (one dataset to pyarrow, pandas, Spark, Ray),
     each written whole under a temporary name and renamed, so a killed job leaves only whole parts; records
-    are buffered up to ``part_size`` a part. Locked against a second writer; the ids already written counted."""
+    are buffered up to ``part_size`` a part. Every part carries mner's marker in its schema metadata: a folder
+    holding anything else (another tool's parts included) is refused, untouched. Locked against a second
+    writer; the ids already written counted. A folder this run made and left empty is removed on close."""
 
     def __init__(self, path: Path, input_path: str | Path | None = None, part_size: int = 1000):
+        """Open, check and lock the folder ``path`` (made if absent; its parent must exist).
+
+        Raises:
+            MnerInputError: a file, a folder that is not an mner output, or one another job holds.
+        """
         self.path, self.part_size, self.buffer = Path(path), part_size, []
         if self.path.exists() and not self.path.is_dir():
             raise MnerInputError(
                 "a Parquet output is a folder of part files; this is a file: give another --out", self.path
             )
-        self.path.mkdir(parents=True, exist_ok=True)
-        foreign = sorted(
-            p.name
-            for p in self.path.iterdir()
-            if not (p.name.startswith("part-") and p.suffix == ".parquet")
-            and p.name != ".mner-lock"
-            and not p.name.startswith(".part-")
-        )
-        if foreign:
-            raise MnerInputError(
-                f"not an mner tag output folder (it holds {foreign[0]!r}); give another --out: mner "
-                "never changes a folder it did not write",
-                self.path,
-            )
+        self.created = not self.path.exists()
+        if self.created:
+            try:
+                self.path.mkdir()
+            except FileNotFoundError:
+                raise MnerInputError(f"folder {str(self.path.parent)!r} does not exist", self.path) from None
+        self._check_foreign()
         self.lock = open(self.path / ".mner-lock", "ab")  # noqa: SIM115 - closed by close()
         try:
             fcntl.flock(self.lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -534,7 +694,8 @@ class ParquetOutput:
         for stale in self.path.glob(".part-*"):  # a part a killed job did not finish
             stale.unlink()
         self.done: Counter = Counter()
-        self.parts = 0
+        self.parts = 0  # the number the next part file takes
+        self.written = 0  # parts this run wrote
         self.cut = 0
         import pyarrow.parquet as pq
 
@@ -545,7 +706,34 @@ class ParquetOutput:
                 self.close()
                 raise MnerInputError(f"not a readable part of an mner output ({err})", part) from None
             self.done.update(ids)
-            self.parts += 1
+            number = part.stem.removeprefix("part-")
+            self.parts = max(self.parts, int(number) + 1 if number.isdigit() else 0)
+
+    def _check_foreign(self) -> None:
+        """Refuse a folder holding anything but mner's parts and lock (read only: nothing is written)."""
+        import pyarrow.parquet as pq
+
+        refuse = "give another --out: mner never changes a folder it did not write"
+        for entry in sorted(self.path.iterdir()):
+            name = entry.name
+            if name == ".mner-lock" or name.startswith(".part-"):
+                continue
+            if not (name.startswith("part-") and name.endswith(".parquet") and entry.is_file()):
+                raise MnerInputError(
+                    f"not an mner tag output folder (it holds {name!r}); {refuse}", self.path
+                )
+            try:
+                schema = pq.read_schema(entry)
+            except Exception as err:  # noqa: BLE001 - a damaged or foreign file can fail in many ways
+                raise MnerInputError(
+                    f"not a readable part of an mner output ({err}); {refuse}", entry
+                ) from None
+            if not is_mner_part(schema):
+                raise MnerInputError(
+                    f"not a part of an mner tag output (its schema is not mner's, or it lacks mner's marker); "
+                    f"{refuse}",
+                    entry,
+                )
 
     def write(self, records: Iterable[dict]) -> None:
         self.buffer.extend(records)
@@ -562,16 +750,24 @@ class ParquetOutput:
             pq.write_table(records_table(records), partial)
             os.replace(partial, self.path / name)
         except OSError as err:
+            partial.unlink(missing_ok=True)
             raise MnerInputError(f"cannot write ({err.strerror or err})", self.path / name) from None
         self.parts += 1
+        self.written += 1
 
     def close(self) -> None:
-        """Write what is buffered and release the lock."""
+        """Write what is buffered and release the lock (a folder this run made and wrote nothing to: removed)."""
         try:
             if self.buffer and not self.lock.closed:
                 self._flush(self.buffer)
                 self.buffer = []
         finally:
+            if self.created and not self.lock.closed and self.written == 0:
+                for entry in self.path.iterdir():
+                    if entry.name == ".mner-lock" or entry.name.startswith(".part-"):
+                        entry.unlink()
+                with contextlib.suppress(OSError):
+                    self.path.rmdir()
             self.lock.close()
 
 
