@@ -408,3 +408,80 @@ def test_over_long_lines_in_conll_and_kg_sources_are_refused_in_bounded_reads(tm
     report = ImportReport("tsv")
     assert [n for n, _ in iter_lines(tmp_path / "triples.tsv", report)] == [1, 3]
     assert report.skipped_lines() == ["triples.tsv:2: line is over 1,000 bytes, the most a line may hold"]
+
+
+# ---------------------------------------------------------------- issue #25: the service, round two
+
+
+def test_sockets_that_send_headers_and_stall_do_not_use_up_the_places(pipeline):
+    """Issue #25 case 15: 64 sockets sending their headers, then nothing, made every request 503 for 30 s."""
+    import socket
+
+    import httpx
+
+    from mner.serving.service import Limits, create_app
+    from tests.serving import running_server
+
+    with running_server(create_app(pipeline, Limits(max_pending=4)), read_timeout=20) as base:
+        port = int(base.rsplit(":", 1)[1])
+        stalled = [socket.create_connection(("127.0.0.1", port), timeout=20) for _ in range(12)]
+        try:
+            for sock in stalled:  # whole headers, a body announced and never sent
+                sock.sendall(
+                    b"POST /v1/tag HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: 100\r\n\r\n"
+                )
+            with httpx.Client(base_url=base, timeout=10) as client:
+                answers = [client.post("/v1/tag", json={"text": "Obama in Berlin"}) for _ in range(3)]
+        finally:
+            for sock in stalled:
+                sock.close()
+    assert [a.status_code for a in answers] == [200, 200, 200]
+
+
+@pytest.mark.parametrize(
+    "content_type, body, message",
+    [
+        (
+            "multipart/form-data; boundary=xyz",
+            b'--xyz\r\nContent-Disposition: form-data; name="text"\r\n\r\nObama \xff Berlin\r\n--xyz--\r\n',
+            "form field 'text' is not UTF-8 (byte 0xff at offset 6): expected UTF-8 text",
+        ),
+        (
+            "multipart/form-data; boundary=xyz",
+            b'--xyz\r\nContent-Disposition: form-data; name="text"\r\n\r\nObama\r\n'
+            b'--xyz\r\nContent-Disposition: form-data; name="caption"\r\n\r\ncaf\xe9\r\n--xyz--\r\n',
+            "form field 'caption' is not UTF-8 (byte 0xe9 at offset 3): expected UTF-8 text",
+        ),
+        (
+            "application/x-www-form-urlencoded",
+            b"text=Obama+%FF+Berlin",
+            "malformed form: not UTF-8 (byte 0xff): expected UTF-8 text",
+        ),
+        (
+            "application/x-www-form-urlencoded",
+            b"text=Obama+\xff+Berlin",
+            "malformed form: not UTF-8 (byte 0xff): expected UTF-8 text",
+        ),
+    ],
+    ids=["multipart text", "multipart caption", "urlencoded escape", "urlencoded raw byte"],
+)
+def test_form_text_that_is_not_utf8_is_a_400_as_in_json(url, content_type, body, message):
+    """Issue #25 case 22 (its multipart half): a form's bytes were read as Latin-1 where JSON gets a 400."""
+    import httpx
+
+    response = httpx.post(url + "/v1/tag", content=body, headers={"Content-Type": content_type}, timeout=30)
+    assert (response.status_code, response.json()) == (400, {"error": message})
+    good = httpx.post(url + "/v1/tag", files={"text": (None, "Zürich in Crète".encode())}, timeout=30)
+    assert good.status_code == 200 and good.json()["tokens"] == ["Zürich", "in", "Crète"]
+
+
+@pytest.mark.parametrize("host", ["", " "])
+def test_serve_refuses_an_empty_host(host):
+    """Issue #25 case 26: ``--host ""`` listened on every interface and printed http://:PORT/."""
+    result = runner.invoke(app, ["serve", "--host", host, "--port", "8765"])
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"error: --host {host!r}: expected an address to listen on: 127.0.0.1 (this machine only), or 0.0.0.0 "
+        "for every interface\n"
+    )
