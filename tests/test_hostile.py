@@ -485,3 +485,139 @@ def test_serve_refuses_an_empty_host(host):
         f"error: --host {host!r}: expected an address to listen on: 127.0.0.1 (this machine only), or 0.0.0.0 "
         "for every interface\n"
     )
+
+
+def _with_small_files(limit: int):
+    """A preexec_fn: writes past ``limit`` bytes fail with EFBIG ("File too large"), as on a full disk."""
+
+    def apply():
+        import resource
+        import signal
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
+
+
+@pytest.mark.parametrize("limit, what", [(100_000, "model"), (3_000_000, "image encoder")])
+def test_a_full_disk_in_export_names_the_file_and_leaves_nothing_cut(tmp_path, limit, what):
+    """Issue #25 case 20 (export): no file name, a truncated model.onnx; and a cut GloVe index left in the cache."""
+    import shutil
+    import subprocess
+    import sys
+
+    pytest.importorskip("torch", reason="exporting needs torch (pip install 'mner[train]')")
+    from mner.model.folder import MODELS
+
+    folder, cache = tmp_path / "m", tmp_path / "cache"
+    shutil.copytree(MODELS["text"].folder, folder)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    result = subprocess.run(
+        [sys.executable, "-m", "mner", "export", "--model", str(folder)],
+        capture_output=True,
+        text=True,
+        check=False,
+        preexec_fn=_with_small_files(limit),
+        env={**__import__("os").environ, "OMP_NUM_THREADS": "1", "MNER_CACHE": str(cache)},
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    expected = {
+        "model": f"error: {folder / 'model.onnx'}: cannot write the ONNX export (File too large)",
+        "image encoder": f"error: {cache / 'vision-lite0-grid7.onnx'}: cannot write the image encoder's ONNX file "
+        "(File too large)",
+    }[what]
+    assert result.stderr.strip().splitlines()[-1] == expected
+    if what == "model":
+        assert {p.name: p.read_bytes() for p in folder.iterdir()} == before  # the old export, whole
+    assert [p.name for p in cache.iterdir() if ".part" in p.name or p.name.count(".npz") > 1] == []
+
+
+def test_kg_check_finds_what_the_quick_check_of_every_open_does_not(tmp_path):
+    """Issue #25 case 23: a bit flipped in an index passes SQLite's quick_check; ``mner kg check`` runs the full
+    integrity_check. Errors are one line (SQLite's report spans several)."""
+    from mner.knowledge import KGSources, build_kg
+
+    labels = "".join(f"e{i}\tChelsea Club {i}\tfootball club\n" for i in range(200))
+    (tmp_path / "labels.tsv").write_text(labels, encoding="utf-8")
+    build_kg(tmp_path / "kg.sqlite", KGSources(labels=[tmp_path / "labels.tsv"]))
+    good = runner.invoke(app, ["kg", "check", "--kg", str(tmp_path / "kg.sqlite")])
+    assert good.exit_code == 0 and good.stdout.startswith(
+        f"{tmp_path / 'kg.sqlite'}: ok (SQLite's integrity_check: "
+    )
+    data = bytearray((tmp_path / "kg.sqlite").read_bytes())
+    data[data.find(b"chelsea club 17")] ^= 0x20  # one bit: 'c' -> 'C' in the first copy of an alias key
+    (tmp_path / "kg.sqlite").write_bytes(bytes(data))
+    opened = runner.invoke(app, ["kg", "stats", "--kg", str(tmp_path / "kg.sqlite")])
+    assert opened.exit_code == 0  # the quick check of every open does not see it
+    checked = runner.invoke(app, ["kg", "check", "--kg", str(tmp_path / "kg.sqlite")])
+    assert checked.exit_code == 2
+    assert checked.stderr == (
+        f"error: {tmp_path / 'kg.sqlite'}: the KG file is damaged (SQLite's integrity_check: row 18 missing from "
+        "index aliases_key); rebuild it with 'mner kg build'\n"
+    )
+
+
+def test_a_damaged_kg_is_refused_in_one_line(tmp_path):
+    from mner.knowledge import KGSources, build_kg
+
+    (tmp_path / "labels.tsv").write_text("cfc\tChelsea F.C.\tfootball club\n", encoding="utf-8")
+    build_kg(tmp_path / "kg.sqlite", KGSources(labels=[tmp_path / "labels.tsv"]))
+    data = bytearray((tmp_path / "kg.sqlite").read_bytes())
+    for offset in range(4096, len(data), 4096):
+        data[offset : offset + 8] = b"\xff" * 8
+    (tmp_path / "kg.sqlite").write_bytes(bytes(data))
+    for command in ("stats", "check"):
+        result = runner.invoke(app, ["kg", command, "--kg", str(tmp_path / "kg.sqlite")])
+        assert result.exit_code == 2 and len(result.stderr.splitlines()) == 1, result.stderr
+        assert "*** in database main *** " in result.stderr
+
+
+def test_a_config_too_large_for_its_weights_is_refused_on_torch(tmp_path):
+    """Issue #25 case 24: ``"hidden": 100000000`` with --runtime torch asked for 176 GB: a traceback."""
+    import shutil
+
+    pytest.importorskip("torch", reason="--runtime torch needs torch")
+    from mner.model.folder import MODELS
+
+    shutil.copytree(MODELS["text"].folder, tmp_path / "m")
+    record = json.loads((tmp_path / "m" / "config.json").read_text(encoding="utf-8"))
+    record["model"]["hidden"] = 100_000_000
+    (tmp_path / "m" / "config.json").write_text(json.dumps(record), encoding="utf-8")
+    result = runner.invoke(
+        app, ["predict", "--model", str(tmp_path / "m"), "--runtime", "torch", "--text", "Obama in Berlin"]
+    )
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.stderr == (
+        f"error: {tmp_path / 'm' / 'config.json'}: the model config does not match its weights: "
+        "'encoder.lstm.weight_ih_l0' is [600, 110] in model.safetensors, [400000000, 110] by the config (a changed "
+        "or damaged config.json)\n"
+    )
+
+
+def test_demo_photos_never_overwrite_a_file_nor_make_parents(tmp_path):
+    """Issue #25 case 25: ``mner demo --photos DIR`` overwrote an existing chelsea.jpg and made parents at any
+    depth."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "chelsea.jpg").write_bytes(b"my own cat")
+    result = runner.invoke(app, ["demo", "--photos", str(photos)])
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"error: {photos / 'chelsea.jpg'}: exists and is not mner's sample photo: mner never overwrites a file; "
+        "give another --photos folder\n"
+    )
+    assert sorted(p.name for p in photos.iterdir()) == ["chelsea.jpg"]
+    assert (photos / "chelsea.jpg").read_bytes() == b"my own cat"
+    deep = tmp_path / "a" / "b" / "photos"
+    result = runner.invoke(app, ["demo", "--photos", str(deep)])
+    assert (
+        result.exit_code == 2
+        and result.stderr == f"error: {deep}: folder {str(deep.parent)!r} does not exist\n"
+    )
+    assert not (tmp_path / "a").exists()
+    fresh = tmp_path / "fresh"
+    for _ in range(2):  # a rerun keeps the photos it wrote
+        result = runner.invoke(app, ["demo", "--photos", str(fresh)])
+        assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in fresh.iterdir()) == ["astronaut.jpg", "chelsea.jpg", "coffee.jpg"]

@@ -587,7 +587,9 @@ def form_parts(body: bytes, content_type: str) -> list[FormPart]:
         _, params = parse_options_header(header["disposition"])
         header["disposition"] = b""
         if b"name" not in params:
-            raise RequestError(400, 'malformed multipart body: a part without a "name" in its Content-Disposition')
+            raise RequestError(
+                400, 'malformed multipart body: a part without a "name" in its Content-Disposition'
+            )
         if len(parts) >= MAX_FORM_PARTS:
             raise RequestError(400, f"malformed multipart body: more than {MAX_FORM_PARTS} parts")
         filename = params.get(b"filename")
