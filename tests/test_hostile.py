@@ -449,8 +449,10 @@ def test_sockets_that_send_headers_and_stall_do_not_use_up_the_places(pipeline):
         ),
         (
             "multipart/form-data; boundary=xyz",
-            b'--xyz\r\nContent-Disposition: form-data; name="text"\r\n\r\nObama\r\n'
-            b'--xyz\r\nContent-Disposition: form-data; name="caption"\r\n\r\ncaf\xe9\r\n--xyz--\r\n',
+            (
+                b'--xyz\r\nContent-Disposition: form-data; name="text"\r\n\r\nObama\r\n'
+                b'--xyz\r\nContent-Disposition: form-data; name="caption"\r\n\r\ncaf\xe9\r\n--xyz--\r\n'
+            ),
             "form field 'caption' is not UTF-8 (byte 0xe9 at offset 3): expected UTF-8 text",
         ),
         (
