@@ -2,10 +2,11 @@
 batches, resumable; on this process, or as a Ray Data job (``--engine ray``, ``mner.serving.raytag``).
 
 Input lines: ``{"id"?: str, "text": str (or "tokens": [str]), "image"?: path, "caption"?: str, "context"?: str}``;
-a ``--context`` TSV fills "context" for lines without one (by "id", or by the image file's stem). Output
+a ``--context-file`` TSV fills "context" for lines without one (by "id", or by the image file's stem). Output
 lines: the ``mner.serving.pipeline`` result of each post, or ``{"id", "line", "error"}`` for a line that cannot be
 tagged. The input is read and the output written one batch at a time (constant memory); a rerun skips the
-ids already in the output, so an interrupted run is resumed by running the same command again.
+ids already in the output (``mner.serving.jobs.Resume``, on either engine), so an interrupted run is resumed
+by running the same command again.
 """
 
 from __future__ import annotations

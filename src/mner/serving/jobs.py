@@ -8,7 +8,13 @@ The parts ``mner tag`` runs on one process and the Ray job runs on its workers:
   "error"}`` naming ``FILE:LINE`` and what was expected. Bad input never fails a job.
 - ``OutputFile``: an output being appended to — refused if it is the input or holds lines that are not mner
   records, locked against a second writer, a last line cut by an interrupted run removed, and the ids
-  already there counted, so a rerun skips exactly the posts written (``Resume``; duplicate ids included).
+  already there counted, so a rerun skips exactly the posts written (``Resume``; duplicate ids included);
+  ``ParquetOutput``: the same for a folder of Parquet parts, each carrying mner's marker.
+- ``Resume`` is the one resume rule, by id, of both engines: ``mner tag`` applies it line by line, the Ray job
+  through ``skip_written`` (the posts written, marked in their chunks).
+
+Memory stays bounded on any input: chunks and batches end at a number of posts or of bytes, whichever comes
+first; lines, Parquet rows and a URI input's images are read as they are used.
 """
 
 from __future__ import annotations
