@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mner.cli import app
-from mner.serving.jobs import OutputFile
+from mner.serving.outputs import OutputFile
 from tests.conftest import TWITTER2015
 
 runner = CliRunner()

@@ -135,7 +135,7 @@ def test_a_parquet_folder_of_someone_elses_parts_is_refused_untouched(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from mner.serving.jobs import parquet_schema
+    from mner.serving.outputs import parquet_schema
 
     posts = write_jsonl(tmp_path / "posts.jsonl", D1)
     theirs = tmp_path / "theirs.parquet"

@@ -94,7 +94,8 @@ def tag(
 ) -> None:
     """Tag every post of a JSONL or Parquet file; bad lines become error records, and a rerun resumes."""
     from mner.runtime.ort import check_threads
-    from mner.serving.jobs import open_output, plan_chunks, read_lines
+    from mner.serving.jobs import plan_chunks, read_lines
+    from mner.serving.outputs import open_output
 
     if engine not in ("local", "ray"):
         raise MnerInputError(f"--engine {engine!r}: expected local or ray")

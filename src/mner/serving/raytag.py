@@ -65,7 +65,7 @@ def run_ray(
     chunk_size: int | None = None,
     progress: bool = True,
 ) -> RaySummary:
-    """Tag ``input_path`` into ``output`` (``mner.serving.jobs.open_output``) on Ray; a local Ray on this machine's cores
+    """Tag ``input_path`` into ``output`` (``mner.serving.outputs.open_output``) on Ray; a local Ray on this machine's cores
     without ``address``."""
     import ray
     import ray.data
