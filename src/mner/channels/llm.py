@@ -443,7 +443,7 @@ def _content(raw: bytes) -> tuple[str, str | None]:
     if not isinstance(content, str) or not content.strip():
         raise _Retry("empty answer")
     model = answer.get("model") if isinstance(answer, dict) else None
-    return content, model if isinstance(model, str) else None
+    return content, " ".join(model.split())[:200] if isinstance(model, str) else None  # a name, not a payload
 
 
 def structured_context(content: str) -> str | None:
