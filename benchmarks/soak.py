@@ -18,7 +18,8 @@ output exactly once.
 
 Job kill loops (issue #25): the same posts as a Parquet input into a Parquet output (local engine), and with
 ``--engine ray`` (JSONL, and Parquet in and out), each killed with SIGKILL (its whole process group: the driver
-and the local Ray it started) at a random moment ``--job-kills`` times, then left to finish; then every
+and the local Ray it started) 0-3 s after a run wrote its first records, ``--job-kills`` times, then left
+to finish; then every
 input post's id must appear in the output as often as in the input, in input order, with no temporary part
 file left.
 """
@@ -393,6 +394,18 @@ def output_ids(out: Path) -> list[str]:
     return [json.loads(line)["id"] for line in out.read_text(encoding="utf-8").splitlines()]
 
 
+def _group_lives(group: int, seconds: float) -> bool:
+    """Whether a process of the process group is still there ``seconds`` after it was killed."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return False
+        time.sleep(0.2)
+    return True
+
+
 def records_written(out: Path) -> int:
     """Whole records in an output: complete lines of a JSONL file, rows of a Parquet folder's parts."""
     if not out.exists():
@@ -417,32 +430,32 @@ def job_kill_loop(args, engine: str, parquet: bool, seed: int) -> list[str]:
     command += ["--quiet", "--threads", "1"]
     if engine == "ray":
         command += ["--engine", "ray", "--workers", "2"]
-    window = (8, 30) if engine == "ray" else (2, 12)  # Ray starts in about 10 s here
     kills, runs, start = 0, 0, time.perf_counter()
-    progress: list[int] = []  # records in the output after each kill
-    survivors = 0  # killed process groups with a process still alive a second later
+    progress: list[int] = []  # whole records in the output after each kill
+    survivors = 0  # killed process groups with a process still alive 10 s later
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     while True:
         runs += 1
-        proc = subprocess.Popen(
-            command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, start_new_session=True
-        )
-        try:
-            proc.wait(timeout=rng.uniform(*window) if kills < args.job_kills else 900)
-        except subprocess.TimeoutExpired:
+        before = records_written(out)
+        log = folder / f"run{runs}.log"  # a file, not a pipe: Ray's log lines cannot fill a pipe and block it
+        with open(log, "wb") as stderr:
+            proc = subprocess.Popen(
+                command, stdout=subprocess.DEVNULL, stderr=stderr, env=env, start_new_session=True
+            )
+        if kills < args.job_kills:  # mid-run: once this run has written records, a random 0-3 s later
+            while proc.poll() is None and records_written(out) <= before:
+                time.sleep(0.2)
+            time.sleep(rng.uniform(0, 3))
+        if proc.poll() is None and kills < args.job_kills:
             os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray processes it started
             proc.wait()
             kills += 1
             progress.append(records_written(out))
-            time.sleep(1)
-            try:
-                os.killpg(proc.pid, 0)  # anything of that group still alive?
-                survivors += 1
-            except ProcessLookupError:
-                pass
+            survivors += _group_lives(proc.pid, seconds=10)
             continue
+        proc.wait(timeout=900)
         if proc.returncode != 0:
-            raise SystemExit(f"mner tag ({engine}) failed: {proc.stderr.read().decode()}")
+            raise SystemExit(f"mner tag ({engine}) failed: {log.read_text(errors='replace')}")
         break
     written = output_ids(out)
     exact = written == ids
@@ -456,7 +469,7 @@ def job_kill_loop(args, engine: str, parquet: bool, seed: int) -> list[str]:
         (
             f"{args.job_posts} input posts ({len(set(ids))} distinct ids, each on up to three lines; a third with "
             f"images; {sum(i.startswith('posts-') for i in ids)} hostile): {runs} runs, {kills} killed with SIGKILL "
-            f"(the whole process group) {window[0]}-{window[1]} s after their start, the last completed; "
+            "(the whole process group) 0-3 s after they wrote their first records, the last completed; "
             f"{time.perf_counter() - start:.0f} s in all; whole records in the output after each kill: "
             f"{progress}; killed process groups with a process left: {survivors}. Output: {len(written)} records "
             f"for {len(ids)} posts; every id exactly as often as in the input, in input order: **{exact}**; "
@@ -472,7 +485,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--kill-posts", type=int, default=3000)
     parser.add_argument("--kills", type=int, default=20, help="SIGKILLs before the last run may finish")
-    parser.add_argument("--job-posts", type=int, default=3000, help="posts of the Parquet and Ray kill loops")
+    parser.add_argument("--job-posts", type=int, default=5000, help="posts of the Parquet and Ray kill loops")
     parser.add_argument("--job-kills", type=int, default=5, help="SIGKILLs in each Parquet and Ray kill loop")
     parser.add_argument("--report", type=Path, default=Path(__file__).with_name("soak.md"))
     args = parser.parse_args()
