@@ -32,7 +32,10 @@ def main() -> None:
         read_conll(args.data / f"{args.split}.txt"), ["text", "context"]
     )
     predicted = [
-        [t if not t.endswith("-UNK") else "O" for t in align(p.tokens, post_entities(p.tokens, p.context) or [])]
+        [
+            t if not t.endswith("-UNK") else "O"
+            for t in align(p.tokens, post_entities(p.tokens, p.context) or [])
+        ]
         for p in filled.posts
     ]
     scores = entity_scores([list(p.tags) for p in filled.posts], predicted).to_json()

@@ -80,7 +80,7 @@ def driver_rate(records: Path, posts: Path, out: Path, chunk: int = 128) -> floa
     """Records/s the driver's own path can take: parse a chunk's records as they come from the workers (JSON
     strings) and append them to a JSONL output, as ``mner.serving.raytag`` does — without Ray or tagging, so it bounds
     what one driver can write however many workers feed it."""
-    from mner.serving.jobs import open_output
+    from mner.serving.outputs import open_output
 
     lines = records.read_text(encoding="utf-8").splitlines()
     if out.exists():

@@ -1,6 +1,7 @@
 """Soak test of ``mner serve`` and a kill -9 loop on ``mner tag`` (issue #16), loopback only, bounded in time.
 
-Usage: python benchmarks/soak.py [--minutes 3] [--clients 8] [--kill-posts 3000] [--kills 20] [--report benchmarks/soak.md]
+Usage: python benchmarks/soak.py [--minutes 3] [--clients 8] [--kill-posts 3000] [--kills 20] [--job-posts 3000]
+[--job-kills 5] [--report benchmarks/soak.md]
 
 Serve: starts ``mner serve`` (defaults) on a free 127.0.0.1 port, then for ``--minutes`` runs ``--clients``
 client threads that each send, at random, valid posts (JSON, multipart with a JPEG) and hostile ones:
@@ -14,6 +15,13 @@ requests, and the server's RSS at start, peak and end (VmRSS, sampled every 50 m
 Kill loop: ``mner tag`` on ``--kill-posts`` posts (a third with images, some hostile lines), killed with
 SIGKILL 1-3 s after its start ``--kills`` times, then rerun until it completes; then checks every input line's id appears in the
 output exactly once.
+
+Job kill loops (issue #25): the same posts as a Parquet input into a Parquet output (local engine), and with
+``--engine ray`` (JSONL, and Parquet in and out), each killed with SIGKILL (its whole process group: the driver
+and the local Ray it started) 0-3 s after a run wrote its first records, ``--job-kills`` times, then left
+to finish; then every
+input post's id must appear in the output as often as in the input, in input order, with no temporary part
+file left.
 """
 
 from __future__ import annotations
@@ -342,12 +350,143 @@ def kill_loop(args) -> list[str]:
     ]
 
 
+def job_input(folder: Path, count: int, parquet: bool) -> tuple[Path, list[str]]:
+    """``count`` posts (every id on three lines, a third with an image, some hostile) as JSONL or Parquet, and the
+    id of each post as a record gives it."""
+    posts = make_posts(40)
+    for i, (_, jpeg) in enumerate(posts):
+        (folder / f"p{i}.jpg").write_bytes(jpeg)
+    rows, ids = [], []
+    for i in range(count):
+        row: dict = {"id": f"id{i // 3}", "text": posts[i % len(posts)][0], "image": None}
+        if i % 3 == 0:
+            row["image"] = f"p{i % len(posts)}.jpg"
+        if i % 50 == 7:  # an error record: an empty post (Parquet), a lone surrogate (JSONL); no id
+            row = {"id": None, "text": "", "image": None}
+            ids.append(f"posts-{i + 1}")
+        else:
+            ids.append(row["id"])
+        rows.append(row)
+    if parquet:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        path = folder / "posts.parquet"
+        pq.write_table(pa.Table.from_pylist(rows), path, row_group_size=500)
+    else:
+        path = folder / "posts.jsonl"
+        lines = [
+            '{"text":"Obama \\udc80 Berlin"}'
+            if r["id"] is None
+            else json.dumps({k: v for k, v in r.items() if v})
+            for r in rows
+        ]
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path, ids
+
+
+def output_ids(out: Path) -> list[str]:
+    if out.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        parts = sorted(out.glob("part-*.parquet"))
+        return [i for part in parts for i in pq.read_table(part, columns=["id"]).column("id").to_pylist()]
+    return [json.loads(line)["id"] for line in out.read_text(encoding="utf-8").splitlines()]
+
+
+def _group_lives(group: int, seconds: float) -> bool:
+    """Whether a process of the process group is still there ``seconds`` after it was killed."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return False
+        time.sleep(0.2)
+    return True
+
+
+def records_written(out: Path) -> int:
+    """Whole records in an output: complete lines of a JSONL file, rows of a Parquet folder's parts."""
+    if not out.exists():
+        return 0
+    if out.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return sum(pq.ParquetFile(part).metadata.num_rows for part in out.glob("part-*.parquet"))
+    return out.read_bytes().count(b"\n")
+
+
+def job_kill_loop(args, engine: str, parquet: bool, seed: int) -> list[str]:
+    """``mner tag`` (``engine``; Parquet in and out with ``parquet``) killed with SIGKILL at random moments,
+    then left to finish: each id as often as in the input, in input order?"""
+    import tempfile
+
+    rng = random.Random(seed)
+    folder = Path(tempfile.mkdtemp(prefix=f"mner-kill-{engine}-"))
+    path, ids = job_input(folder, args.job_posts, parquet)
+    out = folder / ("out.parquet" if parquet else "out.jsonl")
+    command = [sys.executable, "-m", "mner", "tag", "--in", str(path), "--out", str(out), "--batch-size", "8"]
+    command += ["--quiet", "--threads", "1"]
+    if engine == "ray":
+        command += ["--engine", "ray", "--workers", "2"]
+    kills, runs, start = 0, 0, time.perf_counter()
+    progress: list[int] = []  # whole records in the output after each kill
+    survivors = 0  # killed process groups with a process still alive 10 s later
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    while True:
+        runs += 1
+        before = records_written(out)
+        log = folder / f"run{runs}.log"  # a file, not a pipe: Ray's log lines cannot fill a pipe and block it
+        with open(log, "wb") as stderr:
+            proc = subprocess.Popen(
+                command, stdout=subprocess.DEVNULL, stderr=stderr, env=env, start_new_session=True
+            )
+        if kills < args.job_kills:  # mid-run: once this run has written records, a random 0-3 s later
+            while proc.poll() is None and records_written(out) <= before:
+                time.sleep(0.2)
+            time.sleep(rng.uniform(0, 3))
+        if proc.poll() is None and kills < args.job_kills:
+            os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray processes it started
+            proc.wait()
+            kills += 1
+            progress.append(records_written(out))
+            survivors += _group_lives(proc.pid, seconds=10)
+            continue
+        proc.wait(timeout=900)
+        if proc.returncode != 0:
+            raise SystemExit(f"mner tag ({engine}) failed: {log.read_text(errors='replace')}")
+        break
+    written = output_ids(out)
+    exact = written == ids
+    left = sorted(p.name for p in out.parent.glob(".part-*")) + (
+        sorted(p.name for p in out.glob(".part-*")) if out.is_dir() else []
+    )
+    form = "Parquet in, Parquet out" if parquet else "JSONL in, JSONL out"
+    return [
+        f"### Kill -9 loop on `mner tag --engine {engine}` ({form})",
+        "",
+        (
+            f"{args.job_posts} input posts ({len(set(ids))} distinct ids, each on up to three lines; a third with "
+            f"images; {sum(i.startswith('posts-') for i in ids)} hostile): {runs} runs, {kills} killed with SIGKILL "
+            "(the whole process group) 0-3 s after they wrote their first records, the last completed; "
+            f"{time.perf_counter() - start:.0f} s in all; whole records in the output after each kill: "
+            f"{progress}; killed process groups with a process left: {survivors}. Output: {len(written)} records "
+            f"for {len(ids)} posts; every id exactly as often as in the input, in input order: **{exact}**; "
+            f"temporary parts left: {len(left)}."
+        ),
+        "",
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=3)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--kill-posts", type=int, default=3000)
     parser.add_argument("--kills", type=int, default=20, help="SIGKILLs before the last run may finish")
+    parser.add_argument("--job-posts", type=int, default=5000, help="posts of the Parquet and Ray kill loops")
+    parser.add_argument("--job-kills", type=int, default=5, help="SIGKILLs in each Parquet and Ray kill loop")
     parser.add_argument("--report", type=Path, default=Path(__file__).with_name("soak.md"))
     args = parser.parse_args()
     lines = [
@@ -355,12 +494,16 @@ def main() -> None:
         "",
         (
             f"Command: `python benchmarks/soak.py --minutes {args.minutes:g} --clients "
-            f"{args.clients} --kill-posts {args.kill_posts} --kills {args.kills}`; {os.cpu_count()} CPU cores."
+            f"{args.clients} --kill-posts {args.kill_posts} --kills {args.kills} --job-posts {args.job_posts} "
+            f"--job-kills {args.job_kills}`; {os.cpu_count()} CPU cores."
         ),
         "",
     ]
     lines += soak(args)
     lines += kill_loop(args)
+    lines += job_kill_loop(args, "local", parquet=True, seed=2)
+    lines += job_kill_loop(args, "ray", parquet=False, seed=3)
+    lines += job_kill_loop(args, "ray", parquet=True, seed=4)
     publish(lines, args.report)
 
 

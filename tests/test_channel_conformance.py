@@ -53,7 +53,8 @@ def test_the_command_line_offers_the_channel(spec):
 @pytest.mark.parametrize("spec", [s for s in SPECS if s.field is not None], ids=lambda s: s.name)
 def test_jsonl_and_parquet_carry_the_channels_field(spec):
     from mner.channels.posts import post_from_json, post_to_json
-    from mner.serving.jobs import PARQUET_FIELDS, parquet_schema, records_table, table_records
+    from mner.serving.jobs import PARQUET_FIELDS
+    from mner.serving.outputs import parquet_schema, records_table, table_records
 
     value = "field value" if spec.field != "text" else "Kobe Bryant"
     post = post_from_json({"text": "Kobe Bryant", spec.field: value})

@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mner.cli import app
-from mner.serving.jobs import OutputFile
+from mner.serving.outputs import OutputFile
 from tests.conftest import TWITTER2015
 
 runner = CliRunner()
@@ -150,6 +150,7 @@ def test_a_second_run_on_the_same_output_is_refused(tmp_path):
     held = OutputFile(out, posts)  # another job holds it
     try:
         result = tag("--in", str(posts), "--out", str(out))
+        assert out.read_text(encoding="utf-8") == ""  # the refused run wrote nothing
     finally:
         held.close()
     assert result.exit_code == 2
@@ -157,7 +158,7 @@ def test_a_second_run_on_the_same_output_is_refused(tmp_path):
         result.stderr
         == f"error: {out}: another mner job is writing to this file: wait for it or give another --out\n"
     )
-    assert out.read_text(encoding="utf-8") == ""
+    assert not out.exists()  # the job that made it wrote nothing: no empty file is left behind
     assert tag("--in", str(posts), "--out", str(out)).exit_code == 0 and len(records(out)) == 1
 
 
@@ -407,3 +408,218 @@ def test_over_long_lines_in_conll_and_kg_sources_are_refused_in_bounded_reads(tm
     report = ImportReport("tsv")
     assert [n for n, _ in iter_lines(tmp_path / "triples.tsv", report)] == [1, 3]
     assert report.skipped_lines() == ["triples.tsv:2: line is over 1,000 bytes, the most a line may hold"]
+
+
+# ---------------------------------------------------------------- issue #25: the service, round two
+
+
+def test_sockets_that_send_headers_and_stall_do_not_use_up_the_places(pipeline):
+    """Issue #25 case 15: 64 sockets sending their headers, then nothing, made every request 503 for 30 s."""
+    import socket
+
+    import httpx
+
+    from mner.serving.service import Limits, create_app
+    from tests.serving import running_server
+
+    with running_server(create_app(pipeline, Limits(max_pending=4)), read_timeout=20) as base:
+        port = int(base.rsplit(":", 1)[1])
+        stalled = [socket.create_connection(("127.0.0.1", port), timeout=20) for _ in range(12)]
+        try:
+            for sock in stalled:  # whole headers, a body announced and never sent
+                sock.sendall(
+                    b"POST /v1/tag HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: 100\r\n\r\n"
+                )
+            with httpx.Client(base_url=base, timeout=10) as client:
+                answers = [client.post("/v1/tag", json={"text": "Obama in Berlin"}) for _ in range(3)]
+        finally:
+            for sock in stalled:
+                sock.close()
+    assert [a.status_code for a in answers] == [200, 200, 200]
+
+
+@pytest.mark.parametrize(
+    "content_type, body, message",
+    [
+        (
+            "multipart/form-data; boundary=xyz",
+            b'--xyz\r\nContent-Disposition: form-data; name="text"\r\n\r\nObama \xff Berlin\r\n--xyz--\r\n',
+            "form field 'text' is not UTF-8 (byte 0xff at offset 6): expected UTF-8 text",
+        ),
+        (
+            "multipart/form-data; boundary=xyz",
+            (
+                b'--xyz\r\nContent-Disposition: form-data; name="text"\r\n\r\nObama\r\n'
+                b'--xyz\r\nContent-Disposition: form-data; name="caption"\r\n\r\ncaf\xe9\r\n--xyz--\r\n'
+            ),
+            "form field 'caption' is not UTF-8 (byte 0xe9 at offset 3): expected UTF-8 text",
+        ),
+        (
+            "application/x-www-form-urlencoded",
+            b"text=Obama+%FF+Berlin",
+            "malformed form: not UTF-8 (byte 0xff): expected UTF-8 text",
+        ),
+        (
+            "application/x-www-form-urlencoded",
+            b"text=Obama+\xff+Berlin",
+            "malformed form: not UTF-8 (byte 0xff): expected UTF-8 text",
+        ),
+    ],
+    ids=["multipart text", "multipart caption", "urlencoded escape", "urlencoded raw byte"],
+)
+def test_form_text_that_is_not_utf8_is_a_400_as_in_json(url, content_type, body, message):
+    """Issue #25 case 22 (its multipart half): a form's bytes were read as Latin-1 where JSON gets a 400."""
+    import httpx
+
+    response = httpx.post(url + "/v1/tag", content=body, headers={"Content-Type": content_type}, timeout=30)
+    assert (response.status_code, response.json()) == (400, {"error": message})
+    good = httpx.post(url + "/v1/tag", files={"text": (None, "Zürich in Crète".encode())}, timeout=30)
+    assert good.status_code == 200 and good.json()["tokens"] == ["Zürich", "in", "Crète"]
+
+
+@pytest.mark.parametrize("host", ["", " "])
+def test_serve_refuses_an_empty_host(host):
+    """Issue #25 case 26: ``--host ""`` listened on every interface and printed http://:PORT/."""
+    result = runner.invoke(app, ["serve", "--host", host, "--port", "8765"])
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"error: --host {host!r}: expected an address to listen on: 127.0.0.1 (this machine only), or 0.0.0.0 "
+        "for every interface\n"
+    )
+
+
+def _with_small_files(limit: int):
+    """A preexec_fn: writes past ``limit`` bytes fail with EFBIG ("File too large"), as on a full disk."""
+
+    def apply():
+        import resource
+        import signal
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
+
+
+@pytest.mark.parametrize("limit, what", [(100_000, "model"), (3_000_000, "image encoder")])
+def test_a_full_disk_in_export_names_the_file_and_leaves_nothing_cut(tmp_path, limit, what):
+    """Issue #25 case 20 (export): no file name, a truncated model.onnx; and a cut GloVe index left in the cache."""
+    import shutil
+    import subprocess
+    import sys
+
+    pytest.importorskip("torch", reason="exporting needs torch (pip install 'mner[train]')")
+    from mner.model.folder import MODELS
+
+    folder, cache = tmp_path / "m", tmp_path / "cache"
+    shutil.copytree(MODELS["text"].folder, folder)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    result = subprocess.run(
+        [sys.executable, "-m", "mner", "export", "--model", str(folder)],
+        capture_output=True,
+        text=True,
+        check=False,
+        preexec_fn=_with_small_files(limit),
+        env={**__import__("os").environ, "OMP_NUM_THREADS": "1", "MNER_CACHE": str(cache)},
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    expected = {
+        "model": f"error: {folder / 'model.onnx'}: cannot write the ONNX export (File too large)",
+        "image encoder": f"error: {cache / 'vision-lite0-grid7.onnx'}: cannot write the image encoder's ONNX file "
+        "(File too large)",
+    }[what]
+    assert result.stderr.strip().splitlines()[-1] == expected
+    if what == "model":
+        assert {p.name: p.read_bytes() for p in folder.iterdir()} == before  # the old export, whole
+    assert [p.name for p in cache.iterdir() if ".part" in p.name or p.name.count(".npz") > 1] == []
+
+
+def test_kg_check_finds_what_the_quick_check_of_every_open_does_not(tmp_path):
+    """Issue #25 case 23: a bit flipped in an index passes SQLite's quick_check; ``mner kg check`` runs the full
+    integrity_check. Errors are one line (SQLite's report spans several)."""
+    from mner.knowledge import KGSources, build_kg
+
+    labels = "".join(f"e{i}\tChelsea Club {i}\tfootball club\n" for i in range(200))
+    (tmp_path / "labels.tsv").write_text(labels, encoding="utf-8")
+    build_kg(tmp_path / "kg.sqlite", KGSources(labels=[tmp_path / "labels.tsv"]))
+    good = runner.invoke(app, ["kg", "check", "--kg", str(tmp_path / "kg.sqlite")])
+    assert good.exit_code == 0 and good.stdout.startswith(
+        f"{tmp_path / 'kg.sqlite'}: ok (SQLite's integrity_check: "
+    )
+    data = bytearray((tmp_path / "kg.sqlite").read_bytes())
+    data[data.find(b"chelsea club 17")] ^= 0x20  # one bit: 'c' -> 'C' in the first copy of an alias key
+    (tmp_path / "kg.sqlite").write_bytes(bytes(data))
+    opened = runner.invoke(app, ["kg", "stats", "--kg", str(tmp_path / "kg.sqlite")])
+    assert opened.exit_code == 0  # the quick check of every open does not see it
+    checked = runner.invoke(app, ["kg", "check", "--kg", str(tmp_path / "kg.sqlite")])
+    assert checked.exit_code == 2
+    assert checked.stderr == (
+        f"error: {tmp_path / 'kg.sqlite'}: the KG file is damaged (SQLite's integrity_check: row 18 missing from "
+        "index aliases_key); rebuild it with 'mner kg build'\n"
+    )
+
+
+def test_a_damaged_kg_is_refused_in_one_line(tmp_path):
+    from mner.knowledge import KGSources, build_kg
+
+    (tmp_path / "labels.tsv").write_text("cfc\tChelsea F.C.\tfootball club\n", encoding="utf-8")
+    build_kg(tmp_path / "kg.sqlite", KGSources(labels=[tmp_path / "labels.tsv"]))
+    data = bytearray((tmp_path / "kg.sqlite").read_bytes())
+    for offset in range(4096, len(data), 4096):
+        data[offset : offset + 8] = b"\xff" * 8
+    (tmp_path / "kg.sqlite").write_bytes(bytes(data))
+    for command in ("stats", "check"):
+        result = runner.invoke(app, ["kg", command, "--kg", str(tmp_path / "kg.sqlite")])
+        assert result.exit_code == 2 and len(result.stderr.splitlines()) == 1, result.stderr
+        assert "*** in database main *** " in result.stderr
+
+
+def test_a_config_too_large_for_its_weights_is_refused_on_torch(tmp_path):
+    """Issue #25 case 24: ``"hidden": 100000000`` with --runtime torch asked for 176 GB: a traceback."""
+    import shutil
+
+    pytest.importorskip("torch", reason="--runtime torch needs torch")
+    from mner.model.folder import MODELS
+
+    shutil.copytree(MODELS["text"].folder, tmp_path / "m")
+    record = json.loads((tmp_path / "m" / "config.json").read_text(encoding="utf-8"))
+    record["model"]["hidden"] = 100_000_000
+    (tmp_path / "m" / "config.json").write_text(json.dumps(record), encoding="utf-8")
+    result = runner.invoke(
+        app, ["predict", "--model", str(tmp_path / "m"), "--runtime", "torch", "--text", "Obama in Berlin"]
+    )
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.stderr == (
+        f"error: {tmp_path / 'm' / 'config.json'}: the model config does not match its weights: "
+        "'encoder.lstm.weight_ih_l0' is [600, 110] in model.safetensors, [400000000, 110] by the config (a changed "
+        "or damaged config.json)\n"
+    )
+
+
+def test_demo_photos_never_overwrite_a_file_nor_make_parents(tmp_path):
+    """Issue #25 case 25: ``mner demo --photos DIR`` overwrote an existing chelsea.jpg and made parents at any
+    depth."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "chelsea.jpg").write_bytes(b"my own cat")
+    result = runner.invoke(app, ["demo", "--photos", str(photos)])
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"error: {photos / 'chelsea.jpg'}: exists and is not mner's sample photo: mner never overwrites a file; "
+        "give another --photos folder\n"
+    )
+    assert sorted(p.name for p in photos.iterdir()) == ["chelsea.jpg"]
+    assert (photos / "chelsea.jpg").read_bytes() == b"my own cat"
+    deep = tmp_path / "a" / "b" / "photos"
+    result = runner.invoke(app, ["demo", "--photos", str(deep)])
+    assert (
+        result.exit_code == 2
+        and result.stderr == f"error: {deep}: folder {str(deep.parent)!r} does not exist\n"
+    )
+    assert not (tmp_path / "a").exists()
+    fresh = tmp_path / "fresh"
+    for _ in range(2):  # a rerun keeps the photos it wrote
+        result = runner.invoke(app, ["demo", "--photos", str(fresh)])
+        assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in fresh.iterdir()) == ["astronaut.jpg", "chelsea.jpg", "coffee.jpg"]

@@ -1,5 +1,7 @@
 """``mner ask-llm`` against a real HTTP server on 127.0.0.1 that speaks the chat-completions protocol: canned
-answers, malformed answers, 429s, slow answers; resume, the concurrency limit, the API key kept secret."""
+answers (JSON for a ``response_format``, text without), malformed answers, 429s, slow answers, a server without
+structured output, image parts; resume, the concurrency limit, the API key kept secret, the sidecar. Hostile
+servers: ``tests/test_llm_hostile.py``."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mner.channels.entities import read_entities
-from mner.channels.llm import EXAMPLES, messages
+from mner.channels.llm import prompt
 from mner.cli import app
 from mner.data import read_keyed_tsv
 
@@ -22,14 +24,27 @@ runner = CliRunner()
 ANSWER = "Named entities:1. {name} (person)Reasoning:The post\tmentions {name}.\n"
 
 
+def post_text(body: dict) -> str:
+    """The post's text in a request: the last message's (first) text part, after "Post: "."""
+    content = body["messages"][-1]["content"]
+    if isinstance(content, list):
+        content = next(part["text"] for part in content if part["type"] == "text")
+    return content.split("\n")[0].removeprefix("Post: ")
+
+
 class ChatServer:
     """What the server does for a post: ``plans[text]`` is a list of steps, one a request, the last repeated:
-    ("ok",), ("status", code, retry_after), ("raw", bytes), ("sleep", seconds)."""
+    ("ok",), ("status", code, retry_after), ("raw", bytes), ("sleep", seconds). An "ok" answer is the schema's
+    JSON when the request asks for it (``response_format``), text otherwise; ``refuse_format``: a request with a
+    ``response_format`` gets 400, as from a server without structured output. ``requests``: every request's
+    method, path, Authorization header and JSON body."""
 
     def __init__(self):
         self.plans: dict[str, list[tuple]] = {}
         self.calls: dict[str, int] = {}
         self.auth: list[str | None] = []
+        self.requests: list[dict] = []
+        self.refuse_format = False
         self.in_flight = self.most_in_flight = 0
         self.lock = threading.Lock()
 
@@ -42,9 +57,17 @@ class ChatServer:
 
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                text = body["messages"][-1]["content"].split("\n")[0].removeprefix("Post: ")
+                text = post_text(body)
                 with server.lock:
                     server.auth.append(self.headers.get("Authorization"))
+                    server.requests.append(
+                        {
+                            "method": "POST",
+                            "path": self.path,
+                            "auth": self.headers.get("Authorization"),
+                            "body": body,
+                        }
+                    )
                     n = server.calls[text] = server.calls.get(text, 0) + 1
                     server.in_flight += 1
                     server.most_in_flight = max(server.most_in_flight, server.in_flight)
@@ -53,6 +76,8 @@ class ChatServer:
                 if step[0] == "sleep":
                     time.sleep(step[1])
                     step = ("ok",)
+                if server.refuse_format and "response_format" in body:
+                    step = ("status", 400, None)
                 with (
                     server.lock
                 ):  # done before answering: the client cannot send its next request before this
@@ -64,6 +89,16 @@ class ChatServer:
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
+                name = text.split()[0]
+                if "response_format" in body:
+                    content = json.dumps(
+                        {
+                            "entities": [{"name": name, "kind": "person"}],
+                            "reasoning": f"The post mentions {name}.",
+                        }
+                    )
+                else:
+                    content = ANSWER.format(name=name)
                 raw = (
                     step[1]
                     if step[0] == "raw"
@@ -71,14 +106,11 @@ class ChatServer:
                         {
                             "id": "x",
                             "object": "chat.completion",
-                            "model": body["model"],
+                            "model": body["model"] + "-served",
                             "choices": [
                                 {
                                     "index": 0,
-                                    "message": {
-                                        "role": "assistant",
-                                        "content": ANSWER.format(name=text.split()[0]),
-                                    },
+                                    "message": {"role": "assistant", "content": content},
                                     "finish_reason": "stop",
                                 }
                             ],
@@ -134,10 +166,10 @@ def run(endpoint, posts, out, *extra):
 
 
 def test_the_prompt_has_its_examples_then_the_post():
-    chat = messages("Kobe scores", "a basketball player")
-    assert [m["role"] for m in chat] == ["system"] + ["user", "assistant"] * len(EXAMPLES) + ["user"]
+    chat = prompt().messages("Kobe scores", "a basketball player")
+    assert [m["role"] for m in chat] == ["system"] + ["user", "assistant"] * len(prompt().examples) + ["user"]
     assert chat[-1]["content"] == "Post: Kobe scores\nImage caption: a basketball player"
-    assert all(read_entities(answer) for _, _, answer in EXAMPLES)  # the examples show the shape asked for
+    assert all(read_entities(m["content"]) for m in chat[2:-1:2])  # the examples show the shape asked for
 
 
 def test_canned_answers_become_a_context_file_that_train_and_tag_read(tmp_path):
@@ -247,15 +279,21 @@ def test_no_more_requests_in_flight_than_the_limit(tmp_path):
     assert server.most_in_flight == 2 and len(read_keyed_tsv(tmp_path / "c.tsv", ("image_id", "id"))[0]) == 8
 
 
-def test_an_interrupted_output_is_resumed_and_a_foreign_file_refused(tmp_path):
+def test_a_last_row_without_its_line_break_is_kept_and_a_foreign_file_refused(tmp_path):
+    """Issue #25 case 14: a last complete row without its line break was removed as "incomplete". mner writes
+    each row whole (and undoes one it could not), so such a row is the user's: kept, the line break added."""
     out = tmp_path / "c.tsv"
-    out.write_text("id\tcontext\np0\tNamed entities:1. Obama (person)\np1\tNamed ent", encoding="utf-8")
+    out.write_text(
+        "id\tcontext\np0\tNamed entities:1. Obama (person)\np1\tNamed entities:1. Merkel (person)", "utf-8"
+    )
     with chat_server() as (server, endpoint):
-        result = run(endpoint, posts_file(tmp_path, ["Obama in Berlin", "Merkel in Paris"]), out)
+        posts = posts_file(tmp_path, ["Obama in Berlin", "Merkel in Paris", "Macron in Rome"])
+        result = run(endpoint, posts, out)
         assert result.exit_code == 0, result.output
-        assert "c.tsv: removed an incomplete last line (12 bytes) left by an interrupted run" in result.stderr
-        assert server.calls == {"Merkel in Paris": 1}
-        assert set(read_keyed_tsv(out, ("image_id", "id"))[0]) == {"p0", "p1"}
+        assert f"{out}: its last row had no line break: kept as it is, the line break added" in result.stderr
+        assert "wrote 1, failed 0, skipped 2" in result.stderr and server.calls == {"Macron in Rome": 1}
+        texts, _ = read_keyed_tsv(out, ("image_id", "id"))
+        assert texts["p1"] == "Named entities:1. Merkel (person)" and set(texts) == {"p0", "p1", "p2"}
         (tmp_path / "mine.tsv").write_text("my notes\n", encoding="utf-8")
         refused = run(endpoint, posts_file(tmp_path, ["Obama in Berlin"]), tmp_path / "mine.tsv")
     assert refused.exit_code == 2
@@ -264,6 +302,133 @@ def test_an_interrupted_output_is_resumed_and_a_foreign_file_refused(tmp_path):
         "give another --out\n"
     )
     assert (tmp_path / "mine.tsv").read_text(encoding="utf-8") == "my notes\n"
+    assert not (tmp_path / "mine.tsv.meta.json").exists()
+
+
+# ------------------------------------------------------------ structured output, images, the sidecar (#22)
+
+
+def test_structured_output_is_asked_for_and_rendered_as_the_context_the_parser_reads(tmp_path):
+    with chat_server() as (server, endpoint):
+        result = run(
+            endpoint, posts_file(tmp_path, ["Obama in Berlin", "Merkel in Paris"]), tmp_path / "c.tsv"
+        )
+    assert result.exit_code == 0, result.output
+    body = server.requests[0]["body"]
+    assert body["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "post_context", "strict": True, "schema": prompt().schema},
+    }
+    assert set(prompt().schema["required"]) == {"entities", "reasoning"}
+    assert json.loads(body["messages"][2]["content"])["entities"][0] == {
+        "name": "FindMyBikeYYC",
+        "kind": "organization/handle",
+    }
+    texts, _ = read_keyed_tsv(tmp_path / "c.tsv", ("image_id", "id"))
+    assert texts["p0"] == "Named entities:1. Obama (person)Reasoning:The post mentions Obama."
+    assert read_entities(texts["p1"]) == [("Merkel", "person")]
+    meta = json.loads((tmp_path / "c.tsv.meta.json").read_text(encoding="utf-8"))
+    (only,) = meta["runs"]
+    assert only["model"] == "test-model" and only["answered_by"] == {"test-model-served": 2}
+    assert only["prompt_version"] == prompt().version == "context-v2"
+    assert only["answers"] == {"json_schema": 2} and only["written"] == 2 and only["images"] is False
+    assert only["endpoint"] == endpoint + "/chat/completions" and only["finished"] is not None
+
+
+def test_an_endpoint_that_refuses_response_format_is_asked_with_instructions(tmp_path):
+    with chat_server() as (server, endpoint):
+        server.refuse_format = (
+            True  # answers 400 to a response_format, as many servers without structured output
+        )
+        posts = posts_file(tmp_path, ["Obama in Berlin", "Merkel in Paris", "Macron in Rome"])
+        result = run(endpoint, posts, tmp_path / "c.tsv", "--concurrency", "1")
+    assert result.exit_code == 0, result.output
+    formats = ["response_format" in r["body"] for r in server.requests]
+    assert formats == [True, False, False, False]  # refused once, then never sent again
+    assert "Named entities:" in server.requests[1]["body"]["messages"][0]["content"]  # the text instructions
+    texts, _ = read_keyed_tsv(tmp_path / "c.tsv", ("image_id", "id"))
+    assert texts["p2"] == "Named entities:1. Macron (person)Reasoning:The post mentions Macron."
+    run_meta = json.loads((tmp_path / "c.tsv.meta.json").read_text(encoding="utf-8"))["runs"][0]
+    assert run_meta["answers"] == {"instructions": 3}
+
+
+def test_no_structured_sends_no_response_format(tmp_path):
+    with chat_server() as (server, endpoint):
+        result = run(
+            endpoint, posts_file(tmp_path, ["Obama in Berlin"]), tmp_path / "c.tsv", "--no-structured"
+        )
+    assert result.exit_code == 0, result.output
+    assert "response_format" not in server.requests[0]["body"]
+
+
+def test_images_are_sent_as_image_url_parts_with_a_data_url(tmp_path):
+    import base64
+
+    from tests.serving import photo_jpeg
+
+    (tmp_path / "img").mkdir()
+    photo = photo_jpeg("chelsea")
+    (tmp_path / "img" / "cat.jpg").write_bytes(photo)
+    (tmp_path / "img" / "notes.jpg").write_bytes(b"not an image")
+    lines = [
+        {"id": "a", "text": "Chelsea sleeping", "image": "img/cat.jpg"},  # no caption: it stays optional
+        {"id": "b", "text": "Obama in Berlin"},  # no image: text alone
+        {"id": "c", "text": "Merkel in Paris", "image": "img/notes.jpg", "caption": "a page"},
+        {"id": "d", "text": "Macron in Rome", "image": "img/gone.jpg"},
+    ]
+    posts = tmp_path / "posts.jsonl"
+    posts.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    with chat_server() as (server, endpoint):
+        result = run(endpoint, posts, tmp_path / "c.tsv", "--image", "--retries", "0")
+    assert result.exit_code == 1
+    (sent,) = [
+        r["body"]["messages"][-1]["content"]
+        for r in server.requests
+        if post_text(r["body"]) == "Chelsea sleeping"
+    ]
+    assert sent[0] == {"type": "text", "text": "Post: Chelsea sleeping\nImage caption: (no image caption)"}
+    assert sent[1]["type"] == "image_url"
+    url = sent[1]["image_url"]["url"]
+    assert url.startswith("data:image/jpeg;base64,")
+    assert base64.b64decode(url.removeprefix("data:image/jpeg;base64,")) == photo
+    (plain,) = [
+        r["body"]["messages"][-1]["content"]
+        for r in server.requests
+        if post_text(r["body"]) == "Obama in Berlin"
+    ]
+    assert plain == "Post: Obama in Berlin\nImage caption: (no image caption)"
+    assert (
+        f"error: {posts}:3: id 'c': image {tmp_path / 'img' / 'notes.jpg'}: not a JPEG, PNG, GIF or WebP file"
+        in result.stderr
+    )
+    assert (
+        f"error: {posts}:4: id 'd': image {tmp_path / 'img' / 'gone.jpg'}: cannot read (No such file or directory)"
+        in result.stderr
+    )
+    assert set(read_keyed_tsv(tmp_path / "c.tsv", ("image_id", "id"))[0]) == {"a", "b"}
+    assert json.loads((tmp_path / "c.tsv.meta.json").read_text(encoding="utf-8"))["runs"][0]["images"] is True
+
+
+def test_the_context_file_is_read_by_tag_as_before(tmp_path):
+    with chat_server() as (_, endpoint):
+        posts = posts_file(tmp_path, ["Obama in Berlin"])
+        assert run(endpoint, posts, tmp_path / "c.tsv").exit_code == 0
+    tagged = runner.invoke(
+        app,
+        [
+            "tag",
+            "--in",
+            str(posts),
+            "--out",
+            str(tmp_path / "t.jsonl"),
+            "--context-file",
+            str(tmp_path / "c.tsv"),
+        ],
+    )
+    assert tagged.exit_code == 0, tagged.output
+    record = json.loads((tmp_path / "t.jsonl").read_text(encoding="utf-8"))
+    assert record["context"] == "Named entities:1. Obama (person)Reasoning:The post mentions Obama."
+    assert record["entities"][0]["text"] == "Obama"
 
 
 @pytest.mark.parametrize(

@@ -149,7 +149,11 @@ def test_config_weights_mismatch(saved):
     config = json.loads((saved / "config.json").read_text())
     config["model"]["hidden"] = 8
     (saved / "config.json").write_text(json.dumps(config))
-    with pytest.raises(MnerInputError, match="model.safetensors: weights do not match config.json"):
+    with pytest.raises(
+        MnerInputError,
+        match=r"^config.json: the model config does not match its weights: 'encoder.lstm.weight_ih_l0' is "
+        r"\[128, 76\] in model.safetensors, \[32, 76\] by the config",
+    ):
         load_torch_model(saved)
 
 

@@ -17,7 +17,7 @@ ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'mner
 
 from mner.cli import app
 from mner.data import read_conll
-from mner.serving.jobs import open_output, table_records
+from mner.serving.outputs import open_output, table_records
 from tests.conftest import TWITTER2015, needs_twitter2015
 
 runner = CliRunner()

@@ -579,7 +579,12 @@ def test_tag_ids_relative_images_and_bad_lines(photos, tmp_path):
             "line": 4,
             "error": f"{posts}:4: expected 'text' (a string) or 'tokens' (a list of strings)",
         },
-        {"id": "e", "line": 5, "error": f"{posts}:5: broken.jpg: truncated image data"},
+        # the image named by its path, not its base name (issue #25, case 21)
+        {
+            "id": "e",
+            "line": 5,
+            "error": f"{posts}:5: {tmp_path / 'img' / 'broken.jpg'}: truncated image data",
+        },
     ]
     assert "tagged 3, errors 3, skipped 0 (already in the output); " in result.stderr
 

@@ -336,7 +336,15 @@ def demo(
 
 
 def write_sample_photos(folder: Path) -> list[Path]:
-    """Write ``SAMPLE_PHOTOS`` as JPEGs into ``folder``; the photos come from the scikit-image package."""
+    """Write ``SAMPLE_PHOTOS`` as JPEGs into ``folder`` (made if missing; its parent must exist); the photos come
+    from the scikit-image package. A file already there is kept when it is that photo, else refused: mner never
+    overwrites a file (nothing is written then).
+
+    Raises:
+        MnerInputError: the parent folder is missing, a file of that name holds something else, or a write fails.
+    """
+    import io
+
     try:
         from skimage import data
     except ImportError:
@@ -345,16 +353,28 @@ def write_sample_photos(folder: Path) -> list[Path]:
         ) from None
     from PIL import Image
 
+    photos = {}
+    for name in SAMPLE_PHOTOS:
+        encoded = io.BytesIO()
+        Image.fromarray(getattr(data, name)()).save(encoded, "JPEG", quality=90)
+        photos[folder / f"{name}.jpg"] = encoded.getvalue()
+    for path, photo in photos.items():
+        if path.exists() and (not path.is_file() or path.read_bytes() != photo):
+            raise MnerInputError(
+                "exists and is not mner's sample photo: mner never overwrites a file; give another --photos folder",
+                path,
+            )
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        written = []
-        for name in SAMPLE_PHOTOS:
-            path = folder / f"{name}.jpg"
-            Image.fromarray(getattr(data, name)()).save(path, quality=90)
-            written.append(path)
+        folder.mkdir(exist_ok=True)
+        for path, photo in photos.items():
+            if not path.exists():
+                with open(path, "xb") as out:
+                    out.write(photo)
+    except FileNotFoundError:
+        raise MnerInputError(f"folder {str(folder.parent)!r} does not exist", folder) from None
     except OSError as err:
-        raise MnerInputError(f"{folder}: cannot write the photos: {err.strerror or err}") from None
-    return written
+        raise MnerInputError(f"cannot write the photos: {err.strerror or err}", folder) from None
+    return list(photos)
 
 
 def gold(path: Path, label_map: Path | None):

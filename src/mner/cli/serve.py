@@ -55,6 +55,12 @@ def serve(
     """Serve POST /v1/tag, GET /health, the OpenAPI docs at /docs and a web demo at /."""
     if log_level not in LOG_LEVELS:
         fail(f"--log-level {log_level!r}: expected one of {', '.join(LOG_LEVELS)}")
+    if not host.strip() or host != host.strip():
+        # "" binds every interface: only an explicit 0.0.0.0 (or ::) may
+        fail(
+            f"--host {host!r}: expected an address to listen on: 127.0.0.1 (this machine only), or 0.0.0.0 "
+            "for every interface"
+        )
     try:
         import uvicorn
 
@@ -84,7 +90,8 @@ def serve(
         raise
     for warning in pipeline.warnings():
         typer.echo(f"warning: {warning}", err=True)
-    typer.echo(f"mner serve: http://{host}:{port}/ (API docs at /docs)", err=True)
+    shown = f"[{host}]" if ":" in host else host  # an IPv6 address in a URL is bracketed
+    typer.echo(f"mner serve: http://{shown}:{port}/ (API docs at /docs)", err=True)
     config = server_config(create_app(pipeline, limits), host, port, read_timeout, log_level=log_level)
     try:
         uvicorn.Server(config).run(sockets=[sock])

@@ -2,10 +2,12 @@
 batches, resumable; on this process, or as a Ray Data job (``--engine ray``, ``mner.serving.raytag``).
 
 Input lines: ``{"id"?: str, "text": str (or "tokens": [str]), "image"?: path, "caption"?: str, "context"?: str}``;
-a ``--context`` TSV fills "context" for lines without one (by "id", or by the image file's stem). Output
+a ``--context-file`` TSV fills "context" for lines without one (by "id", or by the image file's stem). Output
 lines: the ``mner.serving.pipeline`` result of each post (entities with their scores and, for a "text" post, their
-characters in it), or ``{"id", "line", "error"}`` for a line that cannot be tagged. The input is read and the output written one batch at a time (constant memory); a rerun skips the
-ids already in the output, so an interrupted run is resumed by running the same command again.
+characters in it), or ``{"id", "line", "error"}`` for a line that cannot be tagged. The input is read and the
+output written one batch at a time (constant memory); a rerun skips the ids already in the output
+(``mner.serving.jobs.Resume``, on either engine), so an interrupted run is resumed by running the same command
+again.
 """
 
 from __future__ import annotations
@@ -108,7 +110,8 @@ def tag(
 ) -> None:
     """Tag every post of a JSONL or Parquet file; bad lines become error records, and a rerun resumes."""
     from mner.runtime.ort import check_threads
-    from mner.serving.jobs import open_output, plan_chunks, read_lines
+    from mner.serving.jobs import plan_chunks, read_lines
+    from mner.serving.outputs import open_output
 
     if engine not in ("local", "ray"):
         raise MnerInputError(f"--engine {engine!r}: expected local or ray")
@@ -188,7 +191,7 @@ def run_tagging(load, lines, source: str, output, batch_size: int, progress: boo
     from mner.serving.jobs import Resume, batches, tag_lines
 
     summary = TagSummary()
-    resume = Resume(output.done.copy())
+    resume = Resume(output.done)
     pipeline = None
     start = time.perf_counter()
 

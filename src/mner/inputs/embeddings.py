@@ -6,6 +6,7 @@ GloVe stays in its package and is memory-mapped; a model stores only which embed
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
@@ -101,13 +102,14 @@ def load_word_vectors(name: str = "glove-6b-50d") -> WordVectors:
             keys, rows = index["keys"], index["rows"]
     except (OSError, KeyError, ValueError):
         keys, rows = _hash_index(words_file, vectors.shape[0])
+        partial = cached.with_name(f"{cached.name}.{os.getpid()}.npz")
         try:
             cached.parent.mkdir(parents=True, exist_ok=True)
-            partial = cached.with_name(f"{cached.name}.{os.getpid()}.npz")
             np.savez(partial, keys=keys, rows=rows)
             os.replace(partial, cached)
-        except OSError:
-            pass  # a read-only home: the index is made again next time
+        except OSError:  # a read-only home, a full disk: the index is made again next time
+            with contextlib.suppress(OSError):
+                partial.unlink(missing_ok=True)  # no cut file left in the cache
     return WordVectors(name, keys, rows, vectors)
 
 

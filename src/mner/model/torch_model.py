@@ -99,6 +99,29 @@ class TorchModel(Runner):
         return folder
 
 
+def _check_shapes(config, state: dict, config_path: Path, weights_path: Path) -> None:
+    """Refuse a config whose network's weights have other shapes than the saved ones, before building it (a
+    changed ``"hidden": 100000000`` would otherwise ask for 176 GB). The network is laid out on the meta device:
+    shapes, no memory.
+
+    Raises:
+        MnerInputError: a weight's shape differs, naming it and both shapes.
+    """
+    try:
+        with torch.device("meta"):
+            probe = TaggingNetwork(config, pretrained=False)
+    except Exception:  # noqa: BLE001 - an encoder that cannot be laid out there: load_state_dict checks later
+        return
+    for name, tensor in probe.state_dict().items():
+        saved = state.get(name)
+        if saved is not None and tuple(saved.shape) != tuple(tensor.shape):
+            raise MnerInputError(
+                f"the model config does not match its weights: {name!r} is {list(saved.shape)} in "
+                f"{weights_path.name}, {list(tensor.shape)} by the config (a changed or damaged config.json)",
+                config_path,
+            )
+
+
 def load_torch_model(folder: str | Path | None = None) -> TorchModel:
     """Load a model folder (the model shipped in the package when ``folder`` is None; a packaged model by
     its name, e.g. ``"paper-full"``).
@@ -126,10 +149,14 @@ def load_torch_model(folder: str | Path | None = None) -> TorchModel:
         raise MnerInputError(f"weight {bad!r} holds NaN or infinite values: a damaged model", weights_path)
     if record.get("format_version", 1) < 2:
         state = migrate_v1_keys(state)
+    _check_shapes(config, state, config_path, weights_path)
     try:
         network = build_network(config, pretrained=False)  # every weight comes from model.safetensors
     except ValueError as err:  # a transformer encoder whose package is not installed
         raise MnerInputError(str(err), config_path) from None
+    except RuntimeError as err:  # a config too large to build (an allocation refused)
+        reason = " ".join(str(err).split())[:200]
+        raise MnerInputError(f"the model config cannot be built ({reason})", config_path) from None
     if config.encoder_spec.pretrained:
         from mner.inputs.pieces import check_encoder_record
 

@@ -2,22 +2,24 @@
 
 The parts ``mner tag`` runs on one process and the Ray job runs on its workers:
 
-- ``read_lines``: each input line (JSONL) as the post to tag or the error that says why it cannot be;
-  ``post_input`` turns one decoded object into that.
+- ``read_lines``: each input line (JSONL) or row (Parquet) as the post to tag or the error that says why it
+  cannot be; ``post_input`` turns one decoded object into that. ``plan_chunks`` / ``read_chunk``: the input
+  cut into chunks that workers read where the input is.
 - ``tag_lines``: a batch of lines → records in order: the ``TagResult`` of each post, or ``{"id", "line",
   "error"}`` naming ``FILE:LINE`` and what was expected. Bad input never fails a job.
-- ``OutputFile``: an output being appended to — refused if it is the input or holds lines that are not mner
-  records, locked against a second writer, a last line cut by an interrupted run removed, and the ids
-  already there counted, so a rerun skips exactly the posts written (``Resume``; duplicate ids included).
+- ``Resume``: the one resume rule, by id, of both engines (the first ``n`` lines with an id the output holds
+  ``n`` times are written): ``mner tag`` applies it line by line, the Ray job through ``skip_written``.
+  The outputs themselves are ``mner.serving.outputs``.
+
+Memory stays bounded on any input: chunks and batches end at a number of posts or of bytes, whichever comes
+first; lines, Parquet rows and a URI input's images are read as they are used.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import io
-import json
-import os
+import itertools
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -31,9 +33,6 @@ from mner.data import MnerInputError
 if TYPE_CHECKING:
     from mner.serving.pipeline import Pipeline, PostInput
 
-RECORD_KEYS = ({"id", "tokens", "entities"}, {"id", "line", "error"})  # a tagged post; an error record
-ENTITY_KEYS = ("start", "end", "type", "text", "score", "start_char", "end_char")  # mner.data.Span.to_dict
-
 
 @dataclass
 class InputLine:
@@ -43,6 +42,8 @@ class InputLine:
     id: str
     post: PostInput | None = None
     error: str | None = None
+    image: str | None = None  # the post's image as mner opens it (a path, a URI), for its errors
+    size: int = 0  # bytes of input it holds (its line, its image's bytes): what a batch is bounded by
 
 
 def line_id(obj: object, default: str) -> str:
@@ -76,7 +77,8 @@ def post_input(obj: object, number: int, source: str, base: Path | str, confined
     return InputLine(
         number,
         ident,
-        PostInput(
+        image=None if image is None else str(image),
+        post=PostInput(
             text if text is not None else " ".join(post.tokens),
             image,
             post_id=ident,
@@ -88,30 +90,41 @@ def post_input(obj: object, number: int, source: str, base: Path | str, confined
 
 def read_lines(path: str | Path, images_root: Path | None = None) -> Iterator[InputLine]:
     """Each post of a JSONL file (non-blank lines) or a Parquet file (rows) as an ``InputLine``, streamed:
-    constant memory; a JSONL line over ``mner.data.MAX_LINE_BYTES`` is that line's error, not a memory spike.
+    constant memory (a chunk's lines are read as they are used; a URI input's images one line at a time); a
+    JSONL line over ``mner.data.MAX_LINE_BYTES`` is that line's error, not a memory spike.
 
     Raises:
         MnerInputError: the file cannot be opened (on the call, before the first line).
     """
-    chunks = plan_chunks(path)  # opens the file: a missing input fails here
+    chunks = plan_chunks(path, per_chunk=1 << 62)  # opens the file: a missing input fails here
     return (line for chunk in chunks for line in read_chunk(chunk, images_root))
 
 
 # ------------------------------------------------------------------------------------------ inputs
 
+CHUNK_BYTES = 16 * 1024 * 1024  # a JSONL chunk ends at this many bytes, whatever its line count
+BATCH_BYTES = 4 * 1024 * 1024  # a batch ends at this many bytes of input (text and image bytes) ...
+# ... or at its number of posts: memory follows the bytes a batch holds, not only its count (a line is at
+# most mner.data.MAX_LINE_BYTES: such a line is a batch of its own)
+PARQUET_PIECES = 16  # a Parquet row group is cut into at most this many chunks (each reads the group up to
+# its rows: more pieces would decode the group's first rows again and again)
+
 
 @dataclass(frozen=True)
 class Chunk:
     """A piece of an input that one worker reads: bytes ``start:end`` of a JSONL file (``first`` is the line
-    number at ``start``) or rows ``start:end`` of a Parquet file (``first`` = start + 1); the first ``skip``
-    posts of it are already in the output."""
+    number at ``start``) or rows ``start:end`` of a Parquet file (``first`` = start + 1); ``skip``: ranges
+    ``[a, b)`` of its post numbers (input line or row numbers) whose posts are in the output already."""
 
     path: str  # as given: a local path or a URI pyarrow can open (s3://, gs://, hdfs://, file://)
     kind: str  # "jsonl" or "parquet"
     start: int
     end: int
     first: int
-    skip: int = 0
+    skip: tuple[tuple[int, int], ...] = ()
+
+    def skips(self, number: int) -> bool:
+        return any(a <= number < b for a, b in self.skip)
 
 
 def input_kind(path: str | Path) -> str:
@@ -122,7 +135,8 @@ def _open(path: str | Path):
     """A seekable binary file: local, or through pyarrow's filesystems for a URI.
 
     Raises:
-        MnerInputError: it cannot be opened.
+        MnerInputError: it cannot be opened, or it is not a file that can be read twice (a pipe, a terminal:
+        a job reads its input once to plan and once to tag).
     """
     text = str(path)
     try:
@@ -131,34 +145,59 @@ def _open(path: str | Path):
 
             filesystem, inner = fs.FileSystem.from_uri(text)
             return filesystem.open_input_file(inner)
-        return open(text, "rb")
+        handle = open(text, "rb")  # noqa: SIM115 - returned to the caller
     except FileNotFoundError:
         raise MnerInputError("file not found", text) from None
     except IsADirectoryError:
         raise MnerInputError("expected a file, got a directory", text) from None
     except (OSError, ValueError) as err:
-        raise MnerInputError(f"cannot open ({err})", text) from None
+        raise MnerInputError(f"cannot open ({getattr(err, 'strerror', None) or err})", text) from None
+    if not handle.seekable():
+        handle.close()
+        raise MnerInputError(
+            "not a regular file (a pipe or a terminal): mner reads its input twice (to plan, then to tag); "
+            "write the posts to a file and give that",
+            text,
+        )
+    return handle
 
 
 def plan_chunks(path: str | Path, per_chunk: int = 1000) -> Iterator[Chunk]:
-    """The input cut into chunks of about ``per_chunk`` posts (the file is scanned once, in blocks).
+    """The input cut into chunks of about ``per_chunk`` posts (a JSONL chunk also ends at ``CHUNK_BYTES``; a
+    Parquet chunk is a row group, or one of at most ``PARQUET_PIECES`` pieces of a big one). The file is
+    scanned once, in blocks.
 
     Raises:
         MnerInputError: the input cannot be opened or read (on the call).
     """
     path = str(path)
-    if input_kind(path) == "parquet":
-        import pyarrow.parquet as pq
-
-        try:
-            rows = pq.ParquetFile(_open(path)).metadata.num_rows
-        except Exception as err:  # noqa: BLE001 - a damaged Parquet file can fail in many ways
-            raise MnerInputError(f"not a readable Parquet file ({err})", path) from None
-        return iter(
-            [Chunk(path, "parquet", s, min(s + per_chunk, rows), s + 1) for s in range(0, rows, per_chunk)]
-        )
     handle = _open(path)
+    if input_kind(path) == "parquet":
+        return iter(_parquet_chunks(handle, path, per_chunk))
     return _jsonl_chunks(handle, path, per_chunk)
+
+
+def _parquet_file(handle, path: str):
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.ParquetFile(handle)
+    except Exception as err:  # noqa: BLE001 - a damaged Parquet file can fail in many ways
+        handle.close()
+        raise MnerInputError(f"not a readable Parquet file ({err})", path) from None
+
+
+def _parquet_chunks(handle, path: str, per_chunk: int) -> list[Chunk]:
+    with handle:
+        meta = _parquet_file(handle, path).metadata
+        chunks, start = [], 0
+        for group in range(meta.num_row_groups):
+            rows = meta.row_group(group).num_rows
+            pieces = min(PARQUET_PIECES, max(1, -(-rows // per_chunk)))
+            cuts = [start + rows * k // pieces for k in range(pieces + 1)]
+            chunks += [Chunk(path, "parquet", a, b, a + 1) for a, b in itertools.pairwise(cuts) if b > a]
+            start += rows
+    return chunks
 
 
 def _jsonl_chunks(handle, path: str, per_chunk: int) -> Iterator[Chunk]:
@@ -170,7 +209,7 @@ def _jsonl_chunks(handle, path: str, per_chunk: int) -> Iterator[Chunk]:
             while (newline := block.find(b"\n", at)) >= 0:
                 lines += 1
                 at = newline + 1
-                if lines % per_chunk == 0:
+                if lines - first + 1 >= per_chunk or offset + at - start >= CHUNK_BYTES:
                     yield Chunk(path, "jsonl", start, offset + at, first)
                     start, first = offset + at, lines + 1
             offset += len(block)
@@ -178,9 +217,10 @@ def _jsonl_chunks(handle, path: str, per_chunk: int) -> Iterator[Chunk]:
             yield Chunk(path, "jsonl", start, offset, first)
 
 
-def read_chunk(chunk: Chunk, images_root: Path | None = None, images: bool = True) -> list[InputLine]:
-    """The posts of a chunk (each a post to tag or its error), the first ``chunk.skip`` left out; with
-    ``images`` false, images of an input given by URI are not fetched (to count posts, say)."""
+def read_chunk(chunk: Chunk, images_root: Path | None = None, images: bool = True) -> Iterator[InputLine]:
+    """The posts of a chunk, each a post to tag or its error, read as they are used (the posts of
+    ``chunk.skip`` left out); with ``images`` false, images of an input given by URI are not fetched (to
+    read ids, say), else each is fetched when its line is read."""
     uri = "://" in chunk.path
     base = (
         images_root
@@ -188,17 +228,19 @@ def read_chunk(chunk: Chunk, images_root: Path | None = None, images: bool = Tru
         else (chunk.path.rsplit("/", 1)[0] if uri else Path(chunk.path).parent)
     )
     confined = images_root is not None
-    if chunk.kind == "parquet":
-        items = ((chunk.first + i, obj) for i, obj in enumerate(_parquet_rows(chunk)))
-    else:
-        items = _jsonl_items(chunk)
-    lines = [post_input(obj, number, chunk.path, base, confined) for number, obj in items][chunk.skip :]
-    if uri and images_root is None and images:
-        lines = [_with_image_bytes(line, chunk.path) for line in lines]
-    return lines
+    items = _parquet_rows(chunk) if chunk.kind == "parquet" else _jsonl_items(chunk)
+    for number, obj, size in items:
+        if chunk.skips(number):
+            continue
+        line = post_input(obj, number, chunk.path, base, confined)
+        line.size = size
+        if uri and images_root is None and images:
+            line = _with_image_bytes(line, chunk.path)
+        yield line
 
 
-def _jsonl_items(chunk: Chunk) -> Iterator[tuple[int, object]]:
+def _jsonl_items(chunk: Chunk) -> Iterator[tuple[int, object, int]]:
+    """(line number, decoded JSON value or the line's error, bytes) of each non-blank line of a chunk."""
     from mner.data import bounded_lines, parse_json
 
     with _open(chunk.path) as handle:
@@ -207,20 +249,20 @@ def _jsonl_items(chunk: Chunk) -> Iterator[tuple[int, object]]:
         for number, raw in bounded_lines(limited, Path(chunk.path), strip_bom=chunk.first == 1):
             number += chunk.first - 1
             if isinstance(raw, MnerInputError):
-                yield number, MnerInputError(raw.reason, chunk.path, number)
+                yield number, MnerInputError(raw.reason, chunk.path, number), 0
                 continue
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as err:
                 message = f"not UTF-8 (byte 0x{raw[err.start]:02x} at column {err.start + 1})"
-                yield number, MnerInputError(message, chunk.path, number)
+                yield number, MnerInputError(message, chunk.path, number), len(raw)
                 continue
             if not line.strip():
                 continue
             try:
-                yield number, parse_json(line)
+                yield number, parse_json(line), len(raw)
             except ValueError as err:
-                yield number, MnerInputError(str(err), chunk.path, number)
+                yield number, MnerInputError(str(err), chunk.path, number), len(raw)
 
 
 class _Limited(io.RawIOBase):
@@ -244,15 +286,52 @@ class _Limited(io.RawIOBase):
 PARQUET_FIELDS = ("id", "text", "tokens", "image", *text_fields())  # the JSONL post's fields
 
 
-def _parquet_rows(chunk: Chunk) -> Iterator[dict]:
-    """The rows of a chunk of a Parquet input as JSONL-like objects (missing and null fields left out)."""
-    import pyarrow.parquet as pq
-
+def _parquet_rows(chunk: Chunk) -> Iterator[tuple[int, object, int]]:
+    """(row number, the row as a JSONL-like object or its error, bytes of its text) of each row of a chunk of a
+    Parquet input, streamed a row group's batch at a time, reading only the columns a post has (missing and
+    null fields left out). A row group that cannot be read (a damaged page) makes each of its rows not yet read
+    an error, naming the file and the row."""
     with _open(chunk.path) as handle:
-        table = pq.ParquetFile(handle).read(columns=None).slice(chunk.start, chunk.end - chunk.start)
-    columns = [c for c in table.column_names if c in PARQUET_FIELDS]
-    for row in table.select(columns).to_pylist():
-        yield {k: v for k, v in row.items() if v is not None}
+        parquet = _parquet_file(handle, chunk.path)
+        meta = parquet.metadata
+        columns = [name for name in parquet.schema_arrow.names if name in PARQUET_FIELDS]
+        first = 0  # the 0-based row at which the row group starts
+        for group in range(meta.num_row_groups):
+            rows = meta.row_group(group).num_rows
+            low, high = max(chunk.start, first), min(chunk.end, first + rows)
+            if low < high:
+                yield from _group_rows(parquet, group, first, low, high, columns, chunk.path)
+            first += rows
+            if first >= chunk.end:
+                break
+
+
+def _group_rows(parquet, group: int, first: int, low: int, high: int, columns: list[str], path: str):
+    at = first  # the 0-based row of the next row the reader gives
+    try:
+        for batch in parquet.iter_batches(batch_size=256, row_groups=[group], columns=columns):
+            if at + batch.num_rows <= low:
+                at += batch.num_rows
+                continue
+            for row in batch.to_pylist():
+                if low <= at < high:
+                    obj = {k: v for k, v in row.items() if v is not None}
+                    yield at + 1, obj, _row_bytes(obj)
+                at += 1
+            if at >= high:
+                return
+    except Exception as err:  # noqa: BLE001 - a damaged page can fail in many ways inside pyarrow
+        reason = f"row group {group} cannot be read ({type(err).__name__}: {err})"
+        for row in range(max(at, low), high):
+            yield row + 1, MnerInputError(reason, path, row + 1), 0
+
+
+def _row_bytes(obj: dict) -> int:
+    return sum(
+        len(v) if isinstance(v, str) else sum(len(t) for t in v if isinstance(t, str))
+        for v in obj.values()
+        if isinstance(v, str | list)
+    )
 
 
 def _with_image_bytes(line: InputLine, source: str) -> InputLine:
@@ -261,10 +340,34 @@ def _with_image_bytes(line: InputLine, source: str) -> InputLine:
         return line
     try:
         with _open(str(line.post.image)) as handle:
-            data = handle.read()
+            data = _read_image(handle)
     except MnerInputError as err:
-        return InputLine(line.number, line.id, error=f"{source}:{line.number}: {err}")
-    return InputLine(line.number, line.id, dataclasses.replace(line.post, image=data))
+        return InputLine(line.number, line.id, error=f"{source}:{line.number}: {line.image}: {err.reason}")
+    except OSError as err:
+        message = f"{source}:{line.number}: {line.image}: cannot read ({err})"
+        return InputLine(line.number, line.id, error=message)
+    post = dataclasses.replace(line.post, image=data)
+    return dataclasses.replace(line, post=post, size=line.size + len(data))
+
+
+MAX_IMAGE_BYTES = (
+    64 * 1024 * 1024
+)  # an image file read through a URI filesystem; a larger one is its post's error
+
+
+def _read_image(handle) -> bytes:
+    """The file's bytes, read a block at a time (one read of the whole file leaves each file's size in the
+    filesystem's memory pool: 60 posts with an 8 MB image grew the job by 210 MB).
+
+    Raises:
+        MnerInputError: the file is over ``MAX_IMAGE_BYTES``.
+    """
+    data = bytearray()
+    while block := handle.read(1 << 20):
+        data += block
+        if len(data) > MAX_IMAGE_BYTES:
+            raise MnerInputError(f"image file is over {MAX_IMAGE_BYTES:,} bytes, the most mner reads")
+    return bytes(data)
 
 
 def image_path(value: str, base: Path | str, confined: bool) -> Path | str:
@@ -303,291 +406,67 @@ def tag_lines(
             continue
         result = next(results)
         if isinstance(result, MnerInputError):
-            records.append(error_record(line, f"{source}:{line.number}: {result}"))
+            # an image's error names it as the post gave it, resolved (a/b/photo.jpg, a URI), not by its name
+            what = f"{line.image}: {result.reason}" if result.path and line.image else str(result)
+            records.append(error_record(line, f"{source}:{line.number}: {what}"))
         else:
             records.append(result.to_dict())
     return records
 
 
-def batches(lines: Iterable[InputLine], size: int) -> Iterator[list[InputLine]]:
+def batches(lines: Iterable[InputLine], size: int, max_bytes: int = BATCH_BYTES) -> Iterator[list[InputLine]]:
+    """``lines`` in batches of ``size`` lines, a batch ending early at ``max_bytes`` of input (``InputLine.size``):
+    a batch of long lines holds few of them."""
     batch: list[InputLine] = []
+    held = 0
     for line in lines:
         batch.append(line)
-        if len(batch) == size:
+        held += line.size
+        if len(batch) == size or held >= max_bytes:
             yield batch
-            batch = []
+            batch, held = [], 0
     if batch:
         yield batch
 
 
-def is_record(obj: object) -> bool:
-    """An ``mner tag`` output line: a tagged post or an error record."""
-    return isinstance(obj, dict) and any(keys <= obj.keys() for keys in RECORD_KEYS)
-
-
-def record_line(record: dict) -> str:
-    """One output line; text that cannot be written as UTF-8 is escaped rather than lost."""
-    line = json.dumps(record, ensure_ascii=False)
-    try:
-        line.encode("utf-8")
-    except UnicodeEncodeError:
-        line = json.dumps(record)
-    return line + "\n"
-
-
 @dataclass
 class Resume:
-    """Which input lines an earlier run already wrote: the first ``done[id]`` lines with each id."""
+    """Which input lines an earlier run already wrote: the first ``done[id]`` lines with each id (the one rule
+    of both engines: a rerun on another input skips only the ids the output holds)."""
 
     done: Counter = field(default_factory=Counter)
+
+    def __post_init__(self):
+        self.done = +self.done  # a copy, without zero counts
+        self.left = sum(self.done.values())
 
     def skip(self, ident: str) -> bool:
         if self.done[ident] > 0:
             self.done[ident] -= 1
+            self.left -= 1
             return True
         return False
 
 
-class OutputFile:
-    """A JSONL output being appended to by one job at a time (see the module docstring)."""
-
-    def __init__(self, path: Path, input_path: Path | None = None):
-        """Open, lock and check ``path``.
-
-        Raises:
-            MnerInputError: the output is the input, another job holds it, or a line of it is not an mner
-            record (nothing is changed then).
-        """
-        self.path = path
-        if input_path is not None and path.exists() and os.path.samefile(path, input_path):
-            raise MnerInputError(
-                "--out is the input file: give another --out (the input is never overwritten)", path
-            )
-        try:
-            self.file = open(path, "ab")  # noqa: SIM115 - closed by close()
-        except IsADirectoryError:
-            raise MnerInputError("expected a file path, got a directory", path) from None
-        except FileNotFoundError:
-            raise MnerInputError(f"folder {str(path.parent)!r} does not exist", path) from None
-        try:
-            fcntl.flock(self.file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self.file.close()
-            raise MnerInputError(
-                "another mner job is writing to this file: wait for it or give another --out", path
-            ) from None
-        try:
-            self.done, self.cut = self._scan()
-        except MnerInputError:
-            self.close()
-            raise
-
-    def _scan(self) -> tuple[Counter, int]:
-        """The ids already written, and the bytes of an incomplete last line removed (0 if none)."""
-        done: Counter = Counter()
-        complete = 0  # bytes of the lines that are records
-        with open(self.path, "rb") as f:
-            for number, raw in enumerate(f, start=1):
-                try:
-                    obj = json.loads(raw)
-                except (ValueError, RecursionError):
-                    obj = None
-                if is_record(obj):
-                    done[str(obj["id"])] += 1
-                    complete += len(raw)
-                    if not raw.endswith(b"\n"):  # our last record, its newline not written yet
-                        self.file.write(b"\n")
-                    continue
-                if raw.endswith(b"\n") or obj is not None:  # a whole line, or a whole JSON value, not ours
-                    raise MnerInputError(
-                        "not an mner tag record (a tagged post or an error record); give another "
-                        "--out: mner never changes a file it did not write",
-                        self.path,
-                        number,
-                    )
-                if not done:
-                    raise MnerInputError(
-                        "not an mner tag output (its only line is not a record); give another "
-                        "--out: mner never changes a file it did not write",
-                        self.path,
-                        number,
-                    )
-                os.truncate(self.path, complete)  # a record cut mid-write by an interrupted run
-                return done, len(raw)
-        return done, 0
-
-    def write(self, records: Iterable[dict]) -> None:
-        """Append records and flush them to the file.
-
-        Raises:
-            MnerInputError: the write failed (a full disk, a file over its size limit), naming the file.
-        """
-        try:
-            self.file.write("".join(record_line(r) for r in records).encode("utf-8"))
-            self.file.flush()
-        except OSError as err:
-            raise MnerInputError(f"cannot write ({err.strerror or err})", self.path) from None
-
-    def close(self) -> None:
-        self.file.close()  # closing releases the lock
-
-
-# ------------------------------------------------------------------------------------ Parquet output
-
-
-def parquet_schema():
-    """The columns of a Parquet output: the JSONL record's fields (a tagged post fills tokens, entities — with
-    their scores and character offsets —, attributes, knowledge, caption, context; an error record fills line and
-    error)."""
-    import pyarrow as pa
-
-    entity = pa.struct(
-        [
-            ("start", pa.int64()),
-            ("end", pa.int64()),
-            ("type", pa.string()),
-            ("text", pa.string()),
-            ("score", pa.float64()),
-            ("start_char", pa.int64()),  # null for a post given as tokens
-            ("end_char", pa.int64()),
-        ]
-    )
-    attribute = pa.struct([("label", pa.string()), ("probability", pa.float64())])
-    return pa.schema(
-        [
-            ("id", pa.string()),
-            ("tokens", pa.list_(pa.string())),
-            ("entities", pa.list_(entity)),
-            ("attributes", pa.list_(attribute)),
-            ("knowledge", pa.string()),  # the knowledge object as JSON text; null without a KG
-            *((name, pa.string()) for name in text_fields()),  # the channels' text fields
-            ("warnings", pa.list_(pa.string())),  # null unless the post had something it could not use
-            ("line", pa.int64()),  # error records only
-            ("error", pa.string()),  # error records only
-        ]
-    )
-
-
-def records_table(records: list[dict]):
-    """Records as a table of ``parquet_schema()``."""
-    import pyarrow as pa
-
-    rows = []
-    for record in records:
-        row = {
-            **record,
-            "entities": [{k: e.get(k) for k in ENTITY_KEYS} for e in record.get("entities", [])]
-            if "entities" in record
-            else None,
-        }
-        if record.get("knowledge") is not None:
-            row["knowledge"] = json.dumps(record["knowledge"], ensure_ascii=False)
-        rows.append(row)
-    schema = parquet_schema()
-    return pa.Table.from_pylist(
-        [{name: row.get(name) for name in schema.names} for row in rows], schema=schema
-    )
-
-
-def table_records(table) -> list[dict]:
-    """Records from a table of ``parquet_schema()``: what the JSONL output holds for the same posts."""
-    out = []
-    for row in table.to_pylist():
-        if row["error"] is not None:
-            out.append({"id": row["id"], "line": row["line"], "error": row["error"]})
-            continue
-        record = {
-            "id": row["id"],
-            "tokens": row["tokens"],
-            "entities": row["entities"],
-            "attributes": row["attributes"],
-            "knowledge": None if row["knowledge"] is None else json.loads(row["knowledge"]),
-            **{name: row[name] for name in text_fields()},
-        }
-        record["warnings"] = row.get("warnings") or []
-        out.append(record)
-    return out
-
-
-class ParquetOutput:
-    """A Parquet output: a folder of ``part-NNNNN.parquet`` files (one dataset to pyarrow, pandas, Spark, Ray),
-    each written whole under a temporary name and renamed, so a killed job leaves only whole parts; records
-    are buffered up to ``part_size`` a part. Locked against a second writer; the ids already written counted."""
-
-    def __init__(self, path: Path, input_path: str | Path | None = None, part_size: int = 1000):
-        self.path, self.part_size, self.buffer = Path(path), part_size, []
-        if self.path.exists() and not self.path.is_dir():
-            raise MnerInputError(
-                "a Parquet output is a folder of part files; this is a file: give another --out", self.path
-            )
-        self.path.mkdir(parents=True, exist_ok=True)
-        foreign = sorted(
-            p.name
-            for p in self.path.iterdir()
-            if not (p.name.startswith("part-") and p.suffix == ".parquet")
-            and p.name != ".mner-lock"
-            and not p.name.startswith(".part-")
-        )
-        if foreign:
-            raise MnerInputError(
-                f"not an mner tag output folder (it holds {foreign[0]!r}); give another --out: mner "
-                "never changes a folder it did not write",
-                self.path,
-            )
-        self.lock = open(self.path / ".mner-lock", "ab")  # noqa: SIM115 - closed by close()
-        try:
-            fcntl.flock(self.lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self.lock.close()
-            raise MnerInputError(
-                "another mner job is writing to this folder: wait for it or give another --out", self.path
-            ) from None
-        for stale in self.path.glob(".part-*"):  # a part a killed job did not finish
-            stale.unlink()
-        self.done: Counter = Counter()
-        self.parts = 0
-        self.cut = 0
-        import pyarrow.parquet as pq
-
-        for part in sorted(self.path.glob("part-*.parquet")):
-            try:
-                ids = pq.read_table(part, columns=["id"]).column("id").to_pylist()
-            except Exception as err:  # noqa: BLE001
-                self.close()
-                raise MnerInputError(f"not a readable part of an mner output ({err})", part) from None
-            self.done.update(ids)
-            self.parts += 1
-
-    def write(self, records: Iterable[dict]) -> None:
-        self.buffer.extend(records)
-        while len(self.buffer) >= self.part_size:
-            self._flush(self.buffer[: self.part_size])
-            self.buffer = self.buffer[self.part_size :]
-
-    def _flush(self, records: list[dict]) -> None:
-        import pyarrow.parquet as pq
-
-        name = f"part-{self.parts:05d}.parquet"
-        partial = self.path / f".{name}.{os.getpid()}"
-        try:
-            pq.write_table(records_table(records), partial)
-            os.replace(partial, self.path / name)
-        except OSError as err:
-            raise MnerInputError(f"cannot write ({err.strerror or err})", self.path / name) from None
-        self.parts += 1
-
-    def close(self) -> None:
-        """Write what is buffered and release the lock."""
-        try:
-            if self.buffer and not self.lock.closed:
-                self._flush(self.buffer)
-                self.buffer = []
-        finally:
-            self.lock.close()
-
-
-def open_output(path: Path, input_path: str | Path):
-    """The output a job appends to: a Parquet folder for a ``.parquet`` path, else a JSONL file."""
-    if input_kind(path) == "parquet":
-        return ParquetOutput(path, input_path)
-    return OutputFile(path, Path(input_path) if "://" not in str(input_path) else None)
+def skip_written(chunks: Iterable[Chunk], resume: Resume) -> tuple[list[Chunk], int]:
+    """The chunks with the posts ``resume`` says are written marked in ``Chunk.skip`` (a chunk wholly written
+    left out), and how many were marked. A chunk is read (its ids) only while ids of the output are left to
+    match; the chunks after that are taken as they are."""
+    left, skipped = [], 0
+    for chunk in chunks:
+        if resume.left > 0:
+            ranges: list[list[int]] = []
+            posts = 0
+            for line in read_chunk(chunk, images=False):
+                posts += 1
+                if resume.skip(line.id):
+                    skipped += 1
+                    if ranges and ranges[-1][1] == line.number:
+                        ranges[-1][1] = line.number + 1
+                    else:
+                        ranges.append([line.number, line.number + 1])
+            if posts and sum(b - a for a, b in ranges) == posts:
+                continue  # every post of it is written
+            chunk = dataclasses.replace(chunk, skip=tuple((a, b) for a, b in ranges))
+        left.append(chunk)
+    return left, skipped

@@ -6,8 +6,8 @@ KG loaded once per actor), reads its chunks where the input is (images too, rela
 batches and returns the records as JSON. Ray Data keeps the chunks in input order, so the driver appends
 records exactly as ``mner tag`` does, to the same kinds of output (a JSONL file or a Parquet folder).
 
-Resuming: the output holds the records of the first posts of the input, in order; a rerun skips as many
-posts as it holds. A worker that dies mid-job (a lost node, a kill -9) has its task retried by Ray on a
+Resuming: by id, as ``mner tag`` does (``mner.serving.jobs.Resume``): the driver reads the ids of the input's
+chunks while the output holds ids not yet matched and marks those posts skipped in their chunks. A worker that dies mid-job (a lost node, a kill -9) has its task retried by Ray on a
 restarted actor; its records were never written, so none is lost or doubled.
 """
 
@@ -18,7 +18,8 @@ import json
 import time
 from pathlib import Path
 
-from mner.serving.jobs import Chunk, plan_chunks, read_chunk, tag_lines
+from mner.data import MnerInputError
+from mner.serving.jobs import Chunk, Resume, batches, plan_chunks, read_chunk, skip_written, tag_lines
 
 
 class _ChunkWorker:
@@ -33,10 +34,10 @@ class _ChunkWorker:
     def __call__(self, batch: dict) -> dict:
         records = []
         for chunk in batch["chunk"]:
-            chunk = Chunk(**json.loads(chunk))
+            fields = json.loads(chunk)
+            chunk = Chunk(**{**fields, "skip": tuple(map(tuple, fields["skip"]))})
             lines = read_chunk(chunk, None if self.images_root is None else Path(self.images_root))
-            for start in range(0, len(lines), self.batch_size):
-                part = lines[start : start + self.batch_size]
+            for part in batches(lines, self.batch_size):
                 records += [json.dumps(r) for r in tag_lines(self.pipeline, part, chunk.path)]
         return {"record": records}
 
@@ -66,28 +67,20 @@ def run_ray(
     chunk_size: int | None = None,
     progress: bool = True,
 ) -> RaySummary:
-    """Tag ``input_path`` into ``output`` (``mner.serving.jobs.open_output``) on Ray; a local Ray on this machine's cores
+    """Tag ``input_path`` into ``output`` (``mner.serving.outputs.open_output``) on Ray; a local Ray on this machine's cores
     without ``address``."""
     import ray
     import ray.data
 
     summary = RaySummary()
-    done = sum(output.done.values())  # the first posts of the input are in the output already
-    chunks = _after(plan_chunks(input_path, chunk_size or max(batch_size * 4, 64)), done)
-    summary.skipped = done
+    planned = plan_chunks(input_path, chunk_size or max(batch_size * 4, 64))
+    chunks, summary.skipped = skip_written(planned, Resume(output.done))
     start = time.perf_counter()
     if not chunks:  # a rerun of a finished job: nothing to start Ray for
         return summary
     started_here = not ray.is_initialized()
     if started_here:
-        options = {"address": address} if address else {"num_cpus": max(workers, 1)}
-        ray.init(
-            **options,
-            include_dashboard=False,
-            log_to_driver=False,
-            logging_level="ERROR",
-            runtime_env={"env_vars": {"OMP_NUM_THREADS": str(threads), "MNER_CACHE": _cache()}},
-        )
+        _start_ray(ray, address, workers, threads)
     try:
         context_ = ray.data.DataContext.get_current()
         context_.execution_options.preserve_order = True  # records come back in input order
@@ -126,19 +119,47 @@ def run_ray(
     return summary
 
 
-def _after(chunks, done: int) -> list[Chunk]:
-    """The chunks left when the first ``done`` posts are in the output (a chunk counted by reading it)."""
-    left = []
-    for chunk in chunks:
-        if done > 0:
-            count = len(read_chunk(chunk, images=False))
-            if count <= done:
-                done -= count
-                continue
-            chunk = dataclasses.replace(chunk, skip=done)
-            done = 0
-        left.append(chunk)
-    return left
+def _start_ray(ray, address: str | None, workers: int, threads: int) -> None:
+    """``ray.init``: a local Ray without ``address``, else the cluster there.
+
+    Raises:
+        MnerInputError: the cluster cannot be reached (checked in a few seconds, not Ray's minutes of retries), or
+        a ``ray://`` address without Ray's client installed.
+    """
+    if address and address not in ("auto", "local"):
+        _check_reachable(address)
+    options = {"address": address} if address else {"num_cpus": max(workers, 1)}
+    try:
+        ray.init(
+            **options,
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level="ERROR",
+            runtime_env={"env_vars": {"OMP_NUM_THREADS": str(threads), "MNER_CACHE": _cache()}},
+        )
+    except (ConnectionError, ValueError, RuntimeError, ImportError, SystemExit) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if address and address.startswith("ray://") and "ray[client]" in str(err):
+            reason = "a ray:// address needs Ray's client: pip install 'ray[client]'"
+        raise MnerInputError(f"--address {address}: cannot start Ray there ({reason})") from None
+
+
+def _check_reachable(address: str, seconds: float = 5.0) -> None:
+    """Refuse an address where nothing listens within ``seconds`` (Ray itself retries for minutes)."""
+    import socket
+
+    where = address.removeprefix("ray://")
+    host, _, port = where.rpartition(":")
+    if not host or not port.isdigit():
+        raise MnerInputError(f"--address {address}: expected auto, HOST:PORT or ray://HOST:PORT")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=seconds).close()
+    except OSError as err:
+        reason = "no answer" if isinstance(err, TimeoutError) else (err.strerror or str(err)).lower()
+        raise MnerInputError(
+            f"--address {address}: no Ray cluster there ({reason} within {seconds:g} s); start one with "
+            "'ray start --head', or leave --address out for a local Ray"
+        ) from None
 
 
 def _cache() -> str:

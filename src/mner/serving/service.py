@@ -8,7 +8,8 @@
 Every error is a JSON object ``{"error": "..."}`` that says what was expected. Bad input gets a 4xx
 (400 malformed body, 413 over a limit, 415 wrong content type, 422 invalid post or image), never a 500.
 
-Concurrency: requests are admitted before their bodies are read (``Admission``); each post is then prepared
+Concurrency: a request reserves its body's bytes before the body is read, and a place among the requests being
+tagged once it is in (``Admission``); each post is then prepared
 (tokenised, its image decoded: ``Pipeline.prepare_later``) on the Pipeline's ``--threads`` threads, so that
 decoding overlaps tagging; posts that arrive together are tagged in one batch (``Batcher``: it waits at most
 ``batch_wait_ms`` after the first post for others, up to ``max_batch`` posts) on one thread of its own, so the
@@ -36,7 +37,6 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
@@ -258,8 +258,11 @@ def create_app(pipeline, limits: Limits = Limits()) -> FastAPI:
             reserved = admission.admit(request)  # before a byte of the body is read
         except RequestError as err:
             return error_response(err.status, err.message, err.headers)
+        entered = False
         try:
             post = await read_post(request, limits)
+            admission.enter()  # a place among the requests being tagged, once the body is in
+            entered = True
             result = await batcher.tag(post)
         except RequestError as err:
             return error_response(err.status, err.message, err.headers)
@@ -267,7 +270,7 @@ def create_app(pipeline, limits: Limits = Limits()) -> FastAPI:
             log.info("client went away before sending the whole request")
             return Response(status_code=400)  # nobody reads it
         finally:
-            admission.release(reserved)
+            admission.release(reserved, entered)
         return JSONResponse(result)
 
     return app
@@ -333,9 +336,12 @@ _TAG_REQUEST_DOC = {
 
 
 class Admission:
-    """Requests let in before their bodies are read: at most ``max_pending`` at once, and bodies of at most
-    ``max_buffered_bytes`` together (a request reserves its announced Content-Length, or the largest body when
-    it announces none). Over either: 503 with Retry-After, before a byte of the body is read. Used on the event
+    """Requests let in in two steps, so that clients that stall cannot use up the places of working ones.
+    Before its body is read, a request reserves its announced Content-Length (or the largest body when it
+    announces none) out of ``max_buffered_bytes``: over, 503 with Retry-After before a byte of the body is read.
+    Once its body is in, it takes one of ``max_pending`` places (the requests being prepared and tagged): over,
+    503. A client that sends its headers and stalls holds only the bytes it announced until ``--read-timeout``
+    cuts it off, never a place (64 such sockets made every request 503 for 30 s: issue #25). Used on the event
     loop's thread only."""
 
     def __init__(self, limits: Limits):
@@ -344,10 +350,11 @@ class Admission:
         self.bytes = 0
 
     def admit(self, request: Request) -> int:
-        """Let a request in and return the bytes it reserved.
+        """Reserve the bytes of a request's body before it is read; returns the bytes reserved.
 
         Raises:
-            RequestError: 400 (a Content-Length that is not a number), 413 (one over the body limit), 503 (full).
+            RequestError: 400 (a Content-Length that is not a number), 413 (one over the body limit), 503 (the
+            bodies held would be over ``max_buffered_bytes``).
         """
         limits = self.limits
         announced = request.headers.get("content-length")
@@ -362,19 +369,32 @@ class Admission:
                     "limit (an image, the text, caption and context)",
                 )
             reserve = int(announced)
-        if self.requests >= limits.max_pending or self.bytes + reserve > limits.max_buffered_bytes:
-            raise RequestError(
-                503,
-                f"server busy: {self.requests} requests in progress (at most {limits.max_pending}, holding at most "
-                f"{limits.max_buffered_bytes:,} bytes of bodies); retry later",
-                {"Retry-After": "1"},
-            )
-        self.requests += 1
+        if self.bytes + reserve > limits.max_buffered_bytes:
+            raise self._busy()
         self.bytes += reserve
         return reserve
 
-    def release(self, reserve: int) -> None:
-        self.requests -= 1
+    def enter(self) -> None:
+        """Take a place for a request whose body is in.
+
+        Raises:
+            RequestError: 503, ``max_pending`` requests are in already.
+        """
+        if self.requests >= self.limits.max_pending:
+            raise self._busy()
+        self.requests += 1
+
+    def _busy(self) -> RequestError:
+        limits = self.limits
+        return RequestError(
+            503,
+            f"server busy: {self.requests} requests in progress (at most {limits.max_pending}, holding at most "
+            f"{limits.max_buffered_bytes:,} bytes of bodies); retry later",
+            {"Retry-After": "1"},
+        )
+
+    def release(self, reserve: int, entered: bool) -> None:
+        self.requests -= entered
         self.bytes -= reserve
 
 
@@ -469,7 +489,7 @@ async def read_post(request: Request, limits: Limits) -> PostInput:
     if media_type == "application/json":
         post = await run_in_threadpool(post_from_body, body, limits)  # parsing ~13 MB takes tens of ms
     else:  # multipart, or a urlencoded form (text and caption only)
-        post = await post_from_form(request, body)
+        post = await run_in_threadpool(post_from_form, body, content_type)
     check_post(post, limits)
     return post
 
@@ -534,51 +554,151 @@ def decode_base64_image(value: str, limits: Limits) -> bytes:
         ) from None
 
 
-async def post_from_form(request: Request, body: bytes) -> PostInput:
-    """The post in a multipart/form-data body (``text`` and ``caption`` fields, an ``image`` file) or a
-    urlencoded one (no image)."""
+@dataclass
+class FormPart:
+    """One field of a form: its name, its file name (None for a text field) and its bytes."""
 
-    async def replay() -> dict:
-        return {"type": "http.request", "body": body, "more_body": False}
+    name: str
+    filename: str | None
+    data: bytearray = field(default_factory=bytearray)
+
+
+MAX_FORM_PARTS = 2 * len(FIELDS)  # more is not a post's form
+
+
+def form_parts(body: bytes, content_type: str) -> list[FormPart]:
+    """The fields of a multipart/form-data body (each part, as bytes) or of a urlencoded one.
+
+    Raises:
+        RequestError: 400, a malformed body or one with more than ``MAX_FORM_PARTS`` parts.
+    """
+    from python_multipart.multipart import MultipartParser, parse_options_header
+
+    media_type, options = parse_options_header(content_type)
+    if media_type == b"application/x-www-form-urlencoded":
+        return _urlencoded_parts(body)
+    boundary = options.get(b"boundary")
+    if not boundary:
+        raise RequestError(400, "malformed multipart body: Missing boundary in multipart.")
+    parts: list[FormPart] = []
+    header = {"name": b"", "value": b"", "disposition": b""}
+
+    def on_header_field(data, start, end):
+        header["name"] += data[start:end]
+
+    def on_header_value(data, start, end):
+        header["value"] += data[start:end]
+
+    def on_header_end():
+        if header["name"].lower() == b"content-disposition":
+            header["disposition"] = header["value"]
+        header["name"] = header["value"] = b""
+
+    def on_headers_finished():
+        _, params = parse_options_header(header["disposition"])
+        header["disposition"] = b""
+        if b"name" not in params:
+            raise RequestError(
+                400, 'malformed multipart body: a part without a "name" in its Content-Disposition'
+            )
+        if len(parts) >= MAX_FORM_PARTS:
+            raise RequestError(400, f"malformed multipart body: more than {MAX_FORM_PARTS} parts")
+        filename = params.get(b"filename")
+        parts.append(
+            FormPart(
+                params[b"name"].decode("utf-8", "replace"),
+                None if filename is None else filename.decode("utf-8", "replace"),
+            )
+        )
+
+    def on_part_data(data, start, end):
+        parts[-1].data += data[start:end]
+
+    callbacks = {
+        "on_header_field": on_header_field,
+        "on_header_value": on_header_value,
+        "on_header_end": on_header_end,
+        "on_headers_finished": on_headers_finished,
+        "on_part_data": on_part_data,
+    }
+    try:
+        parser = MultipartParser(boundary, callbacks)
+        parser.write(body)
+        parser.finalize()
+    except RequestError:
+        raise
+    except Exception as err:  # noqa: BLE001 - python-multipart's refusals of a malformed body
+        raise RequestError(400, f"malformed multipart body: {err}") from None
+    return parts
+
+
+def _urlencoded_parts(body: bytes) -> list[FormPart]:
+    from urllib.parse import parse_qsl
 
     try:
-        form = await Request(request.scope, replay).form(
-            max_files=1, max_fields=len(FIELDS), max_part_size=4 * 1024 * 1024
+        pairs = parse_qsl(
+            body.decode("utf-8"),
+            keep_blank_values=True,
+            encoding="utf-8",
+            errors="strict",
+            max_num_fields=MAX_FORM_PARTS,
         )
-    except HTTPException as err:  # starlette's refusal of a malformed body
-        raise RequestError(400, f"malformed multipart body: {err.detail}") from None
+    except UnicodeDecodeError as err:
+        raise RequestError(
+            400, f"malformed form: not UTF-8 (byte 0x{err.object[err.start]:02x}): expected UTF-8 text"
+        ) from None
+    except ValueError as err:
+        raise RequestError(400, f"malformed form: {err}") from None
+    return [FormPart(name, None, bytearray(value.encode("utf-8"))) for name, value in pairs]
+
+
+def _form_text(part: FormPart) -> str:
+    """A text field's value, which must be UTF-8 (as a JSON body must)."""
     try:
-        unknown = sorted(set(form.keys()) - set(FIELDS))
-        if unknown:
-            raise RequestError(
-                422,
-                f"unknown form field(s) {', '.join(map(repr, unknown))}: expected "
-                f"'text', an 'image' file, {', '.join(map(repr, text_fields()))}",
-            )
-        for name in FIELDS:
-            if len(form.getlist(name)) > 1:
-                raise RequestError(
-                    422, f"form field {name!r} is given {len(form.getlist(name))} times; expected it once"
-                )
-        text, image = form.get("text"), form.get("image")
-        texts = {name: form.get(name) for name in text_fields()}
-        for name, value in (("text", text), *texts.items()):
-            if isinstance(value, UploadFile):
-                raise RequestError(422, f"form field {name!r} is a file: expected a text field")
-        if isinstance(image, str) and image:
-            raise RequestError(
-                422, "form field 'image' is text: expected a file part (Content-Disposition with a filename)"
-            )
-        if text is None:
-            raise RequestError(422, "missing form field 'text': expected the post's words")
-        data = await image.read() if isinstance(image, UploadFile) else b""
-        # a form whose file input was left empty sends a part with no filename and no bytes: no image
-        no_image = not data and (not isinstance(image, UploadFile) or not image.filename)
-        return PostInput(
-            text, None if no_image else data, **{name: value or None for name, value in texts.items()}
+        return part.data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise RequestError(
+            400,
+            f"form field {part.name!r} is not UTF-8 (byte 0x{part.data[err.start]:02x} at offset {err.start}): "
+            "expected UTF-8 text",
+        ) from None
+
+
+def post_from_form(body: bytes, content_type: str) -> PostInput:
+    """The post in a multipart/form-data body (``text``, the channels' text fields, an ``image`` file) or a
+    urlencoded one (no image). Text fields must be UTF-8, as a JSON body must (never read as Latin-1)."""
+    parts = form_parts(body, content_type)
+    unknown = sorted({p.name for p in parts} - set(FIELDS))
+    if unknown:
+        raise RequestError(
+            422,
+            f"unknown form field(s) {', '.join(map(repr, unknown))}: expected "
+            f"'text', an 'image' file, {', '.join(map(repr, text_fields()))}",
         )
-    finally:
-        await form.close()
+    given = {}
+    for part in parts:
+        if part.name in given:
+            times = sum(p.name == part.name for p in parts)
+            raise RequestError(422, f"form field {part.name!r} is given {times} times; expected it once")
+        given[part.name] = part
+    for name in ("text", *text_fields()):
+        if name in given and given[name].filename is not None:
+            raise RequestError(422, f"form field {name!r} is a file: expected a text field")
+    image = given.get("image")
+    if image is not None and image.filename is None and image.data:
+        raise RequestError(
+            422, "form field 'image' is text: expected a file part (Content-Disposition with a filename)"
+        )
+    if "text" not in given:
+        raise RequestError(422, "missing form field 'text': expected the post's words")
+    texts = {name: _form_text(given[name]) if name in given else None for name in text_fields()}
+    # a form whose file input was left empty sends a part with no filename and no bytes: no image
+    no_image = image is None or (not image.data and not image.filename)
+    return PostInput(
+        _form_text(given["text"]),
+        None if no_image else bytes(image.data),
+        **{name: value or None for name, value in texts.items()},
+    )
 
 
 def check_post(post: PostInput, limits: Limits) -> None:
