@@ -139,14 +139,14 @@ def scores(model: Path, threads: int) -> dict:
     if cache.exists():
         return json.loads(cache.read_text())
     from mner.channels.sources import ChannelSources
-    from mner.data import read_conll
     from mner.evaluate import entity_scores
+    from mner.labels import read_gold
     from mner.runtime.runners import load_runner
 
     runner = load_runner(model, "auto", threads)
     out = {}
     for name, folder in (("t15", T15), ("t17", T17)):
-        posts = read_conll(folder / "test.txt")
+        posts = read_gold(folder / "test.txt")  # Twitter-2017's MISC read as OTHER, as mner evaluate does
         gold = [list(p.tags) for p in posts]
         with_context = (
             ChannelSources.open({"context": folder / "llm_knowledge.tsv"}).fill(posts, ["context"]).posts

@@ -45,7 +45,7 @@ CONDITIONS = (
     "lower",
 )
 SEED = 22
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 
 
 def list_text(entities, form: str, reasoning: str | None) -> str:
@@ -101,8 +101,9 @@ def conditions(contexts: dict[str, str], order: list[str]) -> dict[str, dict[str
 
 def evaluate_model(model: str, sets: list[str], threads: int) -> dict:
     """{set: {condition: scores}} of one model (a folder, or pkg:NAME), cached beside it under runs/."""
-    from mner.data import read_conll, read_keyed_tsv
+    from mner.data import read_keyed_tsv
     from mner.evaluate import entity_scores
+    from mner.labels import read_gold
     from mner.model.folder import resolve_model
     from mner.runtime.runners import load_runner
 
@@ -116,7 +117,7 @@ def evaluate_model(model: str, sets: list[str], threads: int) -> dict:
         runner = load_runner(folder, "auto", threads)
     for name in todo:
         start = time.perf_counter()
-        posts = read_conll(SETS[name] / "test.txt")
+        posts = read_gold(SETS[name] / "test.txt")  # Twitter-2017's MISC read as OTHER, as mner evaluate does
         contexts, _ = read_keyed_tsv(SETS[name] / "llm_knowledge.tsv", ("image_id",), "knowledge")
         rewritten = conditions(contexts, [p.image for p in posts])
         gold = [list(p.tags) for p in posts]

@@ -1,11 +1,13 @@
 """End-to-end tagging speed: `mner tag` on N posts each with a tweet-sized JPEG, beside a UMT-shaped pipeline.
 
 Usage: python benchmarks/bench_tag.py [--posts 1000] [--umt-posts 100] [--threads 2] [--kg KG.sqlite]
-       [--model DIR] [--report benchmarks/tag.md]
+       [--model DIR ...] [--with-context] [--report benchmarks/tag.md]
 
 mner: `mner tag --in posts.jsonl --out tagged.jsonl [--kg KG]` as a subprocess: JPEG decode + EfficientNet-Lite
 + KG lookup + the tagger, in batches. Posts/s is counted from the command's own start to its end (model
-loading included) and, separately, over the tagging loop alone (the command's summary line).
+loading included) and, separately, over the tagging loop alone (the command's summary line). Several
+``--model`` folders are timed one after another in the same run, on the same posts. ``--with-context`` gives each
+post its LLM knowledge from ``llm_knowledge.tsv`` (the "context" field), as a user of a context model would.
 
 UMT-shaped pipeline (Yu et al., 2020): ResNet-152 over the 224×224 image → 7×7 regions, a BERT-base encoder
 (12 layers, 768 wide, 12 heads, 30,522-word-piece embeddings) over the word pieces, one cross-modal
@@ -34,25 +36,27 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 
 
-def make_posts(folder: Path, n: int, data: Path, seed: int = 0) -> Path:
-    """Write n JPEGs and posts.jsonl (text from Twitter-2015 test, image relative to the file) into folder."""
-    from mner.data import read_conll
+def make_posts(folder: Path, n: int, data: Path, seed: int = 0, with_context: bool = False) -> Path:
+    """Write n JPEGs and posts.jsonl (text from Twitter-2015 test, image relative to the file, and with
+    ``with_context`` the post's LLM knowledge) into folder."""
+    from mner.data import read_conll, read_keyed_tsv
 
     folder.mkdir(parents=True, exist_ok=True)
     posts = read_conll(data / "test.txt")
+    contexts = read_keyed_tsv(data / "llm_knowledge.tsv")[0] if with_context else {}
     lines = []
     for i, image in enumerate(tweet_photos(n, (1200, 675), seed)):
         image.save(folder / f"{i:05d}.jpg", quality=85)
-        lines.append(
-            json.dumps(
-                {"id": f"p{i}", "text": " ".join(posts[i % len(posts)].tokens), "image": f"{i:05d}.jpg"}
-            )
-        )
+        post = posts[i % len(posts)]
+        line = {"id": f"p{i}", "text": " ".join(post.tokens), "image": f"{i:05d}.jpg"}
+        if post.image_id in contexts:
+            line["context"] = contexts[post.image_id]
+        lines.append(json.dumps(line, ensure_ascii=False))
     (folder / "posts.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return folder / "posts.jsonl"
 
 
-def run_mner(posts: Path, out: Path, args) -> dict:
+def run_mner(posts: Path, out: Path, args, model: Path | None) -> dict:
     if out.exists():
         out.unlink()
     cmd = [
@@ -68,8 +72,8 @@ def run_mner(posts: Path, out: Path, args) -> dict:
     ]
     if args.kg:
         cmd += ["--kg", str(args.kg)]
-    if args.model:
-        cmd += ["--model", str(args.model)]
+    if model:
+        cmd += ["--model", str(model)]
     print("$", " ".join(cmd), flush=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     start = time.perf_counter()
@@ -189,7 +193,8 @@ def main() -> None:
     )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--kg", type=Path, default=None)
-    parser.add_argument("--model", type=Path, default=None)
+    parser.add_argument("--model", type=Path, action="append", help="a model folder (repeat to time several)")
+    parser.add_argument("--with-context", action="store_true", help="each post with its LLM knowledge")
     parser.add_argument("--data", type=Path, default=SHARED / "data" / "twitter2015")
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "bench_tag")
     parser.add_argument("--report", type=Path, default=ROOT / "benchmarks" / "tag.md")
@@ -199,24 +204,28 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    posts = make_posts(args.work / "posts", args.posts, args.data)
+    posts = make_posts(args.work / "posts", args.posts, args.data, with_context=args.with_context)
     sizes = [p.stat().st_size for p in (args.work / "posts").glob("*.jpg")]
-    mner = run_mner(posts, args.work / "tagged.jsonl", args)
+    models = args.model or [None]
+    runs = [run_mner(posts, args.work / "tagged.jsonl", args, model) for model in models]
     umt = run_umt(posts, args.umt_posts)
-    mner_rate = mner["posts"] / mner["wall"]
+    mner, mner_rate = runs[0], runs[0]["posts"] / runs[0]["wall"]
     lines = [
         "## End-to-end tagging speed (`mner tag`) and a UMT-shaped pipeline on the same posts",
         "",
         (
             f"{args.posts} posts (Twitter-2015 test texts), each with its own 1200×675 JPEG ({min(sizes) // 1024}-{max(sizes) // 1024} KB); {os.cpu_count()} CPU cores, {args.threads} torch threads. mner model: "
-            f"{args.model or 'shipped default'}; KG: {args.kg or 'none'}."
+            f"{', '.join(map(str, args.model)) if args.model else 'shipped default'}; KG: {args.kg or 'none'}; "
+            f"{'each post with its LLM knowledge as context' if args.with_context else 'no context'}."
         ),
         "",
         "| pipeline | posts | errors | posts/s (whole command) | posts/s (tagging loop) |",
         "|---|---|---|---|---|",
-        (
-            f"| mner tag (decode + EfficientNet-Lite0 + KG + tagger) | {mner['posts']} | {mner['errors']} | {mner_rate:.1f} | "
-            f"{mner['loop_rate'] if mner['loop_rate'] is not None else '–'} |"
+        *(
+            f"| mner tag{f' --model {model}' if model else ''} (decode + EfficientNet-Lite0 + KG + tagger) | "
+            f"{run['posts']} | {run['errors']} | {run['posts'] / run['wall']:.1f} | "
+            f"{run['loop_rate'] if run['loop_rate'] is not None else '–'} |"
+            for model, run in zip(models, runs)
         ),
         (
             f"| UMT-shaped (decode + ResNet-152 + BERT-base + cross-attention), random weights | {umt['posts']} | 0 | – | "
@@ -227,6 +236,8 @@ def main() -> None:
         "",
         f"Command: `python benchmarks/bench_tag.py --posts {args.posts} --umt-posts {args.umt_posts} --threads {args.threads}"
         + (f" --kg {args.kg}" if args.kg else "")
+        + "".join(f" --model {m}" for m in args.model or [])
+        + (" --with-context" if args.with_context else "")
         + "`",
         "",
     ]
