@@ -55,8 +55,7 @@ def combine(
             f"combining needs PyTorch and onnx ({err}): pip install 'mner[train]'"
         ) from None
     from mner.channels.sources import ChannelSources
-    from mner.cli.core import fill
-    from mner.data import read_conll
+    from mner.cli.core import fill, gold
     from mner.evaluate import entity_scores
     from mner.model.torch_model import load_torch_model
     from mner.runtime.ort import torch_threads
@@ -80,8 +79,9 @@ def combine(
         runner = RoutedRunner(combined, loaded.get("text"), loaded.get("untyped"))
     sources = ChannelSources.open(channels.files, combined.config.image_backbone)
     for number, path in enumerate(test_files or []):
-        test = fill(sources, read_conll(path), combined.config.channels, str(path)).posts
-        scored = entity_scores([list(p.tags) for p in test], runner.predict_tags(test))
+        test = fill(sources, gold(path, None), combined.config.channels, str(path)).posts
+        types = [t[2:] for t in combined.config.tags if t.startswith("B-")]
+        scored = entity_scores([list(p.tags) for p in test], runner.predict_tags(test), types)
         label = "test" if number == 0 else f"test {number + 1}"
         combined.record.setdefault("scores", {})[label] = {**scored.to_json(), "file": str(path)}
         typer.echo(f"{path}: F1 {100 * scored.f1:.2f}", err=True)
