@@ -6,7 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mner.cli import app
-from mner.model.folder import DEFAULT_MODEL
+from mner.model.folder import DEFAULT_MODEL, MODELS
 from tests.conftest import TWITTER2015, needs_twitter2015
 
 runner = CliRunner()
@@ -382,7 +382,7 @@ def test_demo_tags_the_example_posts():
     not (DEFAULT_MODEL / "model.safetensors").is_file(), reason="no shipped model in the package"
 )
 def test_the_text_model_reproduces_its_model_card_on_twitter2015_test():
-    text_model = DEFAULT_MODEL.parent / "text"
+    text_model = MODELS["text"].folder
     recorded = json.loads((text_model / "config.json").read_text())["scores"]["test"]
     result = runner.invoke(
         app, ["evaluate", "--model", "text", "--data", str(TWITTER2015 / "test.txt"), "--json"]
@@ -390,6 +390,7 @@ def test_the_text_model_reproduces_its_model_card_on_twitter2015_test():
     assert result.exit_code == 0, result.output
     out = json.loads(result.output)
     assert out["gold_entities"] == 5207
+    assert recorded.pop("file").endswith("twitter2015/test.txt")  # the file training scored, then its scores
     assert out == recorded
     assert (
         f"| overall | {out['precision']:.2f} | {out['recall']:.2f} | {out['f1']:.2f} | 5207 |"

@@ -25,6 +25,13 @@ TEXT_PATH = "text"  # the folder inside a model folder that holds its text path
 UNTYPED_PATH = "untyped"  # ... and its untyped path
 
 
+MODEL_FILES = frozenset({"config.json", "model.safetensors", "model.onnx", "onnx.json", "README.md"})
+
+
+def _not_model_files(folder: str, names: list[str]) -> list[str]:
+    return [n for n in names if n not in MODEL_FILES]
+
+
 def combine(
     members: Sequence[str | Path],
     out: str | Path,
@@ -93,7 +100,8 @@ def combine(
     for path, name in ((text_model, TEXT_PATH), (untyped_model, UNTYPED_PATH)):
         if path is not None:  # the model's folder as it is: weights, card, its ONNX export
             shutil.rmtree(out / name, ignore_errors=True)
-            shutil.copytree(resolve_model(path), out / name)
+            # the model's own files only (not a training log or a benchmark's cache beside them)
+            shutil.copytree(resolve_model(path), out / name, ignore=_not_model_files)
     return combined
 
 

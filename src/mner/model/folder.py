@@ -33,10 +33,16 @@ MODELS: Registry[PackagedModel] = Registry("packaged model")
 MODELS.register(
     "default",
     PackagedModel(
-        PACKAGED / "default", "BiLSTM-CRF reading the post's context (an LLM's entity list) aligned to it"
+        PACKAGED / "default",
+        "3 BiLSTM-CRFs reading the post's context (an LLM's entity list) aligned to it, with a text and an "
+        "untyped path; Twitter-2015 + Twitter-2017",
     ),
 )
-MODELS.register("text", PackagedModel(PACKAGED / "text", "the text-only BiLSTM-CRF (GloVe)"))
+# the default's text path, which tags its posts without a usable context: one copy of its weights
+MODELS.register(
+    "text",
+    PackagedModel(PACKAGED / "default" / "text", "the text-only BiLSTM-CRF (GloVe), the default's text path"),
+)
 MODELS.register(
     "paper-full",
     PackagedModel(
