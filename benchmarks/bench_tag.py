@@ -49,8 +49,8 @@ def make_posts(folder: Path, n: int, data: Path, seed: int = 0, with_context: bo
         image.save(folder / f"{i:05d}.jpg", quality=85)
         post = posts[i % len(posts)]
         line = {"id": f"p{i}", "text": " ".join(post.tokens), "image": f"{i:05d}.jpg"}
-        if post.image_id in contexts:
-            line["context"] = contexts[post.image_id]
+        if post.image in contexts:
+            line["context"] = contexts[post.image]
         lines.append(json.dumps(line, ensure_ascii=False))
     (folder / "posts.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return folder / "posts.jsonl"
