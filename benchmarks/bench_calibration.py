@@ -7,7 +7,7 @@ Usage: python benchmarks/bench_calibration.py [--models default text] [--bins 10
 An entity is correct when its span and type are a gold entity's (conlleval's rule). ECE: the predicted entities in
 ``--bins`` equal-width score bins, the mean over bins, weighted by their share of entities, of |precision of the
 bin − mean score of the bin|. The ``default`` model reads the published LLM context (``llm_knowledge.tsv``), as
-its reported 76.87 F1 does; ``text`` reads the text alone. Runs on ONNX Runtime, like ``mner evaluate``.
+its card's F1 with context does; ``text`` reads the text alone. Runs on ONNX Runtime, like ``mner evaluate``.
 """
 
 from __future__ import annotations

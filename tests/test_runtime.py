@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from mner.cli import app
 from mner.data import MnerInputError, Post, read_conll
-from mner.model.folder import DEFAULT_MODEL, MODELS
+from mner.model.folder import MODELS
 from mner.runtime.images import load_image_encoder
 from mner.runtime.runners import OnnxRunner, load_runner
 from tests.conftest import TWITTER2015, needs_twitter2015
@@ -30,8 +30,16 @@ def test_onnx_and_pytorch_give_the_same_tags_on_twitter2015_dev(name):
 
     posts = read_conll(TWITTER2015 / "valid.txt")
     onnx, torch_model = load_runner(name, "onnx"), load_runner(name, "torch")
-    assert isinstance(onnx, OnnxRunner) and type(torch_model).__name__ == "TorchModel"
+    # the default routes posts between its ensemble and its text and untyped paths, each on the runtime asked for
+    for one, other in zip(
+        getattr(onnx, "paths", {"": onnx}).values(), getattr(torch_model, "paths", {"": torch_model}).values()
+    ):
+        assert isinstance(one, OnnxRunner) and type(other).__name__ == "TorchModel"
     channels = onnx.config.channels
+    if "context" in channels:  # the default: with the LLM knowledge, so that every path tags some posts
+        posts = (
+            ChannelSources.open({"context": TWITTER2015 / "llm_knowledge.tsv"}).fill(posts, channels).posts
+        )
     if "caption" in channels:  # paper-full reads the caption (and knowledge, masked here: no KG in this test)
         posts = (
             ChannelSources.open({"caption": TWITTER2015 / "image_captions.tsv"}).fill(posts, channels).posts
@@ -98,7 +106,7 @@ def test_a_stale_or_damaged_export_is_never_used(tmp_path, caplog):
     from mner.model.torch_model import load_torch_model as load_torch
 
     folder = tmp_path / "m"
-    shutil.copytree(DEFAULT_MODEL, folder)
+    shutil.copytree(MODELS["text"].folder, folder)  # one network (the default routes between three)
     torch_model = load_torch(folder)
     with __import__("torch").no_grad():
         torch_model.network.emit.bias[0] += 1.0  # other weights, saved without a new export
