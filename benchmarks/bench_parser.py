@@ -20,7 +20,7 @@ from mner.channels.context import align, post_entities
 from mner.channels.entities import MAX_CHARS
 from runs import publish
 
-TOKENS = "RT @nytimes : Barack Obama meets Angela Merkel in Berlin #G7".split()
+TOKENS = ["RT", "@nytimes", ":", "Barack", "Obama", "meets", "Angela", "Merkel", "in", "Berlin", "#G7"]
 KINDS = {
     "numbered list": ("Named entities:", "1. Barack Obama (person)2. Berlin (city)3. G7 (organization)"),
     "1. a 1. a ...": ("Named entities:", "1. a "),
@@ -59,11 +59,15 @@ def main() -> None:
     parser.add_argument("--report", type=Path, default=Path(__file__).with_name("parser.md"))
     args = parser.parse_args()
     lines = [
-        f"## Context parser scaling: one context of 1 KB to 1 MB (seconds, best of {args.repeats}; ×: over the "
-        "size before)",
+        (
+            f"## Context parser scaling: one context of 1 KB to 1 MB (seconds, best of {args.repeats}; ×: over the "
+            "size before)"
+        ),
         "",
-        f"`post_entities` + `align` to a 10-token post; at most the first {MAX_CHARS:,} characters of a context "
-        "are read (`mner.channels.entities.MAX_CHARS`).",
+        (
+            f"`post_entities` + `align` to an 11-token post; at most the first {MAX_CHARS:,} characters of a context "
+            "are read (`mner.channels.entities.MAX_CHARS`)."
+        ),
         "",
         "| context | " + " | ".join(f"{s:,} B" for s in args.sizes) + " |",
         "|---|" + "---|" * len(args.sizes),
