@@ -9,10 +9,17 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 TWITTER2015 = SHARED / "data" / "twitter2015"
+TWITTER2017 = SHARED / "data" / "twitter2017"
 
 needs_twitter2015 = pytest.mark.skipif(
     not (TWITTER2015 / "test.txt").is_file(),
     reason=f"Twitter-2015 data not found at {TWITTER2015} (the ../shared/ folder beside the repository); "
+    "CI has it, a user's machine may not",
+)
+
+needs_twitter2017 = pytest.mark.skipif(
+    not (TWITTER2017 / "test.txt").is_file(),
+    reason=f"Twitter-2017 data not found at {TWITTER2017} (the ../shared/ folder beside the repository); "
     "CI has it, a user's machine may not",
 )
 
