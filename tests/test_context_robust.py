@@ -95,3 +95,32 @@ def test_three_way_routing():
     ]
     tags = RoutedRunner(typed, text, untyped).predict_tags(posts)
     assert [t[0] for t in tags] == ["B-PER", "B-ORG", "B-LOC"]
+
+
+def test_kind_vectors_read_the_listed_kinds_words_and_export(tmp_path):
+    """kind_vectors (issue #24): a token inside a listed entity gets the mean vector of its kind's words; the model
+    trains, and its ONNX export gives PyTorch's emissions (export_model checks)."""
+    import numpy as np
+
+    from mner.channels.context import aligned_kinds
+    from mner.runtime.export import export_model
+    from mner.runtime.runners import load_runner
+    from mner.training.runconfig import RunConfig, TrainConfig
+    from mner.training.trainer import train
+
+    assert aligned_kinds(("Bears", "win", "in", "Chicago"), LISTED) == ["sports team", None, None, "city"]
+    posts = [
+        Post(("Bears", "win", "in", "Chicago"), id="1", tags=("B-ORG", "O", "O", "B-LOC"), context=LISTED),
+        Post(("flying", "to", "Chicago"), id="2", tags=("O", "O", "B-LOC")),
+    ]
+    model = {"char_dim": 8, "char_filters": 8, "hidden": 8, "channels": ["text", "context"]}
+    model |= {"context_alignment": True, "kind_vectors": True}
+    run = RunConfig(model, TrainConfig(epochs=2, batch_size=2, min_word_count=1, progress=False))
+    trained = train(posts, posts, run)[0]
+    batch = trained.batches.build(posts)
+    assert batch.text.kind_vectors.shape == (2, 4, 50)
+    assert np.abs(batch.text.kind_vectors[0, 0]).sum() > 0 and not batch.text.kind_vectors[0, 1].any()
+    assert not batch.text.kind_vectors[1].any()  # no context: no kind
+    folder = trained.save(tmp_path / "m")
+    export_model(trained, folder)
+    assert load_runner(folder, "onnx").predict_tags(posts) == trained.predict_tags(posts)

@@ -142,6 +142,9 @@ class ModelConfig:
     # a listed kind that names no type at all (none given, "entity") is aligned as its own tag (B-/I-ANY), apart
     # from kinds that name something else than an entity type (UNK: "date", "hashtag")
     generic_tag: bool = False
+    # the listed kind of the entity each token is in, read as words: the mean of the kind's word vectors (GloVe),
+    # through a learned layer, beside the fixed kind → type map of the alignment (issue #24)
+    kind_vectors: bool = False
     # networks of this config (trained with different seeds) combined as one: the mean of their emissions and of
     # their CRF scores (mner.model.network.EnsembleNetwork; ``mner combine`` makes one)
     ensemble: int = 1
@@ -155,6 +158,8 @@ class ModelConfig:
         spec = TEXT_ENCODERS[self.encoder]
         if self.words_after_post and not self.word_channels:
             raise ValueError(f"words_after_post needs a word channel: some of {list(WORD_CHANNELS)}")
+        if self.kind_vectors and not self.context_alignment:
+            raise ValueError("kind_vectors reads the aligned context's kinds: set context_alignment = true")
         if self.context_alignment and "context" not in self.channels:
             raise ValueError("context_alignment reads the 'context' channel: add it to channels")
         needs_fusion = [

@@ -221,6 +221,13 @@ def align(tokens: Sequence[str], entities: Sequence[tuple[str, str]], generic_ta
     """A tag from ``ALIGN_TAGS`` per token: where a named entity's words occur in the post (whole tokens),
     ``B-``/``I-`` with its mapped type; longer names first, no overlaps. ``generic_tag``: a kind that names no
     type at all (``is_generic``) gives ``B-ANY``/``I-ANY`` (``ANY_TAGS``) in place of UNK."""
+    return [tag for tag, _ in align_kinds(tokens, entities, generic_tag)]
+
+
+def align_kinds(
+    tokens: Sequence[str], entities: Sequence[tuple[str, str | None]], generic_tag: bool = False
+) -> list[tuple[str, str | None]]:
+    """``align``'s tag of each token with the listed kind of the entity it is in (None outside one)."""
     words, owner, starts = [], [], set()
     for t, token in enumerate(tokens):
         starts.add(len(words))
@@ -228,26 +235,30 @@ def align(tokens: Sequence[str], entities: Sequence[tuple[str, str]], generic_ta
             words.append(w)
             owner.append(t)
     ends = {i for i in range(1, len(words) + 1) if i == len(words) or owner[i] != owner[i - 1]}
-    tags = ["O"] * len(tokens)
+    tags: list[tuple[str, str | None]] = [("O", None)] * len(tokens)
     # the LLM's order among names of one length: deterministic (a set's order would change with the process)
     named = sorted(
         dict.fromkeys(
-            (tuple(_words(name)), entity_type(kind) or ("ANY" if generic_tag and is_generic(kind) else "UNK"))
+            (
+                tuple(_words(name)),
+                entity_type(kind) or ("ANY" if generic_tag and is_generic(kind) else "UNK"),
+                kind or None,
+            )
             for name, kind in entities
         ),
         key=lambda item: -len(item[0]),
     )
-    for name, etype in named:
+    for name, etype, kind in named:
         n = len(name)
         if not n:
             continue
         for i in range(len(words) - n + 1):
             if i in starts and i + n in ends and tuple(words[i : i + n]) == name:
                 first, last = owner[i], owner[i + n - 1]
-                if all(tag == "O" for tag in tags[first : last + 1]):
-                    tags[first] = f"B-{etype}"
+                if all(tag == "O" for tag, _ in tags[first : last + 1]):
+                    tags[first] = (f"B-{etype}", kind)
                     for k in range(first + 1, last + 1):
-                        tags[k] = f"I-{etype}"
+                        tags[k] = (f"I-{etype}", kind)
     return tags
 
 
@@ -265,6 +276,26 @@ def post_entities(
     if not found and prose_fallback:
         found = prose_names(tokens, prose_text(context))
     return found or None
+
+
+def aligned_kinds(
+    tokens: Sequence[str],
+    context: str | None,
+    entities: Sequence[tuple[str, str | None]] | None = None,
+    prose_fallback: bool = False,
+    unaligned_as_none: bool = False,
+    given: bool = False,
+) -> list[str | None]:
+    """The listed kind of the entity each token is in, as ``alignment_ids`` reads the list (None outside one, and
+    for every token of a post read as without context)."""
+    if not given:
+        entities = post_entities(tokens, context, prose_fallback)
+    if not entities:
+        return [None] * len(tokens)
+    found = align_kinds(tokens, [(name, kind or "") for name, kind in entities])
+    if unaligned_as_none and all(tag == "O" for tag, _ in found):
+        return [None] * len(tokens)
+    return [kind for _, kind in found]
 
 
 def alignment_ids(

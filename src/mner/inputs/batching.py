@@ -10,6 +10,7 @@ arrays (``mner.model.network.as_tensors`` makes torch tensors of them; the ONNX 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
@@ -39,6 +40,9 @@ class WordInputs:
     mask: np.ndarray  # shape: (batch, seq_len), bool; a sequence with no words has no True
     # shape: (batch, seq_len); the context's entities aligned to the post (mner.channels.context), 0 elsewhere; None: unused
     alignment_ids: np.ndarray | None = None
+    # shape: (batch, seq_len, word_dim); the mean word vector of the listed kind of the entity a token is in, 0
+    # elsewhere (ModelConfig.kind_vectors); None: unused
+    kind_vectors: np.ndarray | None = None
 
 
 @dataclass
@@ -219,6 +223,8 @@ class BatchBuilder:
                     given=entities is not None,
                     generic_tag=config.generic_tag,
                 )
+        if config.kind_vectors:
+            text.kind_vectors = self.kind_vectors(posts, text.mask.shape, entities)
         mask = np.zeros((len(posts), max(1, *(len(t) for t in tokens))), dtype=bool)
         for b, post_tokens in enumerate(tokens):
             mask[b, : len(post_tokens)] = True
@@ -233,6 +239,26 @@ class BatchBuilder:
         }
         image = self.image_inputs(posts, images) if config.image_channels else None
         return TaggingBatch(text, mask, tags, memory, image)
+
+    def kind_vectors(self, posts: Sequence[Post], shape: tuple[int, int], entities) -> np.ndarray:
+        """(batch, seq_len, word_dim): each token's listed kind as the mean word vector of its words."""
+        from mner.channels.context import aligned_kinds
+
+        config = self.config
+        out = np.zeros((*shape, load_word_vectors(config.word_embeddings).dim), dtype=np.float32)
+        for b, post in enumerate(posts):
+            kinds = aligned_kinds(
+                post.tokens,
+                post.context,
+                entities[b] if entities is not None else None,
+                prose_fallback=config.prose_fallback,
+                unaligned_as_none=config.unaligned_as_none,
+                given=entities is not None,
+            )
+            for t, kind in enumerate(kinds):
+                if kind:
+                    out[b, t] = _mean_vector(kind, config.word_embeddings)
+        return out
 
     def image_inputs(self, posts: Sequence[Post], images: Mapping[str, ImageFeatures] | None) -> ImageInputs:
         """Each post's image features (``images[post.image]``; missing ones masked)."""
@@ -258,6 +284,20 @@ class BatchBuilder:
                 regions[b, : feats.regions.shape[0]] = np.asarray(feats.regions, dtype=np.float32)
         has_image = np.array([f is not None for f in found], dtype=bool)
         return ImageInputs(has_image, self.inputs.words(labels), probs, regions)
+
+
+@functools.lru_cache(maxsize=4096)
+def _mean_vector(kind: str, table: str) -> np.ndarray:
+    """The mean vector (of the word vectors ``table``) of a kind's words ("sports team"), zeros where none is known."""
+    from mner.inputs.embeddings import word_key
+
+    vectors = load_word_vectors(table)
+    rows = [r for r in vectors.find([word_key(w) for w in tokenize_words(kind)]).tolist() if r >= 0]
+    return vectors.vectors[rows].mean(0).astype(np.float32) if rows else np.zeros(vectors.dim, np.float32)
+
+
+def tokenize_words(text: str) -> list[str]:
+    return [w for w in text.replace("/", " ").replace("-", " ").split() if w]
 
 
 INPUT_BUILDERS: Registry[type] = Registry("encoder kind")  # EncoderSpec.kind → the input builder it reads
@@ -328,6 +368,8 @@ def batch_layout(config: ModelConfig) -> list[str]:
     text = list(words)
     if config.context_alignment:
         text.append("alignment_ids")
+    if config.kind_vectors:
+        text.append("kind_vectors")
     if config.words_after_post and config.encoder_spec.kind == "glove":
         text.append("separator")
     names = [f"text.{name}" for name in text] + ["mask"]

@@ -63,6 +63,13 @@ class TextEncoder(nn.Module):
         if self.alignment is not None:
             ids = inputs.alignment_ids
             parts.append(self.alignment(ids if ids is not None else torch.zeros_like(inputs.shape_ids)))
+        if self.kinds is not None:
+            kinds = inputs.kind_vectors  # shape: (batch, seq_len, word_dim); zeros where no kind
+            if kinds is None:
+                kinds = torch.zeros(
+                    *inputs.shape_ids.shape, self.kinds.in_features, device=inputs.shape_ids.device
+                )
+            parts.append(torch.tanh(self.kinds(kinds)))
         return torch.cat(parts, dim=-1)
 
     def _add_alignment(self, config: ModelConfig) -> None:
@@ -71,6 +78,10 @@ class TextEncoder(nn.Module):
         if config.context_alignment:
             size = 1 + len(ALIGN_TAGS) + (len(ANY_TAGS) if config.generic_tag else 0)
             self.alignment = nn.Embedding(size, config.alignment_dim, padding_idx=NO_CONTEXT)
+            self.embed_dim += config.alignment_dim
+        self.kinds = None
+        if config.kind_vectors:  # the listed kind's words, read through a learned layer
+            self.kinds = nn.Linear(config.word_dim, config.alignment_dim)
             self.embed_dim += config.alignment_dim
 
     def forward(self, inputs: WordInputs, post_len: int) -> torch.Tensor:

@@ -89,7 +89,11 @@ def export_model(model, folder: str | Path) -> Path:
     names = list(arrays)
     dynamic = {}  # every axis may vary but a width the config fixes (characters a word, vector sizes)
     for name, array in arrays.items():
-        fixed = {array.ndim - 1} if name.endswith(("char_ids", "word_vectors", "regions")) else set()
+        fixed = (
+            {array.ndim - 1}
+            if name.endswith(("char_ids", "word_vectors", "kind_vectors", "regions"))
+            else set()
+        )
         dynamic[name] = {d: f"{name}_{d}" for d in range(array.ndim) if d not in fixed}
     wrapper = _Emissions(network, sample, names).eval()
     tensors = tuple(as_tensors(arrays).values())
