@@ -124,3 +124,4 @@ def test_kind_vectors_read_the_listed_kinds_words_and_export(tmp_path):
     folder = trained.save(tmp_path / "m")
     export_model(trained, folder)
     assert load_runner(folder, "onnx").predict_tags(posts) == trained.predict_tags(posts)
+    assert "Kind read as words" in (folder / "README.md").read_text(encoding="utf-8")

@@ -123,6 +123,11 @@ def _context_text_lines(config: ModelConfig) -> list[str]:
             "- Context aligned: the context's named entities found in the post's tokens give each token a feature "
             f"(inside a named span or not, B/I, the named kind as PER/LOC/ORG/OTHER), {config.alignment_dim} wide."
         )
+    if config.kind_vectors:
+        lines.append(
+            '- Kind read as words: each token\'s named kind ("sports team", "city") also goes in as the mean '
+            f"GloVe vector of its words through a learned layer, {config.alignment_dim} wide."
+        )
     return lines
 
 
