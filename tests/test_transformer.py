@@ -221,6 +221,28 @@ def test_the_encoder_has_its_own_learning_rate():
     assert not encoder_params & {id(p) for p in groups[0]["params"]}
 
 
+def test_layer_wise_learning_rates_give_each_depth_its_own():
+    """layer_decay (issue #24): the top transformer layer at encoder_lr, each one below it × the decay, the
+    embeddings lowest; every transformer weight in exactly one group, the rest of the network at lr."""
+    tagger = network()
+    transformer = tagger.network.encoder.transformer
+    layers = transformer.model.config.num_hidden_layers
+    groups = tagger.network.configure_optimiser(lr=1e-3, encoder_lr=1e-4, layer_decay=0.5).param_groups
+    assert groups[0]["lr"] == 1e-3
+    # embeddings (depth 0), layers 1..L, then anything after the last layer (depth L + 1) if the model has any
+    rates = [g["lr"] for g in groups[1:]]
+    assert rates == sorted(rates) and rates[-1] == pytest.approx(1e-4)
+    assert rates[0] == pytest.approx(1e-4 * 0.5 ** (len(rates) - 1)) and len(rates) >= layers + 1
+    by_group = [{id(p) for p in g["params"]} for g in groups[1:]]
+    assert sum(len(ids) for ids in by_group) == len(list(transformer.parameters()))
+    embeddings = {id(p) for n, p in transformer.named_parameters() if ".embeddings." in f".{n}."}
+    assert embeddings == by_group[0]
+    first_layer = {id(p) for n, p in transformer.named_parameters() if ".layer.0." in f".{n}."}
+    assert first_layer == by_group[1]
+    with pytest.raises(ValueError, match="layer_decay"):
+        TrainConfig(layer_decay=0.0)
+
+
 @pytest.fixture(scope="module")
 def trained():
     run = RunConfig(

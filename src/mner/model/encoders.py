@@ -92,6 +92,10 @@ class TextEncoder(nn.Module):
         """Weights fine-tuned from a pretrained model (their own learning rate); none by default."""
         return []
 
+    def pretrained_depths(self) -> list[tuple[int, nn.Parameter]]:
+        """(depth, weight) of each pretrained weight, for layer-wise learning rates; one depth by default."""
+        return [(0, weight) for weight in self.pretrained_parameters()]
+
     def exportable(self) -> TextEncoder:
         """A copy of this encoder that computes the same function in operations the ONNX exporter traces: its
         BiLSTM (if any) runs unpacked, each sequence reversed within its own length (``UnpackedBiLstm``)."""
@@ -198,6 +202,22 @@ class TransformerEncoder(TextEncoder):
 
     def pretrained_parameters(self) -> list[nn.Parameter]:
         return list(self.transformer.parameters())
+
+    def pretrained_depths(self) -> list[tuple[int, nn.Parameter]]:
+        """(depth, weight) of each pretrained weight: 0 for the embeddings, i + 1 for layer i, the number of layers
+        + 1 for what follows the last one; layer-wise learning rates scale by depth."""
+        layers = self.transformer.model.config.num_hidden_layers
+        out = []
+        for name, weight in self.transformer.named_parameters():
+            parts = name.split(".")
+            if "embeddings" in parts:
+                depth = 0
+            elif "layer" in parts and parts[parts.index("layer") + 1].isdigit():
+                depth = int(parts[parts.index("layer") + 1]) + 1
+            else:
+                depth = layers + 1
+            out.append((depth, weight))
+        return out
 
 
 ENCODER_KINDS: Registry[type[TextEncoder]] = Registry("encoder kind")  # EncoderSpec.kind → its module

@@ -106,16 +106,24 @@ class TaggingNetwork(nn.Module):
         return out
 
     def configure_optimiser(
-        self, lr: float, encoder_lr: float, weight_decay: float = 0.0
+        self, lr: float, encoder_lr: float, weight_decay: float = 0.0, layer_decay: float = 1.0
     ) -> torch.optim.Adam:
         """Adam; a pretrained encoder's weights in their own group at ``encoder_lr``, the rest at ``lr``.
 
+        ``layer_decay`` < 1 gives each transformer depth its own group: the top layer at ``encoder_lr``, each one
+        below it ``layer_decay`` times the one above, the embeddings lowest (layer-wise learning rates).
         With a transformer, Adam's fused kernel: its step over 22M weights takes ~40 ms instead of ~300 ms on
         one CPU thread. The GloVe encoder keeps the default kernel, so its earlier results reproduce exactly."""
         pretrained = self.encoder.pretrained_parameters()
         ids = {id(p) for p in pretrained}
         groups = [{"params": [p for p in self.parameters() if id(p) not in ids], "lr": lr}]
-        if pretrained:
+        if pretrained and layer_decay != 1.0:
+            depths = self.encoder.pretrained_depths()
+            top = max(depth for depth, _ in depths)
+            for depth in sorted({depth for depth, _ in depths}):
+                weights = [w for d, w in depths if d == depth]
+                groups.append({"params": weights, "lr": encoder_lr * layer_decay ** (top - depth)})
+        elif pretrained:
             groups.append({"params": pretrained, "lr": encoder_lr})
         return torch.optim.Adam(groups, lr=lr, weight_decay=weight_decay, fused=True if pretrained else None)
 

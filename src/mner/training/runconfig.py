@@ -28,6 +28,9 @@ class TrainConfig:
     batch_size: int = 20
     lr: float = 0.001
     encoder_lr: float = 5e-5
+    layer_decay: float = (
+        1.0  # < 1: layer-wise learning rates (the top layer at encoder_lr, each below × this)
+    )
     schedule: str = "constant"
     warmup: float = 0.1
     weight_decay: float = 0.0
@@ -68,6 +71,8 @@ class TrainConfig:
 
     def __post_init__(self):
         self.corruption_rates()  # checks the rates
+        if not 0.0 < self.layer_decay <= 1.0:
+            raise ValueError(f"layer_decay: a number in (0, 1], got {self.layer_decay!r}")
         if not 0 <= self.context_dropout < 1:
             raise ValueError(f"context_dropout {self.context_dropout}: expected a fraction in [0, 1)")
         if self.schedule not in SCHEDULES:

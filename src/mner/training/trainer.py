@@ -131,7 +131,9 @@ class Trainer:
         self.network = self.model.network.to(self.device)
         if self.network.encoder.pretrained_parameters() and self.device.type == "cpu":
             torch.set_flush_denormal(True)  # fine-tuning a transformer on a CPU: ~3.7x faster here
-        self.optimiser = self.network.configure_optimiser(cfg.lr, cfg.encoder_lr, cfg.weight_decay)
+        self.optimiser = self.network.configure_optimiser(
+            cfg.lr, cfg.encoder_lr, cfg.weight_decay, cfg.layer_decay
+        )
         steps_per_epoch = -(-len(train_posts) // cfg.batch_size)
         self.scheduler = make_schedule(self.optimiser, cfg, cfg.epochs * steps_per_epoch)
         self.order_rng = random.Random(cfg.seed)
