@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from mner.channels.context import alignment_ids
+from mner.channels.context import alignment_ids, post_entities
 from mner.channels.spec import CHANNELS
 from mner.config import ModelConfig
 from mner.data import Post
@@ -212,15 +212,16 @@ class BatchBuilder:
             as_text = [[channel_words(p, c, config) for c in config.channels_after_post] for p in posts]
         text = self.inputs.post(tokens, as_text)
         if config.context_alignment:
+            if entities is None:  # each post's list read once, for the alignment and the kinds alike
+                entities = [post_entities(p.tokens, p.context, config.prose_fallback) for p in posts]
             text.alignment_ids = np.zeros(text.mask.shape, dtype=np.int64)  # the post comes first
             for b, post in enumerate(posts):
                 text.alignment_ids[b, : len(post.tokens)] = alignment_ids(
                     post.tokens,
                     post.context,
-                    entities[b] if entities is not None else None,
-                    prose_fallback=config.prose_fallback,
+                    entities[b],
                     unaligned_as_none=config.unaligned_as_none,
-                    given=entities is not None,
+                    given=True,
                     generic_tag=config.generic_tag,
                 )
         if config.kind_vectors:
@@ -241,19 +242,15 @@ class BatchBuilder:
         return TaggingBatch(text, mask, tags, memory, image)
 
     def kind_vectors(self, posts: Sequence[Post], shape: tuple[int, int], entities) -> np.ndarray:
-        """(batch, seq_len, word_dim): each token's listed kind as the mean word vector of its words."""
+        """(batch, seq_len, word_dim): each token's listed kind as the mean word vector of its words; ``entities``
+        is each post's list, already read (None: none)."""
         from mner.channels.context import aligned_kinds
 
         config = self.config
         out = np.zeros((*shape, load_word_vectors(config.word_embeddings).dim), dtype=np.float32)
         for b, post in enumerate(posts):
             kinds = aligned_kinds(
-                post.tokens,
-                post.context,
-                entities[b] if entities is not None else None,
-                prose_fallback=config.prose_fallback,
-                unaligned_as_none=config.unaligned_as_none,
-                given=entities is not None,
+                post.tokens, post.context, entities[b], unaligned_as_none=config.unaligned_as_none, given=True
             )
             for t, kind in enumerate(kinds):
                 if kind:
