@@ -31,6 +31,22 @@ from runs import mean_std, publish
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 SETS = {"t15": DATA / "twitter2015", "t17": DATA / "twitter2017"}
+# Entity lists in shapes chat models write, flattened to one line as a context file keeps them (issue #30): each
+# keeps the published names and kinds (``names`` keeps the names alone). ``chat_text`` writes them.
+CHAT_FORMS = (
+    "md_bold",
+    "names",
+    "dash_runs",
+    "yaml",
+    "md_table",
+    "kind_first",
+    "numbered_bold",
+    "json_kind_first",
+    "xml",
+    "arrows",
+    "sentences",
+    "kind_brackets",
+)
 CONDITIONS = (
     "none",
     "published",
@@ -43,9 +59,10 @@ CONDITIONS = (
     "shuffled",
     "prose",
     "lower",
+    *CHAT_FORMS,
 )
 SEED = 22
-CACHE_VERSION = 3
+CACHE_VERSION = 4
 
 
 def list_text(entities, form: str, reasoning: str | None) -> str:
@@ -62,6 +79,38 @@ def list_text(entities, form: str, reasoning: str | None) -> str:
         )
     if form == "semicolons":
         return "Entities: " + "; ".join(f"{n} - {k}" if k else n for n, k in entities)
+    raise ValueError(form)
+
+
+def chat_text(entities, form: str, reasoning: str | None) -> str:
+    """An entity list in one of ``CHAT_FORMS``, on one line (a context file keeps line breaks as spaces)."""
+    why = f" Reasoning: {reasoning}" if reasoning else ""
+    kinds = [(n, k or "entity") for n, k in entities]
+    if form == "md_bold":
+        return "Here are the named entities: " + " ".join(f"- **{n}** – {k}" for n, k in kinds) + why
+    if form == "names":
+        return ", ".join(n for n, _ in entities)
+    if form == "dash_runs":
+        return " ".join(f"{n} - {k};" for n, k in kinds)
+    if form == "yaml":
+        return "entities: " + " ".join(f"- name: {n} type: {k}" for n, k in kinds)
+    if form == "md_table":
+        return "| Entity | Type | |---|---| " + " ".join(f"| {n} | {k} |" for n, k in kinds) + why
+    if form == "kind_first":
+        return " ".join(f"- {k}: {n}" for n, k in kinds)
+    if form == "numbered_bold":
+        return " ".join(f"{i}. **{n}**: {k}" for i, (n, k) in enumerate(kinds, 1)) + why
+    if form == "json_kind_first":
+        items = ", ".join(json.dumps({"category": k, "entity": n}, ensure_ascii=False) for n, k in kinds)
+        return f"```json [{items}] ```"
+    if form == "xml":
+        return "<entities>" + "".join(f'<entity type="{k}">{n}</entity>' for n, k in kinds) + "</entities>"
+    if form == "arrows":
+        return " | ".join(f"{n} → {k}" for n, k in kinds)
+    if form == "sentences":
+        return " ".join(f"{n} is a {k}." for n, k in kinds) + why
+    if form == "kind_brackets":
+        return " ".join(f"[{k}] {n}" for n, k in kinds)
     raise ValueError(form)
 
 
@@ -85,12 +134,14 @@ def conditions(contexts: dict[str, str], order: list[str]) -> dict[str, dict[str
         out["shuffled"][k] = contexts[other[k]]
         out["prose"][k] = why if why is not None else text
         if not entities:  # nothing to rewrite: the text as it is
-            for c in ("json", "lines", "semicolons", "generic", "drop30", "spurious"):
+            for c in ("json", "lines", "semicolons", "generic", "drop30", "spurious", *CHAT_FORMS):
                 out[c][k] = text
             continue
         out["json"][k] = list_text(entities, "json", why)
         out["lines"][k] = list_text(entities, "lines", why)
         out["semicolons"][k] = list_text(entities, "semicolons", None)
+        for form in CHAT_FORMS:
+            out[form][k] = chat_text(entities, form, why)
         out["generic"][k] = list_text([(n, "entity") for n, _ in entities], "published", why)
         out["drop30"][k] = list_text([e for e in entities if rng.random() >= 0.3], "published", why)
         names = {n for n, _ in entities}

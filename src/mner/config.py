@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from mner.channels.spec import channel_names
 from mner.registry import Registry
+
+if TYPE_CHECKING:
+    from mner.labels import LabelSet
 
 CHANNELS = channel_names()  # every channel a model can read (mner.channels.spec)
 WORD_CHANNELS = channel_names("words")  # word sequences a post carries besides its text
@@ -145,6 +149,9 @@ class ModelConfig:
     # the listed kind of the entity each token is in, read as words: the mean of the kind's word vectors (GloVe),
     # through a learned layer, beside the fixed kind → type map of the alignment (issue #24)
     kind_vectors: bool = False
+    # the entity types a context's kinds are mapped onto (mner.labels.LabelSet: the model's own, so a model of a
+    # user's label set reads contexts too); None: the benchmark's PER, LOC, ORG, OTHER (configs saved before it)
+    context_types: list[str] | None = None
     # networks of this config (trained with different seeds) combined as one: the mean of their emissions and of
     # their CRF scores (mner.model.network.EnsembleNetwork; ``mner combine`` makes one)
     ensemble: int = 1
@@ -222,6 +229,18 @@ class ModelConfig:
     def memory_channels(self) -> list[str]:
         """Word channels whose words are memory items of the fusion."""
         return [] if self.words_after_post or not self.fusion else self.word_channels
+
+    @property
+    def context_labels(self) -> LabelSet | None:
+        """The label set a context's kinds map onto; None: the benchmark's (``context_types``)."""
+        from mner.labels import LabelSet
+
+        if self.context_types is None:
+            return None
+        cache = self.__dict__.setdefault("_indexes", {})
+        if "context_labels" not in cache:
+            cache["context_labels"] = LabelSet.of(self.context_types)
+        return cache["context_labels"]
 
     @property
     def list_channels(self) -> list[str]:

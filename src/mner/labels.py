@@ -14,7 +14,10 @@ file was written in.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import re
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from mner.data import (
@@ -156,3 +159,316 @@ def read_label_map(path: str | Path) -> dict[str, str]:
     if not names:
         raise MnerInputError("file is empty: expected 'from<TAB>to' lines", path)
     return names
+
+
+# ------------------------------------------------------------------------------------------ label sets
+
+# Words that name each benchmark type as LLMs write kinds ("sports team" → ORG: its first word that names a type);
+# a kind none of whose words is here is read by its word vectors (``LabelSet.kind_type``).
+BENCHMARK_KIND_WORDS: dict[str, tuple[str, ...]] = {
+    "PER": [
+        "person",
+        "people",
+        "player",
+        "athlete",
+        "artist",
+        "actor",
+        "actress",
+        "author",
+        "politician",
+        "celebrity",
+        "singer",
+        "rapper",
+        "musician",
+        "photographer",
+        "journalist",
+        "writer",
+        "president",
+        "footballer",
+        "coach",
+        "character",
+        "comedian",
+        "model",
+        "dj",
+        "reporter",
+        "host",
+        "user",
+    ],
+    "LOC": [
+        "location",
+        "country",
+        "city",
+        "place",
+        "region",
+        "state",
+        "venue",
+        "geographic",
+        "geographical",
+        "town",
+        "village",
+        "continent",
+        "island",
+        "river",
+        "mountain",
+        "street",
+        "area",
+        "neighborhood",
+        "neighbourhood",
+        "landmark",
+        "building",
+        "stadium",
+        "airport",
+        "park",
+        "county",
+        "province",
+        "lake",
+    ],
+    "ORG": [
+        "organization",
+        "organisation",
+        "company",
+        "brand",
+        "team",
+        "band",
+        "institution",
+        "publication",
+        "news",
+        "media",
+        "newspaper",
+        "party",
+        "group",
+        "club",
+        "university",
+        "school",
+        "agency",
+        "network",
+        "channel",
+        "magazine",
+        "outlet",
+        "league",
+        "government",
+        "station",
+        "restaurant",
+        "store",
+        "website",
+        "label",
+        "association",
+        "business",
+        "charity",
+        "college",
+        "department",
+        "retailer",
+        "shop",
+    ],
+    "OTHER": [
+        "event",
+        "product",
+        "tv",
+        "show",
+        "movie",
+        "film",
+        "award",
+        "song",
+        "album",
+        "book",
+        "game",
+        "series",
+        "festival",
+        "competition",
+        "tournament",
+        "holiday",
+        "campaign",
+        "app",
+        "software",
+        "device",
+        "vehicle",
+        "program",
+        "programme",
+        "franchise",
+        "language",
+        "nationality",
+        "religion",
+        "title",
+        "video",
+        "documentary",
+        "play",
+        "exhibition",
+        "conference",
+        "phone",
+        "car",
+    ],
+}
+# kinds that name something other than an entity: read as such, they map to no type
+NON_ENTITY_WORDS = (
+    "date",
+    "time",
+    "day",
+    "year",
+    "month",
+    "week",
+    "hour",
+    "topic",
+    "hashtag",
+    "number",
+    "money",
+    "price",
+    "percent",
+    "quantity",
+    "emotion",
+    "feeling",
+    "concept",
+    "idea",
+    "slogan",
+    "phrase",
+    "expression",
+    "word",
+    "activity",
+    "weather",
+    "colour",
+    "color",
+    "action",
+    "trend",
+    "mood",
+)
+# kinds that name no type at all (an "entity", a "thing"): never read as a type by their vectors
+GENERIC_KIND_WORDS = frozenset(
+    (
+        "entity",
+        "entities",
+        "named",
+        "thing",
+        "things",
+        "name",
+        "names",
+        "term",
+        "item",
+        "unknown",
+        "unclear",
+        "n/a",
+    )
+)
+KIND_SIMILARITY = 0.6  # the least cosine of a kind's word vectors with a type's words to read it as that type
+
+
+@dataclass(frozen=True)
+class LabelSet:
+    """The entity types a model tags (in label-set order), its tagging scheme (BIO), and the words that name each
+    type in an LLM's kinds: the benchmark's table for PER/LOC/ORG/OTHER, a type's own name's words for others
+    ("SPORTS_TEAM" → "sports team"). ``kind_type`` maps any kind onto these types."""
+
+    types: tuple[str, ...]
+    scheme: str = "BIO"
+    kind_words: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    @classmethod
+    def of(cls, types: Iterable[str]) -> LabelSet:
+        """The label set of these types, in ``ordered_types`` order."""
+        ordered = tuple(ordered_types(types))
+        words = tuple((t, tuple(BENCHMARK_KIND_WORDS.get(t, ())) or _type_words(t)) for t in ordered)
+        return cls(ordered, "BIO", words)
+
+    @classmethod
+    def from_tags(cls, tags: Iterable[str]) -> LabelSet:
+        """The label set of a model's tags (``O``, ``B-X``, ``I-X``...)."""
+        return cls.of(tag.partition("-")[2] for tag in tags if tag != "O")
+
+    @property
+    def tags(self) -> list[str]:
+        """``O``, then ``B-`` and ``I-`` of each type."""
+        return ["O"] + [f"{p}-{t}" for t in self.types for p in ("B", "I")]
+
+    def names_type(self, word: str) -> bool:
+        """Whether a (lower-case) word is one of the words that name a type."""
+        return word in self._word_types or word.rstrip("s") in self._word_types
+
+    @functools.cached_property
+    def _word_types(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for etype, words in self.kind_words:
+            for word in words:
+                out[word] = etype  # a word two types name: the later type's (as the table always read)
+        return out
+
+    def kind_type(self, kind: str | None) -> str | None:
+        """The type a kind names: the first of its words that names a type ("sports team" → ORG, "person/handle"
+        → PER); else the type whose words are nearest the kind's head word, then the whole kind, in word-vector
+        space ("airline" → ORG, "coffee chain" → ORG), None where a non-entity word ("date", "hashtag") is nearer
+        or nothing is near enough; None for no kind."""
+        if not kind or not isinstance(kind, str):
+            return None
+        return _kind_type(self, kind.lower())
+
+
+def _type_words(etype: str) -> tuple[str, ...]:
+    """A type's name as words: ``SPORTS_TEAM`` → ("sports team", "sports", "team")."""
+    words = [w for w in re.split(r"[^0-9a-z]+", etype.lower()) if w]
+    return tuple(dict.fromkeys([" ".join(words), *words])) if words else ()
+
+
+@functools.lru_cache(maxsize=8192)
+def _kind_type(labels: LabelSet, kind: str) -> str | None:
+    parts = [p for p in re.split(r"[/,;]| or ", kind) if p.strip()]
+    for part in parts:
+        for word in re.findall(r"[^\W_]+", part):
+            found = labels._word_types.get(word) or labels._word_types.get(word.rstrip("s"))
+            if found is not None:
+                return found
+    if not parts:
+        return None
+    return _nearest_type(labels, parts[0])
+
+
+def _nearest_type(labels: LabelSet, part: str) -> str | None:
+    """The type whose words' vectors are nearest the kind's head word (the last, or the one before "of"), then its
+    words' mean; None where the nearest are non-entity words or none is within ``KIND_SIMILARITY``."""
+    words = re.findall(r"[^\W_]+", part)
+    if not words or all(w in GENERIC_KIND_WORDS for w in words):
+        return None  # "entity", "named entity", "thing": no type named
+    head = words[words.index("of") - 1] if "of" in words[1:] else words[-1]
+    prototypes = _prototypes(labels)
+    for probe in ([head], words):
+        vector = _unit_mean(probe)
+        if vector is None:
+            continue
+        best, best_type = KIND_SIMILARITY, None
+        for etype, matrix in prototypes:
+            score = float((matrix @ vector).max()) if len(matrix) else -1.0
+            if score > best:
+                best, best_type = score, etype
+        if best_type is not None:
+            return None if best_type == "" else best_type
+    return None
+
+
+@functools.lru_cache(maxsize=16)
+def _prototypes(labels: LabelSet) -> list:
+    """(type, unit vectors of its words) for each type; "" for the non-entity words."""
+    import numpy as np
+
+    out = []
+    for etype, words in [*labels.kind_words, ("", NON_ENTITY_WORDS)]:
+        rows = [v for w in words if (v := _unit_mean(w.split())) is not None]
+        out.append((etype, np.stack(rows) if rows else np.zeros((0, 1), dtype=np.float32)))
+    return out
+
+
+@functools.lru_cache(maxsize=8192)
+def _unit_mean_cached(words: tuple[str, ...]):
+    import numpy as np
+
+    from mner.inputs.embeddings import load_word_vectors, word_key
+
+    vectors = load_word_vectors("glove-6b-50d")
+    rows = [r for r in vectors.find([word_key(w) for w in words]).tolist() if r >= 0]
+    if not rows:
+        return None
+    mean = np.asarray(vectors.vectors[rows], dtype=np.float32).mean(0)
+    norm = float(np.linalg.norm(mean))
+    return mean / norm if norm > 0 else None
+
+
+def _unit_mean(words):
+    return _unit_mean_cached(tuple(words))
+
+
+BENCHMARK_LABELS = LabelSet.of(BENCHMARK_TYPES)

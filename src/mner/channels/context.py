@@ -13,183 +13,37 @@ The model reads the structured list, never the raw format.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 
 from mner.data import split_handle
+from mner.labels import BENCHMARK_LABELS, GENERIC_KIND_WORDS, LabelSet
 
 ALIGN_TYPES = ("PER", "LOC", "ORG", "OTHER", "UNK")
 ALIGN_TAGS = ("O",) + tuple(f"{p}-{t}" for t in ALIGN_TYPES for p in ("B", "I"))
 # with ModelConfig.generic_tag: a kind that names no type at all (none given, "entity", "thing") is its own tag,
 # apart from kinds that name something other than an entity type ("date", "topic", "hashtag": UNK)
 ANY_TAGS = ("B-ANY", "I-ANY")
-GENERIC_WORDS = frozenset(
-    {
-        "entity",
-        "entities",
-        "named",
-        "thing",
-        "things",
-        "name",
-        "names",
-        "term",
-        "item",
-        "unknown",
-        "unclear",
-        "n/a",
-    }
-)
+GENERIC_WORDS = GENERIC_KIND_WORDS
 NO_CONTEXT = (
     0  # the feature id of every token of a post without context (the others are 1 + ALIGN_TAGS index)
 )
-# The first word of an LLM's kind that names a type; "handle", "hashtag", "username" say nothing on their own.
-_KIND_WORDS = {
-    "PER": (
-        "person",
-        "people",
-        "player",
-        "athlete",
-        "artist",
-        "actor",
-        "actress",
-        "author",
-        "politician",
-        "celebrity",
-        "singer",
-        "rapper",
-        "musician",
-        "photographer",
-        "journalist",
-        "writer",
-        "president",
-        "footballer",
-        "coach",
-        "character",
-        "comedian",
-        "model",
-        "dj",
-        "reporter",
-        "host",
-        "user",
-    ),
-    "LOC": (
-        "location",
-        "country",
-        "city",
-        "place",
-        "region",
-        "state",
-        "venue",
-        "geographic",
-        "geographical",
-        "town",
-        "village",
-        "continent",
-        "island",
-        "river",
-        "mountain",
-        "street",
-        "area",
-        "neighborhood",
-        "neighbourhood",
-        "landmark",
-        "building",
-        "stadium",
-        "airport",
-        "park",
-        "county",
-        "province",
-        "lake",
-    ),
-    "ORG": (
-        "organization",
-        "organisation",
-        "company",
-        "brand",
-        "team",
-        "band",
-        "institution",
-        "publication",
-        "news",
-        "media",
-        "newspaper",
-        "party",
-        "group",
-        "club",
-        "university",
-        "school",
-        "agency",
-        "network",
-        "channel",
-        "magazine",
-        "outlet",
-        "league",
-        "government",
-        "station",
-        "restaurant",
-        "store",
-        "website",
-        "label",
-        "association",
-        "business",
-        "charity",
-        "college",
-        "department",
-        "retailer",
-        "shop",
-    ),
-    "OTHER": (
-        "event",
-        "product",
-        "tv",
-        "show",
-        "movie",
-        "film",
-        "award",
-        "song",
-        "album",
-        "book",
-        "game",
-        "series",
-        "festival",
-        "competition",
-        "tournament",
-        "holiday",
-        "campaign",
-        "app",
-        "software",
-        "device",
-        "vehicle",
-        "program",
-        "programme",
-        "franchise",
-        "language",
-        "nationality",
-        "religion",
-        "title",
-        "video",
-        "documentary",
-        "play",
-        "exhibition",
-        "conference",
-        "phone",
-        "car",
-    ),
-}
 _TAG_INDEX = {tag: i for i, tag in enumerate(ALIGN_TAGS + ANY_TAGS)}
-_KIND_TYPE = {word: etype for etype, words in _KIND_WORDS.items() for word in words}
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 
 
-def entity_type(kind: str | None) -> str | None:
-    """PER, LOC, ORG or OTHER for an LLM's kind ("sports team" → ORG, "person/handle" → PER), or None (no kind,
-    or one that names no type)."""
-    for part in re.split(r"[/,;]| or ", (kind or "").lower()):
-        for word in _WORD.findall(part):
-            etype = _KIND_TYPE.get(word) or _KIND_TYPE.get(word.rstrip("s"))
-            if etype is not None:
-                return etype
-    return None
+def entity_type(kind: str | None, labels: LabelSet | None = None) -> str | None:
+    """The type of a label set (the benchmark's PER, LOC, ORG, OTHER by default) an LLM's kind names ("sports
+    team" → ORG, "airline" → ORG, "person/handle" → PER), or None (no kind, or one that names no type:
+    "date", "hashtag"). See ``mner.labels.LabelSet.kind_type``."""
+    return (labels or BENCHMARK_LABELS).kind_type(kind)
+
+
+def kind_word(word: str) -> bool:
+    """Whether a word names an entity type or says "entity" ("Person", "city", "entity")."""
+    low = word.lower()
+    return BENCHMARK_LABELS.names_type(low) or low in GENERIC_WORDS
 
 
 def is_generic(kind: str | None) -> bool:
@@ -217,17 +71,34 @@ def _words(token: str) -> list[str]:
     return [w.lower() for w in _WORD.findall(token)]
 
 
-def align(tokens: Sequence[str], entities: Sequence[tuple[str, str]], generic_tag: bool = False) -> list[str]:
+def align(
+    tokens: Sequence[str],
+    entities: Sequence[tuple[str, str]],
+    generic_tag: bool = False,
+    labels: LabelSet | None = None,
+) -> list[str]:
     """A tag from ``ALIGN_TAGS`` per token: where a named entity's words occur in the post (whole tokens),
     ``B-``/``I-`` with its mapped type; longer names first, no overlaps. ``generic_tag``: a kind that names no
-    type at all (``is_generic``) gives ``B-ANY``/``I-ANY`` (``ANY_TAGS``) in place of UNK."""
-    return [tag for tag, _ in align_kinds(tokens, entities, generic_tag)]
+    type at all (``is_generic``) gives ``B-ANY``/``I-ANY`` (``ANY_TAGS``) in place of UNK. ``labels``: the types
+    kinds map onto (the benchmark's by default; ``align_tags``)."""
+    return [tag for tag, _ in align_kinds(tokens, entities, generic_tag, labels)]
+
+
+def align_tags(labels: LabelSet | None = None) -> tuple[str, ...]:
+    """The alignment's tags for a label set's types (``ALIGN_TAGS`` for the benchmark's), then ``ANY_TAGS``."""
+    if labels is None or labels.types == BENCHMARK_LABELS.types:
+        return ALIGN_TAGS + ANY_TAGS
+    return ("O",) + tuple(f"{p}-{t}" for t in (*labels.types, "UNK") for p in ("B", "I")) + ANY_TAGS
 
 
 def align_kinds(
-    tokens: Sequence[str], entities: Sequence[tuple[str, str | None]], generic_tag: bool = False
+    tokens: Sequence[str],
+    entities: Sequence[tuple[str, str | None]],
+    generic_tag: bool = False,
+    labels: LabelSet | None = None,
 ) -> list[tuple[str, str | None]]:
-    """``align``'s tag of each token with the listed kind of the entity it is in (None outside one)."""
+    """``align``'s tag of each token with the listed kind of the entity it is in (None outside one). Linear in the
+    post's words and the names' occurrences: each name is looked for only where its first word stands."""
     words, owner, starts = [], [], set()
     for t, token in enumerate(tokens):
         starts.add(len(words))
@@ -235,13 +106,17 @@ def align_kinds(
             words.append(w)
             owner.append(t)
     ends = {i for i in range(1, len(words) + 1) if i == len(words) or owner[i] != owner[i - 1]}
+    where: dict[str, list[int]] = {}
+    for i, w in enumerate(words):
+        if i in starts:
+            where.setdefault(w, []).append(i)
     tags: list[tuple[str, str | None]] = [("O", None)] * len(tokens)
     # the LLM's order among names of one length: deterministic (a set's order would change with the process)
     named = sorted(
         dict.fromkeys(
             (
                 tuple(_words(name)),
-                entity_type(kind) or ("ANY" if generic_tag and is_generic(kind) else "UNK"),
+                entity_type(kind, labels) or ("ANY" if generic_tag and is_generic(kind) else "UNK"),
                 kind or None,
             )
             for name, kind in entities
@@ -252,8 +127,8 @@ def align_kinds(
         n = len(name)
         if not n:
             continue
-        for i in range(len(words) - n + 1):
-            if i in starts and i + n in ends and tuple(words[i : i + n]) == name:
+        for i in where.get(name[0], ()):
+            if i + n in ends and tuple(words[i : i + n]) == name:
                 first, last = owner[i], owner[i + n - 1]
                 if all(tag == "O" for tag, _ in tags[first : last + 1]):
                     tags[first] = (f"B-{etype}", kind)
@@ -265,17 +140,12 @@ def align_kinds(
 def post_entities(
     tokens: Sequence[str], context: str | None, prose_fallback: bool = False
 ) -> list[tuple[str, str | None]] | None:
-    """The (name, kind) list a model reads of a post's context (``mner.channels.entities.read_entities``: the
-    numbered list, JSON, one a line, ...); with ``prose_fallback``, where no list can be read, the post's names
-    that the prose mentions (``prose_names``, kind None). None: no context, or nothing readable in it."""
-    from mner.channels.entities import prose_names, prose_text, read_entities
+    """The (name, kind) list a model reads of a post's context (``mner.channels.reading.read_context``: a known
+    form, or the post's names found in it whatever its markup); with ``prose_fallback``, where no list can be
+    read, the post's names that the prose mentions (kind None). None: no context, or nothing readable in it."""
+    from mner.channels.reading import read_context
 
-    if not context:
-        return None
-    found = read_entities(context)
-    if not found and prose_fallback:
-        found = prose_names(tokens, prose_text(context))
-    return found or None
+    return list(read_context(tokens, context, prose_fallback).entities) or None
 
 
 def aligned_kinds(
@@ -306,36 +176,48 @@ def alignment_ids(
     unaligned_as_none: bool = False,
     given: bool = False,
     generic_tag: bool = False,
+    labels: LabelSet | None = None,
 ) -> list[int]:
     """The per-token feature a model reads: ``NO_CONTEXT`` for a post without context (or whose context lists
     nothing readable), else 1 + the index of the token's ``align`` tag in ``ALIGN_TAGS`` (1 is "O": the context
     names nothing here). ``given``: ``entities`` is the list to read (None or empty: no context) in place of
     the one parsed from ``context`` (training-time corruption). ``unaligned_as_none``: a list none of whose
-    names is in the post is read as no context. ``generic_tag``: see ``align`` (ids after ALIGN_TAGS's)."""
+    names is in the post is read as no context. ``generic_tag``: see ``align`` (ids after ALIGN_TAGS's).
+    ``labels``: the types kinds map onto (``align_tags``; the benchmark's by default)."""
     if not given:
         entities = post_entities(tokens, context, prose_fallback)
     if not entities:
         return [NO_CONTEXT] * len(tokens)
-    tags = align(tokens, [(name, kind or "") for name, kind in entities], generic_tag)
+    tags = align(tokens, [(name, kind or "") for name, kind in entities], generic_tag, labels)
     if unaligned_as_none and all(tag == "O" for tag in tags):
         return [NO_CONTEXT] * len(tokens)
-    return [1 + _TAG_INDEX[tag] for tag in tags]
+    index = _TAG_INDEX if labels is None else _tag_index(labels)
+    return [1 + index[tag] for tag in tags]
+
+
+@functools.lru_cache(maxsize=16)
+def _tag_index(labels: LabelSet) -> dict[str, int]:
+    return {tag: i for i, tag in enumerate(align_tags(labels))}
 
 
 ROUTES = ("typed", "untyped", "none")
 
 
-def context_route(tokens: Sequence[str], context: str | None, prose_fallback: bool = False) -> str:
+def context_route(
+    tokens: Sequence[str], context: str | None, prose_fallback: bool = False, labels: LabelSet | None = None
+) -> str:
     """What a post's context gives a model, as it reads the list: "typed" (a listed name found in the post with a
-    kind that names a type: PER, LOC, ORG, OTHER), "untyped" (names found, none with such a kind: "entity",
-    "date", no kind) or "none" (no context, nothing readable, or no listed name in the post)."""
+    kind that names one of the label set's types: PER, LOC, ORG, OTHER by default), "untyped" (names found, none
+    with such a kind: "entity", "date", no kind) or "none" (no context, nothing readable, or no listed name in the
+    post)."""
     entities = post_entities(tokens, context, prose_fallback)
     if not entities:
         return "none"
-    tags = align(tokens, [(n, k or "") for n, k in entities])
+    tags = align(tokens, [(n, k or "") for n, k in entities], labels=labels)
     if all(tag == "O" for tag in tags):
         return "none"
-    return "typed" if any(tag[2:] in ALIGN_TYPES[:4] for tag in tags if tag != "O") else "untyped"
+    types = set((labels or BENCHMARK_LABELS).types)
+    return "typed" if any(tag[2:] in types for tag in tags if tag != "O") else "untyped"
 
 
 def context_words(context: str | None, form: str) -> list[str]:

@@ -223,6 +223,7 @@ class BatchBuilder:
                     unaligned_as_none=config.unaligned_as_none,
                     given=True,
                     generic_tag=config.generic_tag,
+                    labels=config.context_labels,
                 )
         if config.kind_vectors:
             text.kind_vectors = self.kind_vectors(posts, text.mask.shape, entities)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mner.channels.context import ALIGN_TAGS, ANY_TAGS, NO_CONTEXT
+from mner.channels.context import ANY_TAGS, NO_CONTEXT, align_tags
 from mner.config import ModelConfig
 from mner.inputs.batching import (
     GloveInputs,
@@ -76,7 +76,7 @@ class TextEncoder(nn.Module):
         """The aligned context's embedding (mner.channels.context), when the config reads it; widens ``embed_dim``."""
         self.alignment = None
         if config.context_alignment:
-            size = 1 + len(ALIGN_TAGS) + (len(ANY_TAGS) if config.generic_tag else 0)
+            size = 1 + len(align_tags(config.context_labels)) - (0 if config.generic_tag else len(ANY_TAGS))
             self.alignment = nn.Embedding(size, config.alignment_dim, padding_idx=NO_CONTEXT)
             self.embed_dim += config.alignment_dim
         self.kinds = None

@@ -146,7 +146,7 @@ class RoutedRunner(Runner):
         from mner.inputs.markers import join
 
         tokens = join(post.tokens)[0] if self.config.join_markers else post.tokens
-        return context_route(tokens, post.context, self.config.prose_fallback)
+        return context_route(tokens, post.context, self.config.prose_fallback, self.config.context_labels)
 
     def uses_context(self, post: Post) -> bool:
         return self.paths[self.route(post)] is not self.text

@@ -21,7 +21,7 @@ import torch
 from mner.config import ModelConfig
 from mner.data import MnerInputError, Post
 from mner.evaluate import entity_scores
-from mner.labels import entity_types, tag_set
+from mner.labels import BENCHMARK_TYPES, entity_types, tag_set
 from mner.model.network import as_tensors
 from mner.model.torch_model import TorchModel
 from mner.training.runconfig import RunConfig, TrainConfig
@@ -41,6 +41,8 @@ def make_model_config(posts: Sequence[Post], options: dict, min_word_count: int)
     types = entity_types(posts)
     if not types:
         raise MnerInputError("the training data hold no entity: expected B-TYPE/I-TYPE tags besides O")
+    # a context's kinds map onto the model's own types (the benchmark's, the default, need no key)
+    context_types = None if types == list(BENCHMARK_TYPES) else list(types)
     try:
         config = ModelConfig.from_dict(
             {
@@ -48,6 +50,7 @@ def make_model_config(posts: Sequence[Post], options: dict, min_word_count: int)
                 "words": [PAD, UNK],
                 "chars": [PAD, UNK],
                 "join_markers": True,
+                **({"context_types": context_types} if options.get("context_alignment") else {}),
                 **options,
             }
         )
@@ -174,7 +177,8 @@ class Trainer:
     def _corrupted(self, posts: Sequence[Post]) -> list:
         """Each post's parsed entity list, corrupted (``mner.training.corruption``); another training post's list
         is the source of swapped and spurious names."""
-        from mner.channels.context import entity_type, post_entities
+        from mner.channels.context import post_entities
+        from mner.labels import BENCHMARK_LABELS
         from mner.training.corruption import corrupt
 
         config, rng = self.model.config, self.corruption_rng
@@ -182,7 +186,8 @@ class Trainer:
         for post in posts:
             entities = post_entities(post.tokens, post.context, config.prose_fallback)
             other = self.parsed[rng.randrange(len(self.parsed))]
-            out.append(corrupt(entities, self.rates, rng, other, kind_type=entity_type))
+            labels = config.context_labels or BENCHMARK_LABELS
+            out.append(corrupt(entities, self.rates, rng, other, kind_type=labels.kind_type))
         return out
 
     def _without_context(self, post: Post) -> Post:

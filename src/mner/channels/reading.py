@@ -1,0 +1,401 @@
+"""A post's context read once: ``read_context(tokens, context)`` → a ``ContextReading`` (the entities it lists).
+
+Two readers, one result:
+
+- **by form** (the fast path): ``mner.channels.entities.read_entities`` knows the shapes LLMs are asked for — the
+  numbered list of the published LLM knowledge, JSON, one entity a line, a Markdown table;
+- **by alignment**: whatever the markup, the post's own words are found in the context (a run of the post's tokens,
+  spaces, ``@``/``#`` and CamelCase aside: ``@KobeBryant`` is found as "Kobe Bryant"), and each one's kind is taken
+  from the words beside it — after it ("Bears – sports team", "Bears: sports team", "- name: Bears type: sports
+  team", "Bears is a sports team") or, where the list writes kinds first, before it ("[sports team] Bears",
+  ``<entity type="sports team">Bears</entity>``). A context whose words are mostly neither the post's names nor
+  short kinds beside them is prose, not a list: nothing is read from it.
+
+The fast path's list is used where it read several items, or where the alignment (``mner.channels.context.align``)
+places its names on as many of the post's tokens as the names found by alignment; else the alignment's names, as the
+context writes them. Every reader is linear in the context's length
+(at most ``MAX_CHARS`` characters) and the post's (runs of at most ``MAX_SPAN`` tokens), and nothing raises.
+
+Each (tokens, context) pair is read once per process (``read_context`` keeps the last ``CACHE_SIZE`` readings):
+routing, batching, the kind vectors and training all take the same reading. ``PARSES`` counts the readings made.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import regex
+
+from mner.channels.entities import MAX_CHARS, prose_names, prose_text, read_entities
+
+MAX_SPAN = 8  # tokens of one name found by alignment
+MAX_KIND_WORDS = 8  # of a kind read beside a name (a longer run of words is prose)
+MIN_COVERED = 0.6  # of a context's content words that names and kinds must be for it to read as a list
+CACHE_SIZE = 1 << 15
+PARSES = 0  # readings made (not taken from the cache): tests count them
+
+HOW = ("list", "aligned", "prose", "none")
+
+_WORD = regex.compile(r"[^\W_]+")
+_REASONING = regex.compile(r"(?i:reasoning|explanation|rationale)[ \t]{0,3}:|Reasoning(?=[A-Z])")
+# what separates the items and fields of a list, whatever its markup
+_DELIMS = regex.compile(
+    r"[;,|<>{}\[\]()\"“”‘’*`=→⇒:\t\n\r]|(?:^|\s)[-–—•·+]+(?=\s|$)|\.(?=\s|$)|(?:^|\s)\d{1,3}[.)](?=\s|$)|(?<=\s)/|/(?=\w+>)"
+    r"|\s(?:is|are|was|were)(?:\s(?:an?|the))?(?=\s)"
+)
+# words that are markup, headers or keys of a list, never a name or a kind on their own
+_KEYS = frozenset(
+    [
+        "name",
+        "names",
+        "entity",
+        "entities",
+        "named",
+        "type",
+        "types",
+        "kind",
+        "kinds",
+        "category",
+        "categories",
+        "label",
+        "labels",
+        "class",
+        "tag",
+        "tags",
+        "value",
+        "text",
+        "mention",
+        "mentions",
+        "json",
+        "here",
+        "are",
+        "is",
+        "the",
+        "following",
+        "found",
+        "in",
+        "this",
+        "post",
+        "tweet",
+        "list",
+        "of",
+        "identified",
+        "recognized",
+        "recognised",
+        "extracted",
+        "mentioned",
+        "item",
+        "items",
+        "result",
+        "results",
+        "output",
+        "answer",
+        "ner",
+        "entity_type",
+        "entity_name",
+    ]
+)
+# words around a kind that are not the kind ("is a sports team", "a city")
+_FILLER = frozenset(
+    [
+        "is",
+        "are",
+        "was",
+        "were",
+        "a",
+        "an",
+        "the",
+        "it",
+        "refers",
+        "to",
+        "as",
+        "which",
+        "be",
+        "s",
+        "its",
+        "also",
+    ]
+)
+_STOP = frozenset(
+    [
+        "a",
+        "an",
+        "and",
+        "at",
+        "but",
+        "by",
+        "for",
+        "from",
+        "he",
+        "her",
+        "his",
+        "i",
+        "if",
+        "in",
+        "is",
+        "it",
+        "its",
+        "me",
+        "my",
+        "no",
+        "not",
+        "of",
+        "oh",
+        "on",
+        "or",
+        "our",
+        "rt",
+        "she",
+        "so",
+        "that",
+        "the",
+        "their",
+        "them",
+        "there",
+        "these",
+        "they",
+        "this",
+        "to",
+        "us",
+        "via",
+        "was",
+        "we",
+        "what",
+        "when",
+        "where",
+        "who",
+        "why",
+        "with",
+        "you",
+        "your",
+        "yes",
+        "new",
+        "good",
+        "great",
+        "today",
+        "just",
+        "here",
+        "now",
+    ]
+)
+
+
+@dataclass(frozen=True)
+class ContextReading:
+    """What a post's context lists: (name, kind or None) pairs in the context's order, and how they were read —
+    "list" (a known form), "aligned" (the post's words found in the context), "prose" (names the post shares with
+    free prose, when asked for) or "none" (no context, or nothing readable)."""
+
+    entities: tuple[tuple[str, str | None], ...] = ()
+    how: str = "none"
+
+    def to_dict(self) -> dict:
+        return {"how": self.how, "entities": [{"name": n, "kind": k} for n, k in self.entities]}
+
+
+NOTHING = ContextReading()
+
+
+def read_context(tokens: Sequence[str], context: str | None, prose_fallback: bool = False) -> ContextReading:
+    """The entities a post's context lists (see the module docstring), read once per (tokens, context)."""
+    if not isinstance(context, str) or not context.strip():
+        return NOTHING
+    return _read(tuple(tokens), context, prose_fallback)
+
+
+@functools.lru_cache(maxsize=CACHE_SIZE)
+def _read(tokens: tuple[str, ...], context: str, prose_fallback: bool) -> ContextReading:
+    global PARSES
+    PARSES += 1
+    try:
+        listed = read_entities(context)
+        aligned = aligned_entities(tokens, context)
+        found = _merged(tokens, listed, aligned)
+        if found is not None:
+            return found
+        if prose_fallback:
+            names = prose_names(tokens, prose_text(context))
+            if names:
+                return ContextReading(tuple(names), "prose")
+        return NOTHING
+    except Exception:  # noqa: BLE001 - a context text is data: never let one stop a run
+        return NOTHING
+
+
+def _merged(tokens, listed, aligned) -> ContextReading | None:
+    """The fast path's list where it read one of several items, or places as many of the post's tokens as the
+    alignment's names; else the alignment's names."""
+    found = tuple(dict.fromkeys((name, kind) for _, name, kind in aligned))
+    if listed and (not found or len(listed) > 1 or _placed(tokens, listed) >= _placed(tokens, found)):
+        return ContextReading(tuple(listed), "list")
+    return ContextReading(found, "aligned") if found else None
+
+
+def _placed(tokens: Sequence[str], entities) -> int:
+    """How many of the post's tokens the alignment places a list's names on."""
+    from mner.channels.context import align
+
+    return sum(tag != "O" for tag in align(tokens, [(n, k or "") for n, k in entities]))
+
+
+# ------------------------------------------------------------------------------------- by alignment
+
+
+@dataclass(frozen=True)
+class _Occurrence:
+    start: int  # character offsets of the name in the context
+    end: int
+    words: int
+
+
+def _token_key(token: str) -> str:
+    return "".join(_WORD.findall(token)).lower()
+
+
+def _segments(text: str) -> list[tuple[int, int]]:
+    """(start, end) of the runs of the text between delimiters."""
+    out, at = [], 0
+    for m in _DELIMS.finditer(text):
+        if m.start() > at:
+            out.append((at, m.start()))
+        at = max(at, m.end())
+    if at < len(text):
+        out.append((at, len(text)))
+    return out
+
+
+def _index(text: str) -> dict[str, list[_Occurrence]]:
+    """Every run of at most MAX_SPAN words inside one segment, by its words joined lower-case: where it occurs."""
+    index: dict[str, list[_Occurrence]] = {}
+    for seg_start, seg_end in _segments(text):
+        words = list(_WORD.finditer(text, seg_start, seg_end))
+        for s in range(len(words)):
+            key = ""
+            for n in range(s, min(len(words), s + MAX_SPAN)):
+                key += words[n].group().lower()
+                found = index.setdefault(key, [])
+                if len(found) < 4:
+                    found.append(_Occurrence(words[s].start(), words[n].end(), n - s + 1))
+    return index
+
+
+def _list_region(context: str) -> str:
+    """The part of a context that may hold its list: before a "Reasoning:" (or similar) part."""
+    text = context[:MAX_CHARS]
+    end = _REASONING.search(text)
+    return text[: end.start()] if end is not None else text  # all "Reasoning:": prose, no list
+
+
+def _name_like(text: str, occ: _Occurrence, tokens: Sequence[str], i: int, cased: bool) -> bool:
+    """Whether a found run reads as a name: capitalised (or a handle, hashtag or number) in the context, or in the
+    post where the context is all lower-case."""
+    before = text[occ.start - 1] if occ.start > 0 else ""
+    if before in "@#＠＃" or tokens[i][:1] in "@#＠＃":
+        return True
+    first = text[occ.start] if cased else tokens[i][:1]
+    return first.isupper() or first.isdigit()
+
+
+def _spans(tokens: Sequence[str]) -> list[tuple[int, int, str]]:
+    """(start, end, key) of each run of at most MAX_SPAN tokens that starts and ends with a word; longest first."""
+    keys = [_token_key(t) for t in tokens]
+    out = []
+    for i in range(len(tokens)):
+        if not keys[i]:
+            continue
+        key = ""
+        for j in range(i, min(len(tokens), i + MAX_SPAN)):
+            key += keys[j]
+            if keys[j]:
+                out.append((i, j + 1, key))
+    out.sort(key=lambda s: (-(s[1] - s[0]), -len(s[2]), s[0]))
+    return out
+
+
+def aligned_entities(tokens: Sequence[str], context: str) -> list[tuple[tuple[int, int], str, str | None]]:
+    """((start, end) of the post's tokens, the name as the context writes it, kind or None) of each of the post's
+    names the context lists, whatever its markup; [] where the context reads as prose."""
+    text = _list_region(context)
+    if not tokens or not text.strip():
+        return []
+    index, cased = _index(text), any(c.isupper() for c in text)
+    chosen: list[tuple[tuple[int, int], _Occurrence]] = []
+    taken: set[int] = set()
+    for i, j, key in _spans(tokens):
+        if key in _STOP or key in _KEYS or len(key) < 2 or any(k in taken for k in range(i, j)):
+            continue
+        occurrences = [o for o in index.get(key, ()) if _name_like(text, o, tokens, i, cased)]
+        if occurrences:
+            chosen.append(((i, j), occurrences[0]))
+            taken.update(range(i, j))
+    if not chosen:
+        return []
+    kinds, covered, prose = _kinds(text, sorted({occ for _, occ in chosen}, key=lambda o: o.start))
+    if prose or covered < MIN_COVERED * max(1, _content_words(text)):
+        return []  # prose that happens to name some of the post's words
+    chosen.sort(key=lambda c: c[0][0])
+    return [(span, text[occ.start : occ.end], kinds.get(occ)) for span, occ in chosen]
+
+
+def _content_words(text: str) -> int:
+    return sum(1 for w in _WORD.findall(text) if w.lower() not in _KEYS | _FILLER | _STOP and not w.isdigit())
+
+
+def _chunks(gap: str) -> list[str]:
+    """The kinds a gap between two names may hold: its delimiter-free runs as written, fillers and keys around
+    them left out ("is a sports team" → "sports team"); runs of keys alone ("type", "entity") dropped."""
+    out = []
+    for start, end in _segments(gap):
+        words = list(_WORD.finditer(gap, start, end))
+        while words and words[0].group().lower() in _FILLER | _KEYS:
+            words.pop(0)
+        while words and words[-1].group().lower() in _FILLER:
+            words.pop()
+        if not words or all(w.group().lower() in _KEYS or w.group().isdigit() for w in words):
+            continue
+        out.append(" ".join(gap[words[0].start() : words[-1].end()].split()))
+    return out
+
+
+def _kind_like(chunk: str) -> bool:
+    """A short run of words with no function word but "of"/"and" ("sports team", "body of water"), not a clause;
+    and not a name ("Barack Obama": capitalised words none of which is a kind word, as "Person" is)."""
+    from mner.channels.context import kind_word
+
+    words = chunk.split()
+    if len(words) > MAX_KIND_WORDS or any(
+        w.lower() in _STOP and w.lower() not in ("of", "and") for w in words
+    ):
+        return False
+    capitalised = all(w[:1].isupper() or w[:1].isdigit() for w in words)
+    return not capitalised or any(kind_word(w) for w in _WORD.findall(chunk))
+
+
+def _kinds(text: str, found: list[_Occurrence]) -> tuple[dict[_Occurrence, str | None], int, bool]:
+    """Each found name's kind (the words beside it), how many content words names and kinds make up, and whether
+    the words between names read as clauses ("won in", "today"), not kinds or names: prose."""
+    gaps = [text[: found[0].start]]
+    gaps += [text[a.end : b.start] for a, b in itertools.pairwise(found)]
+    gaps.append(text[found[-1].end :])
+    chunks = [_chunks(g) for g in gaps]
+    # a list alternates names and kinds: its names at even places (kinds after them) or odd ones (kinds first)
+    places = [sum(len(cs) for cs in chunks[: k + 1]) + k for k in range(len(found))]
+    after = sum(p % 2 == 0 for p in places) >= sum(p % 2 == 1 for p in places)
+    kinds: dict[_Occurrence, str | None] = {}
+    covered = sum(o.words for o in found)
+    for k, occ in enumerate(found):
+        near = chunks[k + 1][:1] if after else chunks[k][-1:]
+        kind = near[0] if near and _kind_like(near[0]) else None
+        kinds[occ] = kind
+        covered += len(kind.split()) if kind else 0
+    # names the post lacks (capitalised runs between delimiters) are list items too
+    for cs in chunks:
+        for c in cs:
+            if c not in kinds.values() and len(c.split()) <= MAX_KIND_WORDS and c[:1].isupper():
+                covered += len(c.split()) if all(w[:1].isupper() for w in c.split()) else 0
+    every = [c for cs in chunks for c in cs]
+    clauses = [c for c in every if not _kind_like(c) and not all(w[:1].isupper() for w in c.split())]
+    return kinds, covered, 3 * len(clauses) > len(every)
