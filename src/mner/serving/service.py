@@ -8,7 +8,7 @@
 Every error is a JSON object ``{"error": "..."}`` that says what was expected. Bad input gets a 4xx
 (400 malformed body, 413 over a limit, 415 wrong content type, 422 invalid post or image), never a 500.
 
-Concurrency: a request reserves its body's bytes before the body is read, and a place among the requests being
+Concurrency: a request holds its body's bytes as they arrive, and a place among the requests being
 tagged once it is in (``Admission``); each post is then prepared
 (tokenised, its image decoded: ``Pipeline.prepare_later``) on the Pipeline's ``--threads`` threads, so that
 decoding overlaps tagging; posts that arrive together are tagged in one batch (``Batcher``: it waits at most
@@ -115,14 +115,12 @@ def create_app(pipeline, limits: Limits = DEFAULT_LIMITS) -> FastAPI:
     async def tag(request: Request) -> Response:
         """Tag one post: JSON ``{text, image?, caption?}`` (image in base64) or multipart (image a file)."""
         try:
-            reserved = admission.admit(request)  # before a byte of the body is read
+            ticket = admission.admit(request)  # before a byte of the body is read
         except RequestError as err:
             return error_response(err.status, err.message, err.headers)
-        entered = False
         try:
-            post = await read_post(request, limits)
-            admission.enter()  # a place among the requests being tagged, once the body is in
-            entered = True
+            post = await read_post(request, limits, lambda size: admission.hold(ticket, size))
+            admission.enter(ticket)  # a place among the requests being tagged, once the body is in
             result = await batcher.tag(post)
         except RequestError as err:
             return error_response(err.status, err.message, err.headers)
@@ -130,7 +128,7 @@ def create_app(pipeline, limits: Limits = DEFAULT_LIMITS) -> FastAPI:
             log.info("client went away before sending the whole request")
             return Response(status_code=400)  # nobody reads it
         finally:
-            admission.release(reserved, entered)
+            admission.release(ticket)
         return JSONResponse(result)
 
     return app

@@ -40,46 +40,65 @@ class Limits:
         return base64_image + 12 * sum(self.max_chars.values()) + 64 * 1024
 
 
+@dataclass
+class Ticket:
+    """One request's share of the service: the bytes of its body held so far, and whether it has a place."""
+
+    held: int = 0
+    entered: bool = False
+
+
 class Admission:
-    """Requests let in in two steps, so that clients that stall cannot use up the places of working ones.
-    Before its body is read, a request reserves its announced Content-Length (or the largest body when it
-    announces none) out of ``max_buffered_bytes``: over, 503 with Retry-After before a byte of the body is read.
-    Once its body is in, it takes one of ``max_pending`` places (the requests being prepared and tagged): over,
-    503. A client that sends its headers and stalls holds only the bytes it announced until ``--read-timeout``
-    cuts it off, never a place (64 such sockets made every request 503 for 30 s: issue #25). Used on the event
-    loop's thread only."""
+    """Requests let in in two steps, so that clients that stall cannot use up the service for working ones.
+    A body's bytes are counted out of ``max_buffered_bytes`` as they arrive (``hold``), not as announced: a
+    client that announces a large Content-Length and stalls holds only what it sent until ``--read-timeout``
+    cuts it off (10 sockets announcing 13.4 MB each made every request 503 for 30 s: issue #32, D17). A request
+    whose announced body would not fit in what is free now is refused at once, before a byte is read (503
+    with Retry-After), and one whose bytes go over while they arrive is refused then. Once its body is in, a
+    request takes one of ``max_pending`` places (the requests being prepared and tagged): over, 503; a client
+    that stalls never holds a place (64 such sockets made every request 503 for 30 s: issue #25). Used on the
+    event loop's thread only."""
 
     def __init__(self, limits: Limits):
         self.limits = limits
         self.requests = 0
         self.bytes = 0
 
-    def admit(self, request: Request) -> int:
-        """Reserve the bytes of a request's body before it is read; returns the bytes reserved.
+    def admit(self, request: Request) -> Ticket:
+        """Let a request start sending its body; it holds no bytes yet.
 
         Raises:
             RequestError: 400 (a Content-Length that is not a number), 413 (one over the body limit), 503 (the
-            bodies held would be over ``max_buffered_bytes``).
+            body announced would not fit in the bytes free now).
         """
         limits = self.limits
         announced = request.headers.get("content-length")
-        reserve = limits.max_body_bytes
-        if announced is not None:
-            if not announced.strip().isdigit():
-                raise RequestError(400, f"Content-Length {announced!r} is not a number of bytes")
-            if int(announced) > limits.max_body_bytes:
-                raise RequestError(
-                    413,
-                    f"request body is {int(announced):,} bytes, over the {limits.max_body_bytes:,}-byte "
-                    "limit (an image, the text, caption and context)",
-                )
-            reserve = int(announced)
-        if self.bytes + reserve > limits.max_buffered_bytes:
+        if announced is None:  # a chunked body: counted as it arrives
+            return Ticket()
+        if not announced.strip().isdigit():
+            raise RequestError(400, f"Content-Length {announced!r} is not a number of bytes")
+        if int(announced) > limits.max_body_bytes:
+            raise RequestError(
+                413,
+                f"request body is {int(announced):,} bytes, over the {limits.max_body_bytes:,}-byte "
+                "limit (an image, the text, caption and context)",
+            )
+        if self.bytes + int(announced) > limits.max_buffered_bytes:
             raise self._busy()
-        self.bytes += reserve
-        return reserve
+        return Ticket()
 
-    def enter(self) -> None:
+    def hold(self, ticket: Ticket, size: int) -> None:
+        """Count ``size`` more bytes of a request's body, as they arrive.
+
+        Raises:
+            RequestError: 503, the bodies held would be over ``max_buffered_bytes``.
+        """
+        if self.bytes + size > self.limits.max_buffered_bytes:
+            raise self._busy()
+        self.bytes += size
+        ticket.held += size
+
+    def enter(self, ticket: Ticket) -> None:
         """Take a place for a request whose body is in.
 
         Raises:
@@ -88,6 +107,7 @@ class Admission:
         if self.requests >= self.limits.max_pending:
             raise self._busy()
         self.requests += 1
+        ticket.entered = True
 
     def _busy(self) -> RequestError:
         limits = self.limits
@@ -98,6 +118,8 @@ class Admission:
             {"Retry-After": "1"},
         )
 
-    def release(self, reserve: int, entered: bool) -> None:
-        self.requests -= entered
-        self.bytes -= reserve
+    def release(self, ticket: Ticket) -> None:
+        """Give back what a request held, once it is answered (or gone)."""
+        self.requests -= ticket.entered
+        self.bytes -= ticket.held
+        ticket.held, ticket.entered = 0, False

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Callable
 
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -20,8 +21,11 @@ from mner.serving.pipeline import PostInput
 _DATA_URL = re.compile(r"^data:[\w.+/-]*(;[\w=.+-]+)*;base64,", re.IGNORECASE)
 
 
-async def read_post(request: Request, limits: Limits) -> PostInput:
-    """The post in a JSON, multipart or urlencoded request, checked against ``limits``.
+async def read_post(
+    request: Request, limits: Limits, on_bytes: Callable[[int], None] = lambda size: None
+) -> PostInput:
+    """The post in a JSON, multipart or urlencoded request, checked against ``limits``; ``on_bytes`` is told the
+    size of each piece of the body as it arrives (``Admission.hold``: it may refuse it).
 
     Raises:
         RequestError: 400, 413, 415 or 422 with a message naming what was expected.
@@ -35,7 +39,7 @@ async def read_post(request: Request, limits: Limits) -> PostInput:
             f"unsupported Content-Type {content_type or '(none)'!r}: expected "
             "application/json or multipart/form-data",
         )
-    body = await read_body(request, limits.max_body_bytes)
+    body = await read_body(request, limits.max_body_bytes, on_bytes)
     if media_type == "application/json":
         post = await run_in_threadpool(post_from_body, body, limits)  # parsing ~13 MB takes tens of ms
     else:  # multipart, or a urlencoded form (text and caption only)
@@ -44,8 +48,11 @@ async def read_post(request: Request, limits: Limits) -> PostInput:
     return post
 
 
-async def read_body(request: Request, max_bytes: int) -> bytes:
-    """The whole body, refused from its Content-Length when it announces too much, else when it gets there."""
+async def read_body(
+    request: Request, max_bytes: int, on_bytes: Callable[[int], None] = lambda size: None
+) -> bytes:
+    """The whole body, refused from its Content-Length when it announces too much, else when it gets there;
+    ``on_bytes`` is called with each piece's size as it arrives."""
     announced = request.headers.get("content-length")
     if announced is not None:
         if not announced.strip().isdigit():
@@ -64,6 +71,7 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
                 413,
                 f"request body is over the {max_bytes:,}-byte limit (an image, the text, caption and context)",
             )
+        on_bytes(len(chunk))
         chunks.append(chunk)
     return b"".join(chunks)
 
