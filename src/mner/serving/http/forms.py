@@ -35,56 +35,66 @@ def form_parts(body: bytes, content_type: str) -> list[FormPart]:
     boundary = options.get(b"boundary")
     if not boundary:
         raise RequestError(400, "malformed multipart body: Missing boundary in multipart.")
-    parts: list[FormPart] = []
-    header = {"name": b"", "value": b"", "disposition": b""}
-
-    def on_header_field(data, start, end):
-        header["name"] += data[start:end]
-
-    def on_header_value(data, start, end):
-        header["value"] += data[start:end]
-
-    def on_header_end():
-        if header["name"].lower() == b"content-disposition":
-            header["disposition"] = header["value"]
-        header["name"] = header["value"] = b""
-
-    def on_headers_finished():
-        _, params = parse_options_header(header["disposition"])
-        header["disposition"] = b""
-        if b"name" not in params:
-            raise RequestError(
-                400, 'malformed multipart body: a part without a "name" in its Content-Disposition'
-            )
-        if len(parts) >= MAX_FORM_PARTS:
-            raise RequestError(400, f"malformed multipart body: more than {MAX_FORM_PARTS} parts")
-        filename = params.get(b"filename")
-        parts.append(
-            FormPart(
-                params[b"name"].decode("utf-8", "replace"),
-                None if filename is None else filename.decode("utf-8", "replace"),
-            )
-        )
-
-    def on_part_data(data, start, end):
-        parts[-1].data += data[start:end]
-
-    callbacks = {
-        "on_header_field": on_header_field,
-        "on_header_value": on_header_value,
-        "on_header_end": on_header_end,
-        "on_headers_finished": on_headers_finished,
-        "on_part_data": on_part_data,
-    }
+    collector = _PartCollector()
     try:
-        parser = MultipartParser(boundary, callbacks)
+        parser = MultipartParser(boundary, collector.callbacks())
         parser.write(body)
         parser.finalize()
     except RequestError:
         raise
     except Exception as err:  # noqa: BLE001 - python-multipart's refusals of a malformed body
         raise RequestError(400, f"malformed multipart body: {err}") from None
-    return parts
+    return collector.parts
+
+
+class _PartCollector:
+    """python-multipart's callbacks: each part's name and file name (from its Content-Disposition) and bytes."""
+
+    def __init__(self):
+        self.parts: list[FormPart] = []
+        self.name = self.value = self.disposition = b""  # the header being read; the part's disposition
+
+    def callbacks(self) -> dict:
+        return {
+            "on_header_field": self.on_header_field,
+            "on_header_value": self.on_header_value,
+            "on_header_end": self.on_header_end,
+            "on_headers_finished": self.on_headers_finished,
+            "on_part_data": self.on_part_data,
+        }
+
+    def on_header_field(self, data, start, end):
+        self.name += data[start:end]
+
+    def on_header_value(self, data, start, end):
+        self.value += data[start:end]
+
+    def on_header_end(self):
+        if self.name.lower() == b"content-disposition":
+            self.disposition = self.value
+        self.name = self.value = b""
+
+    def on_headers_finished(self):
+        from python_multipart.multipart import parse_options_header
+
+        _, params = parse_options_header(self.disposition)
+        self.disposition = b""
+        if b"name" not in params:
+            raise RequestError(
+                400, 'malformed multipart body: a part without a "name" in its Content-Disposition'
+            )
+        if len(self.parts) >= MAX_FORM_PARTS:
+            raise RequestError(400, f"malformed multipart body: more than {MAX_FORM_PARTS} parts")
+        filename = params.get(b"filename")
+        self.parts.append(
+            FormPart(
+                params[b"name"].decode("utf-8", "replace"),
+                None if filename is None else filename.decode("utf-8", "replace"),
+            )
+        )
+
+    def on_part_data(self, data, start, end):
+        self.parts[-1].data += data[start:end]
 
 
 def _urlencoded_parts(body: bytes) -> list[FormPart]:

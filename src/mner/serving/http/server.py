@@ -34,49 +34,60 @@ def listening_socket(host: str, port: int):
 
 
 def _deadline_protocol(read_timeout: float):
-    import h11
+    """uvicorn's h11 protocol with a read deadline per request (see ``server_config``)."""
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
-    class DeadlineProtocol(H11Protocol):
-        """uvicorn's h11 protocol with a read deadline per request (see ``server_config``)."""
+    return type("DeadlineProtocol", (_ReadDeadline, H11Protocol), {"read_timeout": read_timeout})
 
-        def connection_made(self, transport) -> None:
-            super().connection_made(transport)
+
+def _request_in(conn) -> bool:
+    """Whether the client's side of an h11 connection has sent its whole request (or can send no more)."""
+    import h11
+
+    return conn.their_state in (h11.DONE, h11.MUST_CLOSE, h11.CLOSED, h11.ERROR)
+
+
+class _ReadDeadline:
+    """The read deadline, mixed into uvicorn's ``H11Protocol`` (imported only when a server is made)."""
+
+    read_timeout: float
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        self._deadline = None
+        self._arm()
+
+    def _arm(self) -> None:
+        if self._deadline is None:
+            self._deadline = self.loop.call_later(self.read_timeout, self._read_timed_out)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
             self._deadline = None
-            self._arm()
 
-        def _arm(self) -> None:
-            if self._deadline is None:
-                self._deadline = self.loop.call_later(read_timeout, self._read_timed_out)
+    def handle_events(self) -> None:
+        super().handle_events()
+        if _request_in(self.conn):
+            self._disarm()  # the whole request is in: the time to answer it is the app's
 
-        def _disarm(self) -> None:
-            if self._deadline is not None:
-                self._deadline.cancel()
-                self._deadline = None
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not _request_in(self.conn) and not self.transport.is_closing():
+            self._arm()  # the next request on this connection gets its own deadline
 
-        def handle_events(self) -> None:
-            super().handle_events()
-            if self.conn.their_state in (h11.DONE, h11.MUST_CLOSE, h11.CLOSED, h11.ERROR):
-                self._disarm()  # the whole request is in: the time to answer it is the app's
+    def connection_lost(self, exc) -> None:
+        self._disarm()
+        super().connection_lost(exc)
 
-        def on_response_complete(self) -> None:
-            super().on_response_complete()
-            waiting = self.conn.their_state not in (h11.DONE, h11.MUST_CLOSE, h11.CLOSED, h11.ERROR)
-            if waiting and not self.transport.is_closing():
-                self._arm()  # the next request on this connection gets its own deadline
+    def _read_timed_out(self) -> None:
+        import h11
 
-        def connection_lost(self, exc) -> None:
-            self._disarm()
-            super().connection_lost(exc)
-
-        def _read_timed_out(self) -> None:
-            self._deadline = None
-            if self.transport.is_closing() or self.conn.their_state in (h11.DONE, h11.MUST_CLOSE):
-                return
-            self.logger.info("closing a connection that sent no whole request in %g s", read_timeout)
-            if self.cycle is not None and not self.cycle.response_complete:
-                self.cycle.disconnected = True
-                self.cycle.message_event.set()
-            self.transport.close()
-
-    return DeadlineProtocol
+        self._deadline = None
+        if self.transport.is_closing() or self.conn.their_state in (h11.DONE, h11.MUST_CLOSE):
+            return
+        self.logger.info("closing a connection that sent no whole request in %g s", self.read_timeout)
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.cycle.disconnected = True
+            self.cycle.message_event.set()
+        self.transport.close()
