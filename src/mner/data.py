@@ -186,48 +186,56 @@ def iter_conll(path: str | Path) -> Iterator[Post]:
     path = Path(path)
     image_id, id_line, tokens, tags = None, None, [], []
     seen_text = False
-
-    def finish():
-        if image_id is not None and not tokens:
-            raise MnerInputError(f"IMGID:{image_id} has no tokens after it", path, id_line)
-        post = Post(tuple(tokens), id=image_id or f"{path.stem}-{id_line}", tags=tuple(tags), image=image_id)
-        return post
-
     for line_no, line in _text_lines(path):  # CRLF accepted
         seen_text = seen_text or bool(line.strip())
-        if line.startswith("IMGID:"):
+        if line.startswith("IMGID:") or not line.strip():  # a post's first line, or the blank line after it
             if tokens or image_id is not None:
-                yield finish()
-            image_id, id_line, tokens, tags = line[len("IMGID:") :].strip(), line_no, [], []
-            if not image_id:
-                raise MnerInputError("expected 'IMGID:<id>', got an empty id", path, line_no)
+                yield _conll_post(path, image_id, id_line, tokens, tags)
+            image_id, id_line, tokens, tags = _image_id(line, path, line_no), line_no, [], []
             continue
-        if not line.strip():
-            if tokens or image_id is not None:
-                yield finish()
-            image_id, id_line, tokens, tags = None, line_no, [], []
-            continue
-        fields = line.split("\t")
-        if len(fields) != 2:
-            raise MnerInputError(
-                f"expected 'token<TAB>tag', got {len(fields)} field{'s' * (len(fields) != 1)}", path, line_no
-            )
-        token, tag = fields
-        if token == "":
-            raise MnerInputError("expected 'token<TAB>tag', got an empty token", path, line_no)
-        problem = tag_problem(tag.strip())
-        if problem is not None:
-            raise MnerInputError(problem, path, line_no)
+        token, tag = _token_line(line, path, line_no)
         if id_line is None:
             id_line = line_no
         tokens.append(token)
-        tags.append(tag.strip())
+        tags.append(tag)
     if not seen_text:
         raise MnerInputError(
             "file is empty: expected CoNLL posts ('IMGID:<id>' then 'token<TAB>tag' lines)", path
         )
     if tokens or image_id is not None:
-        yield finish()
+        yield _conll_post(path, image_id, id_line, tokens, tags)
+
+
+def _image_id(line: str, path: Path, line_no: int) -> str | None:
+    """The id of an ``IMGID:<id>`` line; None for a blank line."""
+    if not line.startswith("IMGID:"):
+        return None
+    image_id = line[len("IMGID:") :].strip()
+    if not image_id:
+        raise MnerInputError("expected 'IMGID:<id>', got an empty id", path, line_no)
+    return image_id
+
+
+def _token_line(line: str, path: Path, line_no: int) -> tuple[str, str]:
+    """The token and tag of a ``token<TAB>tag`` line."""
+    fields = line.split("\t")
+    if len(fields) != 2:
+        raise MnerInputError(
+            f"expected 'token<TAB>tag', got {len(fields)} field{'s' * (len(fields) != 1)}", path, line_no
+        )
+    token, tag = fields
+    if token == "":
+        raise MnerInputError("expected 'token<TAB>tag', got an empty token", path, line_no)
+    problem = tag_problem(tag.strip())
+    if problem is not None:
+        raise MnerInputError(problem, path, line_no)
+    return token, tag.strip()
+
+
+def _conll_post(path: Path, image_id: str | None, id_line: int | None, tokens: list, tags: list) -> Post:
+    if image_id is not None and not tokens:
+        raise MnerInputError(f"IMGID:{image_id} has no tokens after it", path, id_line)
+    return Post(tuple(tokens), id=image_id or f"{path.stem}-{id_line}", tags=tuple(tags), image=image_id)
 
 
 def read_conll(path: str | Path) -> list[Post]:

@@ -4,11 +4,30 @@ the fields of the channels a post may carry (``mner.channels.spec``: "caption", 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from mner.channels.spec import text_fields
 from mner.data import MnerInputError, Post, Span, iter_jsonl, tokenize
+
+# A post's text (or its tokens joined by spaces) longer than this is that post's error, never tagged: the time
+# and memory of tagging grow with it (one 15.8 MB text took 1.87 GB and over 400 s: issue #32, D8), and a social-
+# media post is far shorter (the service takes 5,000 characters by default). Contexts are bounded when read.
+MAX_TEXT_CHARS = 100_000
+
+
+def long_text_problem(text: str | None, tokens: Sequence[str] | None = None) -> str | None:
+    """Why a post's text is too long to tag (over ``MAX_TEXT_CHARS``), or None; ``tokens`` when given as tokens."""
+    if tokens is not None:
+        length, what = sum(map(len, tokens)) + max(len(tokens) - 1, 0), "'tokens' joined by spaces are"
+    else:
+        length, what = len(text or ""), "'text' is"
+    if length <= MAX_TEXT_CHARS:
+        return None
+    return (
+        f"{what} {length:,} characters, over the {MAX_TEXT_CHARS:,}-character limit of a post's text: "
+        "split it into posts of at most that length"
+    )
 
 
 def post_from_json(obj: object, where: str = "") -> Post:
@@ -20,7 +39,11 @@ def post_from_json(obj: object, where: str = "") -> Post:
     if tokens is not None:
         if not isinstance(tokens, list) or not all(isinstance(t, str) and t for t in tokens):
             raise ValueError("'tokens' must be a list of non-empty strings")
+        if problem := long_text_problem(None, tokens):
+            raise ValueError(problem)
     elif isinstance(text, str):
+        if problem := long_text_problem(text):
+            raise ValueError(problem)  # before it is tokenised
         tokens = tokenize(text)
     else:
         raise ValueError("expected 'text' (a string) or 'tokens' (a list of strings)")

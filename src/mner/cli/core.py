@@ -78,21 +78,9 @@ def train(
     is kept."""
     from mner.channels.sources import ChannelSources
     from mner.evaluate import entity_scores
-    from mner.training.runconfig import read_run_config
     from mner.training.trainer import Trainer
 
-    run = read_run_config(config)
-    if seed is not None:
-        run.train.seed = seed
-    if epochs is not None:
-        run.train.epochs = epochs
-    if threads is not None:
-        run.train.threads = threads
-    if device is not None:
-        try:
-            run.train = dataclasses.replace(run.train, device=device)
-        except ValueError as err:
-            raise MnerInputError(str(err)) from None
+    run = _run_config(config, seed=seed, epochs=epochs, threads=threads, device=device)
     reads = run.model.get("channels", ["text"])
     sources = ChannelSources.open(channels.files, run.model.get("image_backbone", "lite0"))
     sources.require(reads)
@@ -163,6 +151,19 @@ def train(
         + (f", test F1 {100 * scores.f1:.2f}" if scores else "")
         + f"; model written to {out}"
     )
+
+
+def _run_config(config: Path | None, **overrides):
+    """The TOML run config (or the defaults) with the options given on the command line over its [train] table."""
+    from mner.training.runconfig import read_run_config
+
+    run = read_run_config(config)
+    given = {name: value for name, value in overrides.items() if value is not None}
+    try:
+        run.train = dataclasses.replace(run.train, **given)
+    except ValueError as err:  # a value TrainConfig refuses (a device neither cpu nor cuda)
+        raise MnerInputError(str(err)) from None
+    return run
 
 
 @channel_options(files=("tsv", "kg", "features"))

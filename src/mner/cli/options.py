@@ -116,46 +116,16 @@ def channel_options(
     def decorate(func):
         signature = inspect.signature(func, eval_str=True)
         hints = typing.get_type_hints(func, include_extras=True)
-        added: list[tuple[inspect.Parameter, str, object]] = []  # (parameter, kind, key)
-        for flag, specs in file_sources().items():
-            if specs[0].source in files:
-                many = several and specs[0].source == "tsv"
-                help_text = specs[0].file_help + (
-                    " Give it once per data file, as many as needed." if many else ""
-                )
-                kind = list[Path] | None if many else Path | None
-                annotation = Annotated[kind, typer.Option(flag, help=help_text)]
-                name = flag.lstrip("-").replace("-", "_")
-                added.append((_param(name, annotation, None), "file", (flag, [s.name for s in specs])))
-        if texts:
-            for name in text_fields():
-                spec = next(s for s in CHANNELS.values() if s.field == name and s.reads == "words")
-                annotation = Annotated[str | None, typer.Option(spec.predict_flag, help=spec.predict_help)]
-                added.append((_param(name, annotation, None), "text", name))
-        if limits:
-            for spec in CHANNELS.values():
-                if spec.field is None or spec.max_chars is None:
-                    continue
-                what = "post text" if spec.reads == "text" else f"{spec.field} ({spec.summary})"
-                option = typer.Option(min=1, help=f"Longest {what} accepted, in characters.")
-                name = f"max_{spec.field}_chars"
-                added.append((_param(name, Annotated[int, option], spec.max_chars), "limit", spec.field))
+        added = (
+            _file_params(files, several)
+            + (_text_params() if texts else [])
+            + (_limit_params() if limits else [])
+        )
         kept = [p for p in signature.parameters.values() if p.name != "channels"]
 
         @functools.wraps(func)
         def wrapper(*args, **kwargs):
-            given = ChannelArgs()
-            for parameter, kind, key in added:
-                value = kwargs.pop(parameter.name, parameter.default)
-                if kind == "file" and value:
-                    flag, channels = key
-                    given.flags[flag] = value
-                    given.files.update(dict.fromkeys(channels, value))
-                elif kind == "text" and value is not None:
-                    given.texts[key] = value
-                elif kind == "limit":
-                    given.max_chars[key] = value
-            return func(*args, channels=given, **kwargs)
+            return func(*args, channels=_channel_args(added, kwargs), **kwargs)
 
         wrapper.__signature__ = signature.replace(parameters=[*kept, *(p for p, _, _ in added)])
         wrapper.__annotations__ = {
@@ -166,6 +136,66 @@ def channel_options(
         return wrapper
 
     return decorate
+
+
+Added = list[
+    tuple[inspect.Parameter, str, object]
+]  # (parameter, kind, key): the options channel_options adds
+
+
+def _file_params(files: tuple[str, ...], several: bool) -> Added:
+    """One option per channel file whose source is in ``files`` (``--captions``, ``--kg``, ...)."""
+    added: Added = []
+    for flag, specs in file_sources().items():
+        if specs[0].source in files:
+            many = several and specs[0].source == "tsv"
+            help_text = specs[0].file_help + (
+                " Give it once per data file, as many as needed." if many else ""
+            )
+            kind = list[Path] | None if many else Path | None
+            annotation = Annotated[kind, typer.Option(flag, help=help_text)]
+            name = flag.lstrip("-").replace("-", "_")
+            added.append((_param(name, annotation, None), "file", (flag, [s.name for s in specs])))
+    return added
+
+
+def _text_params() -> Added:
+    """One option per channel text field (``--caption``, ``--context``)."""
+    added: Added = []
+    for name in text_fields():
+        spec = next(s for s in CHANNELS.values() if s.field == name and s.reads == "words")
+        annotation = Annotated[str | None, typer.Option(spec.predict_flag, help=spec.predict_help)]
+        added.append((_param(name, annotation, None), "text", name))
+    return added
+
+
+def _limit_params() -> Added:
+    """One option per text field's service limit (``--max-text-chars``, ...)."""
+    added: Added = []
+    for spec in CHANNELS.values():
+        if spec.field is None or spec.max_chars is None:
+            continue
+        what = "post text" if spec.reads == "text" else f"{spec.field} ({spec.summary})"
+        option = typer.Option(min=1, help=f"Longest {what} accepted, in characters.")
+        name = f"max_{spec.field}_chars"
+        added.append((_param(name, Annotated[int, option], spec.max_chars), "limit", spec.field))
+    return added
+
+
+def _channel_args(added: Added, kwargs: dict) -> ChannelArgs:
+    """What the added options were given, taken out of a command's ``kwargs``."""
+    given = ChannelArgs()
+    for parameter, kind, key in added:
+        value = kwargs.pop(parameter.name, parameter.default)
+        if kind == "file" and value:
+            flag, channels = key
+            given.flags[flag] = value
+            given.files.update(dict.fromkeys(channels, value))
+        elif kind == "text" and value is not None:
+            given.texts[key] = value
+        elif kind == "limit":
+            given.max_chars[key] = value
+    return given
 
 
 def _param(name: str, annotation, default) -> inspect.Parameter:

@@ -39,7 +39,7 @@ def serve(
     max_buffered_bytes: Annotated[
         int,
         typer.Option(
-            min=1, help="Bytes of request bodies held at once (as announced); more get 503 at once."
+            min=1, help="Bytes of request bodies held at once (counted as they arrive); more get 503."
         ),
     ] = 128 * 1024 * 1024,
     read_timeout: Annotated[

@@ -333,6 +333,20 @@ def _relation_evidence(builder, tally: np.ndarray) -> None:
         return
     heads, rels, tails = np.array(rows, dtype=np.int64).T
     del rows
+    _slot_votes(rules, heads, rels, tails, tally)
+    _domain_concepts(builder, rules, heads, rels)
+    profession = [rid for name, rid in builder.relations.items() if snake(name) in PROFESSION_RELATIONS]
+    is_profession = np.isin(rels, profession)
+    for head, tail in zip(heads[is_profession].tolist(), tails[is_profession].tolist(), strict=True):
+        label = builder.labels[tail - 1]
+        if label:
+            builder.add_concept(head, label, "profession", 2)
+
+
+def _slot_votes(
+    rules: dict, heads: np.ndarray, rels: np.ndarray, tails: np.ndarray, tally: np.ndarray
+) -> None:
+    """Each triple's votes for the type slots of its head and tail, by its relation's domain and range."""
     n_rel = max(rules) + 1
     head_slot = np.full(n_rel, -1)
     tail_slot = np.full(n_rel, -1)
@@ -346,8 +360,12 @@ def _relation_evidence(builder, tally: np.ndarray) -> None:
         # the object of a profession / genre / instrument relation is a concept: strong evidence
         weight = np.where(slots[voted] == _SLOT[None], 3.0, 1.0)
         np.add.at(tally, (ids[voted], slots[voted]), weight)
+
+
+def _domain_concepts(builder, rules: dict, heads: np.ndarray, rels: np.ndarray) -> None:
+    """The two most frequent domains of each entity's relations, as its concepts."""
     domains = sorted({d for _, _, d in rules.values() if d})
-    domain_of = np.full(n_rel, -1)
+    domain_of = np.full(max(rules) + 1, -1)
     for rid, (_, _, d) in rules.items():
         if d:
             domain_of[rid] = domains.index(d)
@@ -362,9 +380,3 @@ def _relation_evidence(builder, tally: np.ndarray) -> None:
         if kept.get(handle, 0) < 2:
             kept[handle] = kept.get(handle, 0) + 1
             builder.add_concept(handle, domains[p % len(domains)], "relation domain", 3)
-    profession = [rid for name, rid in builder.relations.items() if snake(name) in PROFESSION_RELATIONS]
-    is_profession = np.isin(rels, profession)
-    for head, tail in zip(heads[is_profession].tolist(), tails[is_profession].tolist(), strict=True):
-        label = builder.labels[tail - 1]
-        if label:
-            builder.add_concept(head, label, "profession", 2)

@@ -163,37 +163,11 @@ def image_knowledge(
     # A KG with no entity images (image_dim unset: `mner kg add-images` never ran) has nothing to compare:
     # skip the hop expansion, which costs tens of ms a post around hubs, and go to the text fallback.
     if image_vector is not None and candidates and store.image_dim is not None:
-        q = _query_vector(store, image_vector)
-        seen = {c.entity.id for c in candidates}
-        frontier = list(dict.fromkeys(c.entity.id for c in candidates))
-        for hop in range(3):
-            if hop:  # the last hop needs only the neighbours that own images
-                frontier = store.neighbours(
-                    frontier, seen, caps.max_per_entity, caps.hub_degree, images_only=hop == 2
-                )
-                frontier = frontier[: caps.max_frontier]
-                seen.update(frontier)
-            owners, vectors = store.image_vectors(frontier)
-            seen_images += len(owners)
-            if len(owners):
-                sims = vectors @ q  # shape: (n_images,)
-                best = int(np.argmax(sims))
-                if sims[best] >= theta:
-                    entity = int(owners[best])
-                    mention = mentions.get(_origin(store, entity, hop, candidates, caps), None)
-                    return _matched(
-                        store,
-                        entity,
-                        hop,
-                        float(sims[best]),
-                        "image",
-                        candidates,
-                        mention,
-                        seen_images,
-                        max_triples,
-                    )
-            if not frontier:
-                break
+        matched, seen_images = _image_match(
+            store, candidates, image_vector, theta, caps, mentions, max_triples
+        )
+        if matched is not None:
+            return matched
         if seen_images:
             return Knowledge("none", candidates=tuple(candidates), compared=seen_images)
     if policy == "image-only":
@@ -213,6 +187,53 @@ def image_knowledge(
             max_triples,
         )
     return Knowledge("none", candidates=tuple(candidates), compared=seen_images)
+
+
+def _image_match(
+    store: KnowledgeStore,
+    candidates: Sequence[Candidate],
+    image_vector,
+    theta: float,
+    caps: SearchCaps,
+    mentions: dict[int, Mention],
+    max_triples: int,
+) -> tuple[Knowledge | None, int]:
+    """The entity whose image is like the post's (``theta`` or more) among the candidates, then their 1-hop and
+    2-hop neighbours, or None; and how many images were compared."""
+    seen_images = 0
+    q = _query_vector(store, image_vector)
+    seen = {c.entity.id for c in candidates}
+    frontier = list(dict.fromkeys(c.entity.id for c in candidates))
+    for hop in range(3):
+        if hop:  # the last hop needs only the neighbours that own images
+            frontier = store.neighbours(
+                frontier, seen, caps.max_per_entity, caps.hub_degree, images_only=hop == 2
+            )
+            frontier = frontier[: caps.max_frontier]
+            seen.update(frontier)
+        owners, vectors = store.image_vectors(frontier)
+        seen_images += len(owners)
+        if len(owners):
+            sims = vectors @ q  # shape: (n_images,)
+            best = int(np.argmax(sims))
+            if sims[best] >= theta:
+                entity = int(owners[best])
+                mention = mentions.get(_origin(store, entity, hop, candidates, caps), None)
+                knowledge = _matched(
+                    store,
+                    entity,
+                    hop,
+                    float(sims[best]),
+                    "image",
+                    candidates,
+                    mention,
+                    seen_images,
+                    max_triples,
+                )
+                return knowledge, seen_images
+        if not frontier:
+            break
+    return None, seen_images
 
 
 def post_candidates(

@@ -3,7 +3,7 @@ one KG file (atomically)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,38 +44,52 @@ def build_kg(
     Returns:
         One report per importer (counts and skipped lines), in the order they ran.
     """
-    from mner.knowledge import importers as imp
-    from mner.knowledge.gazetteers import import_gazetteers
-
     sources.check()
     reports: list[ImportReport] = []
-
-    def done(report: ImportReport) -> None:
-        reports.append(report)
-        if progress is not None:
-            progress(report)
-
     with KGBuilder(out) as builder:
-        for path in sources.labels:
-            done(imp.import_labels(builder, path))
-        if sources.fb15k237:
-            done(imp.import_fb15k237(builder, sources.fb15k237))
-        for path in sources.tsv:
-            done(imp.import_tsv(builder, path, unknown="skip" if sources.labels else "create"))
-        for path in sources.ntriples:
-            done(imp.import_ntriples(builder, path))
-        mmkb = ImportReport("mmkb")
-        if sources.mmkb:
-            imp.import_mmkb_links(builder, sources.mmkb, mmkb)
-        if sources.db15k:
-            done(imp.import_db15k(builder, sources.db15k))
-        if sources.mmkb:
-            imp.import_mmkb_images(builder, sources.mmkb, mmkb)
-            done(mmkb)
-        if sources.codex:
-            done(imp.import_codex(builder, sources.codex))
-        done(ImportReport("derived", builder.derive()))
-        for report in import_gazetteers(builder, list(sources.gazetteers)):
-            done(report)
+        for report in _imports(builder, sources):
+            reports.append(report)
+            if progress is not None:
+                progress(report)
         builder.finish([{"source": r.source, **dict(r.counts)} for r in reports])
     return reports
+
+
+def _imports(builder: KGBuilder, sources: KGSources) -> Iterator[ImportReport]:
+    """Each importer's report, in order, as it runs: the sources, then what is derived from them, then gazetteers."""
+    from mner.knowledge.gazetteers import import_gazetteers
+
+    yield from _graph_imports(builder, sources)
+    yield from _multimodal_imports(builder, sources)
+    yield ImportReport("derived", builder.derive())
+    yield from import_gazetteers(builder, list(sources.gazetteers))
+
+
+def _graph_imports(builder: KGBuilder, sources: KGSources) -> Iterator[ImportReport]:
+    """Labels, FB15k-237, TSV and N-Triples files, in that order, each imported as its report is asked for."""
+    from mner.knowledge import importers as imp
+
+    for path in sources.labels:
+        yield imp.import_labels(builder, path)
+    if sources.fb15k237:
+        yield imp.import_fb15k237(builder, sources.fb15k237)
+    for path in sources.tsv:
+        yield imp.import_tsv(builder, path, unknown="skip" if sources.labels else "create")
+    for path in sources.ntriples:
+        yield imp.import_ntriples(builder, path)
+
+
+def _multimodal_imports(builder: KGBuilder, sources: KGSources) -> Iterator[ImportReport]:
+    """MMKB's links (before DB15K, whose entities they name), DB15K, MMKB's images, then CoDEx."""
+    from mner.knowledge import importers as imp
+
+    mmkb = ImportReport("mmkb")
+    if sources.mmkb:
+        imp.import_mmkb_links(builder, sources.mmkb, mmkb)
+    if sources.db15k:
+        yield imp.import_db15k(builder, sources.db15k)
+    if sources.mmkb:
+        imp.import_mmkb_images(builder, sources.mmkb, mmkb)
+        yield mmkb
+    if sources.codex:
+        yield imp.import_codex(builder, sources.codex)

@@ -51,6 +51,27 @@ def combine(
         raise MnerInputError("give at least one --member model folder")
     out = Path(out)
     loaded = [load_torch_model(m) for m in members]
+    config = loaded[0].config
+    _check_members(members, loaded)
+    _check_out(out, [*members, *(m for m in (text_model, untyped_model) if m is not None)])
+    combined = _combined(members, loaded)
+    if text_model is not None:
+        _check_text_path(load_torch_model(text_model), config, text_model)
+        combined.record["text_path"] = TEXT_PATH
+    if untyped_model is not None:
+        _check_untyped_path(load_torch_model(untyped_model), config, untyped_model)
+        combined.record["untyped_path"] = UNTYPED_PATH
+    combined.save(out)
+    for path, name in ((text_model, TEXT_PATH), (untyped_model, UNTYPED_PATH)):
+        if path is not None:  # the model's folder as it is: weights, card, its ONNX export
+            shutil.rmtree(out / name, ignore_errors=True)
+            # the model's own files only (not a training log or a benchmark's cache beside them)
+            shutil.copytree(resolve_model(path), out / name, ignore=_not_model_files)
+    return combined
+
+
+def _check_members(members: Sequence[str | Path], loaded: list[TorchModel]) -> None:
+    """Each member is one trained network with the first member's config."""
     first, config = members[0], loaded[0].config
     for path, model in zip(members, loaded, strict=True):
         if model.config.ensemble != 1 or model.record.get("text_path"):
@@ -60,49 +81,50 @@ def combine(
             raise MnerInputError(
                 f"its config differs from {first}'s in {differs!r}: members must share one", path
             )
-    extra = [m for m in (text_model, untyped_model) if m is not None]
-    inputs = [resolve_model(m).resolve() for m in [*members, *extra]]
-    if out.resolve() in inputs or out.resolve() in {m.folder.resolve() for _, m in MODELS.items()}:
+
+
+def _check_out(out: Path, inputs: list[str | Path]) -> None:
+    """``out`` is neither one of the models combined nor a packaged model's folder."""
+    folders = [resolve_model(m).resolve() for m in inputs]
+    if out.resolve() in folders or out.resolve() in {m.folder.resolve() for _, m in MODELS.items()}:
         raise MnerInputError(
             "--out is one of the models combined or a packaged model: give another folder", out
         )
+
+
+def _combined(members: Sequence[str | Path], loaded: list[TorchModel]) -> TorchModel:
+    """One member as it is, or the ensemble of several (their CRF transitions averaged)."""
     if len(loaded) == 1:
-        combined = TorchModel(loaded[0].network, dict(loaded[0].record))
-    else:
-        network = EnsembleNetwork(dataclasses.replace(config, ensemble=len(loaded)), pretrained=False)
-        for member, model in zip(network.members, loaded, strict=True):
-            member.load_state_dict(model.network.state_dict())
-        with torch.no_grad():
-            for name in ("start_transitions", "end_transitions", "transitions"):
-                mean = torch.stack([getattr(m.network.crf, name) for m in loaded]).mean(0)
-                getattr(network.crf, name).copy_(mean)
-        combined = TorchModel(network, {})  # how each member was trained: "members", and their own cards
-        combined.record["members"] = [_member_record(path, model) for path, model in zip(members, loaded)]
-    if text_model is not None:
-        text = load_torch_model(text_model)
-        if [c for c in text.config.channels if c != "text"] or text.config.tags != config.tags:
-            raise MnerInputError(
-                "a text path must read text alone and have the same labels as the members", text_model
-            )
-        if text.record.get("text_path"):
-            raise MnerInputError("a text path cannot have a text path of its own", text_model)
-        combined.record["text_path"] = TEXT_PATH
-    if untyped_model is not None:
-        untyped = load_torch_model(untyped_model)
-        if "context" not in untyped.config.channels or untyped.config.tags != config.tags:
-            raise MnerInputError(
-                "an untyped path must read the context and have the same labels as the members", untyped_model
-            )
-        if untyped.record.get("text_path") or untyped.record.get("untyped_path"):
-            raise MnerInputError("an untyped path cannot have paths of its own", untyped_model)
-        combined.record["untyped_path"] = UNTYPED_PATH
-    combined.save(out)
-    for path, name in ((text_model, TEXT_PATH), (untyped_model, UNTYPED_PATH)):
-        if path is not None:  # the model's folder as it is: weights, card, its ONNX export
-            shutil.rmtree(out / name, ignore_errors=True)
-            # the model's own files only (not a training log or a benchmark's cache beside them)
-            shutil.copytree(resolve_model(path), out / name, ignore=_not_model_files)
+        return TorchModel(loaded[0].network, dict(loaded[0].record))
+    config = loaded[0].config
+    network = EnsembleNetwork(dataclasses.replace(config, ensemble=len(loaded)), pretrained=False)
+    for member, model in zip(network.members, loaded, strict=True):
+        member.load_state_dict(model.network.state_dict())
+    with torch.no_grad():
+        for name in ("start_transitions", "end_transitions", "transitions"):
+            mean = torch.stack([getattr(m.network.crf, name) for m in loaded]).mean(0)
+            getattr(network.crf, name).copy_(mean)
+    combined = TorchModel(network, {})  # how each member was trained: "members", and their own cards
+    combined.record["members"] = [_member_record(path, model) for path, model in zip(members, loaded)]
     return combined
+
+
+def _check_text_path(text: TorchModel, config, where: str | Path) -> None:
+    if [c for c in text.config.channels if c != "text"] or text.config.tags != config.tags:
+        raise MnerInputError(
+            "a text path must read text alone and have the same labels as the members", where
+        )
+    if text.record.get("text_path"):
+        raise MnerInputError("a text path cannot have a text path of its own", where)
+
+
+def _check_untyped_path(untyped: TorchModel, config, where: str | Path) -> None:
+    if "context" not in untyped.config.channels or untyped.config.tags != config.tags:
+        raise MnerInputError(
+            "an untyped path must read the context and have the same labels as the members", where
+        )
+    if untyped.record.get("text_path") or untyped.record.get("untyped_path"):
+        raise MnerInputError("an untyped path cannot have paths of its own", where)
 
 
 def _first_difference(a: dict, b: dict) -> str | None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mner.channels.posts import long_text_problem
 from mner.channels.sources import ChannelReport, ChannelSources
 from mner.channels.spec import CHANNELS, text_fields
 from mner.data import MnerInputError, Post, Span, tokenize_with_offsets
@@ -224,6 +225,8 @@ class Pipeline:
 
         offsets = None
         try:
+            if isinstance(item.text, str) and (problem := long_text_problem(item.text, item.tokens)):
+                raise MnerInputError(problem)
             if item.tokens is not None:
                 tokens = tuple(item.tokens)
             elif isinstance(item.text, str):
