@@ -78,9 +78,11 @@ def train(
     is kept."""
     from mner.channels.sources import ChannelSources
     from mner.evaluate import entity_scores
+    from mner.model.folder import check_model_out
     from mner.training.runconfig import read_run_config
     from mner.training.trainer import Trainer
 
+    check_model_out(out)  # before an hour of training, not after it
     run = read_run_config(config)
     if seed is not None:
         run.train.seed = seed

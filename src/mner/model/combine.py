@@ -17,15 +17,12 @@ from pathlib import Path
 import torch
 
 from mner.data import MnerInputError
-from mner.model.folder import MODELS, resolve_model
+from mner.model.folder import MODEL_FILES, MODELS, check_model_out, resolve_model
 from mner.model.network import EnsembleNetwork
 from mner.model.torch_model import TorchModel, load_torch_model
 
 TEXT_PATH = "text"  # the folder inside a model folder that holds its text path
 UNTYPED_PATH = "untyped"  # ... and its untyped path
-
-
-MODEL_FILES = frozenset({"config.json", "model.safetensors", "model.onnx", "onnx.json", "README.md"})
 
 
 def _not_model_files(folder: str, names: list[str]) -> list[str]:
@@ -45,7 +42,8 @@ def combine(
     Raises:
         MnerInputError: no member; members of different configs (vocabularies, sizes, channels, labels); an
             ensemble or a model with a text path given as a member; a text model that reads more than text or
-            has other labels; ``out`` is a packaged model's folder or one of the inputs.
+            has other labels; ``out`` is a packaged model's folder or one of the inputs, or holds files of the
+            names it writes that mner did not write (``mner.model.folder.check_model_out``).
     """
     if not members:
         raise MnerInputError("give at least one --member model folder")
@@ -66,6 +64,8 @@ def combine(
         raise MnerInputError(
             "--out is one of the models combined or a packaged model: give another folder", out
         )
+    paths = {TEXT_PATH: text_model, UNTYPED_PATH: untyped_model}
+    check_model_out(out, tuple(name for name, path in paths.items() if path is not None))
     if len(loaded) == 1:
         combined = TorchModel(loaded[0].network, dict(loaded[0].record))
     else:
