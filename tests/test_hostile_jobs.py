@@ -163,6 +163,46 @@ def test_a_parquet_folder_of_someone_elses_parts_is_refused_untouched(tmp_path):
     )
 
 
+def test_a_damaged_part_of_mner_s_own_parquet_output_is_called_damaged_with_the_way_out(tmp_path):
+    """Issue #32 N20: a part of mner's own output cut in half was refused as 'not mner's' (give another --out)."""
+    import pyarrow.parquet as pq
+
+    out = tmp_path / "out.parquet"
+    first, second = write_jsonl(tmp_path / "d1.jsonl", D1), write_jsonl(tmp_path / "d2.jsonl", D2)
+    both = write_jsonl(tmp_path / "all.jsonl", D1 + D2)
+    assert tag("--in", first, "--out", str(out)).exit_code == 0
+    assert tag("--in", second, "--out", str(out)).exit_code == 0
+    part = out / "part-00001.parquet"
+    whole = part.read_bytes()
+    part.write_bytes(whole[: len(whole) // 2])
+    result = tag("--in", both, "--out", str(out))
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"error: {part}: a damaged part of this mner output (it cannot be read: ")
+    assert result.stderr.endswith(
+        "): move it out of the folder and run again, which tags its posts again, or give another --out\n"
+    )
+    assert "never changes a folder it did not write" not in result.stderr
+    part.rename(tmp_path / "damaged.parquet")  # the way out the error gives
+    column = pq.ParquetFile(out / "part-00000.parquet").metadata.row_group(0).column(0)  # its ids
+    data = bytearray((out / "part-00000.parquet").read_bytes())
+    # its schema reads, its rows do not
+    data[column.data_page_offset : column.data_page_offset + 8] = b"\xff" * 8
+    (out / "part-00000.parquet").write_bytes(bytes(data))
+    result = tag("--in", both, "--out", str(out))
+    assert result.exit_code == 2, result.output
+    assert f"{out / 'part-00000.parquet'}: a damaged part of this mner output" in result.stderr
+    (out / "part-00000.parquet").unlink()
+    result = tag("--in", both, "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert sorted(pq.read_table(out, columns=["id"]).column("id").to_pylist()) == ["a", "b", "x", "y", "z"]
+    theirs = tmp_path / "theirs.parquet"  # no lock file, no part of mner's: nothing says mner wrote it
+    theirs.mkdir()
+    (theirs / "part-00000.parquet").write_bytes(whole[: len(whole) // 2])
+    result = tag("--in", both, "--out", str(theirs))
+    assert result.exit_code == 2 and "not a readable part of an mner output" in result.stderr
+    assert "mner never changes a folder it did not write" in result.stderr
+
+
 # ------------------------------------------------------------------------ 7. a Parquet input is streamed
 
 

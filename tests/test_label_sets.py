@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mner.cli import app
+from mner.data import Post
 
 runner = CliRunner()
 
@@ -137,3 +138,25 @@ def test_a_tag_of_no_scheme_is_one_error_naming_file_line_and_what_was_expected(
         f"error: {bad}:2: tag 'X-person' fits no tagging scheme: expected 'O' or 'B-TYPE'/'I-TYPE' (BIO; IOB1 and "
         "BIOES/BILOU tags are read too)\n"
     )
+
+
+def test_more_entity_types_than_a_model_tags_are_refused_before_anything_is_allocated(tmp_path):
+    """Issue #32 N11: 10,000 types ended in a traceback after asking for 32 GB; 1,000 took 4.3 GB."""
+    from mner.training.trainer import MAX_ENTITY_TYPES, make_model_config
+
+    def posts(n: int) -> list[Post]:
+        return [Post((f"w{i}",), tags=(f"B-T{i}",)) for i in range(n)]
+
+    config = make_model_config(posts(MAX_ENTITY_TYPES), {}, 1)  # the limit itself is a model
+    assert len(config.tags) == 2 * MAX_ENTITY_TYPES + 1
+    data = tmp_path / "train.txt"
+    data.write_text("".join(f"w{i}\tB-T{i}\n" for i in range(10_000)), encoding="utf-8")
+    result = runner.invoke(
+        app, ["train", "--train", str(data), "--dev", str(data), "--no-onnx", "--out", str(tmp_path / "m")]
+    )
+    assert result.exit_code == 2, result.output
+    assert result.stderr == (
+        f"error: the training data hold 10,000 entity types; a model tags at most {MAX_ENTITY_TYPES} (the CRF's "
+        "memory grows with the square of the number of tags): merge types with --label-map FILE\n"
+    )
+    assert not (tmp_path / "m").exists()

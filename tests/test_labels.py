@@ -1,6 +1,10 @@
 """Label sets from the data, tagging schemes read as BIO, label maps, and scoring types a model does not tag."""
 
+import unicodedata
+
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from mner.data import MnerInputError, Post
 from mner.evaluate import entity_scores
@@ -123,6 +127,34 @@ def test_a_label_map_renames_merges_and_drops_types(tmp_path):
         ("a b\tORG\n", "map.tsv:1: expected 'from<TAB>to' (two entity types, no spaces), got 'a b\\tORG'"),
         ("a\tORG\na\tPER\n", "map.tsv:2: type 'a' is mapped twice"),
         ("# nothing\n\n", "map.tsv: file is empty: expected 'from<TAB>to' lines"),
+        (
+            "PER\tB-LOC\n",
+            (
+                "map.tsv:1: 'to' 'B-LOC' is a tag, not an entity type: write 'LOC' (the B-/I- prefixes come from "
+                "the tagging scheme)"
+            ),
+        ),
+        (
+            "# ok\nI-person\tPER\n",
+            (
+                "map.tsv:2: 'from' 'I-person' is a tag, not an entity type: write 'person' (the B-/I- prefixes come "
+                "from the tagging scheme)"
+            ),
+        ),
+        (
+            "PER\tPER\x00\n",
+            (
+                "map.tsv:1: 'to' 'PER\\x00' holds the control character U+0000: expected an entity type (letters, "
+                "digits, punctuation)"
+            ),
+        ),
+        (
+            "P\u200bER\tPER\n",
+            (
+                "map.tsv:1: 'from' 'P\\u200bER' holds the control character U+200B: expected an entity type "
+                "(letters, digits, punctuation)"
+            ),
+        ),
     ],
 )
 def test_label_map_errors_name_file_line_and_expectation(tmp_path, text, message):
@@ -138,3 +170,80 @@ def test_a_gold_type_the_model_does_not_tag_is_scored_with_recall_zero():
     assert list(scores.per_type) == ["geo-loc", "PER", "product"]  # the model's types first, then the rest
     assert scores.per_type["product"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1}
     assert scores.recall == pytest.approx(2 / 3) and scores.precision == 1.0
+
+
+def test_a_type_named_o_is_kept_with_or_without_a_map_unless_the_map_names_it(tmp_path):
+    """Issue #32 N10: any label map dropped the entities of a type literally named "O" (``B-O``) without a note."""
+    data = write(tmp_path, conll([("Kobe", "B-PER"), ("World", "B-O"), ("Cup", "I-O"), ("in", "O")]))
+    kept = ("B-PER", "B-O", "I-O", "O")
+    assert read_gold(data)[0].tags == kept
+    assert read_gold(data, {"PER": "person"})[0].tags == ("B-person", "B-O", "I-O", "O")
+    assert read_gold(data, {"O": "OTHER"})[0].tags == ("B-PER", "B-OTHER", "I-OTHER", "O")
+    assert read_gold(data, {"O": "O"})[0].tags == ("B-PER", "O", "O", "O")  # dropped only when named
+
+
+def test_evaluate_counts_a_type_named_o_the_same_with_an_unrelated_label_map(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from mner.cli import app
+
+    data = write(tmp_path, conll([("Obama", "B-PER"), ("visits", "O"), ("Berlin", "B-O")]))
+    label_map = write(tmp_path, "LOC\tplace\n", "map.tsv")
+    runs = [
+        CliRunner().invoke(app, ["evaluate", "--model", "text", "--data", str(data), "--json", *extra])
+        for extra in ([], ["--label-map", str(label_map)])
+    ]
+    assert [r.exit_code for r in runs] == [0, 0], [r.output for r in runs]
+    scores = [json.loads(r.stdout) for r in runs]
+    assert [s["gold_entities"] for s in scores] == [2, 2]
+    assert scores[0]["f1"] == scores[1]["f1"]
+
+
+# ------------------------------------------------------------------- label-map files of any content (Hypothesis)
+
+MAP_PIECES = st.sampled_from(
+    [
+        "PER",
+        "person",
+        "O",
+        "B-",
+        "I-",
+        "LOC",
+        "geo-loc",
+        "\t",
+        "\n",
+        "\r\n",
+        " ",
+        "#",
+        "\x00",
+        "\x1b",
+        "é",
+        "\u200b",
+    ]
+)
+MAP_TEXT = st.one_of(st.text(max_size=80), st.lists(MAP_PIECES, max_size=30).map("".join))
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(content=st.one_of(MAP_TEXT.map(lambda t: t.encode("utf-8", "surrogatepass")), st.binary(max_size=80)))
+def test_any_label_map_file_is_a_valid_map_or_one_error_naming_the_file(tmp_path, content):
+    path = tmp_path / "map.tsv"
+    path.write_bytes(content)
+    try:
+        names = read_label_map(path)
+    except MnerInputError as err:
+        assert str(err).startswith("map.tsv:") and "\n" not in str(err)
+        return
+    for name in (*names, *names.values()):
+        assert name and name == name.strip() and not any(c.isspace() for c in name)
+        assert name[:2] not in ("B-", "I-")
+        assert not any(unicodedata.category(c) in ("Cc", "Cf", "Cs") for c in name)
+    tags = tuple(
+        f"B-{t}" for t in [*names, "O", "X"]
+    )  # each type of the map, a type "O", one it does not name
+    posts = [Post(tuple("w" * len(tags)), tags=tags)]
+    for tag in to_bio(posts, path, names)[0].tags:  # a valid map gives valid tags
+        prefix, _, etype = tag.partition("-")
+        assert tag == "O" or (prefix in ("B", "I") and etype)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import re
+import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,11 +84,15 @@ def _bio(tags: Sequence[str], from_scheme: str) -> tuple[str, ...]:
 
 
 def _renamed(tags: Sequence[str], names: dict[str, str]) -> tuple[str, ...]:
+    """The tags with each type the map names renamed (to "O": dropped); a type it does not name stays as it is,
+    a type literally named "O" (``B-O``) included, as it is read without a map."""
     out = []
     for tag in tags:
         prefix, _, etype = tag.partition("-")
-        new = names.get(etype, etype) if tag != "O" else "O"
-        out.append("O" if new == "O" else f"{prefix}-{new}")
+        if tag == "O" or etype not in names:
+            out.append(tag)
+        else:
+            out.append("O" if names[etype] == "O" else f"{prefix}-{names[etype]}")
     return tuple(out)
 
 
@@ -135,9 +140,26 @@ def read_gold(
     return to_bio(read_conll(path), path, label_map, note)
 
 
+def _type_problem(name: str, side: str) -> str | None:
+    """Why ``name`` (a label map's ``from`` or ``to``) is not an entity type's name, or None."""
+    control = next((c for c in name if unicodedata.category(c) in ("Cc", "Cf", "Cs")), None)
+    if control is not None:
+        return (
+            f"{side!r} {name[:60]!r} holds the control character U+{ord(control):04X}: "
+            "expected an entity type (letters, digits, punctuation)"
+        )
+    if name[:2] in ("B-", "I-"):
+        return (
+            f"{side!r} {name[:60]!r} is a tag, not an entity type: write {name[2:62]!r} "
+            "(the B-/I- prefixes come from the tagging scheme)"
+        )
+    return None
+
+
 def read_label_map(path: str | Path) -> dict[str, str]:
-    """A label map: TSV lines ``from<TAB>to`` (``to`` a type, or ``O`` to drop ``from``); blank lines and lines
-    starting with ``#`` are skipped.
+    """A label map: TSV lines ``from<TAB>to`` (``to`` a type, or ``O`` to drop ``from``; a type it does not name
+    stays as it is); blank lines and lines starting with ``#`` are skipped. Each side is an entity type's name:
+    no spaces, no control characters, no ``B-``/``I-`` prefix (that makes a tag).
 
     Raises:
         MnerInputError: naming the file, the line and what was expected.
@@ -153,6 +175,9 @@ def read_label_map(path: str | Path) -> dict[str, str]:
                 f"expected 'from<TAB>to' (two entity types, no spaces), got {line[:60]!r}", path, line_no
             )
         source, target = (f.strip() for f in fields)
+        problem = _type_problem(source, "from") or _type_problem(target, "to")
+        if problem is not None:
+            raise MnerInputError(problem, path, line_no)
         if source in names:
             raise MnerInputError(f"type {source!r} is mapped twice", path, line_no)
         names[source] = target

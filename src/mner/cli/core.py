@@ -78,8 +78,10 @@ def train(
     is kept."""
     from mner.channels.sources import ChannelSources
     from mner.evaluate import entity_scores
+    from mner.model.folder import check_model_out
     from mner.training.trainer import Trainer
 
+    check_model_out(out)  # before an hour of training, not after it
     run = _run_config(config, seed=seed, epochs=epochs, threads=threads, device=device)
     reads = run.model.get("channels", ["text"])
     sources = ChannelSources.open(channels.files, run.model.get("image_backbone", "lite0"))

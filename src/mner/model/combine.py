@@ -17,15 +17,12 @@ from pathlib import Path
 import torch
 
 from mner.data import MnerInputError
-from mner.model.folder import MODELS, resolve_model
+from mner.model.folder import MODEL_FILES, MODELS, check_model_out, resolve_model
 from mner.model.network import EnsembleNetwork
 from mner.model.torch_model import TorchModel, load_torch_model
 
 TEXT_PATH = "text"  # the folder inside a model folder that holds its text path
 UNTYPED_PATH = "untyped"  # ... and its untyped path
-
-
-MODEL_FILES = frozenset({"config.json", "model.safetensors", "model.onnx", "onnx.json", "README.md"})
 
 
 def _not_model_files(folder: str, names: list[str]) -> list[str]:
@@ -45,7 +42,8 @@ def combine(
     Raises:
         MnerInputError: no member; members of different configs (vocabularies, sizes, channels, labels); an
             ensemble or a model with a text path given as a member; a text model that reads more than text or
-            has other labels; ``out`` is a packaged model's folder or one of the inputs.
+            has other labels; ``out`` is a packaged model's folder or one of the inputs, or holds files of the
+            names it writes that mner did not write (``mner.model.folder.check_model_out``).
     """
     if not members:
         raise MnerInputError("give at least one --member model folder")
@@ -54,6 +52,8 @@ def combine(
     config = loaded[0].config
     _check_members(members, loaded)
     _check_out(out, [*members, *(m for m in (text_model, untyped_model) if m is not None)])
+    paths = {TEXT_PATH: text_model, UNTYPED_PATH: untyped_model}
+    check_model_out(out, tuple(name for name, path in paths.items() if path is not None))
     combined = _combined(members, loaded)
     if text_model is not None:
         _check_text_path(load_torch_model(text_model), config, text_model)

@@ -181,3 +181,90 @@ def read_config(path: Path) -> dict:
             path,
         )
     return record
+
+
+# ------------------------------------------------------------------------------------ where a model is written
+
+MODEL_FILES = (
+    "config.json",
+    "model.safetensors",
+    "README.md",
+    "model.onnx",
+    "onnx.json",
+)  # what a model writes
+CARD_HEADING = "# mner model card"  # the first line of every card mner writes (mner.model.card)
+MAX_CONFIG_BYTES = 256 * 1024 * 1024  # a config.json larger than this is not read to see whose it is
+NOT_MINE = "mner never overwrites a file it did not write; give another --out"
+
+
+def check_model_out(folder: str | Path, subfolders: tuple[str, ...] = ()) -> None:
+    """Refuse to write a model into ``folder`` where that would replace something mner did not write. A folder
+    that is absent or holds none of the names a model writes (``MODEL_FILES``, and ``subfolders``, which are
+    replaced whole) is fine, and so is an mner model folder (its config.json an mner model's, its README.md a
+    model card); other files beside them (a training log) are never touched. Reads only: nothing is written.
+
+    Raises:
+        MnerInputError: ``folder`` is a file, or holds one of those names that is not an mner model's.
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise MnerInputError("exists and is not a folder: a model is a folder; give another --out", folder)
+    if not folder.is_dir():
+        return
+    present = [
+        folder / name for name in MODEL_FILES if (folder / name).exists() or (folder / name).is_symlink()
+    ]
+    for path in present:
+        if path.is_symlink() or not path.is_file():
+            raise MnerInputError(f"exists and is not a file of an mner model: {NOT_MINE}", path)
+    config = folder / "config.json"
+    if config in present and not is_model_config(config):
+        raise MnerInputError(f"exists and is not an mner model's config: {NOT_MINE}", config)
+    if present and config not in present:
+        raise MnerInputError(
+            f"exists in a folder that holds no mner model (no config.json): {NOT_MINE}", present[0]
+        )
+    card = folder / "README.md"
+    if card in present and not _is_model_card(card):
+        raise MnerInputError(f"exists and is not an mner model card: {NOT_MINE}", card)
+    for name in subfolders:  # replaced whole: it must be an mner model folder holding nothing else
+        inner = folder / name
+        if inner.exists() or inner.is_symlink():
+            _check_replaceable(inner)
+
+
+def _check_replaceable(inner: Path) -> None:
+    if inner.is_symlink() or not inner.is_dir():
+        raise MnerInputError(f"exists and is not an mner model folder: {NOT_MINE}", inner)
+    others = sorted(p.name for p in inner.iterdir() if p.name not in MODEL_FILES)
+    if others:
+        raise MnerInputError(
+            f"holds {others[0]!r}, which is not an mner model's file, and would be replaced: {NOT_MINE}",
+            inner,
+        )
+    check_model_out(inner)
+
+
+def is_model_config(path: Path) -> bool:
+    """Whether ``path`` is a config.json that mner wrote for a model (any format version)."""
+    try:
+        if not path.is_file() or path.stat().st_size > MAX_CONFIG_BYTES:
+            return False
+        record = json.loads(path.read_bytes())
+    except (OSError, ValueError, RecursionError):
+        return False
+    return (
+        isinstance(record, dict)
+        and isinstance(record.get("model"), dict)
+        and "mner_version" in record
+        and set(record) <= CONFIG_KEYS
+    )
+
+
+def _is_model_card(path: Path) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            first = handle.readline(len(CARD_HEADING.encode()) + 1)
+    except OSError:
+        return False
+    return first.startswith(CARD_HEADING.encode())

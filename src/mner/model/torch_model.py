@@ -21,6 +21,7 @@ from mner.model.encoders import migrate_v1_keys
 from mner.model.folder import (
     CONFIG_KEYS,
     FORMAT_VERSION,
+    check_model_out,
     check_weights_hash,
     file_sha256,
     open_model_folder,
@@ -71,10 +72,15 @@ class TorchModel(Runner):
 
     def save(self, folder: str | Path, card: str | None = None) -> Path:
         """Write ``config.json``, ``model.safetensors`` and the model card (``card``, or one made from the
-        config and the record) into ``folder``."""
+        config and the record) into ``folder``.
+
+        Raises:
+            MnerInputError: ``folder`` holds such a file that mner did not write (``check_model_out``).
+        """
         from safetensors.torch import save_file
 
         folder = Path(folder)
+        check_model_out(folder)
         folder.mkdir(parents=True, exist_ok=True)
         written = {"format_version", "mner_version", "weights_sha256"}
         record = {k: v for k, v in self.record.items() if k in CONFIG_KEYS - written}

@@ -221,6 +221,35 @@ def is_mner_part(schema) -> bool:
     return PARQUET_MARKER in metadata and schema.remove_metadata().equals(parquet_schema().remove_metadata())
 
 
+NOT_WRITTEN_HERE = "give another --out: mner never changes a folder it did not write"
+
+
+def damaged_part(part: Path, err: Exception) -> MnerInputError:
+    """The error for a part of mner's own output that cannot be read, and what to do about it."""
+    reason = " ".join(str(err).split())[:200]
+    return MnerInputError(
+        f"a damaged part of this mner output (it cannot be read: {reason}): move it out of the folder and run "
+        "again, which tags its posts again, or give another --out",
+        part,
+    )
+
+
+def _check_part_schema(schema, part: Path) -> None:
+    """Refuse a part whose schema is not this version's mner part."""
+    if PARQUET_MARKER in (schema.metadata or {}) and not is_mner_part(schema):
+        raise MnerInputError(
+            "a part written by another version of mner (its columns differ from this version's); "
+            "give another --out, or tag again into a new folder",
+            part,
+        )
+    if not is_mner_part(schema):
+        raise MnerInputError(
+            "not a part of an mner tag output (its schema is not mner's, or it lacks mner's marker); "
+            f"{NOT_WRITTEN_HERE}",
+            part,
+        )
+
+
 class ParquetOutput:
     """A Parquet output: a folder of ``part-NNNNN.parquet`` files (one dataset to pyarrow, pandas, Spark, Ray),
     each written whole under a temporary name and renamed, so a killed job leaves only whole parts; records
@@ -265,44 +294,39 @@ class ParquetOutput:
         for part in sorted(self.path.glob("part-*.parquet")):
             try:
                 ids = pq.read_table(part, columns=["id"]).column("id").to_pylist()
-            except Exception as err:  # noqa: BLE001
+            except Exception as err:  # noqa: BLE001 - its schema was mner's: the rest of it is damaged
                 self.close()
-                raise MnerInputError(f"not a readable part of an mner output ({err})", part) from None
+                raise damaged_part(part, err) from None
             self.done.update(ids)
             number = part.stem.removeprefix("part-")
             self.parts = max(self.parts, int(number) + 1 if number.isdigit() else 0)
 
     def _check_foreign(self) -> None:
-        """Refuse a folder holding anything but mner's parts and lock (read only: nothing is written)."""
+        """Refuse a folder holding anything but mner's parts and lock (read only: nothing is written); a part
+        that cannot be read is damaged where the folder is mner's (its lock file, or other parts of mner's)."""
         import pyarrow.parquet as pq
 
-        refuse = "give another --out: mner never changes a folder it did not write"
+        damaged, parts = [], 0
         for entry in sorted(self.path.iterdir()):
             name = entry.name
             if name == ".mner-lock" or name.startswith(".part-"):
                 continue
             if not (name.startswith("part-") and name.endswith(".parquet") and entry.is_file()):
                 raise MnerInputError(
-                    f"not an mner tag output folder (it holds {name!r}); {refuse}", self.path
+                    f"not an mner tag output folder (it holds {name!r}); {NOT_WRITTEN_HERE}", self.path
                 )
+            parts += 1
             try:
                 schema = pq.read_schema(entry)
             except Exception as err:  # noqa: BLE001 - a damaged or foreign file can fail in many ways
-                raise MnerInputError(
-                    f"not a readable part of an mner output ({err}); {refuse}", entry
-                ) from None
-            if PARQUET_MARKER in (schema.metadata or {}) and not is_mner_part(schema):
-                raise MnerInputError(
-                    "a part written by another version of mner (its columns differ from this version's); "
-                    "give another --out, or tag again into a new folder",
-                    entry,
-                )
-            if not is_mner_part(schema):
-                raise MnerInputError(
-                    f"not a part of an mner tag output (its schema is not mner's, or it lacks mner's marker); "
-                    f"{refuse}",
-                    entry,
-                )
+                damaged.append((entry, err))
+                continue
+            _check_part_schema(schema, entry)
+        if damaged:
+            entry, err = damaged[0]
+            if (self.path / ".mner-lock").exists() or parts > len(damaged):
+                raise damaged_part(entry, err)
+            raise MnerInputError(f"not a readable part of an mner output ({err}); {NOT_WRITTEN_HERE}", entry)
 
     def write(self, records: Iterable[dict]) -> None:
         self.buffer.extend(records)

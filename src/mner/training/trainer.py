@@ -30,17 +30,28 @@ if TYPE_CHECKING:
     from mner.vision import ImageFeatures
 
 
+# the most entity types a model tags: training holds (batch, 2n+1, 2n+1) CRF scores per token (mner.model.crf);
+# one epoch over 100 posts of 60 tokens, batch 20, peaked at 0.87 GB with 100 types, 0.50 GB with 4 (README)
+MAX_ENTITY_TYPES = 100
+
+
 def make_model_config(posts: Sequence[Post], options: dict, min_word_count: int) -> ModelConfig:
     """A ModelConfig whose vocabularies and label set (``mner.labels.tag_set``) come from the training posts.
 
     Raises:
-        MnerInputError: a bad [model] config, or training posts without a single entity.
+        MnerInputError: a bad [model] config, training posts without a single entity or with more than
+            ``MAX_ENTITY_TYPES`` types.
     """
     from mner.inputs.embeddings import PAD, UNK, build_vocab, word_key
 
     types = entity_types(posts)
     if not types:
         raise MnerInputError("the training data hold no entity: expected B-TYPE/I-TYPE tags besides O")
+    if len(types) > MAX_ENTITY_TYPES:
+        raise MnerInputError(
+            f"the training data hold {len(types):,} entity types; a model tags at most {MAX_ENTITY_TYPES} (the "
+            "CRF's memory grows with the square of the number of tags): merge types with --label-map FILE"
+        )
     # a context's kinds map onto the model's own types (the benchmark's, the default, need no key)
     context_types = None if types == list(BENCHMARK_TYPES) else list(types)
     try:
