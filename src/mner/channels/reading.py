@@ -42,10 +42,14 @@ HOW = ("list", "aligned", "prose", "none")
 _WORD = regex.compile(r"[^\W_]+")
 _REASONING = regex.compile(r"(?i:reasoning|explanation|rationale)[ \t]{0,3}:|Reasoning(?=[A-Z])")
 # what separates the items and fields of a list, whatever its markup
+# (a full stop after an initial or a title is no delimiter: "J. Cole", "Dr. Dre")
 _DELIMS = regex.compile(
-    r"[;,|<>{}\[\]()\"“”‘’*`=→⇒:\t\n\r]|(?:^|\s)[-–—•·+]+(?=\s|$)|\.(?=\s|$)|(?:^|\s)\d{1,3}[.)](?=\s|$)|(?<=\s)/|/(?=\w+>)"
+    r"[;,|<>{}\[\]()\"“”‘’*`=→⇒:\t\n\r]|(?:^|\s)[-–—•·+]+(?=\s|$)"
+    r"|(?<!(?<![^\W_])(?:[A-Z]|Dr|Mr|Mrs|Ms|St|Jr|Sr|Mt|Ft|vs))\.(?=\s|$)|(?:^|\s)\d{1,3}[.)](?=\s|$)|(?<=\s)/|/(?=\w+>)"
     r"|\s(?:is|are|was|were)(?:\s(?:an?|the))?(?=\s)"
 )
+_DELIMS_BUT_COMMA = regex.compile(_DELIMS.pattern.replace(";,|", ";|", 1))
+_WORD_OR_COMMA = regex.compile(r"[^\W_]+|,")
 # words that are markup, headers or keys of a list, never a name or a kind on their own
 _KEYS = frozenset(
     [
@@ -252,13 +256,13 @@ class _Occurrence:
 
 
 def _token_key(token: str) -> str:
-    return "".join(_WORD.findall(token)).lower()
+    return "," if token == "," else "".join(_WORD.findall(token)).lower()
 
 
-def _segments(text: str) -> list[tuple[int, int]]:
+def _segments(text: str, delims=_DELIMS) -> list[tuple[int, int]]:
     """(start, end) of the runs of the text between delimiters."""
     out, at = [], 0
-    for m in _DELIMS.finditer(text):
+    for m in delims.finditer(text):
         if m.start() > at:
             out.append((at, m.start()))
         at = max(at, m.end())
@@ -268,14 +272,19 @@ def _segments(text: str) -> list[tuple[int, int]]:
 
 
 def _index(text: str) -> dict[str, list[_Occurrence]]:
-    """Every run of at most MAX_SPAN words inside one segment, by its words joined lower-case: where it occurs."""
+    """Every run of at most MAX_SPAN words inside one segment, by its words joined lower-case: where it occurs. A
+    run may cross a comma, kept in its key ("fayetteville,nc"): it matches a post that has the comma too."""
     index: dict[str, list[_Occurrence]] = {}
-    for seg_start, seg_end in _segments(text):
-        words = list(_WORD.finditer(text, seg_start, seg_end))
+    for seg_start, seg_end in _segments(text, _DELIMS_BUT_COMMA):
+        words = list(_WORD_OR_COMMA.finditer(text, seg_start, seg_end))
         for s in range(len(words)):
+            if words[s].group() == ",":
+                continue
             key = ""
             for n in range(s, min(len(words), s + MAX_SPAN)):
                 key += words[n].group().lower()
+                if words[n].group() == ",":
+                    continue
                 found = index.setdefault(key, [])
                 if len(found) < 4:
                     found.append(_Occurrence(words[s].start(), words[n].end(), n - s + 1))
@@ -292,8 +301,10 @@ def _list_region(context: str) -> str:
 def _name_like(text: str, occ: _Occurrence, tokens: Sequence[str], i: int, cased: bool) -> bool:
     """Whether a found run reads as a name: capitalised (or a handle, hashtag or number) in the context, or in the
     post where the context is all lower-case."""
-    before = text[occ.start - 1] if occ.start > 0 else ""
-    if before in "@#＠＃" or tokens[i][:1] in "@#＠＃":
+    before = text[occ.start - 1] if occ.start > 0 else " "
+    if before == "/" or text[occ.end : occ.end + 1] == "/":
+        return False  # a part of "person/CEO", "Rock/Pop"
+    if before in "@#＠＃" or (tokens[i][:1] in "@#＠＃" and len(tokens[i]) > 1):
         return True
     first = text[occ.start] if cased else tokens[i][:1]
     return first.isupper() or first.isdigit()
@@ -304,12 +315,12 @@ def _spans(tokens: Sequence[str]) -> list[tuple[int, int, str]]:
     keys = [_token_key(t) for t in tokens]
     out = []
     for i in range(len(tokens)):
-        if not keys[i]:
+        if keys[i] in ("", ","):
             continue
         key = ""
         for j in range(i, min(len(tokens), i + MAX_SPAN)):
             key += keys[j]
-            if keys[j]:
+            if keys[j] not in ("", ","):
                 out.append((i, j + 1, key))
     out.sort(key=lambda s: (-(s[1] - s[0]), -len(s[2]), s[0]))
     return out
