@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
+import typer
+
 from mner.cli import ask_llm, combine, core, export, images, kg, serve, tag
 from mner.cli.options import App
 
@@ -12,6 +16,28 @@ app = App(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        from mner.version import __version__
+
+        typer.echo(f"mner {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", is_eager=True, callback=_print_version, help="Print mner's version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Multimodal named entity recognition for social-media posts (text + image + knowledge)."""
+
+
 for command in (
     core.train,
     core.evaluate,

@@ -104,6 +104,15 @@ class ChannelArgs:
     flags: dict[str, object] = field(default_factory=dict)  # option flag → its value, as given (for the card)
 
 
+# a file option's spelling in the last release → its name now: accepted for one release, with a notice
+RENAMED_FILE_FLAGS = {"--context": "--context-file"}
+
+
+def renamed_flag_notice(old: str, new: str) -> str:
+    """The one line a renamed flag prints when it is used under its old spelling."""
+    return f"note: {old} FILE is now {new} FILE; the old spelling goes in the next release"
+
+
 def channel_options(
     files: tuple[str, ...] = (), texts: bool = False, limits: bool = False, several: bool = False
 ):
@@ -127,6 +136,7 @@ def channel_options(
                 annotation = Annotated[kind, typer.Option(flag, help=help_text)]
                 name = flag.lstrip("-").replace("-", "_")
                 added.append((_param(name, annotation, None), "file", (flag, [s.name for s in specs])))
+                added.extend(_renamed_file_options(flag, kind, [s.name for s in specs], texts))
         if texts:
             for name in text_fields():
                 spec = next(s for s in CHANNELS.values() if s.field == name and s.reads == "words")
@@ -147,8 +157,13 @@ def channel_options(
             given = ChannelArgs()
             for parameter, kind, key in added:
                 value = kwargs.pop(parameter.name, parameter.default)
+                if kind == "renamed" and value:
+                    typer.echo(renamed_flag_notice(key[2], key[0]), err=True)
+                    kind = "file"
+                    if given.flags.get(key[0]):
+                        raise typer.BadParameter(f"give {key[0]} only (not also {key[2]})")
                 if kind == "file" and value:
-                    flag, channels = key
+                    flag, channels = key[:2]
                     given.flags[flag] = value
                     given.files.update(dict.fromkeys(channels, value))
                 elif kind == "text" and value is not None:
@@ -166,6 +181,26 @@ def channel_options(
         return wrapper
 
     return decorate
+
+
+def _renamed_file_options(flag: str, kind, channels: list[str], texts: bool) -> list:
+    """Hidden options for a file flag's old spelling (``RENAMED_FILE_FLAGS``), where that spelling is free (on
+    ``predict``, ``--context`` is the post's context text)."""
+    olds = [old for old, new in RENAMED_FILE_FLAGS.items() if new == flag]
+    if texts:
+        return []
+    return [
+        (
+            _param(f"renamed_{old.lstrip('-').replace('-', '_')}", _hidden(kind, old, flag), None),
+            "renamed",
+            (flag, channels, old),
+        )
+        for old in olds
+    ]
+
+
+def _hidden(kind, old: str, new: str):
+    return Annotated[kind, typer.Option(old, hidden=True, help=f"Renamed {new}.")]
 
 
 def _param(name: str, annotation, default) -> inspect.Parameter:
