@@ -183,3 +183,137 @@ def test_a_ray_job_is_quiet_and_says_its_start_up_apart(tmp_path):
     assert len(lines) == 1, done.stderr  # no Ray INFO lines, no core-worker error line for a job that worked
     assert lines[0].startswith("tagged 6, errors 0") and " posts/s tagging, after " in lines[0]
     assert lines[0].endswith(" s of start-up")
+
+
+READ_AS_TYPED = {
+    "entities": [
+        {"name": "Bears", "kind": "sports team", "type": "ORG", "in_post": True},
+        {"name": "Chicago", "kind": "city", "type": "LOC", "in_post": True},
+        {"name": "Soldier Field", "kind": "stadium", "type": "LOC", "in_post": False},
+    ],
+    "route": "typed",
+}
+LIST = "Named entities:1. Bears (sports team)2. Chicago (city)3. Soldier Field (stadium)"
+
+
+@pytest.mark.parametrize(
+    ("context", "expected"),
+    [
+        (LIST, READ_AS_TYPED),
+        (
+            '[{"name": "Bears", "type": "entity"}]',
+            {
+                "entities": [{"name": "Bears", "kind": "entity", "type": None, "in_post": True}],
+                "route": "untyped",
+            },
+        ),
+        ("The Bears are a football team.", {"entities": [], "route": "none"}),
+        (
+            "Named entities:1. Lakers (sports team)",
+            {
+                "entities": [{"name": "Lakers", "kind": "sports team", "type": "ORG", "in_post": False}],
+                "route": "none",
+            },
+        ),
+    ],
+)
+def test_predict_json_says_how_the_context_was_read(context, expected):
+    result = runner.invoke(app, ["predict", "--text", "Bears win in Chicago", "--context", context, "--json"])
+    assert result.exit_code == 0, result.output
+    read_as = json.loads(result.stdout)["read_as"]
+    assert {k: read_as[k] for k in expected} == expected
+    assert read_as["path"].startswith(
+        {"typed": "the context model", "untyped": "the untyped path"}.get(read_as["route"], "the text path")
+    )
+
+
+def test_read_as_is_left_out_without_a_context_or_for_a_model_that_reads_none():
+    for args in (["--context", LIST, "--model", "text"], []):
+        result = runner.invoke(app, ["predict", "--text", "Bears win in Chicago", "--json", *args])
+        assert result.exit_code == 0, result.output
+        assert "read_as" not in json.loads(result.stdout)
+
+
+def test_predict_prints_the_reading_of_the_context():
+    result = runner.invoke(app, ["predict", "--text", "Bears win in Chicago", "--context", LIST])
+    assert result.exit_code == 0, result.output
+    assert (
+        "context read as: Bears (sports team → ORG), Chicago (city → LOC), Soldier Field (stadium → LOC, not in the "
+        "post); route: typed (the context model: the list names words of the post with kinds that give their types)"
+    ) in result.stdout
+
+
+def test_the_service_answers_how_the_context_was_read():
+    from fastapi.testclient import TestClient
+
+    from mner.serving.pipeline import Pipeline
+    from mner.serving.service import create_app
+
+    with TestClient(create_app(Pipeline())) as client:
+        body = client.post("/v1/tag", json={"text": "Bears win in Chicago", "context": LIST}).json()
+        plain = client.post("/v1/tag", json={"text": "Bears win in Chicago"}).json()
+    assert {k: body["read_as"][k] for k in READ_AS_TYPED} == READ_AS_TYPED
+    assert "read_as" not in plain
+
+
+def test_data_check_says_what_is_missing_what_needs_it_and_where_to_look(tmp_path):
+    (tmp_path / "data" / "twitter2015").mkdir(parents=True)
+    (tmp_path / "data" / "twitter2015" / "test.txt").write_text(GOLD)
+    (tmp_path / "data" / "twitter2015" / "llm_knowledge.tsv").write_text("id\tknowledge\n")
+    (tmp_path / "kg" / "codex").mkdir(parents=True)
+    (tmp_path / "kg" / "codex" / "types.json").write_text("{}")
+    result = runner.invoke(app, ["data", "check", str(tmp_path)])
+    assert result.exit_code == 1
+    lines = result.stdout.splitlines()
+    assert f"ok       {tmp_path}/data/twitter2015/test.txt  Twitter-2015 test posts (CoNLL)" in lines
+    assert f"ok       {tmp_path}/kg/codex  CoDEx entity classes (entity2types.json, types.json)" in lines
+    at = lines.index(f"missing  {tmp_path}/data/twitter2015/train.txt  Twitter-2015 training posts (CoNLL)")
+    assert lines[at + 1] == "         needed for: mner train on it"
+    at = lines.index(
+        f"bad      {tmp_path}/data/twitter2015/llm_knowledge.tsv  Twitter-2015 LLM knowledge (train and test)"
+    )
+    assert lines[at + 1] == "         expected a first line 'image_id<TAB>...'"
+    assert result.stderr.startswith(
+        "12 of 14 not in place: tagging with the shipped models works without any of them;"
+    )
+    assert 'README.md, "Data"' in result.stderr
+
+
+def test_data_check_passes_on_a_complete_layout(tmp_path):
+    from mner.cli.data import LAYOUT
+
+    for piece in LAYOUT:
+        path = tmp_path / piece.path
+        if piece.path.startswith("kg/"):
+            path.mkdir(parents=True)
+            (path / "x").write_text("x")
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(f"{piece.header or 'IMGID:1'}\tx\n")
+    result = runner.invoke(app, ["data", "check", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[-1] == "everything is in place: the README's commands run as written"
+
+
+def test_benchmarks_write_under_runs_unless_told_to_update(tmp_path, monkeypatch):
+    """No benchmark rewrites a tracked table by default: ``--update`` says so, ``--report`` names a file."""
+    import argparse
+    import re
+
+    tracked_default = re.compile(r"default=[^\n]*(?:with_name\(|\"benchmarks)[^\n]*\.md")
+    scripts = sorted((ROOT / "benchmarks").glob("*.py"))
+    assert len(scripts) > 15
+    for script in scripts:
+        assert not tracked_default.search(script.read_text(encoding="utf-8")), script.name
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import runs
+
+    monkeypatch.setattr(runs, "ROOT", tmp_path)
+    parser = argparse.ArgumentParser()
+    runs.report_option(parser, "tokenizer.md")
+    assert runs.report_path(parser.parse_args([]), "tokenizer.md") == tmp_path / "runs" / "tokenizer.md"
+    assert (tmp_path / "runs").is_dir()
+    update = parser.parse_args(["--update"])
+    assert runs.report_path(update, "tokenizer.md") == tmp_path / "benchmarks" / "tokenizer.md"
+    given = parser.parse_args(["--report", "x.md"])
+    assert runs.report_path(given, "tokenizer.md").name == "x.md"

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from mner.cli import ask_llm, combine, core, export, images, kg, serve, tag
+from mner.cli import ask_llm, combine, core, data, export, images, kg, serve, tag
 from mner.cli.options import App
 
 app = App(
@@ -53,6 +53,7 @@ app.command("ask-llm")(ask_llm.ask_llm)
 app.command("context", hidden=True)(ask_llm.ask_llm)  # its name before it was ask-llm
 app.add_typer(images.app, name="images")
 app.add_typer(kg.app, name="kg")
+app.add_typer(data.app, name="data")
 
 
 def main() -> None:
