@@ -126,6 +126,9 @@ def channel_options(
         signature = inspect.signature(func, eval_str=True)
         hints = typing.get_type_hints(func, include_extras=True)
         added: list[tuple[inspect.Parameter, str, object]] = []  # (parameter, kind, key)
+        renamed: list[
+            tuple[inspect.Parameter, str, str, str]
+        ] = []  # (hidden parameter, new name, old, new flag)
         for flag, specs in file_sources().items():
             if specs[0].source in files:
                 many = several and specs[0].source == "tsv"
@@ -136,7 +139,7 @@ def channel_options(
                 annotation = Annotated[kind, typer.Option(flag, help=help_text)]
                 name = flag.lstrip("-").replace("-", "_")
                 added.append((_param(name, annotation, None), "file", (flag, [s.name for s in specs])))
-                added.extend(_renamed_file_options(flag, kind, [s.name for s in specs], texts))
+                renamed.extend([] if texts else _renamed_file_options(flag, name, kind))
         if texts:
             for name in text_fields():
                 spec = next(s for s in CHANNELS.values() if s.field == name and s.reads == "words")
@@ -154,16 +157,12 @@ def channel_options(
 
         @functools.wraps(func)
         def wrapper(*args, **kwargs):
+            _fold_renamed(kwargs, renamed)
             given = ChannelArgs()
             for parameter, kind, key in added:
                 value = kwargs.pop(parameter.name, parameter.default)
-                if kind == "renamed" and value:
-                    typer.echo(renamed_flag_notice(key[2], key[0]), err=True)
-                    kind = "file"
-                    if given.flags.get(key[0]):
-                        raise typer.BadParameter(f"give {key[0]} only (not also {key[2]})")
                 if kind == "file" and value:
-                    flag, channels = key[:2]
+                    flag, channels = key
                     given.flags[flag] = value
                     given.files.update(dict.fromkeys(channels, value))
                 elif kind == "text" and value is not None:
@@ -172,10 +171,11 @@ def channel_options(
                     given.max_chars[key] = value
             return func(*args, channels=given, **kwargs)
 
-        wrapper.__signature__ = signature.replace(parameters=[*kept, *(p for p, _, _ in added)])
+        extra = [p for p, _, _ in added] + [p for p, _, _, _ in renamed]
+        wrapper.__signature__ = signature.replace(parameters=[*kept, *extra])
         wrapper.__annotations__ = {
             **{k: v for k, v in hints.items() if k != "channels"},
-            **{p.name: p.annotation for p, _, _ in added},
+            **{p.name: p.annotation for p in extra},
         }
         del wrapper.__wrapped__  # typer reads the signature above, not the function's own
         return wrapper
@@ -183,20 +183,36 @@ def channel_options(
     return decorate
 
 
-def _renamed_file_options(flag: str, kind, channels: list[str], texts: bool) -> list:
-    """Hidden options for a file flag's old spelling (``RENAMED_FILE_FLAGS``), where that spelling is free (on
-    ``predict``, ``--context`` is the post's context text)."""
-    olds = [old for old, new in RENAMED_FILE_FLAGS.items() if new == flag]
-    if texts:
-        return []
+def _renamed_file_options(flag: str, name: str, kind) -> list[tuple[inspect.Parameter, str, str, str]]:
+    """Hidden options for a file flag's old spellings (``RENAMED_FILE_FLAGS``): (parameter, the new option's
+    parameter name, old flag, new flag). Not on a command where the old spelling means something else (``predict
+    --context`` is the post's context text)."""
     return [
         (
             _param(f"renamed_{old.lstrip('-').replace('-', '_')}", _hidden(kind, old, flag), None),
-            "renamed",
-            (flag, channels, old),
+            name,
+            old,
+            flag,
         )
-        for old in olds
+        for old, new in RENAMED_FILE_FLAGS.items()
+        if new == flag
     ]
+
+
+def _fold_renamed(kwargs: dict, renamed: list[tuple[inspect.Parameter, str, str, str]]) -> None:
+    """A value given under an old spelling becomes the new option's, with the one-line notice.
+
+    Raises:
+        typer.BadParameter: both spellings given.
+    """
+    for parameter, name, old, new in renamed:
+        value = kwargs.pop(parameter.name, None)
+        if not value:
+            continue
+        if kwargs.get(name):
+            raise typer.BadParameter(f"give {new} only (not also {old})")
+        typer.echo(renamed_flag_notice(old, new), err=True)
+        kwargs[name] = value
 
 
 def _hidden(kind, old: str, new: str):
