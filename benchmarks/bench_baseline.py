@@ -3,7 +3,7 @@
 Usage: python benchmarks/bench_baseline.py [--data ../shared/data/twitter2015] [--seeds 1 2 3] [--out runs/baseline]
 
 Each seed runs `mner train --train train.txt --dev valid.txt --test test.txt --seed S --out OUT/seedS`
-(dev-F1 checkpoint selection, test scored once), then the script writes benchmarks/baseline.md.
+(dev-F1 checkpoint selection, test scored once), then the script writes runs/baseline.md (benchmarks/baseline.md with --update).
 Channels: text only.
 """
 
@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from runs import mean_std, publish
+from runs import mean_std, publish, report_option, report_path
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = [  # the paper's Table 2 rows (Chen et al., DASFAA 2021)
@@ -38,8 +38,9 @@ def main() -> None:
         default=1,
         help="torch threads per training (1 is steadier when the CPU is shared)",
     )
-    parser.add_argument("--report", type=Path, default=ROOT / "benchmarks" / "baseline.md")
+    report_option(parser, "baseline.md")
     args = parser.parse_args()
+    args.report = report_path(args, "baseline.md")
     mner = Path(sys.executable).parent / "mner"
     runs = []
     for seed in args.seeds:

@@ -2,7 +2,7 @@
 and the precision of the entities scored ≥ 0.9, on Twitter-2015 test.
 
 Usage: python benchmarks/bench_calibration.py [--models default text] [--bins 10] [--threads 1]
-       [--report benchmarks/calibration.md]
+       [--report FILE | --update]
 
 An entity is correct when its span and type are a gold entity's (conlleval's rule). ECE: the predicted entities in
 ``--bins`` equal-width score bins, the mean over bins, weighted by their share of entities, of |precision of the
@@ -20,7 +20,7 @@ import numpy as np
 from mner.channels.sources import ChannelSources
 from mner.data import read_conll, spans_from_tags
 from mner.runtime.runners import load_runner
-from runs import publish
+from runs import publish, report_option, report_path
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "twitter2015"
 FILES = {"context": DATA / "llm_knowledge.tsv", "caption": DATA / "image_captions.tsv"}
@@ -65,8 +65,9 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["default", "text"])
     parser.add_argument("--bins", type=int, default=10)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--report", type=Path, default=Path(__file__).with_name("calibration.md"))
+    report_option(parser, "calibration.md")
     args = parser.parse_args()
+    args.report = report_path(args, "calibration.md")
     summary, details = [], []
     for model in args.models:
         found, gold = scored_entities(model, args.threads)

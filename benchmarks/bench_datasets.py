@@ -3,7 +3,7 @@ scored on both test sets with and without the LLM context, beside the anchors.
 
 Usage: python benchmarks/bench_datasets.py --configs baseline bilstm-llm-robust [--data t15 t17 joint]
        [--seeds 1 2 3] [--text-config baseline] [--threads 1] [--device cpu|cuda] [--jobs 1]
-       [--out runs/datasets] [--report benchmarks/datasets.md]
+       [--out runs/datasets] [--report FILE | --update]
 
 Training (`mner train`, one process a run, reused when its folder holds test scores):
 - t15: train `twitter2015/train.txt`, dev `twitter2015/valid.txt` (with its context for a context config).
@@ -33,7 +33,7 @@ import tomllib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from runs import mean_std, publish
+from runs import mean_std, publish, report_option, report_path
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -174,8 +174,9 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--jobs", type=int, default=1, help="trainings at once (1 on a CPU)")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "datasets")
-    parser.add_argument("--report", type=Path, default=ROOT / "benchmarks" / "datasets.md")
+    report_option(parser, "datasets.md")
     args = parser.parse_args()
+    args.report = report_path(args, "datasets.md")
     if not (T15 / "train.txt").exists() or not (T17 / "train.txt").exists():
         sys.exit(f"Twitter-2015 and Twitter-2017 not found under {DATA}")
     configs = list(dict.fromkeys([args.text_config, *args.configs, args.untyped_config]))

@@ -1,4 +1,4 @@
-"""Benchmark the knowledge stage; prints figures and writes benchmarks/knowledge.md.
+"""Benchmark the knowledge stage; prints figures and writes runs/knowledge.md (benchmarks/knowledge.md with --update).
 
 Usage:
     python benchmarks/bench_knowledge.py [--work /tmp/mner-kg-bench] [--entities 1000000]
@@ -487,8 +487,12 @@ def main() -> None:
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
     parser.add_argument("--only", choices=["synthetic", "fb15k237"], default=None)
     parser.add_argument("--reuse", action="store_true", help="reuse a generated KG already in --work")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/knowledge.md")
+    parser.add_argument("--out", type=Path, default=None, help="report file (default runs/knowledge.md)")
+    parser.add_argument("--update", action="store_true", help="rewrite the tracked benchmarks/knowledge.md")
     args = parser.parse_args()
+    if args.out is None:
+        args.out = ROOT / ("benchmarks" if args.update else "runs") / "knowledge.md"
+        args.out.parent.mkdir(exist_ok=True)
     sys.path.insert(0, str(ROOT / "src"))
     from mner.knowledge import SqliteKG
 

@@ -2,7 +2,7 @@
 
 Usage: python benchmarks/bench_ladder.py [--configs baseline bilstm-context minilm-text minilm-context]
        [--seeds 1 2 3] [--threads 1] [--device cpu|cuda] [--jobs 1] [--kg KG.sqlite] [--out runs/ladder]
-       [--report benchmarks/ladder.md]
+       [--report FILE | --update]
 
 Runs go one at a time by default (a CPU benchmark); ``--jobs N`` trains N at once (on a GPU machine).
 Each row says the hardware its runs were trained on, read from the models' records.
@@ -21,7 +21,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from runs import build_kg, mean_std, publish, test_without_context, train_once
+from runs import build_kg, mean_std, publish, report_option, report_path, test_without_context, train_once
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -63,8 +63,9 @@ def main() -> None:
     parser.add_argument("--kg", type=Path, help="a KG file to use instead of building one from ../shared/kg")
     parser.add_argument("--data", type=Path, default=SHARED / "data" / "twitter2015")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "ladder")
-    parser.add_argument("--report", type=Path, default=ROOT / "benchmarks" / "ladder.md")
+    report_option(parser, "ladder.md")
     args = parser.parse_args()
+    args.report = report_path(args, "ladder.md")
     if not (args.data / "train.txt").exists():
         sys.exit(f"Twitter-2015 not found at {args.data}: pass --data")
     args.out.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,6 @@
 """The LLM's own entity list scored as a tagger on Twitter-2015 test: a floor that shows what a tagger adds.
 
-Usage: python benchmarks/bench_llm_floor.py [--split test] [--report benchmarks/llm_floor.md]
+Usage: python benchmarks/bench_llm_floor.py [--split test] [--report FILE | --update]
 
 For each post, the "Named entities" list of ``llm_knowledge.tsv`` is aligned to the post's tokens
 (``mner.channels.context.align``: exact whole-token matches, case, ``#``/``@`` and CamelCase hashtags normalised) and
@@ -17,7 +17,7 @@ from mner.channels.context import align, post_entities
 from mner.channels.sources import ChannelSources
 from mner.data import read_conll
 from mner.evaluate import entity_scores
-from runs import publish
+from runs import publish, report_option, report_path
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "twitter2015"
 
@@ -26,8 +26,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--split", default="test")
     parser.add_argument("--data", type=Path, default=DATA)
-    parser.add_argument("--report", type=Path, default=Path(__file__).with_name("llm_floor.md"))
+    report_option(parser, "llm_floor.md")
     args = parser.parse_args()
+    args.report = report_path(args, "llm_floor.md")
     filled = ChannelSources.open({"context": args.data / "llm_knowledge.tsv"}).fill(
         read_conll(args.data / f"{args.split}.txt"), ["text", "context"]
     )

@@ -4,7 +4,7 @@ follow a lone `@`/`#` in the file, how many the model finds in each spelling, th
 entities, and the posts whose entities differ between the spellings.
 
 Usage: python benchmarks/bench_markers.py --model NAME=FOLDER [--model ...] [--context] [--threads 1]
-       [--report benchmarks/markers.md]
+       [--report FILE | --update]
 
 Each model is run twice: as it is (``join_markers`` on for every model trained since issue #23: a lone marker and
 the token after it are read as one token, tags and spans mapped back to the file's tokens) and with
@@ -18,7 +18,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from runs import publish
+from runs import publish, report_option, report_path
 
 ROOT = Path(__file__).resolve().parents[1]
 T17 = ROOT.parent / "shared" / "data" / "twitter2017"
@@ -73,8 +73,9 @@ def main() -> None:
     parser.add_argument("--model", action="append", required=True, help="NAME=FOLDER (or a packaged name)")
     parser.add_argument("--context", action="store_true", help="with the Twitter-2017 LLM knowledge")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--report", type=Path, default=ROOT / "benchmarks" / "markers.md")
+    report_option(parser, "markers.md")
     args = parser.parse_args()
+    args.report = report_path(args, "markers.md")
     posts = read_gold(T17 / "test.txt")  # MISC read as OTHER, as mner evaluate does
     if args.context:
         posts = ChannelSources.open({"context": T17 / "llm_knowledge.tsv"}).fill(posts, ["context"]).posts

@@ -1,6 +1,6 @@
 """Context parser scaling: seconds to read one context of 1 KB to 1 MB as a tagger does, ordinary and hostile.
 
-Usage: python benchmarks/bench_parser.py [--sizes 1000 10000 100000 1000000] [--report benchmarks/parser.md]
+Usage: python benchmarks/bench_parser.py [--sizes 1000 10000 100000 1000000] [--report FILE | --update]
 
 Each context is one kind of text repeated to the size in UTF-8 bytes: the numbered list (the published
 knowledge's shape), the list "1. a 1. a ..." that took 33.7 s at 100 KB before issue #25 (case 3), a JSON array,
@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 from mner.channels.context import align, post_entities
 from mner.channels.entities import MAX_CHARS
-from runs import publish
+from runs import publish, report_option, report_path
 
 TOKENS = ["RT", "@nytimes", ":", "Barack", "Obama", "meets", "Angela", "Merkel", "in", "Berlin", "#G7"]
 KINDS = {
@@ -56,8 +55,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000, 10_000, 100_000, 1_000_000])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--report", type=Path, default=Path(__file__).with_name("parser.md"))
+    report_option(parser, "parser.md")
     args = parser.parse_args()
+    args.report = report_path(args, "parser.md")
     lines = [
         (
             f"## Context parser scaling: one context of 1 KB to 1 MB (seconds, best of {args.repeats}; ×: over the "

@@ -1,6 +1,6 @@
 """Ray's overhead and scaling: ``mner tag --engine ray`` beside the local ``mner tag`` on the same posts.
 
-Usage: python benchmarks/bench_ray.py [--posts 2000] [--report benchmarks/ray.md]
+Usage: python benchmarks/bench_ray.py [--posts 2000] [--report FILE | --update]
 
 The posts are Twitter-2015 test texts each with its own 1200×675 JPEG (benchmarks/bench_tag.py makes them).
 Runs, one after another on this machine: the local engine with ``--threads 2``; Ray with ``--workers 1`` and
@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from bench_tag import make_posts
-from runs import publish
+from runs import publish, report_option, report_path
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -100,8 +100,9 @@ def main() -> None:
     parser.add_argument("--posts", type=int, default=2000)
     parser.add_argument("--data", type=Path, default=SHARED / "data" / "twitter2015")
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "bench_ray")
-    parser.add_argument("--report", type=Path, default=ROOT / "benchmarks" / "ray.md")
+    report_option(parser, "ray.md")
     args = parser.parse_args()
+    args.report = report_path(args, "ray.md")
     posts = make_posts(args.work / "posts", args.posts, args.data)
     n = args.posts
     local = tag(posts, args.work / "local.jsonl", ["--threads", "2"], n)

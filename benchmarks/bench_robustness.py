@@ -2,7 +2,7 @@
 knowledge rewritten per post (other formats, weakened, another post's, none), beside the text model.
 
 Usage: python benchmarks/bench_robustness.py --group default=pkg:default --group "recipe=runs/a/seed1,runs/a/seed2"
-       --text pkg:text [--sets t15 t17] [--threads 1] [--report benchmarks/robustness.md]
+       --text pkg:text [--sets t15 t17] [--threads 1] [--report FILE | --update]
 
 A group is one model or the seeds of one recipe (their F1 averaged, mean ± std); a model folder may hold a text path
 (``mner combine --text-model``), which then tags the posts whose context names nothing in them, as a user's
@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from runs import mean_std, publish
+from runs import mean_std, publish, report_option, report_path
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -200,8 +200,9 @@ def main() -> None:
     parser.add_argument("--text", default="pkg:text", help="the text model to compare with (its 'none' row)")
     parser.add_argument("--sets", nargs="+", default=["t15", "t17"], choices=list(SETS))
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--report", type=Path, default=ROOT / "benchmarks" / "robustness.md")
+    report_option(parser, "robustness.md")
     args = parser.parse_args()
+    args.report = report_path(args, "robustness.md")
     groups = {name: models.split(",") for name, models in (g.split("=", 1) for g in args.group)}
     results = {
         name: [evaluate_model(m, args.sets, args.threads) for m in models] for name, models in groups.items()

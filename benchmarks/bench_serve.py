@@ -1,4 +1,4 @@
-"""Latency and throughput of ``mner serve`` over HTTP on 127.0.0.1; writes benchmarks/serve.md.
+"""Latency and throughput of ``mner serve`` over HTTP on 127.0.0.1; writes runs/serve.md (benchmarks/serve.md with --update).
 
 Usage: python benchmarks/bench_serve.py [--requests 2000] [--concurrency 8] [--model DIR] [--kg FILE]
                                         [--out benchmarks/serve.md]
@@ -150,7 +150,7 @@ def report(
     command = "python benchmarks/bench_serve.py " + " ".join(
         f"--{k.replace('_', '-')} {shlex.quote(str(v))}"
         for k, v in vars(args).items()
-        if v is not None and not (k == "out" and v == HERE / "serve.md")
+        if v is not None and v is not False and not (k == "out" and v.name == "serve.md")
     )
     import onnxruntime
 
@@ -197,8 +197,14 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=None, help="model folder (default: the shipped model)")
     parser.add_argument("--kg", type=Path, default=None, help="KG file for the server")
     parser.add_argument("--threads", type=int, default=1, help="the server's --threads")
-    parser.add_argument("--out", type=Path, default=HERE / "serve.md", help="Markdown file to write")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="Markdown file to write (default runs/serve.md)"
+    )
+    parser.add_argument("--update", action="store_true", help="rewrite the tracked benchmarks/serve.md")
     args = parser.parse_args()
+    if args.out is None:
+        args.out = HERE / "serve.md" if args.update else HERE.parent / "runs" / "serve.md"
+        args.out.parent.mkdir(exist_ok=True)
     if args.requests < 1 or args.concurrency < 1:
         parser.error("--requests and --concurrency must be at least 1")
 

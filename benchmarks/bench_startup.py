@@ -1,6 +1,6 @@
 """Start-up: wall time of ``mner predict --text ...`` for the shipped default model, as a user runs it.
 
-Usage: python benchmarks/bench_startup.py [--runs 5] [--report benchmarks/startup.md]
+Usage: python benchmarks/bench_startup.py [--runs 5] [--report FILE | --update]
 
 Each run is a fresh process (``.venv/bin/mner predict --text "Barack Obama visits Paris"``); one untimed run
 first warms the disk cache (and makes the word-vector index in mner's cache once). Reports the median and
@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from runs import publish
+from runs import publish, report_option, report_path
 
 TEXT = "Barack Obama visits Paris"
 
@@ -36,8 +36,9 @@ def timed(command: list[str], runs: int) -> list[float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--report", type=Path, default=Path(__file__).with_name("startup.md"))
+    report_option(parser, "startup.md")
     args = parser.parse_args()
+    args.report = report_path(args, "startup.md")
     mner = str(Path(sys.executable).with_name("mner"))
     rows = []
     for runtime in ("onnx", "torch"):

@@ -1,7 +1,7 @@
 """The paper's model on Twitter-2015 (issue #5): channel conditions × seeds, printed beside Tables 2 and 3.
 
 Usage: python benchmarks/bench_study.py [--conditions text caption knowledge full] [--seeds 1 2 3]
-       [--threads 2] [--out runs/study] [--report benchmarks/study.md]
+       [--threads 2] [--out runs/study] [--report FILE | --update]
 
 Each (condition, seed) runs `mner train --config configs/paper-<condition>.toml --train train.txt --dev
 valid.txt --test test.txt --seed S [--captions image_captions.tsv] [--kg KG]` (dev-F1 checkpoint selection,
@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from runs import build_kg, mean_std, publish, train_once
+from runs import build_kg, mean_std, publish, report_option, report_path, train_once
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -108,8 +108,9 @@ def main() -> None:
     )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "study")
-    parser.add_argument("--report", type=Path, default=ROOT / "benchmarks" / "study.md")
+    report_option(parser, "study.md")
     args = parser.parse_args()
+    args.report = report_path(args, "study.md")
     if not (args.data / "train.txt").exists():
         sys.exit(f"Twitter-2015 not found at {args.data}: pass --data")
     kg = args.out / "kg.sqlite"

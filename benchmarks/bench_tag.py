@@ -1,7 +1,7 @@
 """End-to-end tagging speed: `mner tag` on N posts each with a tweet-sized JPEG, beside a UMT-shaped pipeline.
 
 Usage: python benchmarks/bench_tag.py [--posts 1000] [--umt-posts 100] [--threads 2] [--kg KG.sqlite]
-       [--model DIR ...] [--with-context] [--report benchmarks/tag.md]
+       [--model DIR ...] [--with-context] [--report FILE | --update]
 
 mner: `mner tag --in posts.jsonl --out tagged.jsonl [--kg KG]` as a subprocess: JPEG decode + EfficientNet-Lite
 + KG lookup + the tagger, in batches. Posts/s is counted from the command's own start to its end (model
@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 from photos import tweet_photos
-from runs import publish
+from runs import publish, report_option, report_path
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -197,8 +197,9 @@ def main() -> None:
     parser.add_argument("--with-context", action="store_true", help="each post with its LLM knowledge")
     parser.add_argument("--data", type=Path, default=SHARED / "data" / "twitter2015")
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "bench_tag")
-    parser.add_argument("--report", type=Path, default=ROOT / "benchmarks" / "tag.md")
+    report_option(parser, "tag.md")
     args = parser.parse_args()
+    args.report = report_path(args, "tag.md")
     if args.umt_posts < 1:
         parser.error("--umt-posts: at least 1 (the side-by-side ratio is what this script measures)")
     import torch

@@ -1,7 +1,7 @@
 """Threads on a shared CPU: ``mner evaluate --model default`` on Twitter-2015 test, on an idle machine and with
 two busy-loop processes running, for each runtime and thread count.
 
-Usage: python benchmarks/bench_threads.py [--threads 1 2] [--runs 3] [--report benchmarks/threads.md]
+Usage: python benchmarks/bench_threads.py [--threads 1 2] [--runs 3] [--report FILE | --update]
 
 A busy loop is ``python -c "while True: pass"`` (one core each: on this 2-core machine, two of them take the
 whole CPU). Each cell is the median wall time of ``--runs`` runs of the whole command (start-up included).
@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from runs import publish
+from runs import publish, report_option, report_path
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "twitter2015" / "test.txt"
 
@@ -36,8 +36,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--data", type=Path, default=DATA)
-    parser.add_argument("--report", type=Path, default=Path(__file__).with_name("threads.md"))
+    report_option(parser, "threads.md")
     args = parser.parse_args()
+    args.report = report_path(args, "threads.md")
     if not args.data.exists():
         sys.exit(f"Twitter-2015 test not found at {args.data}")
     mner = str(Path(sys.executable).with_name("mner"))

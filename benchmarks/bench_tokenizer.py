@@ -1,6 +1,6 @@
 """Tokenizer scaling: seconds of ``mner.tokenize_with_offsets`` on one line of 1 KB to 1 MB, ordinary and adversarial.
 
-Usage: python benchmarks/bench_tokenizer.py [--sizes 1000 10000 100000 1000000] [--report benchmarks/tokenizer.md]
+Usage: python benchmarks/bench_tokenizer.py [--sizes 1000 10000 100000 1000000] [--report FILE | --update]
        [--baseline REF]
 
 Each line is one kind of text repeated to the size in UTF-8 bytes, with no spaces where the kind has none:
@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from mner.tokenizer import tokenize_with_offsets
-from runs import publish
+from runs import publish, report_option, report_path
 
 KINDS = {
     "tweet": "RT @nytimes: Barack Obama meets Angela Merkel in Berlin #G7 http://t.co/x 🙌🏽 ",
@@ -89,8 +89,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--baseline", help="a git ref whose tokenizer is timed too (e.g. main)")
     parser.add_argument("--budget", type=float, default=60.0, help="seconds one baseline size may take")
-    parser.add_argument("--report", type=Path, default=Path(__file__).with_name("tokenizer.md"))
+    report_option(parser, "tokenizer.md")
     args = parser.parse_args()
+    args.report = report_path(args, "tokenizer.md")
     header = "| text | " + " | ".join(f"{s:,} B" for s in args.sizes) + " |"
     rule = "|---|" + "---|" * len(args.sizes)
     lines = [

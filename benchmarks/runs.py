@@ -12,6 +12,29 @@ import time
 import tomllib
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def report_option(parser, name: str) -> None:
+    """``--report FILE`` and ``--update``: a benchmark writes its report under ``runs/`` (ignored by git) unless
+    ``--update`` tells it to rewrite its tracked table, ``benchmarks/NAME``."""
+    parser.add_argument("--report", type=Path, default=None, help=f"Report file (default runs/{name}).")
+    parser.add_argument(
+        "--update",
+        action="store_true",
+        help=f"Rewrite the tracked benchmarks/{name} (a measured run to publish).",
+    )
+
+
+def report_path(args, name: str) -> Path:
+    """Where ``report_option``'s arguments say the report goes (``runs/`` made if missing)."""
+    if args.report is not None:
+        return args.report
+    if args.update:
+        return ROOT / "benchmarks" / name
+    (ROOT / "runs").mkdir(exist_ok=True)
+    return ROOT / "runs" / name
+
 
 def publish(lines: list[str], report: Path) -> None:
     """Print a benchmark's Markdown report and write it to ``report``."""

@@ -1,7 +1,7 @@
 """Soak test of ``mner serve`` and a kill -9 loop on ``mner tag`` (issue #16), loopback only, bounded in time.
 
 Usage: python benchmarks/soak.py [--minutes 3] [--clients 8] [--kill-posts 3000] [--kills 20] [--job-posts 3000]
-[--job-kills 5] [--report benchmarks/soak.md]
+[--job-kills 5] [--report FILE | --update]
 
 Serve: starts ``mner serve`` (defaults) on a free 127.0.0.1 port, then for ``--minutes`` runs ``--clients``
 client threads that each send, at random, valid posts (JSON, multipart with a JPEG) and hostile ones:
@@ -43,7 +43,7 @@ from collections import Counter
 from pathlib import Path
 
 from bench_serve import free_port, make_posts, start_server, wait_for_health
-from runs import publish
+from runs import publish, report_option, report_path
 
 HOSTILE = {
     "surrogate": b'{"text":"Obama \\udc80 Berlin"}',
@@ -487,8 +487,9 @@ def main() -> None:
     parser.add_argument("--kills", type=int, default=20, help="SIGKILLs before the last run may finish")
     parser.add_argument("--job-posts", type=int, default=5000, help="posts of the Parquet and Ray kill loops")
     parser.add_argument("--job-kills", type=int, default=5, help="SIGKILLs in each Parquet and Ray kill loop")
-    parser.add_argument("--report", type=Path, default=Path(__file__).with_name("soak.md"))
+    report_option(parser, "soak.md")
     args = parser.parse_args()
+    args.report = report_path(args, "soak.md")
     lines = [
         "## Soak (issue #16)",
         "",

@@ -1,26 +1,29 @@
-"""Shared test helpers: where ../shared/ is, and a skip marker for tests that need it."""
+"""Shared test helpers: where ../shared/ is (``MNER_SHARED`` overrides it: ``MNER_SHARED=/nowhere`` runs the tests as
+on a machine without the data), and a skip marker for tests that need it."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
+SHARED = Path(os.environ.get("MNER_SHARED") or ROOT.parent / "shared")
+WHERE_DATA = (
+    "README.md, 'Data', says where to get it and what works without it; mner data check DIR checks a folder"
+)
 TWITTER2015 = SHARED / "data" / "twitter2015"
 TWITTER2017 = SHARED / "data" / "twitter2017"
 
 needs_twitter2015 = pytest.mark.skipif(
     not (TWITTER2015 / "test.txt").is_file(),
-    reason=f"Twitter-2015 data not found at {TWITTER2015} (the ../shared/ folder beside the repository); "
-    "CI has it, a user's machine may not",
+    reason=f"Twitter-2015 data not found at {TWITTER2015} (the ../shared/ folder beside the repository): {WHERE_DATA}",
 )
 
 needs_twitter2017 = pytest.mark.skipif(
     not (TWITTER2017 / "test.txt").is_file(),
-    reason=f"Twitter-2017 data not found at {TWITTER2017} (the ../shared/ folder beside the repository); "
-    "CI has it, a user's machine may not",
+    reason=f"Twitter-2017 data not found at {TWITTER2017} (the ../shared/ folder beside the repository): {WHERE_DATA}",
 )
 
 

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from mner.data import tokenize
 from mner.knowledge import KGSources, SqliteKG, build_kg, post_knowledge
+from tests.conftest import SHARED, WHERE_DATA
 
-SHARED_KG = Path(__file__).resolve().parents[1].parent / "shared" / "kg"
+SHARED_KG = SHARED / "kg"
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(
         not (SHARED_KG / "fb15k237" / "train.txt").is_file(),
-        reason=f"the shared KG data is not at {SHARED_KG} (../shared/kg beside the repository)",
+        reason=f"the shared KG data is not at {SHARED_KG} (../shared/kg beside the repository): {WHERE_DATA}",
     ),
 ]
 

@@ -18,7 +18,7 @@ ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'mner
 from mner.cli import app
 from mner.data import read_conll
 from mner.serving.outputs import open_output, table_records
-from tests.conftest import TWITTER2015, needs_twitter2015
+from tests.conftest import TWITTER2015, WHERE_DATA, needs_twitter2015
 
 runner = CliRunner()
 PHOTOS = ("chelsea", "astronaut", "coffee", "rocket")
@@ -32,7 +32,7 @@ def posts(tmp_path_factory):
     from skimage import data
 
     if not (TWITTER2015 / "test.txt").is_file():
-        pytest.skip(f"Twitter-2015 data not found at {TWITTER2015}")
+        pytest.skip(f"Twitter-2015 data not found at {TWITTER2015}: {WHERE_DATA}")
     folder = tmp_path_factory.mktemp("ray-posts")
     for name in PHOTOS:
         Image.fromarray(getattr(data, name)()).convert("RGB").save(folder / f"{name}.jpg", quality=90)

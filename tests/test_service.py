@@ -664,6 +664,7 @@ def test_the_response_model_is_the_tag_result():
         (ImageAttribute("suit", 0.5),),
         None,
         caption="a man",
+        read_as={"entities": [], "route": "none", "path": "the text path"},  # present when a context was read
     )
     assert set(TagResponse.model_fields) == set(result.to_dict())
     assert set(EntityOut.model_fields) == set(result.to_dict()["entities"][0])

@@ -473,7 +473,9 @@ def test_predict_json_is_the_pipeline_result(kg_path, photos, pipeline):
     )
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
-    assert list(out) == KEYS and out["knowledge"]["entity"] == "cat" and out["context"] == "Chelsea the cat"
+    # the default reads the context: how it read it comes last (prose naming no entity: the text path)
+    assert list(out) == [*KEYS, "read_as"] and out["read_as"]["route"] == "none"
+    assert out["knowledge"]["entity"] == "cat" and out["context"] == "Chelsea the cat"
     assert (
         out["attributes"]
         == pipeline.tag("Chelsea is sleeping", image=photos["chelsea"]).to_dict()["attributes"]

@@ -139,3 +139,52 @@ def test_markup_in_a_post_is_shown_as_text_not_run(page):
     assert page.locator("#tagged img").count() == 0
     assert "onerror" in page.inner_text("#tagged")  # the tokens, as words
     assert page.title() == "mner — tag a post"
+
+
+def test_the_docs_page_renders_every_operation_in_the_browser(browser, url):
+    """Swagger UI 4.15 (the bundled one) cannot read OpenAPI 3.1: /docs must be given a document it renders."""
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(url + "/docs")
+    page.wait_for_selector(".opblock-summary-path", timeout=30_000)
+    paths = [p.replace("\u200b", "") for p in page.locator(".opblock-summary-path").all_inner_texts()]
+    assert sorted(paths) == ["/health", "/v1/tag"]
+    assert page.get_by_text("Unable to render this definition").count() == 0
+    page.locator(".opblock-summary-path", has_text="/v1/tag").click()  # its request body is shown too
+    page.wait_for_selector(".opblock-body .body-param-content-type, .opblock-body .model-box", timeout=10_000)
+    context.close()
+
+
+def test_a_prose_context_shows_a_warning_scores_and_how_the_context_was_read(page):
+    """Prose typed into the Context box does not help: the page says so, shows each entity's score, and hides the
+    entities below the minimum score."""
+    page.fill("#text", "Bears win in Chicago")
+    page.fill("#context", "The Bears are a football team and they played very well today.")
+    page.click("#submit")
+    page.wait_for_selector("#result:not([hidden])", timeout=60_000)
+
+    warnings = page.locator("#warnings li.warning").all_inner_texts()
+    assert page.locator("#warnings").is_visible()
+    assert any("lists no entity that can be read" in w for w in warnings), warnings
+    assert any("tagged from its text alone" in w for w in warnings), warnings
+
+    scores = page.locator("#entity-list li.entity-item .score").all_inner_texts()
+    assert len(scores) == 2 and all(s.strip().startswith("score 0.") for s in scores), scores
+    assert "Route: none" in page.locator("#read-as .route").inner_text()
+
+    page.locator("#min-score").fill("1")  # nothing the model finds is sure enough: all hidden, and said so
+    assert page.locator("#tagged mark.entity").count() == 0
+    assert "2 more scored below 1.00" in page.locator("#entity-list").inner_text()
+
+
+def test_an_entity_list_context_shows_what_was_read_and_the_route(page):
+    page.fill("#text", "Bears win in Chicago")
+    page.fill("#context", "Named entities:1. Bears (sports team)2. Chicago (city)")
+    page.click("#submit")
+    page.wait_for_selector("#result:not([hidden])", timeout=60_000)
+    assert page.locator("#warnings").is_hidden()
+    assert page.locator("#read-as li.read-entity").all_inner_texts() == [
+        "Bears — sports team → ORG",
+        "Chicago — city → LOC",
+    ]
+    assert "Route: typed" in page.locator("#read-as .route").inner_text()

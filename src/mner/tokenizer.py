@@ -13,7 +13,7 @@ normalised copy). What it does, in order:
 2. Each grapheme cluster is normalised to NFC (a decomposed "José" gives the composed token), except a cluster
    of over ``MAX_NORMALISED_CLUSTER`` code points (stacked "Zalgo" marks): CPython reorders marks in quadratic
    time, so such a cluster stays as written.
-3. ``@user``, ``#hashtag``, URLs, ``&amp`` and emoji (skin tones, flags, ZWJ sequences) stay whole; punctuation
+3. ``@user``, ``#hashtag``, URLs, domain-like names (``Crypto.com``, ``amazon.co.uk``), ``&amp`` and emoji (skin tones, flags, ZWJ sequences) stay whole; punctuation
    and apostrophes are split off; no token boundary falls inside a grapheme cluster.
 
 A token's ``text[start:end]`` begins and ends with visible characters (dropped characters at its edges are
@@ -48,10 +48,19 @@ _WORD_RE = regex.compile(r"\S+")
 
 _EMOJI = "[\u2600-\u27bf\u2b00-\u2bff\U0001f000-\U0001faff]"
 _EMOJI_MOD = "[\ufe0f\U0001f3fb-\U0001f3ff]"
+# a domain-like name (``Crypto.com``, ``amazon.co.uk``, ``bit.ly/x``): labels of at most 63 word characters, at most
+# five before a top-level domain of this list (common words such as "in", "me", "it" left out: "home.It was" is a
+# missing space, not a domain), and its path; every quantifier bounded or possessive, so the scan stays linear
+_TLDS = "com|org|net|edu|gov|mil|int|io|co|uk|ca|de|fr|nl|au|jp|ru|br|tv|ly|fm|gg|ai|info|biz"
+_LABEL = r"\w{1,63}+(?:-\w{1,63}+){0,4}+"
+_DOMAIN = rf"{_LABEL}(?:\.{_LABEL}){{0,4}}?\.(?i:{_TLDS})(?!\w|[.-]\w)(?:/\S*+)?"
 _TOKEN_RE = regex.compile(  # regex's \w is Unicode's: letters with their marks, joiners
     r"""
     (?:https?://|www\.)\S+                               # URL, kept whole
     | [A-Za-z]+://\S+
+    | """
+    + _DOMAIN
+    + r"""                                             # a domain-like name, kept whole
     | &[A-Za-z]+;?                                       # HTML entity as tweeted (&amp)
     | [@＠]\w+                                           # @user
     | [#＃]\w+                                           # #hashtag

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from mner.cli import ask_llm, combine, core, export, images, kg, serve, tag
+from typing import Annotated
+
+import typer
+
+from mner.cli import ask_llm, combine, core, data, export, images, kg, serve, tag
 from mner.cli.options import App
 
 app = App(
@@ -12,6 +16,28 @@ app = App(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        from mner.version import __version__
+
+        typer.echo(f"mner {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", is_eager=True, callback=_print_version, help="Print mner's version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Multimodal named entity recognition for social-media posts (text + image + knowledge)."""
+
+
 for command in (
     core.train,
     core.evaluate,
@@ -27,6 +53,7 @@ app.command("ask-llm")(ask_llm.ask_llm)
 app.command("context", hidden=True)(ask_llm.ask_llm)  # its name before it was ask-llm
 app.add_typer(images.app, name="images")
 app.add_typer(kg.app, name="kg")
+app.add_typer(data.app, name="data")
 
 
 def main() -> None:

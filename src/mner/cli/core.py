@@ -275,6 +275,19 @@ def predict(
         )
     for line in evidence_lines(result, given_caption=channels.texts.get("caption")):
         typer.echo(line)
+    if result.get("read_as") is not None:
+        typer.echo(read_as_line(result["read_as"]))
+
+
+def read_as_line(reading: dict) -> str:
+    """``context read as: Bears (sports team → ORG), Chicago (city → LOC); route: typed (...)``."""
+    names = [
+        f"{e['name']} ({e['kind'] or 'no kind'} → {e['type'] or '?'}{'' if e['in_post'] else ', not in the post'})"
+        for e in reading["entities"]
+    ]
+    return (
+        f"context read as: {', '.join(names) or 'no entity'}; route: {reading['route']} ({reading['path']})"
+    )
 
 
 def evidence_lines(result: dict, given_caption: str | None = None) -> list[str]:

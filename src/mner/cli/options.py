@@ -104,6 +104,15 @@ class ChannelArgs:
     flags: dict[str, object] = field(default_factory=dict)  # option flag → its value, as given (for the card)
 
 
+# a file option's spelling in the last release → its name now: accepted for one release, with a notice
+RENAMED_FILE_FLAGS = {"--context": "--context-file"}
+
+
+def renamed_flag_notice(old: str, new: str) -> str:
+    """The one line a renamed flag prints when it is used under its old spelling."""
+    return f"note: {old} FILE is now {new} FILE; the old spelling goes in the next release"
+
+
 def channel_options(
     files: tuple[str, ...] = (), texts: bool = False, limits: bool = False, several: bool = False
 ):
@@ -121,16 +130,20 @@ def channel_options(
             + (_text_params() if texts else [])
             + (_limit_params() if limits else [])
         )
+        # hidden options for the file flags' old spellings (not where the old spelling is a text: predict --context)
+        renamed = [] if texts else _renamed_params(files)
         kept = [p for p in signature.parameters.values() if p.name != "channels"]
 
         @functools.wraps(func)
         def wrapper(*args, **kwargs):
+            _fold_renamed(kwargs, renamed)
             return func(*args, channels=_channel_args(added, kwargs), **kwargs)
 
-        wrapper.__signature__ = signature.replace(parameters=[*kept, *(p for p, _, _ in added)])
+        extra = [p for p, _, _ in added] + [p for p, _, _, _ in renamed]
+        wrapper.__signature__ = signature.replace(parameters=[*kept, *extra])
         wrapper.__annotations__ = {
             **{k: v for k, v in hints.items() if k != "channels"},
-            **{p.name: p.annotation for p, _, _ in added},
+            **{p.name: p.annotation for p in extra},
         }
         del wrapper.__wrapped__  # typer reads the signature above, not the function's own
         return wrapper
@@ -196,6 +209,52 @@ def _channel_args(added: Added, kwargs: dict) -> ChannelArgs:
         elif kind == "limit":
             given.max_chars[key] = value
     return given
+
+
+def _renamed_params(files: tuple[str, ...]) -> list[tuple[inspect.Parameter, str, str, str]]:
+    """The hidden options of the file flags' old spellings for the sources in ``files``."""
+    out = []
+    for flag, specs in file_sources().items():
+        if specs[0].source in files:
+            kind = Path | None if specs[0].source != "tsv" else list[Path] | Path | None
+            out.extend(_renamed_file_options(flag, flag.lstrip("-").replace("-", "_"), kind))
+    return out
+
+
+def _renamed_file_options(flag: str, name: str, kind) -> list[tuple[inspect.Parameter, str, str, str]]:
+    """Hidden options for a file flag's old spellings (``RENAMED_FILE_FLAGS``): (parameter, the new option's
+    parameter name, old flag, new flag). Not on a command where the old spelling means something else (``predict
+    --context`` is the post's context text)."""
+    return [
+        (
+            _param(f"renamed_{old.lstrip('-').replace('-', '_')}", _hidden(kind, old, flag), None),
+            name,
+            old,
+            flag,
+        )
+        for old, new in RENAMED_FILE_FLAGS.items()
+        if new == flag
+    ]
+
+
+def _fold_renamed(kwargs: dict, renamed: list[tuple[inspect.Parameter, str, str, str]]) -> None:
+    """A value given under an old spelling becomes the new option's, with the one-line notice.
+
+    Raises:
+        typer.BadParameter: both spellings given.
+    """
+    for parameter, name, old, new in renamed:
+        value = kwargs.pop(parameter.name, None)
+        if not value:
+            continue
+        if kwargs.get(name):
+            raise typer.BadParameter(f"give {new} only (not also {old})")
+        typer.echo(renamed_flag_notice(old, new), err=True)
+        kwargs[name] = value
+
+
+def _hidden(kind, old: str, new: str):
+    return Annotated[kind, typer.Option(old, hidden=True, help=f"Renamed {new}.")]
 
 
 def _param(name: str, annotation, default) -> inspect.Parameter:

@@ -40,6 +40,7 @@ class TagSummary:
     skipped: int = 0
     seconds: float = 0.0
     warned: int = 0  # tagged posts whose record carries warnings (a context that lists nothing readable)
+    startup: float | None = None  # seconds loading the model (starting Ray too), apart from the tagging
 
 
 def summary_line(summary) -> str:
@@ -58,6 +59,7 @@ def summary_line(summary) -> str:
     return (
         f"tagged {summary.tagged}, errors {summary.errors}, skipped {summary.skipped} (already in the output)"
         f"{warned}; {rate:.1f} posts/s"
+        + (f" tagging, after {summary.startup:.1f} s of start-up" if summary.startup is not None else "")
     )
 
 
@@ -213,8 +215,10 @@ def run_tagging(load, lines, source: str, output, batch_size: int, progress: boo
                 if not todo:
                     continue
                 if pipeline is None:
+                    loading = time.perf_counter()
                     pipeline = load()
                     start = time.perf_counter()  # posts/s counts tagging, not loading the model
+                    summary.startup = start - loading
                 items = [line.post for line in todo if line.error is None]
                 if (
                     pipeline.threads == 1

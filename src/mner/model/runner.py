@@ -16,7 +16,7 @@ import numpy as np
 
 from mner.config import ModelConfig
 from mner.data import MnerInputError, Post, Span
-from mner.decoding import CrfScores, entity_probabilities, forward_backward, viterbi
+from mner.decoding import CrfScores, entity_probabilities, forward_backward, never_entity, viterbi
 from mner.inputs.batching import BatchBuilder, TaggingBatch
 
 if TYPE_CHECKING:
@@ -47,7 +47,8 @@ class Runner:
     ) -> list[list[str]]:
         """BIO tags of each post of one batch (each within the model's window)."""
         batch = self.batches.build(posts, images=images)
-        paths = viterbi(self.emissions(batch), batch.mask, self.crf_scores())
+        emissions = never_entity(self.emissions(batch), [p.tokens for p in posts], self.config.tags)
+        paths = viterbi(emissions, batch.mask, self.crf_scores())
         return [[self.config.tags[i] for i in path] for path in paths]
 
     def decode_entities(
@@ -56,7 +57,8 @@ class Runner:
         """The entities of each post of one batch (each within the model's window), each with its probability
         under the CRF (``mner.decoding.entity_probabilities``) as ``score``."""
         batch = self.batches.build(posts, images=images)
-        emissions, scores = self.emissions(batch), self.crf_scores()
+        emissions = never_entity(self.emissions(batch), [p.tokens for p in posts], self.config.tags)
+        scores = self.crf_scores()
         paths = viterbi(emissions, batch.mask, scores)
         found = entity_probabilities(forward_backward(emissions, batch.mask, scores), paths, self.config.tags)
         return [

@@ -35,6 +35,17 @@ class OnnxImageEncoder(PixelEncoder):
         return features_from_outputs(regions, vectors, probs, self.labels, cfg)
 
 
+def _say_once_per_file(path: Path) -> None:
+    """The first image command makes the encoder's ONNX file (seconds of silence otherwise): say what it does."""
+    import sys
+
+    print(
+        f"note: making the image encoder's ONNX file once (10-20 s; kept in {path.parent}, set MNER_CACHE to move it)",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
 def load_image_encoder(config: EncoderConfig, runtime: str = "auto", threads: int = 1) -> PixelEncoder:
     """The image encoder on ONNX Runtime (its ONNX file made once from the weights package when torch is
     installed), or on PyTorch (``runtime="torch"``, or "auto" where the ONNX file cannot be made)."""
@@ -44,6 +55,7 @@ def load_image_encoder(config: EncoderConfig, runtime: str = "auto", threads: in
             try:
                 from mner.runtime.export import export_image_encoder
 
+                _say_once_per_file(path)
                 path = export_image_encoder(config)
             except ImportError:
                 if runtime == "onnx":

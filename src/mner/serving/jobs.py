@@ -409,8 +409,8 @@ def tag_lines(
             # an image's error names it as the post gave it, resolved (a/b/photo.jpg, a URI), not by its name
             what = f"{line.image}: {result.reason}" if result.path and line.image else str(result)
             records.append(error_record(line, f"{source}:{line.number}: {what}"))
-        else:
-            records.append(result.to_dict())
+        else:  # a job's records keep their columns: how a context was read is for one post's answer
+            records.append(dataclasses.replace(result, read_as=None).to_dict())
     return records
 
 

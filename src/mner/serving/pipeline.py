@@ -23,6 +23,7 @@ from mner.channels.posts import long_text_problem
 from mner.channels.sources import ChannelReport, ChannelSources
 from mner.channels.spec import CHANNELS, text_fields
 from mner.data import MnerInputError, Post, Span, tokenize_with_offsets
+from mner.serving.reading import context_reading
 from mner.serving.result import ImageAttribute, TagResult
 
 if TYPE_CHECKING:
@@ -274,7 +275,10 @@ class Pipeline:
         self.last_report = filled.report
         spans = self.runner.predict(filled.posts, images=filled.images) if posts else []
         return [
-            _result(d.item.post_id, post, self._entities(d, post_spans), feats, knowledge, unread)
+            dataclasses.replace(
+                _result(d.item.post_id, post, self._entities(d, post_spans), feats, knowledge, unread),
+                read_as=context_reading(self.runner, post.tokens, post.context),
+            )
             for d, post, post_spans, feats, knowledge, unread in zip(
                 decoded, filled.posts, spans, features, filled.knowledge, filled.unreadable, strict=True
             )

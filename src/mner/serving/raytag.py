@@ -13,8 +13,10 @@ restarted actor; its records were never written, so none is lost or doubled.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -32,14 +34,16 @@ class _ChunkWorker:
         self.images_root, self.batch_size = images_root, batch_size
 
     def __call__(self, batch: dict) -> dict:
-        records = []
+        records, began = [], time.perf_counter()
         for chunk in batch["chunk"]:
             fields = json.loads(chunk)
             chunk = Chunk(**{**fields, "skip": tuple(map(tuple, fields["skip"]))})
             lines = read_chunk(chunk, None if self.images_root is None else Path(self.images_root))
             for part in batches(lines, self.batch_size):
                 records += [json.dumps(r) for r in tag_lines(self.pipeline, part, chunk.path)]
-        return {"record": records}
+        # the seconds this chunk took to tag, on the first of its records: the driver tells start-up from tagging
+        seconds = [time.perf_counter() - began] + [0.0] * (len(records) - 1)
+        return {"record": records, "seconds": seconds[: len(records)]}
 
 
 @dataclasses.dataclass
@@ -47,8 +51,11 @@ class RaySummary:
     tagged: int = 0
     errors: int = 0
     skipped: int = 0
-    seconds: float = 0.0
+    seconds: float = 0.0  # tagging, from the first chunk's start (start-up apart)
     warned: int = 0
+    startup: float | None = (
+        None  # starting Ray and loading the model on the workers, until the first chunk ran
+    )
 
 
 def run_ray(
@@ -78,45 +85,86 @@ def run_ray(
     start = time.perf_counter()
     if not chunks:  # a rerun of a finished job: nothing to start Ray for
         return summary
-    started_here = not ray.is_initialized()
-    if started_here:
-        _start_ray(ray, address, workers, threads)
-    try:
-        context_ = ray.data.DataContext.get_current()
-        context_.execution_options.preserve_order = True  # records come back in input order
-        context_.enable_progress_bars = progress
-        items = [{"chunk": json.dumps(dataclasses.asdict(c))} for c in chunks]
-        if items:
-            absolute = lambda p: None if p is None else str(Path(p).resolve())
-            dataset = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
-                _ChunkWorker,
-                fn_constructor_args=(
-                    absolute(model) if model and Path(model).exists() else model,
-                    {name: absolute(path) for name, path in (files or {}).items()},
-                    runtime,
-                    threads,
-                    absolute(images_root),
-                    batch_size,
-                    min_score,
-                ),
-                batch_size=1,
-                # A fixed pool; Ray Data's actor pools restart an actor that dies and run its task again
-                # (max_restarts = max_task_retries = -1 by default; tests/test_ray.py kills one).
-                compute=ray.data.ActorPoolStrategy(size=workers),
-                num_cpus=1,
-            )
-            for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
-                records = [json.loads(r) for r in batch.column("record").to_pylist()]
-                output.write(records)
-                for record in records:
-                    summary.errors += "error" in record
-                    summary.tagged += "error" not in record
-                    summary.warned += bool(record.get("warnings"))
-    finally:
+    absolute = lambda p: None if p is None else str(Path(p).resolve())
+    constructor = (
+        absolute(model) if model and Path(model).exists() else model,
+        {name: absolute(path) for name, path in (files or {}).items()},
+        runtime,
+        threads,
+        absolute(images_root),
+        batch_size,
+        min_score,
+    )
+    with _core_lines_aside():
+        started_here = not ray.is_initialized()
         if started_here:
-            ray.shutdown()
-    summary.seconds = time.perf_counter() - start
+            _start_ray(ray, address, workers, threads)
+        try:
+            _run_chunks(ray, chunks, output, summary, (start, progress, constructor, workers))
+        finally:
+            if started_here:
+                ray.shutdown()
     return summary
+
+
+def _run_chunks(ray, chunks, output, summary: RaySummary, job: tuple) -> None:
+    """Tag the chunks on a pool of actors (``job``: start time, progress, the actors' arguments, how many), writing
+    their records in input order; the summary counts them and tells start-up from tagging time."""
+    start, progress, constructor, workers = job
+    context_ = ray.data.DataContext.get_current()
+    context_.execution_options.preserve_order = True  # records come back in input order
+    context_.enable_progress_bars = progress and sys.stderr.isatty()
+    items = [{"chunk": json.dumps(dataclasses.asdict(c))} for c in chunks]
+    dataset = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
+        _ChunkWorker,
+        fn_constructor_args=constructor,
+        batch_size=1,
+        # A fixed pool; Ray Data's actor pools restart an actor that dies and run its task again
+        # (max_restarts = max_task_retries = -1 by default; tests/test_ray.py kills one).
+        compute=ray.data.ActorPoolStrategy(size=workers),
+        num_cpus=1,
+    )
+    for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
+        if summary.startup is None:  # the first chunk is back: what came before it was start-up
+            summary.startup = time.perf_counter() - start - sum(batch.column("seconds").to_pylist())
+        records = [json.loads(r) for r in batch.column("record").to_pylist()]
+        output.write(records)
+        for record in records:
+            summary.errors += "error" in record
+            summary.tagged += "error" not in record
+            summary.warned += bool(record.get("warnings"))
+    summary.seconds = time.perf_counter() - start - (summary.startup or 0.0)  # Ray's shutdown apart
+
+
+@contextlib.contextmanager
+def _core_lines_aside():
+    """Lines Ray's C++ core writes straight to the process's stderr (an error-level line about actor restarts for
+    a job that works) go to a file instead; Python's own stderr (mner's messages, a progress bar) still reaches
+    the terminal. The file is kept, and named, only when the job fails."""
+    import os
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    log_fd, log_path = tempfile.mkstemp(prefix="mner-ray-", suffix=".log")
+    python_stderr = sys.stderr
+    sys.stderr = open(os.dup(saved), "w", buffering=1, encoding="utf-8", errors="replace")  # noqa: SIM115
+    os.dup2(log_fd, 2)
+    failed = True
+    try:
+        yield
+        failed = False
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        for fd in (saved, log_fd):
+            os.close(fd)
+        sys.stderr.close()
+        sys.stderr = python_stderr
+        if failed and os.path.getsize(log_path):
+            print(f"note: Ray's own log lines of this job are in {log_path}", file=sys.stderr)
+        else:
+            os.unlink(log_path)
 
 
 def _start_ray(ray, address: str | None, workers: int, threads: int) -> None:
@@ -129,6 +177,7 @@ def _start_ray(ray, address: str | None, workers: int, threads: int) -> None:
     if address and address not in ("auto", "local"):
         _check_reachable(address)
     options = {"address": address} if address else {"num_cpus": max(workers, 1)}
+    _quiet_ray_logs()
     try:
         ray.init(
             **options,
@@ -142,6 +191,15 @@ def _start_ray(ray, address: str | None, workers: int, threads: int) -> None:
         if address and address.startswith("ray://") and "ray[client]" in str(err):
             reason = "a ray:// address needs Ray's client: pip install 'ray[client]'"
         raise MnerInputError(f"--address {address}: cannot start Ray there ({reason})") from None
+
+
+def _quiet_ray_logs() -> None:
+    """Ray Data's INFO lines (its plan, its progress as log lines off a terminal) stay out of the user's terminal:
+    they read as noise or errors for a job that worked; Ray's session files keep everything."""
+    import logging
+
+    for name in ("ray", "ray.data"):
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def _check_reachable(address: str, seconds: float = 5.0) -> None:

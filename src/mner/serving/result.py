@@ -8,7 +8,9 @@
      "knowledge": {...} or null,   # Knowledge.to_dict() when a KG is open
      "caption": "..." or null,     # the caption the post was tagged with
      "context": "..." or null,     # the context text the post was tagged with
-     "warnings": ["..."]}          # what the post had and could not use (a context listing nothing); [] mostly
+     "warnings": ["..."],          # what the post had and could not use (a context listing nothing); [] mostly
+     "read_as": {...}}             # how the context was read (mner.serving.reading), only for a model reading
+                                   # it and a post with one; left out of mner tag's records
 """
 
 from __future__ import annotations
@@ -47,6 +49,9 @@ class TagResult:
     caption: str | None = None
     context: str | None = None
     warnings: tuple[str, ...] = ()  # what this post could not use (a context that lists nothing readable)
+    read_as: dict | None = (
+        None  # how its context was read (mner.serving.reading); None: not read, or none given
+    )
 
     def to_dict(self) -> dict:
         out: dict = {} if self.id is None else {"id": self.id}
@@ -57,4 +62,6 @@ class TagResult:
         for name in text_fields():
             out[name] = getattr(self, name)
         out["warnings"] = list(self.warnings)
+        if self.read_as is not None:
+            out["read_as"] = self.read_as
         return out

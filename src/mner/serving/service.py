@@ -135,16 +135,23 @@ def create_app(pipeline, limits: Limits = DEFAULT_LIMITS) -> FastAPI:
 
 
 def _add_docs(app: FastAPI) -> None:
-    """Swagger UI at /docs with its scripts and styles from the installed swagger-ui-bundle (no CDN)."""
+    """Swagger UI at /docs with its scripts and styles from the installed swagger-ui-bundle (no CDN); it reads
+    OpenAPI 3.0 only, so it is given the 3.1 document of /openapi.json in 3.0 (``mner.serving.openapi30``)."""
     from fastapi.openapi.docs import get_swagger_ui_html
     from swagger_ui_bundle import swagger_ui_path
 
+    from mner.serving.openapi30 import openapi_30
+
     app.mount("/docs-assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
+
+    @app.get("/openapi-3.0.json", include_in_schema=False)
+    def openapi_document_30() -> JSONResponse:
+        return JSONResponse(openapi_30(app.openapi()))
 
     @app.get("/docs", include_in_schema=False)
     def docs() -> HTMLResponse:
         return get_swagger_ui_html(
-            openapi_url=app.openapi_url,
+            openapi_url="/openapi-3.0.json",
             title="mner API",
             swagger_js_url="/docs-assets/swagger-ui-bundle.js",
             swagger_css_url="/docs-assets/swagger-ui.css",

@@ -12,6 +12,7 @@ import copy
 import dataclasses
 import os
 import random
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
@@ -219,7 +220,7 @@ class Trainer:
         bar = tqdm(
             batches,
             desc=f"epoch {number}",
-            disable=not self.cfg.progress,
+            disable=not (self.cfg.progress and sys.stderr.isatty()),  # a log gets the epoch lines only
             leave=False,
             unit="batch",
             mininterval=1.0,

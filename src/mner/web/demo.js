@@ -26,15 +26,26 @@ function renderLegend() {
     ([type, name]) => element("li", {className: typeClass(type), textContent: `${type} — ${name}`})));
 }
 
-// The post's tokens, each entity (token offsets start..end, end exclusive) as a coloured <mark>.
-function renderTagged(tokens, entities) {
+let last = null;  // the last answer: the minimum score filters it again without asking the server
+
+function score(entity) {
+  return entity.score == null ? "" : Number(entity.score).toFixed(2);
+}
+
+// The post's tokens, each entity (token offsets start..end, end exclusive) as a coloured <mark>; entities scored
+// below the minimum score are left out, and said so.
+function renderTagged(tokens, all) {
+  const minimum = Number($("min-score").value);
+  const entities = all.filter((e) => e.score == null || e.score >= minimum);
+  const hidden = all.length - entities.length;
   const starts = new Map(entities.map((e) => [e.start, e]));
   const parts = [];
   for (let i = 0; i < tokens.length;) {
     if (parts.length) parts.push(" ");
     const entity = starts.get(i);
     if (entity && entity.end > i) {
-      parts.push(element("mark", {className: "entity " + typeClass(entity.type), title: entity.type}, [
+      parts.push(element("mark", {className: "entity " + typeClass(entity.type),
+        title: `${entity.type}, score ${score(entity)}`}, [
         tokens.slice(entity.start, entity.end).join(" "),
         element("span", {className: "type", textContent: entity.type}),
       ]));
@@ -45,9 +56,47 @@ function renderTagged(tokens, entities) {
     }
   }
   $("tagged").replaceChildren(...parts);
-  $("entity-list").replaceChildren(...(entities.length ? entities.map((e) => element("li", {
-    className: "entity-item " + typeClass(e.type), textContent: `${e.text} → ${e.type} (${TYPES[e.type] || "?"})`,
-  })) : [element("li", {className: "muted", textContent: "No entities found."})]));
+  const items = entities.map((e) => element("li", {className: "entity-item " + typeClass(e.type)}, [
+    `${e.text} → ${e.type} (${TYPES[e.type] || "?"})`,
+    element("span", {className: "score", textContent: e.score == null ? "" : ` score ${score(e)}`}),
+  ]));
+  if (!entities.length) items.push(element("li", {className: "muted", textContent: "No entities found."}));
+  if (hidden) {
+    items.push(element("li", {className: "muted hidden-count",
+      textContent: `${hidden} more scored below ${minimum.toFixed(2)} (lower the minimum score to see them).`}));
+  }
+  $("entity-list").replaceChildren(...items);
+}
+
+// What the post had and could not use, and what to do about it.
+function renderWarnings(warnings, readAs) {
+  const lines = [...(warnings || [])];
+  if (readAs && readAs.route === "none") {
+    lines.push("The context named nothing in the post: it was tagged from its text alone. Give an entity list, " +
+      "e.g. “Named entities:1. Bears (sports team)2. Chicago (city)”, as mner ask-llm writes it.");
+  }
+  $("warnings").replaceChildren(...lines.map((w) => element("li", {className: "warning", textContent: w})));
+  $("warnings").hidden = !lines.length;
+}
+
+// The entities and kinds the model understood in the context, and the path the post took.
+function renderReadAs(readAs) {
+  const box = $("read-as");
+  if (!readAs) {
+    box.replaceChildren(element("p", {className: "muted",
+      textContent: "No context read (none given, or the model reads none)."}));
+    return;
+  }
+  const rows = readAs.entities.map((e) => element("li", {className: "read-entity"}, [
+    element("strong", {textContent: e.name}),
+    ` — ${e.kind || "no kind"} → ${e.type || "no type"}`,
+    e.in_post ? "" : element("span", {className: "muted", textContent: " (not in the post)"}),
+  ]));
+  box.replaceChildren(
+    rows.length ? element("ul", {}, rows) : element("p", {className: "muted", textContent: "No entity read."}),
+    element("p", {className: "route"}, [element("strong", {textContent: `Route: ${readAs.route}`}),
+      ` — ${readAs.path}`]),
+  );
 }
 
 function renderAttributes(attributes) {
@@ -113,7 +162,10 @@ async function submitPost(event) {
       $("result").hidden = true;
       return;
     }
+    last = body;
+    renderWarnings(body.warnings, body.read_as);
     renderTagged(body.tokens, body.entities);
+    renderReadAs(body.read_as);
     renderAttributes(body.attributes);
     renderKnowledge(body.knowledge);
     $("result").hidden = false;
@@ -154,4 +206,8 @@ async function showModel() {
 renderLegend();
 $("post-form").addEventListener("submit", submitPost);
 $("image").addEventListener("change", previewImage);
+$("min-score").addEventListener("input", () => {
+  $("min-score-value").textContent = Number($("min-score").value).toFixed(2);
+  if (last) renderTagged(last.tokens, last.entities);
+});
 showModel();

@@ -91,6 +91,11 @@ class _TagResponseBase(BaseModel):
         [],
         description="Only present when the post had something it could not use (a context listing no entity).",
     )
+    read_as: dict[str, Any] | None = Field(
+        None,
+        description="How the context was read: {entities: [{name, kind, type, in_post}], route, path}; only "
+        "present when the model reads the post's context.",
+    )
 
 
 # and the channels' text fields the post was tagged with (mner.channels.spec)
