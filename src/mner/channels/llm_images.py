@@ -47,10 +47,11 @@ class ImageFile:
             fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
         except OSError as err:
             raise LLMError(f"image {path}: cannot read ({err.strerror or err})") from None
-        self.file = os.fdopen(fd, "rb", buffering=0)
-        mode, self.size = os.fstat(fd).st_mode, os.fstat(fd).st_size
-        if not stat.S_ISREG(mode):
-            self.close()
+        info = os.fstat(fd)
+        mode, self.size = info.st_mode, info.st_size
+        self.file = os.fdopen(fd, "rb", buffering=0) if stat.S_ISREG(mode) else None
+        if self.file is None:
+            os.close(fd)
             raise LLMError(
                 f"image {path}: not a regular file ({_FILE_KINDS.get(stat.S_IFMT(mode), 'not a file')})"
             )
@@ -78,7 +79,8 @@ class ImageFile:
         return EncodedImage(kind, base64.b64encode(data))
 
     def close(self) -> None:
-        self.file.close()
+        if self.file is not None:
+            self.file.close()
 
     def __enter__(self) -> Self:
         return self

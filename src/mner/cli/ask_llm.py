@@ -127,7 +127,11 @@ def ask_llm(
         pictures = Pictures(base, "--images-root" if images_root is not None else "the input's folder")
         pictures.anywhere = images_anywhere
     output = ContextOutput(out)
-    run = output.start_run(client, image, allow_mixed)
+    try:
+        run = output.start_run(client, image, allow_mixed)
+    except BaseException:
+        output.close()
+        raise
     counts = {"written": 0, "failed": 0, "skipped": 0, "bad lines": 0, "cut": 0, "sent in part": 0}
     start = time.perf_counter()
     try:
