@@ -257,8 +257,10 @@ def test_images_outside_the_inputs_folder_are_not_sent_unless_asked(server, tmp_
 # ------------------------------------------------------------------------ N4. image bytes in flight, bounded
 
 
-def test_the_image_bytes_in_flight_are_bounded_whatever_the_concurrency(server, tmp_path):
-    """N4: each request held about six copies of its image (16 at once of 19 MB: 1.9 GB)."""
+@pytest.mark.parametrize("status", [200, 400])
+def test_the_image_bytes_in_flight_are_bounded_whatever_the_concurrency(server, tmp_path, status):
+    """N4: each request held about six copies of its image (16 at once of 19 MB: 1.9 GB); a post that failed
+    kept its image until its turn to be written came."""
     state, endpoint = server
     state.delay = 0.3  # every request in flight at once, where the client lets them
     (tmp_path / "big.jpg").write_bytes(b"\xff\xd8\xff\xe0" + os.urandom(12 * 2**20))
@@ -266,6 +268,7 @@ def test_the_image_bytes_in_flight_are_bounded_whatever_the_concurrency(server, 
         tmp_path / "posts.jsonl",
         [{"id": f"m{i}", "text": f"Post{i} here", "image": "big.jpg"} for i in range(12)],
     )
+    state.statuses = {f"Post{i} here": status for i in range(12)}
     peak = tmp_path / "peak.txt"
     result = subprocess.run(
         [sys.executable, "-c", MEASURED, "ask-llm", "--in", str(posts), "--out", str(tmp_path / "c.tsv")]
@@ -276,11 +279,33 @@ def test_the_image_bytes_in_flight_are_bounded_whatever_the_concurrency(server, 
         check=False,
         env={**os.environ, "MNER_TEST_PEAK": str(peak)},
     )
-    assert result.returncode == 0, result.stderr
-    assert len(rows(tmp_path / "c.tsv")) == 12 and len(state.requests) == 12
+    assert result.returncode == (0 if status == 200 else 1), result.stderr
+    assert result.stderr.count("error: ") == (0 if status == 200 else 12)
+    assert len(state.requests) == (12 if status == 200 else 24)  # 400: asked again without the schema, once
     assert all(r["bytes"] > 16 * 2**20 for r in state.requests)  # each image sent whole (base64)
     peak_mb = int(peak.read_text()) / 1024
-    assert peak_mb < 300, f"12 images of 12 MB, 12 requests at once: {peak_mb:.0f} MB"
+    assert peak_mb < 200, f"12 images of 12 MB, 12 requests at once, answered {status}: {peak_mb:.0f} MB"
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 4, 98_303, 98_304, 98_305, 196_610, 1_000_003])
+def test_an_image_is_encoded_block_by_block_as_base64_of_the_whole_file(tmp_path, size):
+    import base64
+
+    from mner.channels.llm_images import ImageFile
+
+    data = (b"\xff\xd8\xff\xe0" + os.urandom(size))[:size] if size >= 3 else b"\xff\xd8\xff"[:size]
+    (tmp_path / "x.jpg").write_bytes(data)
+    if size < 3:  # too short to be a JPEG
+        with (
+            ImageFile(tmp_path / "x.jpg") as image,
+            pytest.raises(LLMError, match="not a JPEG, PNG, GIF or WebP"),
+        ):
+            image.encoded()
+        return
+    with ImageFile(tmp_path / "x.jpg") as image:
+        encoded = image.encoded()
+    assert encoded.media_type == "image/jpeg" and bytes(encoded.base64) == base64.b64encode(data)
+    assert encoded.url() == "data:image/jpeg;base64," + base64.b64encode(data).decode()
 
 
 def test_a_byte_budget_never_holds_more_than_its_limit_and_lets_a_big_one_through_alone():
@@ -306,7 +331,12 @@ def test_a_byte_budget_never_holds_more_than_its_limit_and_lets_a_big_one_throug
 # ------------------------------------------------------ N5, N17. an answer is written only when it is readable
 
 
+LONG_NAME = json.dumps({"entities": [{"name": "A" * 20_000, "kind": "person"}], "reasoning": ""})
 UNREADABLE = {
+    "a list cut unreadable": (
+        LONG_NAME,
+        f"unusable answer: it lists no entity that can be read in its first 10,000 characters ({LONG_NAME[:60]!r})",
+    ),
     "entities not a list": ('{"entities": "Obama"}', "unusable answer: its 'entities' is not a list"),
     "items without names": (
         '{"entities": [1, 2, null]}',

@@ -35,6 +35,7 @@ import functools
 import http.client
 import json
 import math
+import mmap
 import random
 import re
 import secrets
@@ -75,15 +76,16 @@ class LLMError(Exception):
 
 @dataclass(frozen=True)
 class EncodedImage:
-    """An image to send with a post: its media type and its bytes in base64 (ASCII), the one copy of it that a
-    request holds (``mner.channels.llm_images.ImageFile.encoded`` reads one)."""
+    """An image to send with a post: its media type and its bytes in base64 (ASCII: ``bytes``, or any buffer such
+    as an ``mmap``), the one copy of it that a request holds (``mner.channels.llm_images.ImageFile.encoded`` reads
+    one)."""
 
     media_type: str
-    base64: bytes
+    base64: bytes | bytearray | memoryview | mmap.mmap
 
     def url(self) -> str:
         """The ``data:`` URL (a copy of the image: for a caller that wants the URL itself)."""
-        return f"data:{self.media_type};base64,{self.base64.decode('ascii')}"
+        return f"data:{self.media_type};base64,{bytes(self.base64).decode('ascii')}"
 
 
 # ------------------------------------------------------------------------------------------- the prompt
@@ -299,7 +301,7 @@ class ChatClient:
 
     def _body(
         self, text: str, caption: str | None, image: EncodedImage | None, structured: bool
-    ) -> tuple[bytes, ...]:
+    ) -> tuple[bytes | memoryview, ...]:
         """The request's JSON in pieces: with an image, the text around its data URL, and the image's own
         base64 bytes between them (never copied into one string)."""
         slot = None if image is None else f"mner-image-{secrets.token_hex(16)}"
@@ -315,7 +317,8 @@ class ChatClient:
         if image is None:
             return (data,)
         head, _, tail = data.rpartition(slot.encode("ascii"))
-        return (head + f"data:{image.media_type};base64,".encode("ascii"), image.base64, tail)
+        prefix = head + f"data:{image.media_type};base64,".encode("ascii")
+        return (prefix, memoryview(image.base64), tail)  # a view: http.client sends it as it is, never copied
 
     def _answer(self, raw: bytes) -> Answer:
         content, model = _content(raw)
@@ -326,12 +329,15 @@ class ChatClient:
         cut = max(0, len(context) - self.max_chars)
         context = context[: self.max_chars]
         if not readable(context):
-            raise _Retry(f"unusable answer: it lists no entity that can be read ({one_line(content)[:60]!r})")
+            where = f" in its first {self.max_chars:,} characters" if cut else ""
+            raise _Retry(
+                f"unusable answer: it lists no entity that can be read{where} ({one_line(content)[:60]!r})"
+            )
         return Answer(context, model, structured, cut)
 
     # -------------------------------------------------------------------------------------------- HTTP
 
-    def _post(self, body: tuple[bytes, ...]) -> tuple[int, http.client.HTTPMessage, bytes]:
+    def _post(self, body: tuple[bytes | memoryview, ...]) -> tuple[int, http.client.HTTPMessage, bytes]:
         """POST ``body`` to the endpoint within ``timeout``; a redirect to the same origin is followed with the
         same POST, one to another origin refused."""
         url = completions_url(self.endpoint)
@@ -359,7 +365,7 @@ class ChatClient:
         raise _Fatal(f"more than {MAX_REDIRECTS} redirects")
 
     def _request(
-        self, url: str, body: tuple[bytes, ...], deadline: float
+        self, url: str, body: tuple[bytes | memoryview, ...], deadline: float
     ) -> tuple[int, http.client.HTTPMessage, bytes]:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:

@@ -1,11 +1,13 @@
 """The images ``mner ask-llm --image`` sends with posts: each read only from a regular file (never a FIFO, a
 device or a folder, which could block or never end), at most ``MAX_IMAGE_BYTES``, one of the formats vision
-endpoints take, encoded once as base64 (the one copy a request holds); and ``ByteBudget``, which bounds the
-image bytes all requests in flight hold together, whatever the concurrency."""
+endpoints take, encoded once as base64 (the one copy a request holds, in memory given back to the system when it
+is freed); and ``ByteBudget``, which bounds the image bytes all requests in flight hold together, whatever the
+concurrency."""
 
 from __future__ import annotations
 
 import base64
+import mmap
 import os
 import stat
 import threading
@@ -18,6 +20,9 @@ from mner.channels.llm import EncodedImage, LLMError
 
 MAX_IMAGE_BYTES = 20 * 1024 * 1024  # an image sent with a post
 MAX_IMAGE_BYTES_IN_FLIGHT = 2 * MAX_IMAGE_BYTES  # the image bytes all requests in flight hold at once
+BLOCK = (
+    3 * 32 * 1024
+)  # read and encoded at a time: a multiple of 3 (no padding inside), under malloc's mmap threshold
 IMAGE_TYPES = {  # the formats vision endpoints take, by their first bytes
     b"\xff\xd8\xff": "image/jpeg",
     b"\x89PNG\r\n\x1a\n": "image/png",
@@ -60,23 +65,44 @@ class ImageFile:
             raise LLMError(f"image {path}: over {MAX_IMAGE_BYTES:,} bytes, the most sent with a post")
 
     def encoded(self) -> EncodedImage:
-        """The image, checked to be a JPEG, PNG, GIF or WebP, in base64.
+        """The image, checked to be a JPEG, PNG, GIF or WebP, in base64: encoded a block at a time into memory of
+        its own (an anonymous mmap, given back to the system as soon as it is freed: the allocator of the
+        thread that read it keeps nothing of it).
 
         Raises:
-            LLMError: it cannot be read, grew over ``MAX_IMAGE_BYTES``, or is none of those formats.
+            LLMError: it cannot be read, changed while read, or is none of those formats.
         """
-        try:
-            data = self.file.read(MAX_IMAGE_BYTES + 1)
-        except OSError as err:
-            raise LLMError(f"image {self.path}: cannot read ({err.strerror or err})") from None
-        if len(data) > MAX_IMAGE_BYTES:
-            raise LLMError(f"image {self.path}: over {MAX_IMAGE_BYTES:,} bytes, the most sent with a post")
-        kind = next((t for magic, t in IMAGE_TYPES.items() if data.startswith(magic)), None)
-        if kind is None and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        block = self._read()
+        kind = next((t for magic, t in IMAGE_TYPES.items() if block.startswith(magic)), None)
+        if kind is None and block[:4] == b"RIFF" and block[8:12] == b"WEBP":
             kind = "image/webp"
         if kind is None:
             raise LLMError(f"image {self.path}: not a JPEG, PNG, GIF or WebP file")
-        return EncodedImage(kind, base64.b64encode(data))
+        out = mmap.mmap(-1, 4 * ((self.size + 2) // 3))
+        read = written = 0
+        while block:
+            read += len(block)
+            if read > self.size:
+                break
+            data = base64.b64encode(block)
+            out[written : written + len(data)] = data
+            written += len(data)
+            block = self._read()
+        if read != self.size:
+            raise LLMError(
+                f"image {self.path}: changed while it was read ({read:,} bytes, not {self.size:,})"
+            )
+        return EncodedImage(kind, out)
+
+    def _read(self) -> bytes:
+        """The next ``BLOCK`` bytes (fewer at the end only)."""
+        data = b""
+        try:
+            while len(data) < BLOCK and (more := self.file.read(BLOCK - len(data))):
+                data += more
+        except OSError as err:
+            raise LLMError(f"image {self.path}: cannot read ({err.strerror or err})") from None
+        return data
 
     def close(self) -> None:
         if self.file is not None:

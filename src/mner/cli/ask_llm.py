@@ -272,8 +272,13 @@ def _ask(client, text: str, caption: str | None, picture: Path | str | None, bud
         raise LLMError(picture)
     if picture is None:
         return client.ask(text, caption)
-    with ImageFile(picture) as source, budget.hold(source.size):
-        return client.ask(text, caption, source.encoded())
+    try:
+        with ImageFile(picture) as source, budget.hold(source.size):
+            return client.ask(text, caption, source.encoded())
+    except Exception as err:  # noqa: BLE001 - the post's error, said in _finish
+        reason = str(err) if isinstance(err, LLMError) else f"{type(err).__name__}: {err}"
+    # raised anew, outside the except: the failure kept in the future holds no frame that holds the image
+    raise LLMError(reason)
 
 
 def _finish(item, output: ContextOutput, run: dict, counts: dict, bar) -> None:
