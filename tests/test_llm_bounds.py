@@ -64,7 +64,7 @@ class Canned:
                 body = json.loads(raw)
                 text = post_text(body)
                 with server.lock:
-                    server.requests.append({"body": body, "bytes": len(raw)})
+                    server.requests.append({"body": body, "bytes": len(raw), "path": self.path})
                 time.sleep(server.delay)
                 status = server.statuses.get(text, 200)
                 default = json.dumps(
@@ -167,6 +167,21 @@ def test_a_rerun_against_another_endpoint_is_refused_and_the_same_source_resumes
     again = ask(endpoint, posts, out)  # the same source: resumes as before
     assert again.exit_code == 0 and "wrote 1, failed 0, skipped 1" in again.stderr
     assert set(rows(out)) == {"p0", "p1"}
+
+
+def test_rows_of_another_prompt_version_are_not_mixed_with_this_ones(server, tmp_path):
+    _, endpoint = server
+    out, meta = tmp_path / "c.tsv", tmp_path / "c.tsv.meta.json"
+    assert ask(endpoint, texts_file(tmp_path, ["Obama in Berlin"], "one.jsonl"), out).exit_code == 0
+    sidecar = json.loads(meta.read_text(encoding="utf-8"))
+    sidecar["runs"][0]["prompt_version"] = "context-v1"  # as an earlier mner wrote it
+    meta.write_text(json.dumps(sidecar), encoding="utf-8")
+    refused = ask(endpoint, texts_file(tmp_path, ["Obama in Berlin", "Merkel in Paris"]), out)
+    assert refused.exit_code == 2
+    assert (
+        "its rows came from another source (prompt_version 'context-v1' (this run: 'context-v2'))"
+        in refused.stderr
+    )
 
 
 # ------------------------------------------------------------------------- N2. a damaged sidecar, named
@@ -478,7 +493,21 @@ def test_a_5xx_is_still_retried(server, tmp_path):
 # ------------------------------------------------------------------- N14, N15. credentials; --timeout
 
 
-def test_credentials_in_the_endpoint_are_never_printed_or_recorded(tmp_path):
+def test_credentials_in_the_endpoint_are_sent_where_they_belong_and_never_printed_or_recorded(
+    server, tmp_path
+):
+    state, endpoint = server
+    keyed = endpoint.replace("http://", "http://user:pw-SECRET@") + "?api_key=SECRET3"
+    result = ask(keyed, texts_file(tmp_path, ["Obama in Berlin"]), tmp_path / "k.tsv")
+    assert result.exit_code == 0, result.output
+    assert [r["path"] for r in state.requests] == [
+        "/v1/chat/completions?api_key=SECRET3"
+    ]  # the query stays a query
+    meta = (tmp_path / "k.tsv.meta.json").read_text(encoding="utf-8")
+    assert "SECRET" not in meta + result.output and f'"endpoint": "{endpoint}/chat/completions"' in meta
+
+
+def test_credentials_in_an_unreachable_endpoint_are_never_printed(tmp_path):
     endpoint = "http://user:pw-SECRET@127.0.0.1:9/v1?api_key=SECRET3"
     result = ask(endpoint, texts_file(tmp_path, ["Obama in Berlin"]), tmp_path / "c.tsv")
     assert result.exit_code == 1

@@ -45,7 +45,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from importlib import resources
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from mner.data import parse_json
 
@@ -201,9 +201,13 @@ def readable(context: str) -> bool:
 
 
 def completions_url(endpoint: str) -> str:
-    """``http://host:8080/v1`` (or the full ``.../chat/completions``) → the chat-completions URL."""
-    endpoint = endpoint.rstrip("/")
-    return endpoint if endpoint.endswith("/chat/completions") else endpoint + "/chat/completions"
+    """``http://host:8080/v1`` (or the full ``.../chat/completions``) → the chat-completions URL (a query, such
+    as ``?api-version=...``, kept after the path). Raises ValueError for a URL that cannot be read."""
+    parts = urlsplit(endpoint)
+    path = parts.path.rstrip("/")
+    if not path.endswith("/chat/completions"):
+        path += "/chat/completions"
+    return urlunsplit(parts._replace(path=path))
 
 
 # ------------------------------------------------------------------------------------------- the client
