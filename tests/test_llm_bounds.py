@@ -397,6 +397,7 @@ def test_an_answer_without_a_readable_entity_list_is_that_posts_error_and_asked_
     [
         ('{"entities": [], "reasoning": "no name here"}', "Named entities:Reasoning:no name here"),
         ("Named entities: none. Reasoning: a sunset.", "Named entities: none. Reasoning: a sunset."),
+        ("None.", "None."),
         ('[{"name": "Merkel", "kind": "person"}]', '[{"name": "Merkel", "kind": "person"}]'),
         ("Named entities:1. Merkel (person)", "Named entities:1. Merkel (person)"),
     ],
@@ -531,6 +532,15 @@ def test_a_timeout_that_is_not_a_number_of_seconds_is_refused(tmp_path, value):
     assert not (tmp_path / "c.tsv").exists()
     with pytest.raises(ValueError, match="timeout: expected seconds in"):
         ChatClient("http://127.0.0.1:9/v1", "m", timeout=float(value))
+
+
+def test_the_commands_timeout_limit_is_the_clients():
+    from mner.channels import llm
+    from mner.cli import ask_llm
+
+    assert (
+        ask_llm.MAX_TIMEOUT == llm.MAX_TIMEOUT
+    )  # spelled twice only to keep `mner --help` from importing HTTP
 
 
 # ------------------------------------------------------------------------- N18. a run that asked nothing

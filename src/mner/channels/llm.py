@@ -63,9 +63,9 @@ FINAL_STATUSES = {400, 401, 403, 404, 405, 410, 413, 414, 415, 422}  # another t
 # C0 and C1 controls (NUL, ESC, ...) and the bidirectional marks, overrides and isolates: never written
 _CONTROLS = {c: " " for c in (*range(0x20), *range(0x7F, 0xA0), 0x61C, 0x200E, 0x200F)}
 _CONTROLS.update({c: " " for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))})
-_SAYS_NONE = re.compile(  # an explicit empty list: "Named entities:Reasoning:...", "Named entities: none."
-    r"\s*named entities\s*:\s*(?:\(?(?:none|no entities|no named entities|n/a|nothing|\[\]|-)\)?\.?\s*)?"
-    r"(?:reasoning\s*:|$)",
+_SAYS_NONE = re.compile(  # an explicit empty list: "Named entities:Reasoning:...", "Named entities: none.", "None."
+    r"\s*(?:named entities\s*:\s*(?:\(?(?:none|no entities|no named entities|n/a|nothing|\[\]|-)\)?\.?\s*)?"
+    r"(?:reasoning\s*:|$)|(?:none|no entities|no named entities)\.?\s*$)",
     re.IGNORECASE,
 )
 

@@ -123,9 +123,8 @@ def ask_llm(
     client = _client(endpoint, model, os.environ.get(api_key_env) or None, timeout, retries, structured)
     pictures = None
     if image:
-        base = images_root if images_root is not None else input_file.parent
-        pictures = Pictures(base, "--images-root" if images_root is not None else "the input's folder")
-        pictures.anywhere = images_anywhere
+        named = "--images-root" if images_root is not None else "the input's folder"
+        pictures = Pictures(images_root or input_file.parent, named, images_anywhere)
     output = ContextOutput(out)
     try:
         run = output.start_run(client, image, allow_mixed)
@@ -238,8 +237,8 @@ class Pictures:
     """Where posts' images are: paths relative to ``base`` (``named``: how the user knows it), confined to it
     (links resolved) unless ``anywhere``."""
 
-    def __init__(self, base: Path, named: str):
-        self.base, self.named, self.anywhere = base, named, False
+    def __init__(self, base: Path, named: str, anywhere: bool = False):
+        self.base, self.named, self.anywhere = base, named, anywhere
 
     def path(self, value: str | None) -> Path | str | None:
         """The image file a post names; a string: why it cannot be sent (that post's error)."""
