@@ -444,6 +444,10 @@ def test_bad_lines_are_reported_and_the_rest_asked(tmp_path, line, message):
     )
     with chat_server() as (_, endpoint):
         result = run(endpoint, tmp_path / "posts.jsonl", tmp_path / "c.tsv")
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # a line not asked: the output lacks a post (issue #32 N18)
     assert f"error: {tmp_path / message}" in result.stderr and "bad lines 1" in result.stderr
+    assert (
+        "1 line(s) of the input could not be asked (each named above): mend them and run the same command again"
+        in result.stderr
+    )
     assert set(read_keyed_tsv(tmp_path / "c.tsv", ("image_id", "id"))[0]) == {"b"}

@@ -404,7 +404,7 @@ def test_ids_padded_with_spaces_or_empty_are_bad_lines_not_rows_that_read_back_o
     out = tmp_path / "c.tsv"
     for _ in range(2):  # a rerun: no duplicate, nothing refused
         result = ask(endpoint, posts, out)
-        assert result.exit_code == 0, result.output
+        assert result.exit_code == 1, result.output  # lines not asked (issue #32 N18)
         assert set(rows(out)) == {"p2"}
     assert (
         f"error: {posts}:1: id ' p1' begins or ends with a space: a context file's key cannot (it would be read back as 'p1')"

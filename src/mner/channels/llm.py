@@ -10,7 +10,12 @@ llama.cpp, vLLM or Ollama server, or a hosted one) and the prompt that asks it f
   is rendered as ``Named entities:1. NAME (kind)...Reasoning:...``; a text answer is kept as written (the
   context parser reads its list).
 - An image goes with the post as an OpenAI-style ``image_url`` part holding a base64 data URL
-  (``image_data_url``), for vision-capable endpoints.
+  (``EncodedImage``, read by ``mner.channels.llm_images``), for vision-capable endpoints; the request body is
+  sent in pieces, so that the image's base64 is the only copy of it a request holds.
+- What is sent is bounded: a post's first ``MAX_POST_CHARS`` characters and its caption's first
+  ``MAX_CAPTION_CHARS`` (the service's limits). An answer is written only when its entity list can be read
+  (``readable``: the context parser's reading, or an explicit empty list): any other answer is that post's
+  error. Control characters of an answer are dropped: one answer is one clean line.
 
 Only the standard library speaks HTTP here (``http.client``). Every answer has a deadline (``timeout``: from
 connecting to its last byte, so a server that trickles cannot hold a post), a size limit
@@ -18,25 +23,29 @@ connecting to its last byte, so a server that trickles cannot hold a post), a si
 surrogates: an error, never a crash). A redirect is followed only to the same origin, re-sending the same
 POST; to another origin it is refused, so the API key never leaves the endpoint's origin. A request that
 fails is retried a bounded number of times with exponential backoff (a 429's ``Retry-After`` is honoured, up
-to the cap); one that still fails is an ``LLMError`` naming why. The API key comes from the caller (read from
+to the cap), except an HTTP error that another try would get again (400, 401, 403, 404, 413, 422...); one
+that still fails is an ``LLMError`` naming why. A URL is printed without its user, password and query
+(``shown_url``). The API key comes from the caller (read from
 an environment variable by ``mner ask-llm``) and is sent only in the ``Authorization`` header, never logged.
 """
 
 from __future__ import annotations
 
-import base64
 import functools
 import http.client
 import json
+import math
+import mmap
 import random
+import re
+import secrets
 import socket
 import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field
 from importlib import resources
-from pathlib import Path
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from mner.data import parse_json
 
@@ -46,18 +55,37 @@ MAX_CONTEXT_CHARS = (
     10_000  # what is kept of an answer (the service's limit on a context): a longer one is cut
 )
 MAX_ENTITIES = 200  # entities kept from a JSON answer
-MAX_IMAGE_BYTES = 20 * 1024 * 1024  # an image sent with a post
+MAX_POST_CHARS = 5_000  # of a post's text sent (the service's limit on a post)
+MAX_CAPTION_CHARS = 1_000  # of its caption (the service's limit on a caption)
+MAX_TIMEOUT = 86_400.0  # seconds: a day (a timer cannot wait forever)
 MAX_REDIRECTS = 5
-IMAGE_TYPES = {  # the formats vision endpoints take, by their first bytes
-    b"\xff\xd8\xff": "image/jpeg",
-    b"\x89PNG\r\n\x1a\n": "image/png",
-    b"GIF87a": "image/gif",
-    b"GIF89a": "image/gif",
-}
+FINAL_STATUSES = {400, 401, 403, 404, 405, 410, 413, 414, 415, 422}  # another try gets the same: not retried
+# C0 and C1 controls (NUL, ESC, ...) and the bidirectional marks, overrides and isolates: never written
+_CONTROLS = {c: " " for c in (*range(0x20), *range(0x7F, 0xA0), 0x61C, 0x200E, 0x200F)}
+_CONTROLS.update({c: " " for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))})
+_SAYS_NONE = re.compile(  # an explicit empty list: "Named entities:Reasoning:...", "Named entities: none.", "None."
+    r"\s*(?:named entities\s*:\s*(?:\(?(?:none|no entities|no named entities|n/a|nothing|\[\]|-)\)?\.?\s*)?"
+    r"(?:reasoning\s*:|$)|(?:none|no entities|no named entities)\.?\s*$)",
+    re.IGNORECASE,
+)
 
 
 class LLMError(Exception):
     """A post the endpoint could not answer: says why (the last failure, after all tries)."""
+
+
+@dataclass(frozen=True)
+class EncodedImage:
+    """An image to send with a post: its media type and its bytes in base64 (ASCII: ``bytes``, or any buffer such
+    as an ``mmap``), the one copy of it that a request holds (``mner.channels.llm_images.ImageFile.encoded`` reads
+    one)."""
+
+    media_type: str
+    base64: bytes | bytearray | memoryview | mmap.mmap
+
+    def url(self) -> str:
+        """The ``data:`` URL (a copy of the image: for a caller that wants the URL itself)."""
+        return f"data:{self.media_type};base64,{bytes(self.base64).decode('ascii')}"
 
 
 # ------------------------------------------------------------------------------------------- the prompt
@@ -150,39 +178,36 @@ def render(entities, reasoning: str) -> str:
     (brackets inside a name or kind become square ones, so that the list reads back the same)."""
 
     def clean(value: str) -> str:
-        return " ".join(value.replace("(", "[").replace(")", "]").split())
+        return one_line(value.replace("(", "[").replace(")", "]"))
 
     listed = "".join(
         f"{i}. {clean(name)} ({clean(kind) or 'unknown'})" for i, (name, kind) in enumerate(entities, 1)
     )
-    return f"Named entities:{listed}Reasoning:{' '.join(reasoning.split())}"
+    return f"Named entities:{listed}Reasoning:{one_line(reasoning)}"
+
+
+def one_line(text: str) -> str:
+    """``text`` on one clean line: control characters (NUL, ESC, ...) and bidirectional overrides become spaces,
+    whitespace (tabs, line breaks of every kind) is folded."""
+    return " ".join(text.translate(_CONTROLS).split())
+
+
+def readable(context: str) -> bool:
+    """Whether a context's entity list can be read: the context parser finds an entity in it, or it says that
+    there is none ("Named entities:Reasoning:..."). The one place where mner decides it."""
+    from mner.channels.entities import read_entities
+
+    return bool(read_entities(context)) or _SAYS_NONE.match(context) is not None
 
 
 def completions_url(endpoint: str) -> str:
-    """``http://host:8080/v1`` (or the full ``.../chat/completions``) → the chat-completions URL."""
-    endpoint = endpoint.rstrip("/")
-    return endpoint if endpoint.endswith("/chat/completions") else endpoint + "/chat/completions"
-
-
-def image_data_url(path: str | Path) -> str:
-    """A ``data:image/...;base64,...`` URL of an image file (JPEG, PNG, GIF or WebP) to send with a post.
-
-    Raises:
-        LLMError: the file is missing, unreadable, over ``MAX_IMAGE_BYTES`` or not one of those formats.
-    """
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_IMAGE_BYTES + 1)
-    except OSError as err:
-        raise LLMError(f"image {path}: cannot read ({err.strerror or err})") from None
-    if len(data) > MAX_IMAGE_BYTES:
-        raise LLMError(f"image {path}: over {MAX_IMAGE_BYTES:,} bytes, the most sent with a post")
-    kind = next((t for magic, t in IMAGE_TYPES.items() if data.startswith(magic)), None)
-    if kind is None and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        kind = "image/webp"
-    if kind is None:
-        raise LLMError(f"image {path}: not a JPEG, PNG, GIF or WebP file")
-    return f"data:{kind};base64,{base64.b64encode(data).decode('ascii')}"
+    """``http://host:8080/v1`` (or the full ``.../chat/completions``) → the chat-completions URL (a query, such
+    as ``?api-version=...``, kept after the path). Raises ValueError for a URL that cannot be read."""
+    parts = urlsplit(endpoint)
+    path = parts.path.rstrip("/")
+    if not path.endswith("/chat/completions"):
+        path += "/chat/completions"
+    return urlunsplit(parts._replace(path=path))
 
 
 # ------------------------------------------------------------------------------------------- the client
@@ -190,18 +215,26 @@ def image_data_url(path: str | Path) -> str:
 
 @dataclass(frozen=True)
 class Answer:
-    """What the endpoint said about a post: the context to write (one line), the model it says answered, whether
-    the answer was the JSON of the schema, and how many characters were cut from it (over ``max_chars``)."""
+    """What the endpoint said about a post: the context to write (one line, its entity list readable), the model
+    it says answered, whether the answer was the JSON of the schema, how many characters were cut from it (over
+    ``max_chars``) and how many of the post's text and caption were not sent (over ``MAX_POST_CHARS`` and
+    ``MAX_CAPTION_CHARS``)."""
 
     context: str
     model: str | None
     structured: bool
     cut: int = 0
+    unsent: int = 0
 
 
 @dataclass
 class ChatClient:
-    """Asks one chat-completions endpoint; ``ask`` retries with backoff. Safe to share between threads."""
+    """Asks one chat-completions endpoint; ``ask`` retries with backoff. Safe to share between threads.
+
+    Raises:
+        ValueError: the endpoint is not an http(s) URL with a host, or the timeout is not a number of seconds in
+        (0, ``MAX_TIMEOUT``] (the message shows the URL without its credentials).
+    """
 
     endpoint: str
     model: str
@@ -216,18 +249,28 @@ class ChatClient:
     prompt: Prompt = field(default_factory=prompt)
     format_refused: bool = False  # the endpoint answered 400 to response_format: not sent again
 
-    def ask(self, text: str, caption: str | None = None, image_url: str | None = None) -> Answer:
-        """The LLM's knowledge about a post, on one line.
+    def __post_init__(self):
+        check_endpoint(self.endpoint)
+        if not (math.isfinite(self.timeout) and 0 < self.timeout <= MAX_TIMEOUT):
+            raise ValueError(f"timeout: expected seconds in (0, {MAX_TIMEOUT:g}], got {self.timeout!r}")
+
+    def ask(self, text: str, caption: str | None = None, image: EncodedImage | None = None) -> Answer:
+        """The LLM's knowledge about a post, on one line (of the post, its first ``MAX_POST_CHARS`` characters
+        are sent, and of its caption the first ``MAX_CAPTION_CHARS``).
 
         Raises:
-            LLMError: every try failed (HTTP error, timeout, malformed, empty or oversized answer, a redirect to
-            another origin).
+            LLMError: every try failed (HTTP error, timeout, malformed, empty or oversized answer, an answer with
+            no entity list that can be read, a redirect to another origin), or an HTTP error another try would
+            get again (400, 401, 404, ...: not retried).
         """
+        sent, sent_caption = text[:MAX_POST_CHARS], caption[:MAX_CAPTION_CHARS] if caption else caption
+        unsent = len(text) - len(sent) + (len(caption) - len(sent_caption) if caption else 0)
         reason = "not tried"
         for attempt in range(self.retries + 1):
             wait = None
             try:
-                return self._ask_once(text, caption, image_url)
+                answer = self._ask_once(sent, sent_caption, image)
+                return Answer(answer.context, answer.model, answer.structured, answer.cut, unsent)
             except _Retry as err:
                 reason, wait = err.reason, err.wait
             except _Fatal as err:
@@ -238,40 +281,67 @@ class ChatClient:
             time.sleep(min(self.max_wait, wait if wait is not None else pause))
         raise LLMError(f"{reason} (after {self.retries + 1} tries)")
 
-    def _ask_once(self, text: str, caption: str | None, image_url: str | None) -> Answer:
+    def _ask_once(self, text: str, caption: str | None, image: EncodedImage | None) -> Answer:
         structured = self.structured and not self.format_refused
-        status, headers, raw = self._post(self._body(text, caption, image_url, structured))
+        status, headers, raw = self._post(self._body(text, caption, image, structured))
         if status == 400 and structured:  # an endpoint without structured output: the instructions alone
-            status, headers, raw = self._post(self._body(text, caption, image_url, False))
+            status, headers, raw = self._post(self._body(text, caption, image, False))
             if status == 200:
                 self.format_refused = True
+        if status in FINAL_STATUSES:  # the request itself is refused: another try gets the same
+            raise _Fatal(
+                f"HTTP {status} {_reason(status)}{self._said(raw)} (not retried: another try gets the same)"
+            )
         if status != 200:
             raise _Retry(f"HTTP {status} {_reason(status)}", _retry_after(headers))
         return self._answer(raw)
 
-    def _body(self, text: str, caption: str | None, image_url: str | None, structured: bool) -> bytes:
+    def _said(self, raw: bytes) -> str:
+        """What an error's body says, on one line, shortened (the API key never shown)."""
+        said = one_line(raw[:2000].decode("utf-8", "replace"))[:200]
+        if self.api_key:
+            said = said.replace(self.api_key, "***")
+        return f": {said}" if said else ""
+
+    def _body(
+        self, text: str, caption: str | None, image: EncodedImage | None, structured: bool
+    ) -> tuple[bytes | memoryview, ...]:
+        """The request's JSON in pieces: with an image, the text around its data URL, and the image's own
+        base64 bytes between them (never copied into one string)."""
+        slot = None if image is None else f"mner-image-{secrets.token_hex(16)}"
         body = {
             "model": self.model,
-            "messages": self.prompt.messages(text, caption, image_url, structured),
+            "messages": self.prompt.messages(text, caption, slot, structured),
             "temperature": 0,
             "max_tokens": self.max_tokens,
         }
         if structured:
             body["response_format"] = self.prompt.response_format()
-        return json.dumps(body, ensure_ascii=False).encode("utf-8")
+        data = json.dumps(body, ensure_ascii=False).encode("utf-8")
+        if image is None:
+            return (data,)
+        head, _, tail = data.rpartition(slot.encode("ascii"))
+        prefix = head + f"data:{image.media_type};base64,".encode("ascii")
+        return (prefix, memoryview(image.base64), tail)  # a view: http.client sends it as it is, never copied
 
     def _answer(self, raw: bytes) -> Answer:
         content, model = _content(raw)
         context = structured_context(content)
         structured = context is not None
         if context is None:
-            context = " ".join(content.split())
+            context = one_line(content)
         cut = max(0, len(context) - self.max_chars)
-        return Answer(context[: self.max_chars], model, structured, cut)
+        context = context[: self.max_chars]
+        if not readable(context):
+            where = f" in its first {self.max_chars:,} characters" if cut else ""
+            raise _Retry(
+                f"unusable answer: it lists no entity that can be read{where} ({one_line(content)[:60]!r})"
+            )
+        return Answer(context, model, structured, cut)
 
     # -------------------------------------------------------------------------------------------- HTTP
 
-    def _post(self, body: bytes) -> tuple[int, http.client.HTTPMessage, bytes]:
+    def _post(self, body: tuple[bytes | memoryview, ...]) -> tuple[int, http.client.HTTPMessage, bytes]:
         """POST ``body`` to the endpoint within ``timeout``; a redirect to the same origin is followed with the
         same POST, one to another origin refused."""
         url = completions_url(self.endpoint)
@@ -284,7 +354,13 @@ class ChatClient:
             if not location:
                 raise _Retry(f"HTTP {status} {_reason(status)} without a Location")
             target = urljoin(url, location)
-            if _origin(target) != _origin(url):
+            try:
+                elsewhere = _origin(target) != _origin(url)
+            except ValueError:  # a port that is not a number, a bad IPv6 address
+                raise _Fatal(
+                    f"the endpoint redirects to an address that cannot be read ({shown_url(target)})"
+                ) from None
+            if elsewhere:
                 raise _Fatal(
                     f"the endpoint redirects to another origin ({shown_url(target)}): not followed, so that the API "
                     "key is never sent there; give that address as --endpoint if you trust it"
@@ -292,7 +368,9 @@ class ChatClient:
             url = target
         raise _Fatal(f"more than {MAX_REDIRECTS} redirects")
 
-    def _request(self, url: str, body: bytes, deadline: float) -> tuple[int, http.client.HTTPMessage, bytes]:
+    def _request(
+        self, url: str, body: tuple[bytes | memoryview, ...], deadline: float
+    ) -> tuple[int, http.client.HTTPMessage, bytes]:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise _Fatal(f"cannot ask {shown_url(url)}: expected an http:// or https:// endpoint")
@@ -301,12 +379,16 @@ class ChatClient:
             raise _Retry(f"no answer within {self.timeout:g} s")
         connection = _connection(parts, remaining)
         watchdog = _Watchdog(connection, remaining)
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        headers = {
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "Content-Length": str(sum(map(len, body))),
+        }
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
         target = url if connection.host != parts.hostname and parts.scheme == "http" else _path(parts)
         try:
-            connection.request("POST", target, body=body, headers=headers)
+            connection.request("POST", target, body=body[0] if len(body) == 1 else body, headers=headers)
             response = connection.getresponse()
             raw = _read_capped(response)
             if watchdog.fired:  # cut at the deadline: what was read is not the whole answer
@@ -317,7 +399,7 @@ class ChatClient:
                 raise _Retry(f"no answer within {self.timeout:g} s") from None
             if isinstance(err, ConnectionRefusedError | socket.gaierror) or connection.sock is None:
                 reason = getattr(err, "strerror", None) or str(err)
-                raise _Retry(f"cannot reach {self.endpoint}: {reason}") from None
+                raise _Retry(f"cannot reach {shown_url(self.endpoint)}: {reason}") from None
             raise _Retry(f"connection failed: {type(err).__name__}: {err}") from None
         finally:
             watchdog.cancel()
@@ -388,10 +470,25 @@ def _origin(url: str) -> tuple[str, str | None, int | None]:
 
 
 def shown_url(url: str) -> str:
-    """A URL without its user, password and query (where keys hide), to print."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    return f"{parts.scheme}://{host}{f':{parts.port}' if parts.port else ''}{parts.path}"
+    """A URL without its user, password, query and fragment (where keys hide), to print; never raises."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "(a URL that cannot be read)"
+    host = parts.netloc.rpartition("@")[2]  # host[:port] as written, without user:password@
+    return one_line(f"{parts.scheme}://{host}{parts.path}")
+
+
+def check_endpoint(endpoint: str) -> None:
+    """Raises ValueError unless ``endpoint`` is an http(s) URL with a host and a valid port (the message shows
+    it without its credentials)."""
+    try:
+        parts = urlsplit(completions_url(endpoint))
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname) and (parts.port or 0) >= 0
+    except ValueError:  # a port that is not a number, a bad IPv6 address
+        ok = False
+    if not ok:
+        raise ValueError(f"endpoint {shown_url(endpoint)}: expected http://HOST[:PORT]/PATH or https://...")
 
 
 def _reason(status: int) -> str:
@@ -443,22 +540,30 @@ def _content(raw: bytes) -> tuple[str, str | None]:
     if not isinstance(content, str) or not content.strip():
         raise _Retry("empty answer")
     model = answer.get("model") if isinstance(answer, dict) else None
-    return content, " ".join(model.split())[:200] if isinstance(model, str) else None  # a name, not a payload
+    return content, one_line(model)[:200] if isinstance(model, str) else None  # a name, not a payload
 
 
 def structured_context(content: str) -> str | None:
     """The context of an answer that is the schema's JSON (``{"entities": [{"name", "kind"}], "reasoning"}``),
-    rendered as text; None for any other answer (kept as written)."""
+    rendered as text; None for any other answer (kept as written).
+
+    Raises:
+        _Retry: an object with ``entities`` that is not a list, or a list none of whose items has a name.
+    """
     try:
         data = parse_json(content)
     except ValueError:
         return None
-    if not isinstance(data, dict) or not isinstance(data.get("entities"), list):
+    if not isinstance(data, dict) or "entities" not in data:
         return None
+    if not isinstance(data["entities"], list):
+        raise _Retry("unusable answer: its 'entities' is not a list")
     entities = [
         (e["name"], e.get("kind") if isinstance(e.get("kind"), str) else "")
         for e in data["entities"][:MAX_ENTITIES]
-        if isinstance(e, dict) and isinstance(e.get("name"), str) and e["name"].strip()
+        if isinstance(e, dict) and isinstance(e.get("name"), str) and one_line(e["name"])
     ]
+    if data["entities"] and not entities:
+        raise _Retry("unusable answer: no item of its 'entities' has a name")
     reasoning = data.get("reasoning")
     return render(entities, reasoning if isinstance(reasoning, str) else "")

@@ -1,30 +1,38 @@
 """``mner ask-llm``: ask an LLM (any OpenAI-compatible chat endpoint) for the context of each post of a JSONL
 file, written as a context file (``id<TAB>context``) that ``--context-file`` reads, with a sidecar
 ``OUT.meta.json`` that records, run by run, the endpoint, the model it says answered, the prompt's version and
-how the answers came (JSON schema or instructions). Resumable: a rerun asks only for the posts not in the
-output yet (so posts that failed are asked again). One run at a time on an output (a lock), rows written whole
-(a failed write is undone), nothing of the user's ever truncated."""
+how the answers came (JSON schema or instructions), and the lines of its rows (``mner.cli.ask_llm_output``).
+Resumable: a rerun asks only for the posts not in the output yet (so posts that failed are asked again); a rerun
+with another endpoint, model, prompt version, answer form or image setting is refused (``--allow-mixed`` allows
+it). One run at a time on an output (a lock), rows written whole (a failed write is undone), nothing of the
+user's ever truncated. Images are read only inside the input's folder (or ``--images-root``) unless
+``--images-anywhere``, only from regular files, and the image bytes in flight are bounded. A run in which a post
+failed or a line could not be asked exits 1; an output it created and wrote nothing to is removed."""
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import json
+import math
 import os
 import sys
 import time
-from collections import Counter, deque
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from mner.cli.ask_llm_output import ContextOutput
 from mner.cli.errors import error_text, user_errors
 from mner.data import MnerInputError
 
-HEADER = "id\tcontext\n"
+MAX_TIMEOUT = 86_400.0  # seconds (mner.channels.llm.MAX_TIMEOUT: not imported here, to keep --help light)
+
+
+def _seconds(value: float) -> float:
+    if not (math.isfinite(value) and 0.1 <= value <= MAX_TIMEOUT):
+        raise typer.BadParameter(f"expected seconds from 0.1 to {MAX_TIMEOUT:g}, got {value}")
+    return value
 
 
 @user_errors
@@ -65,10 +73,18 @@ def ask_llm(
     images_root: Annotated[
         Path | None,
         typer.Option(
-            help="With --image: image paths are relative to this folder and may not leave it (default: relative "
-            "to the input file's folder)."
+            help="With --image: image paths are relative to this folder and may not leave it (default: the input "
+            "file's folder)."
         ),
     ] = None,
+    images_anywhere: Annotated[
+        bool,
+        typer.Option(
+            "--images-anywhere",
+            help="With --image: also send images outside that folder (absolute paths, '..', links leading out). "
+            "Off by default: the input file would decide which of this machine's files leave it.",
+        ),
+    ] = False,
     structured: Annotated[
         bool,
         typer.Option(
@@ -81,14 +97,22 @@ def ask_llm(
     retries: Annotated[int, typer.Option(min=0, max=20, help="Tries after the first, with backoff.")] = 4,
     timeout: Annotated[
         float,
-        typer.Option(min=0.1, help="Seconds one answer may take in all (connecting, waiting, reading it)."),
+        typer.Option(
+            callback=_seconds,
+            help=f"Seconds one answer may take in all (connecting, waiting, reading it): 0.1 to {MAX_TIMEOUT:g}.",
+        ),
     ] = 60.0,
+    allow_mixed: Annotated[
+        bool,
+        typer.Option(
+            "--allow-mixed",
+            help="Append to an output whose rows came from another endpoint, model, prompt version, answer form "
+            "or image setting (refused without it; OUT.meta.json records the lines each run wrote).",
+        ),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Ask an LLM what each post mentions (an entity list with kinds, then reasoning): a context TSV."""
-    from tqdm import tqdm
-
-    from mner.channels.llm import ChatClient
     from mner.channels.posts import iter_jsonl_posts
 
     posts = iter_jsonl_posts(input_file)  # a missing input fails here, before anything is written
@@ -96,54 +120,100 @@ def ask_llm(
         raise MnerInputError(
             "--out is the input file: give another --out (the input is never overwritten)", out
         )
-    client = ChatClient(
-        endpoint, model, os.environ.get(api_key_env) or None, timeout, retries, structured=structured
-    )
-    base = images_root if images_root is not None else input_file.parent
+    client = _client(endpoint, model, os.environ.get(api_key_env) or None, timeout, retries, structured)
+    pictures = None
+    if image:
+        named = "--images-root" if images_root is not None else "the input's folder"
+        pictures = Pictures(images_root or input_file.parent, named, images_anywhere)
     output = ContextOutput(out)
-    run = output.start_run(client, image)
-    counts = {"written": 0, "failed": 0, "skipped": 0, "bad lines": 0, "cut": 0}
+    try:
+        run = output.start_run(client, image, allow_mixed)
+    except BaseException:
+        output.close()
+        raise
+    counts = {"written": 0, "failed": 0, "skipped": 0, "bad lines": 0, "cut": 0, "sent in part": 0}
     start = time.perf_counter()
     try:
-        with (
-            ThreadPoolExecutor(concurrency) as pool,
-            tqdm(unit="post", desc="asking", disable=quiet or not sys.stderr.isatty(), leave=False) as bar,
-        ):
-            pending: deque = deque()
-            try:
-                for line_no, post in posts:
-                    where = f"{input_file}:{line_no}"
-                    problem = _bad_line(post, where)
-                    if problem is not None:
-                        counts["bad lines"] += 1
-                        typer.echo(f"error: {problem}", err=True)
-                        continue
-                    if post.id in output.done:
-                        counts["skipped"] += 1
-                        continue
-                    output.done.add(post.id)  # a later line with the same id is the same post: asked once
-                    text = post.extra.get("text") or " ".join(post.tokens)
-                    picture = _image_path(post.image, base, images_root is not None) if image else None
-                    future = pool.submit(_ask, client, text, post.caption, picture)
-                    pending.append((where, post.id, future))
-                    while len(pending) >= 2 * concurrency:  # a bounded window: constant memory on any input
-                        _finish(pending.popleft(), output, run, counts, bar)
-                while pending:
-                    _finish(pending.popleft(), output, run, counts, bar)
-            except BaseException:
-                pool.shutdown(wait=False, cancel_futures=True)
-                raise
+        _ask_all(posts, input_file, client, pictures, output, run, counts, concurrency, quiet)
     finally:
         output.finish_run(run, counts)
-        output.close()
+        removed = output.close()
     rate = (counts["written"] + counts["failed"]) / max(time.perf_counter() - start, 1e-9)
+    _summary(counts, rate, out if removed else None)
+
+
+def _client(endpoint: str, model: str, api_key: str | None, timeout: float, retries: int, structured: bool):
+    from mner.channels.llm import ChatClient
+
+    try:
+        return ChatClient(endpoint, model, api_key, timeout, retries, structured=structured)
+    except ValueError as err:
+        raise MnerInputError(f"--{err}") from None
+
+
+def _ask_all(posts, input_file, client, pictures, output, run, counts, concurrency, quiet) -> None:
+    """Ask for every post not in the output yet, ``concurrency`` at a time, and write the answers in input
+    order (a bounded window of posts in flight: constant memory on any input)."""
+    from tqdm import tqdm
+
+    from mner.channels.llm_images import ByteBudget
+
+    budget = ByteBudget()  # the image bytes that all posts in flight hold together
+    with (
+        ThreadPoolExecutor(concurrency) as pool,
+        tqdm(unit="post", desc="asking", disable=quiet or not sys.stderr.isatty(), leave=False) as bar,
+    ):
+        pending: deque = deque()
+        try:
+            for line_no, post in posts:
+                where = f"{input_file}:{line_no}"
+                if not _askable(post, where, output, counts):
+                    continue
+                output.done.add(post.id)  # a later line with the same id is the same post: asked once
+                text = post.extra.get("text") or " ".join(post.tokens)
+                picture = pictures.path(post.image) if pictures is not None else None
+                future = pool.submit(_ask, client, text, post.caption, picture, budget)
+                pending.append((where, post.id, future))
+                while len(pending) >= 2 * concurrency:
+                    _finish(pending.popleft(), output, run, counts, bar)
+            while pending:
+                _finish(pending.popleft(), output, run, counts, bar)
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+
+
+def _askable(post, where: str, output: ContextOutput, counts: dict) -> bool:
+    """Whether to ask for a post: not a bad line (said, and counted), not in the output yet (counted)."""
+    problem = _bad_line(post, where)
+    if problem is not None:
+        counts["bad lines"] += 1
+        typer.echo(f"error: {problem}", err=True)
+        return False
+    if post.id in output.done:
+        counts["skipped"] += 1
+        return False
+    return True
+
+
+def _summary(counts: dict, rate: float, removed: Path | None) -> None:
+    """The run's last lines; exit 1 where a post failed or a line could not be asked."""
     typer.echo(
         f"wrote {counts['written']}, failed {counts['failed']}, skipped {counts['skipped']} (already in the "
         f"output), bad lines {counts['bad lines']}; {rate:.1f} posts/s",
         err=True,
     )
+    if removed is not None:
+        typer.echo(f"{removed}: no row written: not left behind", err=True)
     if counts["failed"]:
         typer.echo(f"{counts['failed']} post(s) failed: run the same command again to retry them", err=True)
+    if counts["bad lines"]:
+        typer.echo(
+            f"{counts['bad lines']} line(s) of the input could not be asked (each named above): mend them and run "
+            "the same command again",
+            err=True,
+        )
+    if counts["failed"] or counts["bad lines"]:
         raise typer.Exit(1)
 
 
@@ -163,23 +233,51 @@ def _bad_line(post, where: str) -> str | None:
     return None
 
 
-def _image_path(value: str | None, base: Path, confined: bool) -> Path | str | None:
-    """The image file a post names, relative to ``base``; a confined path leaving ``base`` is that post's error."""
-    if value is None:
-        return None
-    path = base / value
-    if confined and not path.resolve().is_relative_to(base.resolve()):
-        return f"image {value!r} is outside --images-root {base}"
-    return path
+class Pictures:
+    """Where posts' images are: paths relative to ``base`` (``named``: how the user knows it), confined to it
+    (links resolved) unless ``anywhere``."""
+
+    def __init__(self, base: Path, named: str, anywhere: bool = False):
+        self.base, self.named, self.anywhere = base, named, anywhere
+
+    def path(self, value: str | None) -> Path | str | None:
+        """The image file a post names; a string: why it cannot be sent (that post's error)."""
+        if value is None:
+            return None
+        path = self.base / value
+        if self.anywhere:
+            return path
+        try:
+            inside = path.resolve().is_relative_to(self.base.resolve())
+        except (OSError, ValueError, RuntimeError) as err:  # a NUL in the path, a loop of links
+            return f"image {value!r}: not a path that can be read ({err})"
+        if inside:
+            return path
+        if self.named == "--images-root":
+            return f"image {value!r} is outside --images-root {self.base}"
+        return (
+            f"image {value!r} is outside the input's folder {self.base}: not sent (give --images-root, or "
+            "--images-anywhere to send images from anywhere)"
+        )
 
 
-def _ask(client, text: str, caption: str | None, picture: Path | str | None):
-    """On a pool thread: the post's image read (only posts in flight hold one), then the endpoint asked."""
-    from mner.channels.llm import LLMError, image_data_url
+def _ask(client, text: str, caption: str | None, picture: Path | str | None, budget):
+    """On a pool thread: the post's image read (only posts in flight hold one, within ``budget``'s bytes), then
+    the endpoint asked."""
+    from mner.channels.llm import LLMError
+    from mner.channels.llm_images import ImageFile
 
     if isinstance(picture, str):
         raise LLMError(picture)
-    return client.ask(text, caption, None if picture is None else image_data_url(picture))
+    if picture is None:
+        return client.ask(text, caption)
+    try:
+        with ImageFile(picture) as source, budget.hold(source.size):
+            return client.ask(text, caption, source.encoded())
+    except Exception as err:  # noqa: BLE001 - the post's error, said in _finish
+        reason = str(err) if isinstance(err, LLMError) else f"{type(err).__name__}: {err}"
+    # raised anew, outside the except: the failure kept in the future holds no frame that holds the image
+    raise LLMError(reason)
 
 
 def _finish(item, output: ContextOutput, run: dict, counts: dict, bar) -> None:
@@ -196,6 +294,13 @@ def _finish(item, output: ContextOutput, run: dict, counts: dict, bar) -> None:
         counts["written"] += 1
         run["answered_by"][answer.model or "(not said)"] += 1
         run["answers"]["json_schema" if answer.structured else "instructions"] += 1
+        if answer.unsent:
+            counts["sent in part"] += 1
+            typer.echo(
+                f"note: {where}: id {post_id!r}: {answer.unsent:,} characters of the post and its caption were not "
+                "sent (the first 5,000 of a post's text and 1,000 of its caption are)",
+                err=True,
+            )
         if answer.cut:
             counts["cut"] += 1
             typer.echo(
@@ -204,159 +309,3 @@ def _finish(item, output: ContextOutput, run: dict, counts: dict, bar) -> None:
                 err=True,
             )
     bar.update(1)
-
-
-class ContextOutput:
-    """A context TSV being appended to by one ``mner ask-llm`` at a time, and its ``.meta.json`` sidecar.
-
-    Opening locks it, checks that it is one (its header; every row readable, keys once), and reads the ids
-    already there. A last row without its line break is kept (mner writes each row whole, so such a row is the
-    user's): the line break is added. A row that cannot be written whole is undone.
-    """
-
-    def __init__(self, path: Path):
-        """Raises:
-        MnerInputError: another run holds it, it is not an ``mner ask-llm`` output, or a row of it is bad.
-        """
-        self.path = path
-        self.meta_path = path.with_name(path.name + ".meta.json")
-        self.created = not path.exists()
-        try:
-            self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        except IsADirectoryError:
-            raise MnerInputError("expected a file path, got a directory", path) from None
-        except FileNotFoundError:
-            raise MnerInputError(f"folder {str(path.parent)!r} does not exist", path) from None
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(self.fd)
-            raise MnerInputError(
-                "another mner ask-llm is writing to this file: wait for it or give another --out", path
-            ) from None
-        try:
-            self.done = self._scan()
-            self.meta = self._read_meta()
-            if os.fstat(self.fd).st_size == 0:
-                self._append(HEADER.encode("utf-8"))
-        except BaseException:
-            self.close()
-            raise
-
-    def _scan(self) -> set[str]:
-        """The ids already written (every row checked: a key and a tab, each key once); nothing is changed but a
-        missing last line break, added."""
-        from mner.data import bounded_lines
-
-        if os.fstat(self.fd).st_size == 0:
-            return set()
-        done: set[str] = set()
-        last = b"\n"
-        with open(self.path, "rb") as f:
-            for number, raw in bounded_lines(f, self.path):
-                if isinstance(raw, MnerInputError):
-                    raise raw
-                if number == 1:
-                    if raw + b"\n" != HEADER.encode("utf-8"):
-                        raise MnerInputError(
-                            f"not an 'mner ask-llm' output (its header is not {HEADER.strip()!r}); give another "
-                            "--out",
-                            self.path,
-                            1,
-                        )
-                    continue
-                key, tab, _ = raw.partition(b"\t")
-                if raw.strip() and (not tab or not key.strip()):
-                    what = "no tab" if not tab else "an empty id"
-                    raise MnerInputError(f"expected 'id<TAB>context', got {what}", self.path, number)
-                name = key.decode("utf-8", "replace").strip()
-                if name in done:
-                    raise MnerInputError(
-                        f"id {name!r} is given twice (first on an earlier line)", self.path, number
-                    )
-                if name:
-                    done.add(name)
-            f.seek(-1, os.SEEK_END)
-            last = f.read(1)
-        if last != b"\n":
-            self._append(b"\n")
-            typer.echo(
-                f"{self.path}: its last row had no line break: kept as it is, the line break added", err=True
-            )
-        return done
-
-    def _read_meta(self) -> dict:
-        if not self.meta_path.exists():
-            return {"written_by": "mner ask-llm", "format": 1, "runs": []}
-        try:
-            meta = json.loads(self.meta_path.read_text(encoding="utf-8"))
-            if meta.get("written_by") != "mner ask-llm" or not isinstance(meta.get("runs"), list):
-                raise ValueError("not written by mner ask-llm")
-        except (OSError, ValueError, AttributeError) as err:
-            raise MnerInputError(
-                f"not the sidecar of an 'mner ask-llm' output ({err}); move it away or give another --out",
-                self.meta_path,
-            ) from None
-        return meta
-
-    def start_run(self, client, image: bool) -> dict:
-        """Record a run in the sidecar before the first request (``finish_run`` completes it)."""
-        from mner.channels.llm import completions_url, shown_url
-
-        run = {
-            "started": datetime.now(UTC).isoformat(timespec="seconds"),
-            "finished": None,
-            "endpoint": shown_url(completions_url(client.endpoint)),
-            "model": client.model,
-            "answered_by": Counter(),  # the model name each answer gives, by count
-            "prompt_version": client.prompt.version,
-            "response_format": "json_schema" if client.structured else "none",
-            "answers": Counter(),  # json_schema: the schema's JSON; instructions: text
-            "images": image,
-        }
-        self.meta["runs"].append(run)
-        self._write_meta()
-        return run
-
-    def finish_run(self, run: dict, counts: dict) -> None:
-        run["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
-        run.update({key.replace(" ", "_"): n for key, n in counts.items()})
-        with contextlib.suppress(MnerInputError):  # a full disk is said once, by the write that failed
-            self._write_meta()
-
-    def _write_meta(self) -> None:
-        partial = self.meta_path.with_name(f".{self.meta_path.name}.{os.getpid()}")
-        try:
-            partial.write_text(json.dumps(self.meta, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-            os.replace(partial, self.meta_path)
-        except OSError as err:
-            partial.unlink(missing_ok=True)
-            raise MnerInputError(f"cannot write ({err.strerror or err})", self.meta_path) from None
-
-    def write_row(self, post_id: str, context: str) -> None:
-        self._append(f"{post_id}\t{context}\n".encode("utf-8", "replace"))
-
-    def _append(self, data: bytes) -> None:
-        """Append ``data`` whole, or not at all.
-
-        Raises:
-            MnerInputError: the write failed (a full disk, a file over its size limit), naming the file.
-        """
-        size = os.fstat(self.fd).st_size
-        try:
-            written = 0
-            while written < len(data):
-                written += os.write(self.fd, data[written:])
-        except OSError as err:
-            with contextlib.suppress(OSError):
-                os.ftruncate(self.fd, size)  # no half row left for a rerun to misread
-            raise MnerInputError(f"cannot write ({err.strerror or err})", self.path) from None
-
-    def close(self) -> None:
-        if self.fd < 0:
-            return
-        if self.created and os.fstat(self.fd).st_size == 0:  # made by this run, refused before its header
-            with contextlib.suppress(OSError):
-                os.unlink(self.path)
-        os.close(self.fd)
-        self.fd = -1
