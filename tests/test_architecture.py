@@ -20,6 +20,10 @@ LAYERS = [
             "mner.paths",
             "mner.tokenizer",
             "mner.data",
+            # the word vectors and the "@"/"#" joining: a label set reads kinds by their word vectors, and a
+            # context is read on the tokens as a model reads them (mner.channels.reading)
+            "mner.inputs.embeddings",
+            "mner.inputs.markers",
             "mner.labels",
             "mner.decoding",
             "mner.evaluate",

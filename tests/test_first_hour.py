@@ -207,7 +207,7 @@ LIST = "Named entities:1. Bears (sports team)2. Chicago (city)3. Soldier Field (
                 "route": "untyped",
             },
         ),
-        ("The Bears are a football team.", {"entities": [], "route": "none"}),
+        ("The Bears played very well today.", {"entities": [], "route": "none"}),
         (
             "Named entities:1. Lakers (sports team)",
             {

@@ -449,20 +449,21 @@ def test_control_characters_of_an_answer_are_never_written(server, tmp_path):
 
 
 def test_a_long_post_is_sent_in_part_and_said(server, tmp_path):
-    """N6: an 11 MB post was sent whole, 6 times."""
+    """N6: an 11 MB post was sent whole, 6 times (a text over 100,000 characters is now refused on reading, D8: the
+    longest a post may be is sent in part)."""
     state, endpoint = server
     posts = write_posts(
         tmp_path / "posts.jsonl",
-        [{"id": "big", "text": "Obama visits Berlin . " * 50_000, "caption": "x" * 5000}],
+        [{"id": "big", "text": "Obama visits Berlin . " * 4_500, "caption": "x" * 5000}],
     )
     result = ask(endpoint, posts, tmp_path / "c.tsv")
     assert result.exit_code == 0, result.output
     (request,) = state.requests
     last = request["body"]["messages"][-1]["content"]
-    assert last == "Post: " + ("Obama visits Berlin . " * 50_000)[:5000] + "\nImage caption: " + "x" * 1000
+    assert last == "Post: " + ("Obama visits Berlin . " * 4_500)[:5000] + "\nImage caption: " + "x" * 1000
     assert request["bytes"] < 20_000
     assert (
-        f"note: {posts}:1: id 'big': 1,099,000 characters of the post and its caption were not sent (the first "
+        f"note: {posts}:1: id 'big': 98,000 characters of the post and its caption were not sent (the first "
         "5,000 of a post's text and 1,000 of its caption are)"
     ) in result.stderr
     meta = json.loads((tmp_path / "c.tsv.meta.json").read_text(encoding="utf-8"))

@@ -17,7 +17,7 @@ import functools
 import re
 from collections.abc import Sequence
 
-from mner.data import split_handle
+from mner.channels.reading import align, align_kinds, is_generic, kind_word  # noqa: F401 - the alignment's API
 from mner.labels import BENCHMARK_LABELS, GENERIC_KIND_WORDS, LabelSet
 
 ALIGN_TYPES = ("PER", "LOC", "ORG", "OTHER", "UNK")
@@ -40,20 +40,6 @@ def entity_type(kind: str | None, labels: LabelSet | None = None) -> str | None:
     return (labels or BENCHMARK_LABELS).kind_type(kind)
 
 
-def kind_word(word: str) -> bool:
-    """Whether a word names an entity type or says "entity" ("Person", "city", "entity")."""
-    low = word.lower()
-    return BENCHMARK_LABELS.names_type(low) or low in GENERIC_WORDS
-
-
-def is_generic(kind: str | None) -> bool:
-    """Whether a kind names no type at all: none given, or only words like "entity", "thing", "name"."""
-    if not kind:
-        return True
-    words = [w.lower() for w in _WORD.findall(kind)]
-    return all(w in GENERIC_WORDS for w in words)
-
-
 def compact(text: str | None) -> str | None:
     """The entity list alone, ``Bears ( sports team ) ; Chicago ( city )``; the whole text where it has none."""
     from mner.channels.entities import read_entities
@@ -64,77 +50,11 @@ def compact(text: str | None) -> str | None:
     return " ; ".join(f"{name} ( {kind} )" if kind else name for name, kind in entities)
 
 
-def _words(token: str) -> list[str]:
-    """A token's normalised words: ``#NewYork`` → ``new york``, ``@KobeBryant`` → ``kobe bryant``."""
-    if len(token) > 1 and token[0] in "#@＃＠":
-        token = split_handle(token)
-    return [w.lower() for w in _WORD.findall(token)]
-
-
-def align(
-    tokens: Sequence[str],
-    entities: Sequence[tuple[str, str]],
-    generic_tag: bool = False,
-    labels: LabelSet | None = None,
-) -> list[str]:
-    """A tag from ``ALIGN_TAGS`` per token: where a named entity's words occur in the post (whole tokens),
-    ``B-``/``I-`` with its mapped type; longer names first, no overlaps. ``generic_tag``: a kind that names no
-    type at all (``is_generic``) gives ``B-ANY``/``I-ANY`` (``ANY_TAGS``) in place of UNK. ``labels``: the types
-    kinds map onto (the benchmark's by default; ``align_tags``)."""
-    return [tag for tag, _ in align_kinds(tokens, entities, generic_tag, labels)]
-
-
 def align_tags(labels: LabelSet | None = None) -> tuple[str, ...]:
     """The alignment's tags for a label set's types (``ALIGN_TAGS`` for the benchmark's), then ``ANY_TAGS``."""
     if labels is None or labels.types == BENCHMARK_LABELS.types:
         return ALIGN_TAGS + ANY_TAGS
     return ("O",) + tuple(f"{p}-{t}" for t in (*labels.types, "UNK") for p in ("B", "I")) + ANY_TAGS
-
-
-def align_kinds(
-    tokens: Sequence[str],
-    entities: Sequence[tuple[str, str | None]],
-    generic_tag: bool = False,
-    labels: LabelSet | None = None,
-) -> list[tuple[str, str | None]]:
-    """``align``'s tag of each token with the listed kind of the entity it is in (None outside one). Linear in the
-    post's words and the names' occurrences: each name is looked for only where its first word stands."""
-    words, owner, starts = [], [], set()
-    for t, token in enumerate(tokens):
-        starts.add(len(words))
-        for w in _words(token):
-            words.append(w)
-            owner.append(t)
-    ends = {i for i in range(1, len(words) + 1) if i == len(words) or owner[i] != owner[i - 1]}
-    where: dict[str, list[int]] = {}
-    for i, w in enumerate(words):
-        if i in starts:
-            where.setdefault(w, []).append(i)
-    tags: list[tuple[str, str | None]] = [("O", None)] * len(tokens)
-    # the LLM's order among names of one length: deterministic (a set's order would change with the process)
-    named = sorted(
-        dict.fromkeys(
-            (
-                tuple(_words(name)),
-                entity_type(kind, labels) or ("ANY" if generic_tag and is_generic(kind) else "UNK"),
-                kind or None,
-            )
-            for name, kind in entities
-        ),
-        key=lambda item: -len(item[0]),
-    )
-    for name, etype, kind in named:
-        n = len(name)
-        if not n:
-            continue
-        for i in where.get(name[0], ()):
-            if i + n in ends and tuple(words[i : i + n]) == name:
-                first, last = owner[i], owner[i + n - 1]
-                if all(tag == "O" for tag, _ in tags[first : last + 1]):
-                    tags[first] = (f"B-{etype}", kind)
-                    for k in range(first + 1, last + 1):
-                        tags[k] = (f"I-{etype}", kind)
-    return tags
 
 
 def post_entities(

@@ -192,12 +192,17 @@ def one_line(text: str) -> str:
     return " ".join(text.translate(_CONTROLS).split())
 
 
-def readable(context: str) -> bool:
-    """Whether a context's entity list can be read: the context parser finds an entity in it, or it says that
-    there is none ("Named entities:Reasoning:..."). The one place where mner decides it."""
+def readable(context: str, text: str = "") -> bool:
+    """Whether a context's entity list can be read: the context parser finds an entity in it (a known form, or
+    the post's ``text``'s names found in it whatever its markup: ``mner.channels.reading``), or it says that there
+    is none ("Named entities:Reasoning:..."). The one place where mner decides it."""
     from mner.channels.entities import read_entities
+    from mner.channels.reading import read_context
+    from mner.tokenizer import tokenize
 
-    return bool(read_entities(context)) or _SAYS_NONE.match(context) is not None
+    if read_entities(context) or _SAYS_NONE.match(context) is not None:
+        return True
+    return bool(text) and bool(read_context(tokenize(text[:MAX_POST_CHARS]), context).entities)
 
 
 def completions_url(endpoint: str) -> str:
@@ -294,7 +299,7 @@ class ChatClient:
             )
         if status != 200:
             raise _Retry(f"HTTP {status} {_reason(status)}", _retry_after(headers))
-        return self._answer(raw)
+        return self._answer(raw, text)
 
     def _said(self, raw: bytes) -> str:
         """What an error's body says, on one line, shortened (the API key never shown)."""
@@ -324,7 +329,7 @@ class ChatClient:
         prefix = head + f"data:{image.media_type};base64,".encode("ascii")
         return (prefix, memoryview(image.base64), tail)  # a view: http.client sends it as it is, never copied
 
-    def _answer(self, raw: bytes) -> Answer:
+    def _answer(self, raw: bytes, text: str = "") -> Answer:
         content, model = _content(raw)
         context = structured_context(content)
         structured = context is not None
@@ -332,7 +337,7 @@ class ChatClient:
             context = one_line(content)
         cut = max(0, len(context) - self.max_chars)
         context = context[: self.max_chars]
-        if not readable(context):
+        if not readable(context, text):
             where = f" in its first {self.max_chars:,} characters" if cut else ""
             raise _Retry(
                 f"unusable answer: it lists no entity that can be read{where} ({one_line(content)[:60]!r})"

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 import regex
 
 from mner.channels.entities import MAX_CHARS, prose_names, prose_text, read_entities
+from mner.data import split_handle
+from mner.labels import BENCHMARK_LABELS, GENERIC_KIND_WORDS, LabelSet
 
 MAX_SPAN = 8  # tokens of one name found by alignment
 MAX_KIND_WORDS = 8  # of a kind read beside a name (a longer run of words is prose)
@@ -207,7 +209,11 @@ def read_context(tokens: Sequence[str], context: str | None, prose_fallback: boo
     """The entities a post's context lists (see the module docstring), read once per (tokens, context)."""
     if not isinstance(context, str) or not context.strip():
         return NOTHING
-    return _read(tuple(tokens), context, prose_fallback)
+    from mner.inputs.markers import join
+
+    # read on the tokens as a model reads them (a lone "@"/"#" joined to its name), whichever the caller holds: one
+    # reading per post for the pipeline's warning, routing and batching alike
+    return _read(join(tokens)[0], context, prose_fallback)
 
 
 @functools.lru_cache(maxsize=CACHE_SIZE)
@@ -240,9 +246,91 @@ def _merged(tokens, listed, aligned) -> ContextReading | None:
 
 def _placed(tokens: Sequence[str], entities) -> int:
     """How many of the post's tokens the alignment places a list's names on."""
-    from mner.channels.context import align
-
     return sum(tag != "O" for tag in align(tokens, [(n, k or "") for n, k in entities]))
+
+
+# ------------------------------------------------------------------------------------ the alignment
+
+
+def _words(token: str) -> list[str]:
+    """A token's normalised words: ``#NewYork`` → ``new york``, ``@KobeBryant`` → ``kobe bryant``."""
+    if len(token) > 1 and token[0] in "#@＃＠":
+        token = split_handle(token)
+    return [w.lower() for w in _WORD.findall(token)]
+
+
+def align(
+    tokens: Sequence[str],
+    entities: Sequence[tuple[str, str]],
+    generic_tag: bool = False,
+    labels: LabelSet | None = None,
+) -> list[str]:
+    """A tag from ``ALIGN_TAGS`` per token: where a named entity's words occur in the post (whole tokens),
+    ``B-``/``I-`` with its mapped type; longer names first, no overlaps. ``generic_tag``: a kind that names no
+    type at all (``is_generic``) gives ``B-ANY``/``I-ANY`` (``ANY_TAGS``) in place of UNK. ``labels``: the types
+    kinds map onto (the benchmark's by default; ``align_tags``)."""
+    return [tag for tag, _ in align_kinds(tokens, entities, generic_tag, labels)]
+
+
+def align_kinds(
+    tokens: Sequence[str],
+    entities: Sequence[tuple[str, str | None]],
+    generic_tag: bool = False,
+    labels: LabelSet | None = None,
+) -> list[tuple[str, str | None]]:
+    """``align``'s tag of each token with the listed kind of the entity it is in (None outside one). Linear in the
+    post's words and the names' occurrences: each name is looked for only where its first word stands."""
+    words, owner, starts = [], [], set()
+    for t, token in enumerate(tokens):
+        starts.add(len(words))
+        for w in _words(token):
+            words.append(w)
+            owner.append(t)
+    ends = {i for i in range(1, len(words) + 1) if i == len(words) or owner[i] != owner[i - 1]}
+    where: dict[str, list[int]] = {}
+    for i, w in enumerate(words):
+        if i in starts:
+            where.setdefault(w, []).append(i)
+    tags: list[tuple[str, str | None]] = [("O", None)] * len(tokens)
+    # the LLM's order among names of one length: deterministic (a set's order would change with the process)
+    named = sorted(
+        dict.fromkeys(
+            (
+                tuple(_words(name)),
+                (labels or BENCHMARK_LABELS).kind_type(kind)
+                or ("ANY" if generic_tag and is_generic(kind) else "UNK"),
+                kind or None,
+            )
+            for name, kind in entities
+        ),
+        key=lambda item: -len(item[0]),
+    )
+    for name, etype, kind in named:
+        n = len(name)
+        if not n:
+            continue
+        for i in where.get(name[0], ()):
+            if i + n in ends and tuple(words[i : i + n]) == name:
+                first, last = owner[i], owner[i + n - 1]
+                if all(tag == "O" for tag, _ in tags[first : last + 1]):
+                    tags[first] = (f"B-{etype}", kind)
+                    for k in range(first + 1, last + 1):
+                        tags[k] = (f"I-{etype}", kind)
+    return tags
+
+
+def is_generic(kind: str | None) -> bool:
+    """Whether a kind names no type at all: none given, or only words like "entity", "thing", "name"."""
+    if not kind:
+        return True
+    words = [w.lower() for w in _WORD.findall(kind)]
+    return all(w in GENERIC_KIND_WORDS for w in words)
+
+
+def kind_word(word: str) -> bool:
+    """Whether a word names an entity type or says "entity" ("Person", "city", "entity")."""
+    low = word.lower()
+    return BENCHMARK_LABELS.names_type(low) or low in GENERIC_KIND_WORDS
 
 
 # ------------------------------------------------------------------------------------- by alignment
@@ -374,8 +462,6 @@ def _chunks(gap: str) -> list[str]:
 def _kind_like(chunk: str) -> bool:
     """A short run of words with no function word but "of"/"and" ("sports team", "body of water"), not a clause;
     and not a name ("Barack Obama": capitalised words none of which is a kind word, as "Person" is)."""
-    from mner.channels.context import kind_word
-
     words = chunk.split()
     if len(words) > MAX_KIND_WORDS or any(
         w.lower() in _STOP and w.lower() not in ("of", "and") for w in words

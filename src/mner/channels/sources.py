@@ -342,7 +342,7 @@ def unsourced_warning(channels: Sequence[str], sourced: set[str]) -> str | None:
 def _unreadable(post: Post, spec: ChannelSpec) -> bool:
     """Whether the post carries a value for the channel from which its list cannot be read."""
     value = getattr(post, spec.field or spec.name, None)
-    return bool(value) and spec.readable is not None and not spec.readable(value)
+    return bool(value) and spec.readable is not None and not spec.readable(value, post.tokens)
 
 
 def knowledge_words(knowledge: Knowledge) -> tuple[str, ...]:

@@ -14,7 +14,7 @@ Adding a channel: a spec here, its typed field on ``Post`` (``mner.data``), ``Po
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -54,7 +54,7 @@ class ChannelSpec:
     # config's ``context_form`` (the context channel's reading)
     words: Callable[[Post, str], tuple[str, ...]] | None = None
     # a channel a model may read as a structured list (the context's entity list): whether a value holds one
-    readable: Callable[[str], bool] | None = None
+    readable: Callable[[str, Sequence[str]], bool] | None = None  # (its text, the post's tokens)
 
     def __post_init__(self):
         if self.reads not in READS:
@@ -73,10 +73,10 @@ def _knowledge_words(post: Post, form: str) -> tuple[str, ...]:
     return tuple(post.knowledge or ())
 
 
-def _lists_entities(text: str) -> bool:
-    from mner.channels.entities import read_entities
+def _lists_entities(text: str, tokens: Sequence[str] = ()) -> bool:
+    from mner.channels.reading import read_context
 
-    return bool(read_entities(text))
+    return bool(read_context(tokens, text).entities)
 
 
 def _context_words(post: Post, form: str) -> tuple[str, ...]:

@@ -131,7 +131,7 @@ def channel_options(
             + (_limit_params() if limits else [])
         )
         # hidden options for the file flags' old spellings (not where the old spelling is a text: predict --context)
-        renamed = [] if texts else _renamed_params(files)
+        renamed = [] if texts else _renamed_params(files, several)
         kept = [p for p in signature.parameters.values() if p.name != "channels"]
 
         @functools.wraps(func)
@@ -211,12 +211,12 @@ def _channel_args(added: Added, kwargs: dict) -> ChannelArgs:
     return given
 
 
-def _renamed_params(files: tuple[str, ...]) -> list[tuple[inspect.Parameter, str, str, str]]:
+def _renamed_params(files: tuple[str, ...], several: bool) -> list[tuple[inspect.Parameter, str, str, str]]:
     """The hidden options of the file flags' old spellings for the sources in ``files``."""
     out = []
     for flag, specs in file_sources().items():
         if specs[0].source in files:
-            kind = Path | None if specs[0].source != "tsv" else list[Path] | Path | None
+            kind = list[Path] | None if several and specs[0].source == "tsv" else Path | None
             out.extend(_renamed_file_options(flag, flag.lstrip("-").replace("-", "_"), kind))
     return out
 

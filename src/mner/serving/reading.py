@@ -4,6 +4,7 @@ The one place that asks the context parser (``mner.channels.context``) what a co
 shown — the ``read_as`` object of ``mner predict --json``, ``POST /v1/tag`` and the web demo::
 
     {"entities": [{"name": "Bears", "kind": "sports team", "type": "ORG", "in_post": true}, ...],
+     "how": "list",                     # list (a known form) | aligned (names found whatever the markup) | ...
      "route": "typed",                  # typed | untyped | none for a model with paths; "context" for one without
      "path": "the context model: ..."}  # the route in words
 
@@ -26,25 +27,27 @@ def context_reading(runner, tokens: Sequence[str], context: str | None) -> dict 
     """``read_as`` for a post (its ``tokens`` as tagged, its ``context``) under ``runner`` (a model on any runtime;
     ``mner.runtime.runners.RoutedRunner`` says its route); None when the model reads no context or none is
     given."""
-    from mner.channels.context import align_kinds, entity_type, post_entities
+    from mner.channels.context import align_kinds, entity_type
+    from mner.channels.reading import read_context
     from mner.inputs.markers import join
 
     config = runner.config
     if "context" not in config.channels or not context:
         return None
     read = tuple(join(tokens)[0]) if config.join_markers else tuple(tokens)
-    listed = post_entities(read, context, config.prose_fallback) or []
+    reading = read_context(read, context, config.prose_fallback)
+    labels = config.context_labels
     entities = [
         {
             "name": name,
             "kind": kind,
-            "type": entity_type(kind),
-            "in_post": any(tag != "O" for tag, _ in align_kinds(read, [(name, kind or "")])),
+            "type": entity_type(kind, labels),
+            "in_post": any(tag != "O" for tag, _ in align_kinds(read, [(name, kind or "")], labels=labels)),
         }
-        for name, kind in listed
+        for name, kind in reading.entities
     ]
     route = _route(runner, tokens, context)
-    return {"entities": entities, "route": route, "path": ROUTE_WORDS[route]}
+    return {"entities": entities, "how": reading.how, "route": route, "path": ROUTE_WORDS[route]}
 
 
 def _route(runner, tokens: Sequence[str], context: str) -> str:
