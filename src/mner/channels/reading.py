@@ -47,7 +47,7 @@ _REASONING = regex.compile(r"(?i:reasoning|explanation|rationale)[ \t]{0,3}:|Rea
 # (a full stop after an initial or a title is no delimiter: "J. Cole", "Dr. Dre")
 _DELIMS = regex.compile(
     r"[;,|<>{}\[\]()\"“”‘’*`=→⇒:\t\n\r]|(?:^|\s)[-–—•·+]+(?=\s|$)"
-    r"|(?<!(?<![^\W_])(?:[A-Z]|Dr|Mr|Mrs|Ms|St|Jr|Sr|Mt|Ft|vs))\.(?=\s|$)|(?:^|\s)\d{1,3}[.)](?=\s|$)|(?<=\s)/|/(?=\w+>)"
+    r"|(?<!(?<![^\W_])(?:[A-Z]|Dr|Mr|Mrs|Ms|St|Jr|Sr|Mt|Ft|vs|No|Nos|Inc|Co|Corp|Ltd|Ave|Gen|Sen|Rep|Gov|Prof|Lt|Col|Capt|Sgt))\.(?=\s|$)|(?:^|\s)\d{1,3}[.)](?=\s|$)|(?<=\s)/|/(?=\w+>)"
     r"|\s(?:is|are|was|were)(?:\s(?:an?|the))?(?=\s)"
 )
 _DELIMS_BUT_COMMA = regex.compile(_DELIMS.pattern.replace(";,|", ";|", 1))
@@ -105,6 +105,7 @@ _KEYS = frozenset(
     ]
 )
 # words around a kind that are not the kind ("is a sports team", "a city")
+_IN_KINDS = frozenset(("of", "and", "or"))  # function words a kind may hold: "body of water", "event or hashtag"
 _FILLER = frozenset(
     [
         "is",
@@ -236,12 +237,24 @@ def _read(tokens: tuple[str, ...], context: str, prose_fallback: bool) -> Contex
 
 
 def _merged(tokens, listed, aligned) -> ContextReading | None:
-    """The fast path's list where it read one of several items, or places as many of the post's tokens as the
-    alignment's names; else the alignment's names."""
+    """The fast path's list where it read several clean items (a known form), or places as many of the post's tokens
+    as the alignment's names; else the alignment's names."""
     found = tuple(dict.fromkeys((name, kind) for _, name, kind in aligned))
-    if listed and (not found or len(listed) > 1 or _placed(tokens, listed) >= _placed(tokens, found)):
+    if listed and (
+        not found
+        or (len(listed) > 1 and all(_clean(name) for name, _ in listed))
+        or _placed(tokens, listed) >= _placed(tokens, found)
+    ):
         return ContextReading(tuple(listed), "list")
     return ContextReading(found, "aligned") if found else None
+
+
+_MARKUP_IN_NAME = regex.compile(r"\s[-–—]\s|\*\*|\s[-–—]$|^[-–—•]\s|:\s|\|")
+
+
+def _clean(name: str) -> bool:
+    """A name as a known form reads it, not a run of another form's markup ("- J. Cole – person/rapper")."""
+    return _MARKUP_IN_NAME.search(name) is None
 
 
 def _placed(tokens: Sequence[str], entities) -> int:
@@ -394,6 +407,8 @@ def _name_like(text: str, occ: _Occurrence, tokens: Sequence[str], i: int, cased
         return False  # a part of "person/CEO", "Rock/Pop"
     if before in "@#＠＃" or (tokens[i][:1] in "@#＠＃" and len(tokens[i]) > 1):
         return True
+    if before in "*\"“`" and text[occ.end : occ.end + 1] in ("*", '"', "”", "`"):
+        return True  # marked as a name: **smartphone**, "coyote"
     first = text[occ.start] if cased else tokens[i][:1]
     return first.isupper() or first.isdigit()
 
@@ -426,7 +441,11 @@ def aligned_entities(tokens: Sequence[str], context: str) -> list[tuple[tuple[in
     for i, j, key in _spans(tokens):
         if key in _STOP or key in _KEYS or len(key) < 2 or any(k in taken for k in range(i, j)):
             continue
-        occurrences = [o for o in index.get(key, ()) if _name_like(text, o, tokens, i, cased)]
+        occurrences = [
+            o
+            for o in index.get(key, ())
+            if _name_like(text, o, tokens, i, cased) and not _inside(o, [c for _, c in chosen])
+        ]
         if occurrences:
             chosen.append(((i, j), occurrences[0]))
             taken.update(range(i, j))
@@ -436,7 +455,20 @@ def aligned_entities(tokens: Sequence[str], context: str) -> list[tuple[tuple[in
     if prose or covered < MIN_COVERED * max(1, _content_words(text)):
         return []  # prose that happens to name some of the post's words
     chosen.sort(key=lambda c: c[0][0])
-    return [(span, text[occ.start : occ.end], kinds.get(occ)) for span, occ in chosen]
+    return [(span, _as_written(text, occ), kinds.get(occ)) for span, occ in chosen]
+
+
+def _inside(occ: _Occurrence, chosen: list[_Occurrence]) -> bool:
+    """Whether a run lies within a longer name already found ("Top" of "Top 10")."""
+    return any(
+        c.start <= occ.start and occ.end <= c.end and (c.start, c.end) != (occ.start, occ.end) for c in chosen
+    )
+
+
+def _as_written(text: str, occ: _Occurrence) -> str:
+    """The name as the context writes it, with the "@"/"#" before it ("@PCraigRoberts")."""
+    start = occ.start - 1 if occ.start > 0 and text[occ.start - 1] in "@#＠＃" else occ.start
+    return text[start : occ.end]
 
 
 def _content_words(text: str) -> int:
@@ -459,12 +491,20 @@ def _chunks(gap: str) -> list[str]:
     return out
 
 
+def _short_item(chunk: str) -> bool:
+    """A short run of words with no function word but "of"/"and": a name or a kind, not a clause."""
+    words = chunk.split()
+    return len(words) <= MAX_KIND_WORDS and not any(
+        w.lower() in _STOP and w.lower() not in _IN_KINDS for w in words
+    )
+
+
 def _kind_like(chunk: str) -> bool:
     """A short run of words with no function word but "of"/"and" ("sports team", "body of water"), not a clause;
     and not a name ("Barack Obama": capitalised words none of which is a kind word, as "Person" is)."""
     words = chunk.split()
     if len(words) > MAX_KIND_WORDS or any(
-        w.lower() in _STOP and w.lower() not in ("of", "and") for w in words
+        w.lower() in _STOP and w.lower() not in _IN_KINDS for w in words
     ):
         return False
     capitalised = all(w[:1].isupper() or w[:1].isdigit() for w in words)
@@ -482,17 +522,12 @@ def _kinds(text: str, found: list[_Occurrence]) -> tuple[dict[_Occurrence, str |
     places = [sum(len(cs) for cs in chunks[: k + 1]) + k for k in range(len(found))]
     after = sum(p % 2 == 0 for p in places) >= sum(p % 2 == 1 for p in places)
     kinds: dict[_Occurrence, str | None] = {}
-    covered = sum(o.words for o in found)
     for k, occ in enumerate(found):
         near = chunks[k + 1][:1] if after else chunks[k][-1:]
-        kind = near[0] if near and _kind_like(near[0]) else None
-        kinds[occ] = kind
-        covered += len(kind.split()) if kind else 0
-    # names the post lacks (capitalised runs between delimiters) are list items too
-    for cs in chunks:
-        for c in cs:
-            if c not in kinds.values() and len(c.split()) <= MAX_KIND_WORDS and c[:1].isupper():
-                covered += len(c.split()) if all(w[:1].isupper() for w in c.split()) else 0
+        kinds[occ] = near[0] if near and _kind_like(near[0]) else None
+    # a list's items are short runs of words (names, kinds, the post's or others); prose's are clauses
     every = [c for cs in chunks for c in cs]
-    clauses = [c for c in every if not _kind_like(c) and not all(w[:1].isupper() for w in c.split())]
-    return kinds, covered, 3 * len(clauses) > len(every)
+    items = [c for c in every if _short_item(c)]
+    covered = sum(o.words for o in found) + sum(_content_words(c) for c in items)
+    clauses = [c for c in every if not _short_item(c)]
+    return kinds, covered, len(clauses) > 1 and 3 * len(clauses) > len(every)
