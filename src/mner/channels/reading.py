@@ -36,6 +36,7 @@ from mner.labels import BENCHMARK_LABELS, GENERIC_KIND_WORDS, LabelSet
 MAX_SPAN = 8  # tokens of one name found by alignment
 MAX_KIND_WORDS = 8  # of a kind read beside a name (a longer run of words is prose)
 MIN_COVERED = 0.6  # of a context's content words that names and kinds must be for it to read as a list
+MAX_FUNCTION_SHARE = 0.15  # of a context's words: more function words than this is prose
 CACHE_SIZE = 1 << 15
 PARSES = 0  # readings made (not taken from the cache): tests count them
 
@@ -105,7 +106,35 @@ _KEYS = frozenset(
     ]
 )
 # words around a kind that are not the kind ("is a sports team", "a city")
-_IN_KINDS = frozenset(("of", "and", "or"))  # function words a kind may hold: "body of water", "event or hashtag"
+_LIST_WORDS = frozenset(
+    ["a", "an", "the", "is", "are", "was", "of", "and", "or", "here"]
+)  # in lists too: "X is a Y", headers
+# words of an LLM's reasoning about a post, not of a list ("The sentence mentions ..., which is likely ...")
+_PROSE_WORDS = frozenset(
+    [
+        "sentence",
+        "mentions",
+        "mentioned",
+        "mention",
+        "image",
+        "suggests",
+        "suggest",
+        "likely",
+        "refers",
+        "which",
+        "also",
+        "as",
+        "does",
+        "about",
+        "been",
+        "has",
+        "have",
+        "be",
+    ]
+)
+_IN_KINDS = frozenset(
+    ("of", "and", "or")
+)  # function words a kind may hold: "body of water", "event or hashtag"
 _FILLER = frozenset(
     [
         "is",
@@ -240,10 +269,11 @@ def _merged(tokens, listed, aligned) -> ContextReading | None:
     """The fast path's list where it read several clean items (a known form), or places as many of the post's tokens
     as the alignment's names; else the alignment's names."""
     found = tuple(dict.fromkeys((name, kind) for _, name, kind in aligned))
+    clean = all(_clean(name) and _clean(kind or "") for name, kind in listed)
     if listed and (
         not found
-        or (len(listed) > 1 and all(_clean(name) for name, _ in listed))
-        or _placed(tokens, listed) >= _placed(tokens, found)
+        or (clean and (len(listed) > 1 or _placed(tokens, listed) >= _placed(tokens, found)))
+        or _placed(tokens, listed) > _placed(tokens, found)
     ):
         return ContextReading(tuple(listed), "list")
     return ContextReading(found, "aligned") if found else None
@@ -253,7 +283,8 @@ _MARKUP_IN_NAME = regex.compile(r"\s[-–—]\s|\*\*|\s[-–—]$|^[-–—•]\
 
 
 def _clean(name: str) -> bool:
-    """A name as a known form reads it, not a run of another form's markup ("- J. Cole – person/rapper")."""
+    """A name or kind as a known form reads it, not a run of another form's markup ("- J. Cole – person/rapper",
+    "celestial object: the sun")."""
     return _MARKUP_IN_NAME.search(name) is None
 
 
@@ -407,7 +438,7 @@ def _name_like(text: str, occ: _Occurrence, tokens: Sequence[str], i: int, cased
         return False  # a part of "person/CEO", "Rock/Pop"
     if before in "@#＠＃" or (tokens[i][:1] in "@#＠＃" and len(tokens[i]) > 1):
         return True
-    if before in "*\"“`" and text[occ.end : occ.end + 1] in ("*", '"', "”", "`"):
+    if before in '*"“`' and text[occ.end : occ.end + 1] in ("*", '"', "”", "`"):
         return True  # marked as a name: **smartphone**, "coyote"
     first = text[occ.start] if cased else tokens[i][:1]
     return first.isupper() or first.isdigit()
@@ -452,7 +483,11 @@ def aligned_entities(tokens: Sequence[str], context: str) -> list[tuple[tuple[in
     if not chosen:
         return []
     kinds, covered, prose = _kinds(text, sorted({occ for _, occ in chosen}, key=lambda o: o.start))
-    if prose or covered < MIN_COVERED * max(1, _content_words(text)):
+    if (
+        prose
+        or covered < MIN_COVERED * max(1, _content_words(text))
+        or _function_share(text) > MAX_FUNCTION_SHARE
+    ):
         return []  # prose that happens to name some of the post's words
     chosen.sort(key=lambda c: c[0][0])
     return [(span, _as_written(text, occ), kinds.get(occ)) for span, occ in chosen]
@@ -469,6 +504,13 @@ def _as_written(text: str, occ: _Occurrence) -> str:
     """The name as the context writes it, with the "@"/"#" before it ("@PCraigRoberts")."""
     start = occ.start - 1 if occ.start > 0 and text[occ.start - 1] in "@#＠＃" else occ.start
     return text[start : occ.end]
+
+
+def _function_share(text: str) -> float:
+    """The share of a text's words that are function words a list does not need ("in", "that", "with", "his"):
+    prose has many, a list of names and kinds, even one in sentences ("Bears is a sports team."), next to none."""
+    words = [w.lower() for w in _WORD.findall(text)]
+    return sum((w in _STOP and w not in _LIST_WORDS) or w in _PROSE_WORDS for w in words) / max(1, len(words))
 
 
 def _content_words(text: str) -> int:
@@ -503,9 +545,7 @@ def _kind_like(chunk: str) -> bool:
     """A short run of words with no function word but "of"/"and" ("sports team", "body of water"), not a clause;
     and not a name ("Barack Obama": capitalised words none of which is a kind word, as "Person" is)."""
     words = chunk.split()
-    if len(words) > MAX_KIND_WORDS or any(
-        w.lower() in _STOP and w.lower() not in _IN_KINDS for w in words
-    ):
+    if len(words) > MAX_KIND_WORDS or any(w.lower() in _STOP and w.lower() not in _IN_KINDS for w in words):
         return False
     capitalised = all(w[:1].isupper() or w[:1].isdigit() for w in words)
     return not capitalised or any(kind_word(w) for w in _WORD.findall(chunk))
