@@ -407,7 +407,9 @@ def _index(text: str) -> dict[str, list[_Occurrence]]:
     """Every run of at most MAX_SPAN words inside one segment, by its words joined lower-case: where it occurs. A
     run may cross a comma, kept in its key ("fayetteville,nc"): it matches a post that has the comma too."""
     index: dict[str, list[_Occurrence]] = {}
-    for seg_start, seg_end in _segments(text, _DELIMS_BUT_COMMA):
+    # a comma joins a name's parts ("Fayetteville, NC") where the items are set apart by something else
+    delims = _DELIMS_BUT_COMMA if 2 * text.count(",") < len(_segments(text)) else _DELIMS
+    for seg_start, seg_end in _segments(text, delims):
         words = list(_WORD_OR_COMMA.finditer(text, seg_start, seg_end))
         for s in range(len(words)):
             if words[s].group() == ",":
@@ -430,9 +432,12 @@ def _list_region(context: str) -> str:
     return text[: end.start()] if end is not None else text  # all "Reasoning:": prose, no list
 
 
-def _name_like(text: str, occ: _Occurrence, tokens: Sequence[str], i: int, cased: bool) -> bool:
+def _name_like(
+    text: str, occ: _Occurrence, tokens: Sequence[str], i: int, cased: bool, items: set[tuple[int, int]]
+) -> bool:
     """Whether a found run reads as a name: capitalised (or a handle, hashtag or number) in the context, or in the
-    post where the context is all lower-case."""
+    post where the context is all lower-case; or a whole item of the list on its own ("smartphone, coyote") that
+    is no kind word ("city")."""
     before = text[occ.start - 1] if occ.start > 0 else " "
     if before == "/" or text[occ.end : occ.end + 1] == "/":
         return False  # a part of "person/CEO", "Rock/Pop"
@@ -441,7 +446,21 @@ def _name_like(text: str, occ: _Occurrence, tokens: Sequence[str], i: int, cased
     if before in '*"“`' and text[occ.end : occ.end + 1] in ("*", '"', "”", "`"):
         return True  # marked as a name: **smartphone**, "coyote"
     first = text[occ.start] if cased else tokens[i][:1]
-    return first.isupper() or first.isdigit()
+    if first.isupper() or first.isdigit() or (cased and any(c.isupper() for c in text[occ.start : occ.end])):
+        return True  # "Bears", "2 Chainz", "iTunes Store"
+    return (occ.start, occ.end) in items and not any(
+        kind_word(w) for w in _WORD.findall(text[occ.start : occ.end])
+    )
+
+
+def _items(text: str) -> set[tuple[int, int]]:
+    """(start, end) of the words of each run between delimiters: the list's items as written."""
+    out = set()
+    for start, end in _segments(text):
+        words = list(_WORD.finditer(text, start, end))
+        if words:
+            out.add((words[0].start(), words[-1].end()))
+    return out
 
 
 def _spans(tokens: Sequence[str]) -> list[tuple[int, int, str]]:
@@ -466,7 +485,7 @@ def aligned_entities(tokens: Sequence[str], context: str) -> list[tuple[tuple[in
     text = _list_region(context)
     if not tokens or not text.strip():
         return []
-    index, cased = _index(text), any(c.isupper() for c in text)
+    index, cased, items = _index(text), any(c.isupper() for c in text), _items(text)
     chosen: list[tuple[tuple[int, int], _Occurrence]] = []
     taken: set[int] = set()
     for i, j, key in _spans(tokens):
@@ -475,7 +494,7 @@ def aligned_entities(tokens: Sequence[str], context: str) -> list[tuple[tuple[in
         occurrences = [
             o
             for o in index.get(key, ())
-            if _name_like(text, o, tokens, i, cased) and not _inside(o, [c for _, c in chosen])
+            if _name_like(text, o, tokens, i, cased, items) and not _inside(o, [c for _, c in chosen])
         ]
         if occurrences:
             chosen.append(((i, j), occurrences[0]))
@@ -517,11 +536,16 @@ def _content_words(text: str) -> int:
     return sum(1 for w in _WORD.findall(text) if w.lower() not in _KEYS | _FILLER | _STOP and not w.isdigit())
 
 
-def _chunks(gap: str) -> list[str]:
+def _chunks(gap: str, after_name: bool = True, before_name: bool = True) -> list[str]:
     """The kinds a gap between two names may hold: its delimiter-free runs as written, fillers and keys around
-    them left out ("is a sports team" → "sports team"); runs of keys alone ("type", "entity") dropped."""
+    them left out ("is a sports team" → "sports team"); runs of keys alone ("type", "entity") dropped. A run that
+    touches a name with no delimiter between ("Hunterdon| County") is part of that name: left out."""
     out = []
     for start, end in _segments(gap):
+        if (after_name and start == 0 and gap[:1].strip()) or (
+            before_name and end == len(gap) and gap[-1:].strip()
+        ):
+            continue
         words = list(_WORD.finditer(gap, start, end))
         while words and words[0].group().lower() in _FILLER | _KEYS:
             words.pop(0)
@@ -548,7 +572,8 @@ def _kind_like(chunk: str) -> bool:
     if len(words) > MAX_KIND_WORDS or any(w.lower() in _STOP and w.lower() not in _IN_KINDS for w in words):
         return False
     capitalised = all(w[:1].isupper() or w[:1].isdigit() for w in words)
-    return not capitalised or any(kind_word(w) for w in _WORD.findall(chunk))
+    # a capitalised kind is a type's word or two ("Person", "Sports Team"); else it is a name ("Person 12")
+    return not capitalised or (len(words) <= 2 and all(kind_word(w) for w in _WORD.findall(chunk)))
 
 
 def _kinds(text: str, found: list[_Occurrence]) -> tuple[dict[_Occurrence, str | None], int, bool]:
@@ -557,7 +582,8 @@ def _kinds(text: str, found: list[_Occurrence]) -> tuple[dict[_Occurrence, str |
     gaps = [text[: found[0].start]]
     gaps += [text[a.end : b.start] for a, b in itertools.pairwise(found)]
     gaps.append(text[found[-1].end :])
-    chunks = [_chunks(g) for g in gaps]
+    last = len(gaps) - 1  # the text before the first name and after the last touch a name on one side only
+    chunks = [_chunks(g, after_name=k > 0, before_name=k < last) for k, g in enumerate(gaps)]
     # a list alternates names and kinds: its names at even places (kinds after them) or odd ones (kinds first)
     places = [sum(len(cs) for cs in chunks[: k + 1]) + k for k in range(len(found))]
     after = sum(p % 2 == 0 for p in places) >= sum(p % 2 == 1 for p in places)
