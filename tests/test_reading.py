@@ -190,3 +190,23 @@ def test_a_model_of_its_own_label_set_reads_a_context():
     with_context = entity_scores(gold, tagger.predict_tags(dev)).f1
     without = entity_scores(gold, tagger.predict_tags([dataclasses.replace(p, context=None) for p in dev])).f1
     assert with_context > without + 0.2, (with_context, without)
+
+
+def test_training_reads_each_post_once_whatever_the_epochs():
+    from mner.training.runconfig import RunConfig, TrainConfig
+    from mner.training.trainer import train
+
+    rng = random.Random(3)
+    train_posts, dev = _made_up_posts(rng, 40, True), _made_up_posts(rng, 12, True)
+    model = {
+        "char_dim": 8,
+        "char_filters": 8,
+        "hidden": 8,
+        "channels": ["text", "context"],
+        "context_alignment": True,
+    }
+    run = RunConfig(model, TrainConfig(epochs=3, batch_size=8, min_word_count=1, progress=False, seed=1))
+    before = reading.PARSES
+    train(train_posts, dev, run)
+    # every post read once: by the first epoch's batches (and the dev scoring), never again in later epochs
+    assert 0 < reading.PARSES - before <= len(train_posts) + len(dev)
