@@ -389,7 +389,9 @@ class LabelSet:
     def of(cls, types: Iterable[str]) -> LabelSet:
         """The label set of these types, in ``ordered_types`` order."""
         ordered = tuple(ordered_types(types))
-        words = tuple((t, tuple(BENCHMARK_KIND_WORDS.get(t, ())) or _type_words(t)) for t in ordered)
+        words = tuple(
+            (t, tuple(BENCHMARK_KIND_WORDS.get(t, ())) or _type_words(t) + _borrowed(t)) for t in ordered
+        )
         return cls(ordered, "BIO", words)
 
     @classmethod
@@ -412,6 +414,9 @@ class LabelSet:
         for etype, words in self.kind_words:
             for word in words:
                 out[word] = etype  # a word two types name: the later type's (as the table always read)
+        for etype, _ in self.kind_words:  # a type's own name's words are its own, whatever another borrowed
+            for word in _type_words(etype) if etype not in BENCHMARK_KIND_WORDS else ():
+                out[word] = etype
         return out
 
     def kind_type(self, kind: str | None) -> str | None:
@@ -422,6 +427,26 @@ class LabelSet:
         if not kind or not isinstance(kind, str):
             return None
         return _kind_type(self, kind.lower())
+
+
+# other names of the benchmark's types, as a user's label set may call them
+BENCHMARK_NAMES = {
+    "per": "PER",
+    "loc": "LOC",
+    "org": "ORG",
+    "misc": "OTHER",
+    "miscellaneous": "OTHER",
+    "other": "OTHER",
+}
+
+
+def _borrowed(etype: str) -> tuple[str, ...]:
+    """The benchmark table's words of the type a user's type is named after ("organization" → ORG's words:
+    company, team, band, ...); none for a name the table lacks ("miscellaneous")."""
+    name = " ".join(_type_words(etype)[:1])
+    found = [t for t, words in BENCHMARK_KIND_WORDS.items() if name in words or name.rstrip("s") in words]
+    found = [BENCHMARK_NAMES[name]] if name in BENCHMARK_NAMES else found
+    return tuple(BENCHMARK_KIND_WORDS[found[0]]) if found else ()
 
 
 def _type_words(etype: str) -> tuple[str, ...]:
@@ -483,7 +508,10 @@ def _unit_mean_cached(words: tuple[str, ...]):
 
     from mner.inputs.embeddings import load_word_vectors, word_key
 
-    vectors = load_word_vectors("glove-6b-50d")
+    try:
+        vectors = load_word_vectors("glove-6b-50d")
+    except (ValueError, OSError):  # no word vectors here: kinds are read by their words alone
+        return None
     rows = [r for r in vectors.find([word_key(w) for w in words]).tolist() if r >= 0]
     if not rows:
         return None
