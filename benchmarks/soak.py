@@ -1,7 +1,10 @@
-"""Soak test of ``mner serve`` and a kill -9 loop on ``mner tag`` (issue #16), loopback only, bounded in time.
+"""Soak of ``mner serve``, kill -9 loops (``mner tag``, ``mner ask-llm --image``), the spaCy component; bounded.
 
-Usage: python benchmarks/soak.py [--minutes 3] [--clients 8] [--kill-posts 3000] [--kills 20] [--job-posts 3000]
-[--job-kills 5] [--report FILE | --update]
+Issues #16, #25 and #32; loopback (127.0.0.1) only, bounded in count and time, each leg stops by itself.
+
+Usage: python benchmarks/soak.py [--minutes 3] [--clients 8] [--kill-posts 3000] [--kills 20] [--job-posts 5000]
+[--job-kills 5] [--llm-posts 800] [--llm-kills 8] [--spacy-docs 1000] [--spacy-batch-sizes 1 7 32 128]
+[--report FILE | --update]
 
 Serve: starts ``mner serve`` (defaults) on a free 127.0.0.1 port, then for ``--minutes`` runs ``--clients``
 client threads that each send, at random, valid posts (JSON, multipart with a JPEG) and hostile ones:
@@ -22,6 +25,20 @@ and the local Ray it started) 0-3 s after a run wrote its first records, ``--job
 to finish; then every
 input post's id must appear in the output as often as in the input, in input order, with no temporary part
 file left.
+
+``ask-llm --image`` kill loop (issue #32): ``mner ask-llm --image`` on ``--llm-posts`` posts (two in three with
+a photo inside the input's folder) against a fake OpenAI-compatible chat endpoint this script serves on 127.0.0.1
+(answers after 20-200 ms naming the post's longest word, one request in 50 a 503), killed with SIGKILL
+``--llm-kills`` times (in turn 0-2 s after a run wrote its first row, and 0.3-1.5 s after its start), then rerun
+until a run exits 0; then every post's id must appear in the TSV exactly once, each row read back as the answer
+given for its post, each request carry its post's photo byte for byte, the sidecar ``OUT.meta.json`` be valid
+JSON, and no temporary file be left.
+
+spaCy leg (issue #32): ``spacy.blank("en")`` with ``nlp.add_pipe("mner")`` tags ``--spacy-docs`` docs (a third with
+``doc._.image`` a photo's path, one in 20 a bad image: bytes that are none, a text file, a missing file, a truncated
+JPEG, a value of the wrong type) one at a time, then through ``nlp.pipe`` at each ``--spacy-batch-sizes`` with an
+error handler (``nlp.set_error_handler``) that collects failures: each doc tagged (entities inside its text) or
+handed to the handler, exactly once, in input order, with the same entities or error as alone.
 """
 
 from __future__ import annotations
@@ -479,6 +496,346 @@ def job_kill_loop(args, engine: str, parquet: bool, seed: int) -> list[str]:
     ]
 
 
+class FakeChat:
+    """An OpenAI-compatible chat endpoint on 127.0.0.1 for the ``ask-llm --image`` kill loop: each answer, after a
+    random 20-200 ms, names the post's longest word as a person (the schema's JSON when the request asks for it, an
+    entity list as text otherwise); one request in 50 answers 503 (``Retry-After: 0``) to exercise the retries.
+    It keeps, for each post's text, the SHA-256 of every image sent with it (None: sent without one)."""
+
+    def __init__(self, seed: int):
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.rng, self.lock = random.Random(seed), threading.Lock()
+        self.requests, self.statuses = 0, Counter()
+        self.images: dict[str, set] = {}
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # quiet
+                pass
+
+            def do_POST(self):
+                try:
+                    body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                except (OSError, ValueError):  # the client was killed while sending its request
+                    with fake.lock:
+                        fake.statuses["request cut"] += 1
+                    return
+                with fake.lock:
+                    fake.requests += 1
+                    delay, fail = fake.rng.uniform(0.02, 0.2), fake.rng.random() < 0.02
+                time.sleep(delay)
+                if self.path != "/v1/chat/completions" or fail:
+                    self.answer(404 if self.path != "/v1/chat/completions" else 503, b"")
+                    return
+                text, sha = fake.read(body["messages"][-1]["content"])
+                with fake.lock:
+                    fake.images.setdefault(text, set()).add(sha)
+                name = longest_word(text)
+                if "response_format" in body:
+                    content = json.dumps(
+                        {
+                            "entities": [{"name": name, "kind": "person"}],
+                            "reasoning": f"The post names {name}.",
+                        }
+                    )
+                else:
+                    content = f"Named entities:1. {name} (person)Reasoning:The post names {name}."
+                message = {"role": "assistant", "content": content}
+                choice = {"index": 0, "message": message, "finish_reason": "stop"}
+                self.answer(
+                    200, json.dumps({"id": "x", "model": body["model"], "choices": [choice]}).encode()
+                )
+
+            def answer(self, status: int, raw: bytes):
+                try:
+                    self.send_response(status)
+                    if status == 503:
+                        self.send_header("Retry-After", "0")
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(raw)))
+                    self.end_headers()
+                    self.wfile.write(raw)
+                except OSError:  # the client was killed while its request was answered
+                    status = "client gone"
+                with fake.lock:
+                    fake.statuses[status] += 1
+
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+
+            def handle_error(self, request, client_address):
+                if isinstance(sys.exc_info()[1], OSError):  # a killed client's keep-alive connection reset
+                    with fake.lock:
+                        fake.statuses["connection reset"] += 1
+                else:
+                    super().handle_error(request, client_address)
+
+        self.httpd = Server(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @staticmethod
+    def read(content) -> tuple[str, str | None]:
+        """The post's text (the user message's first line, after "Post: ") and its image's SHA-256, if sent."""
+        import hashlib
+
+        sha = None
+        if isinstance(content, list):
+            url = next((p["image_url"]["url"] for p in content if p["type"] == "image_url"), None)
+            content = next(p["text"] for p in content if p["type"] == "text")
+            if url is not None:
+                sha = hashlib.sha256(base64.b64decode(url.partition(",")[2])).hexdigest()
+        return content.split("\n")[0].removeprefix("Post: "), sha
+
+    def __enter__(self):
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def longest_word(text: str) -> str:
+    """The post's longest word of letters (the first of the longest): what the fake endpoint names."""
+    import re
+
+    return max(re.findall(r"[A-Za-z]+", text), key=len)
+
+
+def ask_llm_kill_loop(args) -> list[str]:
+    """``mner ask-llm --image`` against a fake endpoint on 127.0.0.1, killed with SIGKILL at random moments, then
+    rerun until a run completes (exit 0): each post's id once in the output, each row a readable answer naming the
+    post's word, each image sent as the file it is, the sidecar valid JSON, no temporary file left?"""
+    import hashlib
+    import tempfile
+
+    from mner.channels.entities import read_entities
+
+    rng = random.Random(5)
+    folder = Path(tempfile.mkdtemp(prefix="mner-kill-ask-llm-"))
+    photos = make_posts(20, seed=3)
+    shas = {}
+    (folder / "photos").mkdir()
+    for i, (_, jpeg) in enumerate(photos):
+        (folder / "photos" / f"p{i}.jpg").write_bytes(jpeg)
+        shas[f"photos/p{i}.jpg"] = hashlib.sha256(jpeg).hexdigest()
+    posts = []  # (id, text, image path or None)
+    for i in range(args.llm_posts):
+        text = f"{photos[i % len(photos)][0]} (post {i})"  # each text its own: the endpoint tells posts apart
+        posts.append((f"q{i}", text, f"photos/p{i % len(photos)}.jpg" if i % 3 != 2 else None))
+    lines = [json.dumps({"id": p, "text": t, **({"image": m} if m else {})}) for p, t, m in posts]
+    (folder / "posts.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = folder / "contexts.tsv"
+    kills, runs, exits, start = 0, 0, Counter(), time.perf_counter()
+    progress: list[int] = []  # rows in the output after each kill
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    with FakeChat(seed=6) as fake:
+        command = [
+            sys.executable,
+            "-m",
+            "mner",
+            "ask-llm",
+            "--in",
+            str(folder / "posts.jsonl"),
+            "--out",
+            str(out),
+        ]
+        command += [
+            "--endpoint",
+            fake.url,
+            "--model",
+            "fake-vision",
+            "--image",
+            "--concurrency",
+            "4",
+            "--quiet",
+        ]
+        while runs < args.llm_kills + 20:  # bounded: runs that never complete end the loop, said below
+            runs += 1
+            before = max(records_written(out), 1)  # the header is no row
+            log = folder / f"run{runs}.log"
+            with open(log, "wb") as stderr:
+                proc = subprocess.Popen(
+                    command, stdout=subprocess.DEVNULL, stderr=stderr, env=env, start_new_session=True
+                )
+            if kills < args.llm_kills and kills % 2:  # every other kill: 0.3-1.5 s after the start (start-up)
+                time.sleep(rng.uniform(0.3, 1.5))
+            elif kills < args.llm_kills:  # the others: once this run has written a row, a random 0-2 s later
+                while proc.poll() is None and records_written(out) <= before:
+                    time.sleep(0.05)
+                time.sleep(rng.uniform(0, 2))
+            if proc.poll() is None and kills < args.llm_kills:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                kills += 1
+                progress.append(max(records_written(out) - 1, 0))  # rows, less the header
+                continue
+            proc.wait(timeout=600)
+            exits[proc.returncode] += 1
+            if proc.returncode == 0:
+                break
+    completed = exits[0] == 1
+    tracebacks = sum("Traceback" in p.read_text(errors="replace") for p in folder.glob("run*.log"))
+    rows = out.read_text(encoding="utf-8").splitlines()
+    header_ok = rows[:1] == ["id\tcontext"]
+    written = Counter(row.partition("\t")[0] for row in rows[1:])
+    answers = dict(row.partition("\t")[::2] for row in rows[1:])
+    once = written == Counter(p for p, _, _ in posts)
+    readable = sum(
+        [name for name, _ in read_entities(answers.get(p))] == [longest_word(t)] for p, t, _ in posts
+    )
+    images_right = sum(fake.images.get(t) == {shas[m] if m else None} for _, t, m in posts)
+    try:
+        meta = json.loads(out.with_name(out.name + ".meta.json").read_text(encoding="utf-8"))
+        meta_ok = meta.get("written_by") == "mner ask-llm" and isinstance(meta.get("runs"), list)
+        recorded, finished = len(meta["runs"]), sum(r.get("finished") is not None for r in meta["runs"])
+    except (OSError, ValueError, KeyError) as err:
+        meta_ok, recorded, finished = f"False ({err})", 0, 0
+    left = sorted(
+        p.name for p in folder.iterdir() if p.name.startswith(".") or p.name.endswith((".tmp", ".part"))
+    )
+    return [
+        "### Kill -9 loop on `mner ask-llm --image` (a fake chat endpoint on 127.0.0.1)",
+        "",
+        (
+            f"{args.llm_posts} posts (each id once; two in three with a photo, {len(photos)} distinct JPEGs of "
+            "≈600×400 in the input's folder), `--concurrency 4`, against an endpoint that answers after 20-200 ms "
+            "(one request in 50 answered 503 with Retry-After: 0): "
+            f"{runs} runs, {kills} killed with SIGKILL (the process group; in turn 0-2 s after the run wrote its first "
+            "row, and 0.3-1.5 s after its start), "
+            f"run exits after that {dict(exits)}, a run completed: **{completed}**; "
+            f"{time.perf_counter() - start:.0f} s in all; rows in the output after each kill: {progress}; "
+            f"requests served {fake.requests} ({dict(sorted(fake.statuses.items(), key=str))}); tracebacks in the runs' "
+            f"logs: {tracebacks}."
+        ),
+        (
+            f"Output: the header {'right' if header_ok else 'WRONG'}, {sum(written.values())} rows for "
+            f"{len(posts)} posts; every id exactly once: **{once}**; rows that read back as the entity list the "
+            f"endpoint gave for that post: **{readable} of {len(posts)}**; posts whose every request carried "
+            f"exactly their photo's bytes (or no image): **{images_right} of {len(posts)}**; the sidecar "
+            f"`contexts.tsv.meta.json` valid JSON of mner's: **{meta_ok}** ({recorded} runs recorded, "
+            f"{finished} of them finished); temporary files left: {len(left)}{' ' + str(left) if left else ''}."
+        ),
+        "",
+    ]
+
+
+BAD_IMAGES = ("bytes", "text file", "missing file", "truncated JPEG", "wrong type")
+
+
+def spacy_leg(args) -> list[str]:
+    """The spaCy component over many docs (a third with a photo's path, one in 20 with a bad image), through
+    ``nlp.pipe`` at several batch sizes with an error handler that collects failures: each doc tagged (entities
+    inside its text) or handed to the handler, exactly once, none lost, in input order; the same entities and
+    errors as tagging each doc alone?"""
+    import tempfile
+
+    import spacy
+
+    folder = Path(tempfile.mkdtemp(prefix="mner-spacy-"))
+    photos = make_posts(20, seed=7)
+    for i, (_, jpeg) in enumerate(photos):
+        (folder / f"p{i}.jpg").write_bytes(jpeg)
+    (folder / "notes.jpg").write_text("not a photo at all\n", encoding="utf-8")
+    (folder / "cut.jpg").write_bytes(photos[0][1][:2000])
+    bad_values = {
+        "bytes": b"not an image",
+        "text file": str(folder / "notes.jpg"),
+        "missing file": str(folder / "gone.jpg"),
+        "truncated JPEG": str(folder / "cut.jpg"),
+        "wrong type": 12345,
+    }
+    texts = []  # (text, image)
+    for i in range(args.spacy_docs):
+        text, image = photos[i % len(photos)][0], None
+        if i % 3 == 0:
+            image = str(folder / f"p{i % len(photos)}.jpg")
+        if i % 20 == 11:
+            image = bad_values[BAD_IMAGES[(i // 20) % len(BAD_IMAGES)]]
+        if i % 97 == 50:
+            text = "   "  # only spaces: tagged, no entity
+        texts.append((f"{text} {i}" if text.strip() else text, image))
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe("mner", config={"threads": 1})
+    failures: list[tuple[int, str]] = []
+    nlp.set_error_handler(
+        lambda name, component, docs, err: failures.extend((d.user_data["n"], str(err)) for d in docs)
+    )
+
+    def make(i: int):
+        doc = nlp.make_doc(texts[i][0])
+        doc._.image, doc.user_data["n"] = texts[i][1], i
+        return doc
+
+    def result(doc) -> tuple:
+        return "ents", tuple((e.start_char, e.end_char, e.label_, e._.score) for e in doc.ents)
+
+    def spans(value) -> tuple:  # what must be identical: the error, or each entity's offsets and label
+        return value if value[0] != "ents" else ("ents", [entity[:3] for entity in value[1]])
+
+    start = time.perf_counter()
+    alone: dict[int, tuple] = {}
+    for i in range(len(texts)):
+        failures.clear()
+        doc = nlp(make(i))
+        alone[i] = ("error", failures[0][1]) if len(failures) == 1 else result(doc)
+        if len(failures) > 1:
+            alone[i] = ("handler called", len(failures))
+    failed_alone = sum(value[0] != "ents" for value in alone.values())
+    rows, all_ok = [], True
+    for batch_size in args.spacy_batch_sizes:
+        failures.clear()
+        tagged = list(nlp.pipe((make(i) for i in range(len(texts))), batch_size=batch_size))
+        order = [d.user_data["n"] for d in tagged]
+        seen = Counter(order) + Counter(n for n, _ in failures)
+        once = seen == Counter(range(len(texts)))
+        in_order = order == sorted(order)
+        inside = all(0 <= e.start_char < e.end_char <= len(d.text) for d in tagged for e in d.ents)
+        got = {d.user_data["n"]: result(d) for d in tagged} | {n: ("error", m) for n, m in failures}
+        same = sum(i in got and spans(got[i]) == spans(alone[i]) for i in range(len(texts)))
+        diffs = [
+            abs(a[3] - b[3])
+            for i in range(len(texts))
+            if alone[i][0] == "ents" and got.get(i, ("",))[0] == "ents"
+            for a, b in zip(got[i][1], alone[i][1], strict=False)
+        ]
+        ok = once and in_order and inside and same == len(texts)
+        all_ok &= ok
+        rows.append(
+            f"| {batch_size} | {len(tagged)} | {len(failures)} | {sum(n > 1 for n in seen.values())} | "
+            f"{len(texts) - len(seen)} | {in_order} | {inside} | {same} of {len(texts)} | "
+            f"{max(diffs, default=0.0):.1e} | **{ok}** |"
+        )
+    kinds = Counter(BAD_IMAGES[(i // 20) % len(BAD_IMAGES)] for i in range(len(texts)) if i % 20 == 11)
+    entities = sum(len(v[1]) for v in alone.values() if v[0] == "ents")
+    return [
+        '### The spaCy component: `nlp.pipe` with an error handler (`spacy.blank("en")`, `nlp.add_pipe("mner")`)',
+        "",
+        (
+            f"{len(texts)} docs (a third with `doc._.image` a photo's path; {sum(kinds.values())} with a bad image: "
+            f"{dict(kinds)}; {sum(1 for t, _ in texts if not t.strip())} of only spaces), tagged one at a time "
+            f"first ({entities} entities; {failed_alone} docs handed to the error handler), then through "
+            f"`nlp.pipe` at each batch size; {time.perf_counter() - start:.0f} s in all. Same: the same "
+            "entities (offsets and labels) or the same error as alone."
+        ),
+        "",
+        (
+            "| batch_size | tagged | to the handler | docs seen twice | docs lost | in input order | entities "
+            "inside the text | same as alone | largest score difference | all hold |"
+        ),
+        "|---|---|---|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+        f"Every batch size: **{all_ok}**.",
+        "",
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=3)
@@ -487,24 +844,40 @@ def main() -> None:
     parser.add_argument("--kills", type=int, default=20, help="SIGKILLs before the last run may finish")
     parser.add_argument("--job-posts", type=int, default=5000, help="posts of the Parquet and Ray kill loops")
     parser.add_argument("--job-kills", type=int, default=5, help="SIGKILLs in each Parquet and Ray kill loop")
+    parser.add_argument("--llm-posts", type=int, default=800, help="posts of the ask-llm --image kill loop")
+    parser.add_argument("--llm-kills", type=int, default=8, help="SIGKILLs in the ask-llm --image kill loop")
+    parser.add_argument("--spacy-docs", type=int, default=1000, help="docs of the spaCy component leg")
+    parser.add_argument("--spacy-batch-sizes", type=int, nargs="+", default=[1, 7, 32, 128])
+    legs = ("serve", "tag", "parquet", "ray", "ray-parquet", "ask-llm", "spacy")
+    parser.add_argument("--legs", nargs="+", choices=legs, default=list(legs), help="the legs to run (all)")
     report_option(parser, "soak.md")
     args = parser.parse_args()
     args.report = report_path(args, "soak.md")
     lines = [
-        "## Soak (issue #16)",
+        "## Soak (issues #16, #25, #32)",
         "",
         (
             f"Command: `python benchmarks/soak.py --minutes {args.minutes:g} --clients "
             f"{args.clients} --kill-posts {args.kill_posts} --kills {args.kills} --job-posts {args.job_posts} "
-            f"--job-kills {args.job_kills}`; {os.cpu_count()} CPU cores."
+            f"--job-kills {args.job_kills} --llm-posts {args.llm_posts} --llm-kills {args.llm_kills} --spacy-docs "
+            f"{args.spacy_docs} --spacy-batch-sizes {' '.join(map(str, args.spacy_batch_sizes))}"
+            f"{'' if len(args.legs) == len(legs) else ' --legs ' + ' '.join(args.legs)}`; "
+            f"{os.cpu_count()} CPU cores, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '(not set)')}."
         ),
         "",
     ]
-    lines += soak(args)
-    lines += kill_loop(args)
-    lines += job_kill_loop(args, "local", parquet=True, seed=2)
-    lines += job_kill_loop(args, "ray", parquet=False, seed=3)
-    lines += job_kill_loop(args, "ray", parquet=True, seed=4)
+    run = {
+        "serve": lambda: soak(args),
+        "tag": lambda: kill_loop(args),
+        "parquet": lambda: job_kill_loop(args, "local", parquet=True, seed=2),
+        "ray": lambda: job_kill_loop(args, "ray", parquet=False, seed=3),
+        "ray-parquet": lambda: job_kill_loop(args, "ray", parquet=True, seed=4),
+        "ask-llm": lambda: ask_llm_kill_loop(args),
+        "spacy": lambda: spacy_leg(args),
+    }
+    for leg in legs:
+        if leg in args.legs:
+            lines += run[leg]()
     publish(lines, args.report)
 
 

@@ -476,7 +476,9 @@ def test_predict_json_is_the_pipeline_result(kg_path, photos, pipeline):
     # the default reads the context: how it read it comes last ("Chelsea the cat": the name Chelsea, of a kind
     # that names no type of the model's: the untyped path)
     assert list(out) == [*KEYS, "read_as"] and out["read_as"]["route"] == "untyped"
-    assert [(e["name"], e["kind"], e["type"]) for e in out["read_as"]["entities"]] == [("Chelsea", "cat", None)]
+    assert [(e["name"], e["kind"], e["type"]) for e in out["read_as"]["entities"]] == [
+        ("Chelsea", "cat", None)
+    ]
     assert out["knowledge"]["entity"] == "cat" and out["context"] == "Chelsea the cat"
     assert (
         out["attributes"]
