@@ -231,8 +231,8 @@ def predict(
         bool,
         typer.Option(
             "--json",
-            help="Print {tokens, entities, attributes, knowledge, caption, context} as JSON (each entity with its "
-            "token and character offsets and its score), and 'warnings' (a list) when the model's channels had no "
+            help="Print {tokens, entities, attributes (null: the image was not read), knowledge, caption, context} as "
+            "JSON (each entity with its token and character offsets and its score), and 'warnings' (a list) when the model's channels had no "
             "source for the post.",
         ),
     ] = False,
@@ -296,11 +296,9 @@ def read_as_line(reading: dict) -> str:
 
 def evidence_lines(result: dict, given_caption: str | None = None) -> list[str]:
     """Lines for the image attributes, a caption made from them, and the knowledge used (none if absent)."""
-    from mner.serving.pipeline import IMAGE_NOT_READ
-
     lines = []
-    if result["attributes"] is None:
-        lines.append(f"image: {IMAGE_NOT_READ.replace('ask for attributes', '--attributes')}")
+    if result["attributes"] is None:  # the post's image was not opened
+        lines.append("image: not read: the model reads no image (--attributes to get its classes)")
     if result["attributes"]:
         lines.append(
             "attributes: " + ", ".join(f"{a['label']} {a['probability']:.2f}" for a in result["attributes"])

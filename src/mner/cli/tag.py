@@ -65,7 +65,7 @@ def summary_line(summary) -> str:
     )
     unread = (
         f"; {summary.unread} images not read (the model reads none: --attributes reads them for their classes)"
-        if getattr(summary, "unread", 0)
+        if summary.unread
         else ""
     )
     return (

@@ -12,7 +12,7 @@ An image is read (decoded and encoded) only where something uses it: the model r
 made from the attribute labels, or knowledge from a KG (its image match) — ``mner.channels.sources.image_readers`` —,
 or the image's classes are asked for (``Pipeline(attributes=True)``, ``PostInput.attributes``: ``--attributes``,
 the service's ``"attributes": true``). Otherwise the image is never opened (a file that is not an image fails
-nothing) and the result's ``attributes`` is None (``null``): not read, as ``IMAGE_NOT_READ`` says.
+nothing) and the result's ``attributes`` is None (``null``): not read.
 """
 
 from __future__ import annotations
@@ -40,7 +40,6 @@ if TYPE_CHECKING:
 
 EMPTY_TEXT = "text is empty: expected the words of a post"
 UPLOAD_NAME = "<upload>"  # what errors call an image given as bytes
-IMAGE_NOT_READ = "not read: the model reads no image (ask for attributes to get its classes)"
 
 
 @dataclass(frozen=True)
@@ -342,7 +341,7 @@ def _image_id(image: str | Path | bytes | None) -> str | None:
 
 def _result(prepared: Prepared, post: Post, spans: list[Span], features, knowledge, unread) -> TagResult:
     if prepared.unread:
-        attributes = None  # its image was not read: IMAGE_NOT_READ
+        attributes = None  # its image was not read
     elif features is None:
         attributes = ()
     else:
