@@ -1,13 +1,16 @@
 """End-to-end tagging speed: `mner tag` on N posts each with a tweet-sized JPEG, beside a UMT-shaped pipeline.
 
 Usage: python benchmarks/bench_tag.py [--posts 1000] [--umt-posts 100] [--threads 2] [--kg KG.sqlite]
-       [--model DIR ...] [--with-context] [--report FILE | --update]
+       [--model DIR ...] [--attributes] [--with-context] [--report FILE | --update]
 
 mner: `mner tag --in posts.jsonl --out tagged.jsonl [--kg KG]` as a subprocess: JPEG decode + EfficientNet-Lite
-+ KG lookup + the tagger, in batches. Posts/s is counted from the command's own start to its end (model
-loading included) and, separately, over the tagging loop alone (the command's summary line). Several
-``--model`` folders are timed one after another in the same run, on the same posts. ``--with-context`` gives each
-post its LLM knowledge from ``llm_knowledge.tsv`` (the "context" field), as a user of a context model would.
+(for a model that reads the image: image channels, a caption from it, a KG's image match; a model that reads none
+leaves the images unopened) + KG lookup + the tagger, in batches. Posts/s is counted from the command's own start
+to its end (model loading included) and, separately, over the tagging loop alone (the command's summary line).
+Several ``--model`` folders are timed one after another in the same run, on the same posts; ``--attributes`` times
+each again with ``mner tag --attributes`` (every image decoded and encoded for its classes). ``--with-context``
+gives each post its LLM knowledge from ``llm_knowledge.tsv`` (the "context" field), as a user of a context model
+would.
 
 UMT-shaped pipeline (Yu et al., 2020): ResNet-152 over the 224×224 image → 7×7 regions, a BERT-base encoder
 (12 layers, 768 wide, 12 heads, 30,522-word-piece embeddings) over the word pieces, one cross-modal
@@ -56,7 +59,7 @@ def make_posts(folder: Path, n: int, data: Path, seed: int = 0, with_context: bo
     return folder / "posts.jsonl"
 
 
-def run_mner(posts: Path, out: Path, args, model: Path | None) -> dict:
+def run_mner(posts: Path, out: Path, args, model: Path | None, attributes: bool = False) -> dict:
     if out.exists():
         out.unlink()
     cmd = [
@@ -74,6 +77,8 @@ def run_mner(posts: Path, out: Path, args, model: Path | None) -> dict:
         cmd += ["--kg", str(args.kg)]
     if model:
         cmd += ["--model", str(model)]
+    if attributes:
+        cmd += ["--attributes"]
     print("$", " ".join(cmd), flush=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     start = time.perf_counter()
@@ -81,11 +86,13 @@ def run_mner(posts: Path, out: Path, args, model: Path | None) -> dict:
     wall = time.perf_counter() - start
     print(done.stderr.strip(), flush=True)
     lines = out.read_text(encoding="utf-8").splitlines()
-    errors = sum("error" in json.loads(line) for line in lines)
+    records = [json.loads(line) for line in lines]
+    errors = sum("error" in r for r in records)
     loop = re.findall(r"([\d.]+) posts/s", done.stderr)
     return {
         "posts": len(lines),
         "errors": errors,
+        "unread": sum("attributes" in r and r["attributes"] is None for r in records),  # images not opened
         "wall": wall,
         "loop_rate": float(loop[-1]) if loop else None,
     }
@@ -194,6 +201,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--kg", type=Path, default=None)
     parser.add_argument("--model", type=Path, action="append", help="a model folder (repeat to time several)")
+    parser.add_argument(
+        "--attributes", action="store_true", help="time each model again with mner tag --attributes"
+    )
     parser.add_argument("--with-context", action="store_true", help="each post with its LLM knowledge")
     parser.add_argument("--data", type=Path, default=SHARED / "data" / "twitter2015")
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "bench_tag")
@@ -207,8 +217,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     posts = make_posts(args.work / "posts", args.posts, args.data, with_context=args.with_context)
     sizes = [p.stat().st_size for p in (args.work / "posts").glob("*.jpg")]
-    models = args.model or [None]
-    runs = [run_mner(posts, args.work / "tagged.jsonl", args, model) for model in models]
+    models = [(m, a) for m in args.model or [None] for a in ((False, True) if args.attributes else (False,))]
+    runs = [run_mner(posts, args.work / "tagged.jsonl", args, model, a) for model, a in models]
     umt = run_umt(posts, args.umt_posts)
     mner, mner_rate = runs[0], runs[0]["posts"] / runs[0]["wall"]
     lines = [
@@ -223,10 +233,11 @@ def main() -> None:
         "| pipeline | posts | errors | posts/s (whole command) | posts/s (tagging loop) |",
         "|---|---|---|---|---|",
         *(
-            f"| mner tag{f' --model {model}' if model else ''} (decode + EfficientNet-Lite0 + KG + tagger) | "
+            f"| mner tag{f' --model {model}' if model else ''}{' --attributes' if a else ''} "
+            f"({'tagger, images not read' if run['unread'] else 'decode + EfficientNet-Lite0 + KG + tagger'}) | "
             f"{run['posts']} | {run['errors']} | {run['posts'] / run['wall']:.1f} | "
             f"{run['loop_rate'] if run['loop_rate'] is not None else '–'} |"
-            for model, run in zip(models, runs)
+            for (model, a), run in zip(models, runs)
         ),
         (
             f"| UMT-shaped (decode + ResNet-152 + BERT-base + cross-attention), random weights | {umt['posts']} | 0 | – | "
@@ -238,6 +249,7 @@ def main() -> None:
         f"Command: `python benchmarks/bench_tag.py --posts {args.posts} --umt-posts {args.umt_posts} --threads {args.threads}"
         + (f" --kg {args.kg}" if args.kg else "")
         + "".join(f" --model {m}" for m in args.model or [])
+        + (" --attributes" if args.attributes else "")
         + (" --with-context" if args.with_context else "")
         + "`",
         "",

@@ -281,18 +281,22 @@ def test_images_of_an_input_given_by_uri_are_fetched_a_batch_at_a_time(tmp_path,
     posts = write_jsonl(
         tmp_path / "posts.jsonl", [{"id": f"p{i}", "text": "Obama", "image": "big.jpg"} for i in range(60)]
     )
+    # the text model reads no image: --attributes has them read (and fetched, for an input given by URI)
     by_path, done = run_measured(
-        "tag", "--in", posts, "--out", str(tmp_path / "a.jsonl"), "--model", "text", where=tmp_path
+        "tag",
+        "--in",
+        posts,
+        "--out",
+        str(tmp_path / "a.jsonl"),
+        "--model",
+        "text",
+        "--attributes",
+        where=tmp_path,
     )
     assert done.returncode == 0, done.stderr
     by_uri, done = run_measured(
-        "tag",
-        "--in",
-        f"file://{posts}",
-        "--out",
-        str(tmp_path / "b.jsonl"),
-        "--model",
-        "text",
+        *("tag", "--in", f"file://{posts}", "--out", str(tmp_path / "b.jsonl")),
+        *("--model", "text", "--attributes"),
         where=tmp_path,
     )
     assert done.returncode == 0, done.stderr
@@ -304,6 +308,10 @@ def test_images_of_an_input_given_by_uri_are_fetched_a_batch_at_a_time(tmp_path,
     assert by_uri - by_path < 120, (
         f"60 posts with an 8 MB image by URI: {by_uri:.0f} MB, by path {by_path:.0f} MB"
     )
+    absent = write_jsonl(tmp_path / "absent.jsonl", [{"id": "a", "text": "Obama", "image": "absent.jpg"}])
+    assert tag("--in", f"file://{absent}", "--out", str(tmp_path / "c.jsonl")).exit_code == 0
+    (record,) = [json.loads(line) for line in (tmp_path / "c.jsonl").read_text().splitlines()]
+    assert record["attributes"] is None and "error" not in record  # not fetched, so not missed
 
 
 # -------------------------------------------------------------------------- 18. Ray at a bad --address

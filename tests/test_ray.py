@@ -57,17 +57,17 @@ def records(path) -> list[dict]:
 
 
 def same_answers(a: list[dict], b: list[dict]) -> None:
-    """Equal records; image attributes equal to float noise (images may share a batch with others)."""
+    """Equal records; image attributes equal to float noise (images may share a batch with others), null (an image
+    not read) in both or neither."""
     assert [r["id"] for r in a] == [r["id"] for r in b]
     for x, y in zip(a, b, strict=True):
         assert {k: v for k, v in x.items() if k != "attributes"} == {
             k: v for k, v in y.items() if k != "attributes"
         }
-        assert [t["label"] for t in x.get("attributes", [])] == [t["label"] for t in y.get("attributes", [])]
-        assert all(
-            abs(s["probability"] - t["probability"]) <= 1e-4
-            for s, t in zip(x.get("attributes", []), y.get("attributes", []), strict=True)
-        )
+        assert (x.get("attributes", []) is None) == (y.get("attributes", []) is None)
+        xs, ys = x.get("attributes") or [], y.get("attributes") or []
+        assert [t["label"] for t in xs] == [t["label"] for t in ys]
+        assert all(abs(s["probability"] - t["probability"]) <= 1e-4 for s, t in zip(xs, ys, strict=True))
 
 
 def tagger_actors() -> list[int]:
@@ -92,23 +92,16 @@ def tag(*args: str):
 @needs_twitter2015
 @pytest.mark.slow
 def test_ray_gives_the_records_of_the_local_engine(posts, tmp_path):
-    tag("--in", str(posts), "--out", str(tmp_path / "local.jsonl"))
+    tag("--in", str(posts), "--out", str(tmp_path / "local.jsonl"), "--attributes")
     result = tag(
-        "--in",
-        str(posts),
-        "--out",
-        str(tmp_path / "ray.jsonl"),
-        "--engine",
-        "ray",
-        "--workers",
-        "2",
-        "--batch-size",
-        "16",
+        *("--in", str(posts), "--out", str(tmp_path / "ray.jsonl"), "--engine", "ray", "--attributes"),
+        *("--workers", "2", "--batch-size", "16"),
     )
     local, on_ray = records(tmp_path / "local.jsonl"), records(tmp_path / "ray.jsonl")
     assert len(local) == 303 and sum("error" in r for r in on_ray) == 3
+    assert sum(len(r.get("attributes") or []) == 5 for r in on_ray) == 100  # the workers read the images
     same_answers(on_ray, local)
-    assert "tagged 300, errors 3, skipped 0 (already in the output)" in result.stderr
+    assert "tagged 300, errors 3, skipped 0 (already in the output); " in result.stderr
 
 
 @needs_twitter2015
@@ -132,6 +125,9 @@ def test_parquet_in_and_out_hold_the_same_records_as_jsonl(posts, tmp_path):
         "part-00000.parquet",
     ]
     same_answers(records(tmp_path / "local.parquet"), records(tmp_path / "local.jsonl"))
+    assert (
+        sum(r.get("attributes", []) is None for r in records(tmp_path / "local.parquet")) == 100
+    )  # not read
     same_answers(records(tmp_path / "ray.parquet"), records(tmp_path / "local.jsonl"))
     assert pq.read_schema(tmp_path / "local.parquet" / "part-00000.parquet").names == [
         "id",
@@ -156,6 +152,9 @@ def test_a_rerun_skips_what_the_output_holds(posts, tmp_path):
     cut.write_text("".join(whole[:123]) + whole[123][:40], encoding="utf-8")  # interrupted mid-line
     result = tag("--in", str(posts), "--out", str(cut), "--engine", "ray")
     assert "skipped 123 (already in the output)" in result.stderr
+    assert (
+        "images not read (the model reads none: --attributes reads them for their classes)" in result.stderr
+    )
     same_answers(records(cut), records(tmp_path / "whole.jsonl"))
 
 

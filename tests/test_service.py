@@ -27,7 +27,7 @@ from mner.serving.service import Limits, TagResponse, create_app
 from tests.serving import photo_jpeg, running_server
 
 POST = "Barack Obama visits Berlin"
-EXPECTED = '{"text": str, "image"?: base64 str, "caption"?: str, "context"?: str}'
+EXPECTED = '{"text": str, "image"?: base64 str, "caption"?: str, "context"?: str, "attributes"?: bool}'
 SMALL = Limits(max_chars={"text": 100, "caption": 20, "context": 100}, max_image_bytes=50_000, max_pending=64)
 
 
@@ -127,14 +127,44 @@ def test_health_says_what_the_service_cannot_fill_for_every_post(pipeline):
 
 
 def test_json_post_with_base64_image_gives_the_pipeline_dict(client, pipeline, photo):
-    response = client.post("/v1/tag", json={"text": POST, "image": b64(photo)})
+    response = client.post("/v1/tag", json={"text": POST, "image": b64(photo), "attributes": True})
     assert response.status_code == 200, response.text
     result = response.json()
-    assert result == pipeline.tag(POST, image=photo).to_dict()
+    assert result == pipeline.tag(POST, image=photo, attributes=True).to_dict()
     entities = [(e["text"], e["type"]) for e in result["entities"]]
     assert entities == [("Barack Obama", "PER"), ("Berlin", "LOC")]
     assert len(result["attributes"]) == 5 and all(0 < a["probability"] <= 1 for a in result["attributes"])
     TagResponse.model_validate(result)  # the documented response model fits what is sent
+
+
+def test_an_image_is_read_only_when_the_request_asks_for_attributes(client, pipeline, photo):
+    """The default reads no image: a post's image is not opened (not even one that is no image) and its
+    'attributes' is null, unless the request asks for them ("attributes": true, or the form field)."""
+    assert pipeline.describe()["images"].startswith("not read: the model reads no image")
+    for image in (photo, b"hello, not a picture"):
+        as_json = client.post("/v1/tag", json={"text": POST, "image": b64(image)})
+        as_form = client.post(
+            "/v1/tag", files={"text": (None, POST), "image": ("p.jpg", image, "image/jpeg")}
+        )
+        for response in (as_json, as_form):
+            assert response.status_code == 200, response.text
+            assert response.json() == {**pipeline.tag(POST).to_dict(), "attributes": None}
+            TagResponse.model_validate(response.json())
+    asked = client.post(
+        "/v1/tag",
+        files={"text": (None, POST), "image": ("p.jpg", photo, "image/jpeg"), "attributes": (None, "true")},
+    )
+    assert asked.status_code == 200 and len(asked.json()["attributes"]) == 5
+    refused = client.post("/v1/tag", json={"text": POST, "image": b64(b"hello"), "attributes": True})
+    assert (refused.status_code, refused.json()) == (
+        422,
+        {"error": "image: not an image (unrecognised format)"},
+    )
+    bad_flag = client.post("/v1/tag", files={"text": (None, POST), "attributes": (None, "maybe")})
+    assert (bad_flag.status_code, bad_flag.json()) == (
+        422,
+        {"error": "form field 'attributes' is 'maybe': expected true or false (1 or 0, on or off)"},
+    )
 
 
 def test_multipart_post_equals_the_json_post(client, photo):
@@ -217,9 +247,9 @@ BAD_JSON = [
             "expected the image file's bytes base64-encoded"
         ),
     ),
-    (b'{"text": "a", "image": ""}', 422, "image: empty file (0 bytes)"),
+    (b'{"text": "a", "image": "", "attributes": true}', 422, "image: empty file (0 bytes)"),
     (
-        json.dumps({"text": "a", "image": b64(b"hello, not a picture")}).encode(),
+        json.dumps({"text": "a", "image": b64(b"hello, not a picture"), "attributes": True}).encode(),
         422,
         "image: not an image (unrecognised format)",
     ),
@@ -239,12 +269,14 @@ def test_bad_json_bodies_get_4xx_with_a_clear_message(client, body, status, mess
 
 def test_a_truncated_jpeg_is_refused_with_the_decoders_reason(client, photo):
     cut = ("cut.jpg", photo[:4000], "image/jpeg")
-    response = client.post("/v1/tag", files={"text": (None, POST), "image": cut})
+    response = client.post("/v1/tag", files={"text": (None, POST), "image": cut, "attributes": (None, "on")})
     assert (response.status_code, response.json()) == (422, {"error": "image: truncated image data"})
 
 
 def test_an_image_over_the_pixel_limit_is_refused_from_its_header(client):
-    response = client.post("/v1/tag", json={"text": POST, "image": b64(png(10_000, 10_000))})
+    response = client.post(
+        "/v1/tag", json={"text": POST, "image": b64(png(10_000, 10_000)), "attributes": True}
+    )
     assert (response.status_code, response.json()) == (
         422,
         {
@@ -258,7 +290,7 @@ def test_an_image_over_the_pixel_limit_is_refused_from_its_header(client):
 
 def test_a_tiny_image_is_refused(client):
     dot = ("dot.png", png(4, 4), "image/png")
-    response = client.post("/v1/tag", files={"text": (None, POST), "image": dot})
+    response = client.post("/v1/tag", files={"text": (None, POST), "image": dot, "attributes": (None, "1")})
     assert (response.status_code, response.json()) == (
         422,
         {"error": "image: image is 4×4 pixels; the smallest accepted side is 8"},
@@ -298,7 +330,7 @@ FORM_ERRORS = [
     (
         {"files": {"text": (None, "a"), "picture": ("p.jpg", b"x", "image/jpeg")}},
         422,
-        "unknown form field(s) 'picture': expected 'text', an 'image' file, 'caption', 'context'",
+        "unknown form field(s) 'picture': expected 'text', an 'image' file, 'caption', 'context', 'attributes'",
     ),
     (
         {"files": [("text", (None, "a")), ("text", (None, "b"))]},
@@ -609,7 +641,7 @@ def test_mner_serve_starts_the_service_from_the_command_line(photo):
             except httpx.TransportError:
                 time.sleep(0.2)
         assert health.json()["status"] == "ok"
-        files = {"text": (None, POST), "image": ("p.jpg", photo, "image/jpeg")}
+        files = {"text": (None, POST), "image": ("p.jpg", photo, "image/jpeg"), "attributes": (None, "true")}
         tagged = httpx.post(base + "/v1/tag", files=files, timeout=60)
         assert tagged.status_code == 200 and len(tagged.json()["attributes"]) == 5
         too_long = httpx.post(base + "/v1/tag", json={"text": "a" * 51}, timeout=60)

@@ -83,6 +83,9 @@ def test_one_doc_with_a_bad_image_goes_to_the_error_handler_and_the_rest_is_tagg
     nlp.add_pipe("mner", config={"model": "text"})
     docs = [nlp.make_doc(f"Obama visits Berlin {i}") for i in range(10)]
     docs[5]._.image = b"not an image"
+    # the text model reads no image: it is not opened, and the doc is tagged
+    assert [(e.text, e.label_) for e in nlp(docs[5]).ents] == [("Obama", "PER"), ("Berlin", "LOC")]
+    nlp.get_pipe("mner").pipeline.attributes = True  # as a model that reads images: every image is read
     got = []
     with pytest.raises(MnerInputError, match="not an image"):  # spaCy's default handler raises
         for doc in nlp.pipe(docs, batch_size=4):

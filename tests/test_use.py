@@ -66,6 +66,12 @@ def pipeline():
 
 
 @pytest.fixture(scope="module")
+def reading():
+    """The default, asked for every image's classes: it reads every image (the default alone reads none)."""
+    return Pipeline(attributes=True)
+
+
+@pytest.fixture(scope="module")
 def kg_path(tmp_path_factory, pipeline, photos) -> Path:
     """Two entities called Chelsea: the cat owns the cat photo (PNG; posts show it as JPEG); the club does not."""
     folder = tmp_path_factory.mktemp("kg")
@@ -113,6 +119,7 @@ def test_result_contract_without_image(pipeline):
         "runtime": "onnx",
         "threads": 1,
         "min_score": 0.0,
+        "images": "not read: the model reads no image (a post asking for attributes has its image read)",
         "warnings": [
             (
                 "the model was trained with 'context', and no context file is given (--context-file): a post without "
@@ -123,17 +130,18 @@ def test_result_contract_without_image(pipeline):
     }
 
 
-def test_image_gives_its_top5_attributes_as_file_or_bytes(pipeline, photos):
-    from_file = pipeline.tag("Chelsea is sleeping", image=photos["chelsea"]).to_dict()
+def test_image_gives_its_top5_attributes_as_file_or_bytes(reading, photos):
+    from_file = reading.tag("Chelsea is sleeping", image=photos["chelsea"]).to_dict()
     attributes = from_file["attributes"]
     assert len(attributes) == 5 and attributes[0]["label"] in CAT_CLASSES
     assert all(a["probability"] == round(a["probability"], 4) for a in attributes)
     assert attributes == sorted(attributes, key=lambda a: -a["probability"])
     assert from_file["caption"] is None  # the shipped model has no caption channel
-    assert pipeline.tag("Chelsea is sleeping", image=photos["chelsea"].read_bytes()).to_dict() == from_file
+    assert reading.tag("Chelsea is sleeping", image=photos["chelsea"].read_bytes()).to_dict() == from_file
 
 
-def test_a_batch_encodes_its_images_in_one_call_and_bad_items_stay_in_place(pipeline, photos, monkeypatch):
+def test_a_batch_encodes_its_images_in_one_call_and_bad_items_stay_in_place(reading, photos, monkeypatch):
+    pipeline = reading
     items = [
         PostInput("Kobe Bryant scores", image=photos["chelsea"], post_id="a"),
         PostInput("   ", post_id="b"),
@@ -167,8 +175,9 @@ def test_a_batch_encodes_its_images_in_one_call_and_bad_items_stay_in_place(pipe
             assert str(got) == str(alone)
 
 
-def test_posts_prepared_on_other_threads_are_tagged_as_by_tag_many(pipeline, photos):
+def test_posts_prepared_on_other_threads_are_tagged_as_by_tag_many(reading, photos):
     """The service prepares posts (tokens, decoded pixels) on decoding threads, then tags them in a batch."""
+    pipeline = reading
     items = [
         PostInput("Kobe Bryant scores", image=photos["chelsea"], post_id="a"),
         PostInput("   ", post_id="b"),
@@ -183,6 +192,71 @@ def test_posts_prepared_on_other_threads_are_tagged_as_by_tag_many(pipeline, pho
     assert [r.to_dict() if isinstance(r, TagResult) else str(r) for r in got] == [
         r.to_dict() if isinstance(r, TagResult) else str(r) for r in want
     ]
+
+
+def test_the_default_opens_no_image_unless_its_classes_are_asked_for(photos, monkeypatch):
+    """The shipped default reads no image channel: an image is neither decoded nor encoded (a file that is not an
+    image fails nothing, its ``attributes`` null), unless the post or the Pipeline asks for attributes."""
+    import mner.runtime.images
+    import mner.vision.decode
+
+    loaded, decoded = [], []
+    load_encoder, load_pixels_ = mner.runtime.images.load_image_encoder, mner.vision.decode.load_pixels
+    monkeypatch.setattr(
+        mner.runtime.images, "load_image_encoder", lambda *a: loaded.append(a) or load_encoder(*a)
+    )
+    monkeypatch.setattr(mner.vision.decode, "load_pixels", lambda *a: decoded.append(a) or load_pixels_(*a))
+    default = Pipeline()
+    assert default.image_readers == [] and not default.reads_image()
+    items = [
+        PostInput("Barack Obama visits Paris", image=photos["text"], post_id="a"),
+        PostInput("Kobe Bryant scores", image=photos["chelsea"].with_name("absent.jpg"), post_id="b"),
+        PostInput("Chelsea is sleeping", image=b"not an image", post_id="c"),
+        PostInput("flying to Paris", post_id="d"),
+    ]
+    results = [r.to_dict() for r in default.tag_many(items)]
+    assert [[e["text"] for e in r["entities"]] for r in results] == [
+        ["Barack Obama", "Paris"],
+        ["Kobe Bryant"],
+        ["Chelsea"],
+        ["Paris"],
+    ]
+    assert [r["attributes"] for r in results] == [None, None, None, []]  # null: not read; []: no image
+    assert (loaded, decoded, default._encoder) == ([], [], None)
+    # asked for by a post: that post's image is read, in the same batch as the others
+    asked = default.tag_many(
+        [*items[:2], PostInput("Chelsea is sleeping", image=photos["chelsea"], attributes=True)]
+    )
+    assert [r.attributes for r in asked[:2]] == [None, None]
+    assert asked[2].attributes[0].label in CAT_CLASSES and len(asked[2].attributes) == 5
+    assert len(loaded) == 1 and len(decoded) == 1
+    # asked for by the Pipeline: every image is read, and one that is not an image is the post's error
+    every = Pipeline(attributes=True).tag_many(items)
+    assert [str(r) if isinstance(r, ImageError) else r.attributes for r in every] == [
+        "text.jpg: not an image (unrecognised format)",
+        "absent.jpg: file not found",
+        "<upload>: not an image (unrecognised format)",
+        (),
+    ]
+
+
+def test_a_model_that_reads_the_image_reads_it_without_being_asked(caption_model, kg_path, tmp_path):
+    """A caption made from the attribute labels, or knowledge matched in a KG by the image, reads the image."""
+    assert Pipeline(caption_model).image_readers == ["caption"]
+    config = ModelConfig(
+        tags=["O", "B-PER", "I-PER"],
+        words=["<pad>", "<unk>"],
+        chars=["<pad>", "<unk>"],
+        channels=["text", "knowledge"],
+        fusion=True,
+        hidden=8,
+    )
+    knows = TorchModel.new(config).save(tmp_path / "knows")
+    assert Pipeline(knows).image_readers == []  # no KG: nothing to match the image against
+    with_kg = Pipeline(knows, {"knowledge": kg_path})
+    assert with_kg.image_readers == ["knowledge"] and with_kg.reads_image()
+    assert with_kg.describe()["images"] == "read: the model reads 'knowledge'"
+    with_kg.close()
 
 
 @pytest.mark.parametrize(
@@ -204,7 +278,8 @@ def test_posts_prepared_on_other_threads_are_tagged_as_by_tag_many(pipeline, pho
         ({"image": b"hello\n"}, "<upload>: not an image (unrecognised format)"),
     ],
 )
-def test_bad_input_is_one_clear_error(pipeline, photos, kwargs, message):
+def test_bad_input_is_one_clear_error(reading, photos, kwargs, message):
+    pipeline = reading
     image = kwargs.get("image")
     if isinstance(image, str):
         image = photos.get(image, photos["chelsea"].with_name("absent.jpg"))
@@ -240,8 +315,11 @@ def test_a_100000_character_post_is_tagged_in_windows(pipeline):
 
 def test_the_image_vector_drives_the_knowledge_search(kg_path, photos):
     with_kg = Pipeline(files={"knowledge": kg_path})
-    seen = with_kg.tag("Chelsea is sleeping", image=photos["chelsea"]).to_dict()["knowledge"]
+    # the default reads no knowledge: its image is read (and matched in the KG) when attributes are asked for
+    seen = with_kg.tag("Chelsea is sleeping", image=photos["chelsea"], attributes=True).to_dict()["knowledge"]
     assert (seen["path"], seen["entity"], seen["hop"]) == ("image", "cat", 0) and seen["similarity"] >= 0.9
+    unread = with_kg.tag("Chelsea is sleeping", image=photos["chelsea"]).to_dict()
+    assert unread["attributes"] is None and unread["knowledge"]["entity"] == "cfc"  # the text match
     assert seen["triples"][0] == ["chelsea", "isA", "cat"]
     assert (
         with_kg.tag("Chelsea is sleeping").to_dict()["knowledge"]["entity"] == "cfc"
@@ -442,7 +520,10 @@ def test_max_pixels_applies_to_bytes(photos):
 def test_predict_shows_attributes_and_knowledge(kg_path, photos):
     result = runner.invoke(
         app,
-        ["predict", "--text", "Chelsea is sleeping", "--image", str(photos["chelsea"]), "--kg", str(kg_path)],
+        [
+            *("predict", "--text", "Chelsea is sleeping", "--image", str(photos["chelsea"])),
+            *("--kg", str(kg_path), "--attributes"),
+        ],
     )
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
@@ -455,7 +536,7 @@ def test_predict_shows_attributes_and_knowledge(kg_path, photos):
     assert "\x1b[" not in result.stdout
 
 
-def test_predict_json_is_the_pipeline_result(kg_path, photos, pipeline):
+def test_predict_json_is_the_pipeline_result(kg_path, photos, reading):
     result = runner.invoke(
         app,
         [
@@ -469,6 +550,7 @@ def test_predict_json_is_the_pipeline_result(kg_path, photos, pipeline):
             "--context",
             "Chelsea the cat",
             "--json",
+            "--attributes",
         ],
     )
     assert result.exit_code == 0, result.output
@@ -482,7 +564,7 @@ def test_predict_json_is_the_pipeline_result(kg_path, photos, pipeline):
     assert out["knowledge"]["entity"] == "cat" and out["context"] == "Chelsea the cat"
     assert (
         out["attributes"]
-        == pipeline.tag("Chelsea is sleeping", image=photos["chelsea"]).to_dict()["attributes"]
+        == reading.tag("Chelsea is sleeping", image=photos["chelsea"]).to_dict()["attributes"]
     )
 
 
@@ -523,7 +605,8 @@ def test_predict_piped_has_no_colour_codes():
     ],
 )
 def test_predict_bad_image_is_one_clear_line(photos, image, message):
-    result = runner.invoke(app, ["predict", "--text", "Kobe Bryant scores", "--image", str(photos[image])])
+    args = ["predict", "--text", "Kobe Bryant scores", "--image", str(photos[image])]
+    result = runner.invoke(app, [*args, "--attributes"])
     assert result.exit_code == 2
     assert result.stderr.startswith(message.replace("PHOTO", str(photos[image])))
     assert "Traceback" not in result.output
@@ -564,7 +647,8 @@ def test_tag_ids_relative_images_and_bad_lines(photos, tmp_path):
             {"tokens": ["New", "York"]},
         ],
     )
-    result = tag("--in", str(posts), "--out", str(tmp_path / "out.jsonl"), "--batch-size", "4")
+    out = str(tmp_path / "out.jsonl")
+    result = tag("--in", str(posts), "--out", out, "--batch-size", "4", "--attributes")
     assert result.exit_code == 0, result.output
     records = read_records(tmp_path / "out.jsonl")
     assert [r["id"] for r in records] == ["a", "posts-2", "posts-3", "d", "e", "posts-6"]
@@ -613,13 +697,60 @@ def test_tag_prepares_the_next_batch_while_tagging_and_writes_what_one_batch_wri
     lines[4] = "{broken"
     posts = write_posts(tmp_path, lines)
     for size, out in (("2", "small.jsonl"), ("64", "whole.jsonl")):
-        assert tag("--in", str(posts), "--out", str(tmp_path / out), "--batch-size", size).exit_code == 0
+        result = tag("--in", str(posts), "--out", str(tmp_path / out), "--batch-size", size, "--attributes")
+        assert result.exit_code == 0
     small, whole = read_records(tmp_path / "small.jsonl"), read_records(tmp_path / "whole.jsonl")
     assert [r["id"] for r in small] == [f"p{i}" if i != 4 else "posts-5" for i in range(11)]
     assert sum("error" in r for r in small) == 4 and sum("attributes" in r for r in small) >= 3
     for a, b in zip(small, whole, strict=True):
         assert a.get("entities") == b.get("entities") and a.get("error") == b.get("error")
         assert [x["label"] for x in a.get("attributes", [])] == [x["label"] for x in b.get("attributes", [])]
+
+
+def test_tag_leaves_images_unread_for_the_default_and_reads_them_with_attributes(photos, tmp_path):
+    (tmp_path / "cat.jpg").write_bytes(photos["chelsea"].read_bytes())
+    (tmp_path / "notes.jpg").write_bytes(b"hello\n")
+    posts = write_posts(
+        tmp_path,
+        [
+            {"id": "a", "text": "Barack Obama visits Paris", "image": "notes.jpg"},
+            {"id": "b", "text": "Chelsea is sleeping", "image": "cat.jpg"},
+            {"id": "c", "text": "Kobe Bryant scores", "image": "absent.jpg"},
+            {"id": "d", "text": "flying to Paris"},
+        ],
+    )
+    result = tag("--in", str(posts), "--out", str(tmp_path / "default.jsonl"))
+    assert result.exit_code == 0, result.output
+    records = read_records(tmp_path / "default.jsonl")
+    assert [r["attributes"] for r in records] == [None, None, None, []] and not any(
+        "error" in r for r in records
+    )
+    assert [e["text"] for e in records[0]["entities"]] == ["Barack Obama", "Paris"]
+    assert (
+        "tagged 4, errors 0, skipped 0 (already in the output); 3 images not read (the model reads none: "
+        "--attributes reads them for their classes); "
+    ) in result.stderr
+    asked = tag("--in", str(posts), "--out", str(tmp_path / "asked.jsonl"), "--attributes")
+    assert asked.exit_code == 0, asked.output
+    records = read_records(tmp_path / "asked.jsonl")
+    assert [r.get("error") for r in records] == [
+        f"{posts}:1: {tmp_path / 'notes.jpg'}: not an image (unrecognised format)",
+        None,
+        f"{posts}:3: {tmp_path / 'absent.jpg'}: file not found",
+        None,
+    ]
+    assert records[1]["attributes"][0]["label"] in CAT_CLASSES and records[3]["attributes"] == []
+    assert "tagged 2, errors 2, skipped 0 (already in the output); " in asked.stderr
+
+
+def test_predict_says_the_image_was_not_read(photos):
+    result = runner.invoke(app, ["predict", "--text", "Chelsea is sleeping", "--image", str(photos["text"])])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[-1] == (
+        "image: not read: the model reads no image (--attributes to get its classes)"
+    )
+    as_json = runner.invoke(app, ["predict", "--text", "Chelsea", "--image", str(photos["text"]), "--json"])
+    assert json.loads(as_json.stdout)["attributes"] is None
 
 
 def test_tag_images_root_confines_image_paths(photos, tmp_path):
@@ -637,7 +768,17 @@ def test_tag_images_root_confines_image_paths(photos, tmp_path):
             {"id": "link", "text": "Chelsea", "image": "link.jpg"},
         ],
     )
-    result = tag("--in", str(posts), "--out", str(tmp_path / "out.jsonl"), "--images-root", str(root))
+    result = tag(
+        *(
+            "--in",
+            str(posts),
+            "--out",
+            str(tmp_path / "out.jsonl"),
+            "--images-root",
+            str(root),
+            "--attributes",
+        )
+    )
     assert result.exit_code == 0, result.output
     records = read_records(tmp_path / "out.jsonl")
     assert records[0]["attributes"] and "error" not in records[0]
@@ -665,11 +806,11 @@ def test_tag_resumes_after_an_interruption_mid_line(photos, tmp_path):
     lines[1]["image"] = "cat.jpg"
     posts = write_posts(tmp_path, [*lines[:4], "{broken", *lines[4:]])
     whole = tmp_path / "whole.jsonl"
-    assert tag("--in", str(posts), "--out", str(whole), "--batch-size", "3").exit_code == 0
+    assert tag("--in", str(posts), "--out", str(whole), "--batch-size", "3", "--attributes").exit_code == 0
     complete = whole.read_text(encoding="utf-8").splitlines(keepends=True)
     cut = tmp_path / "cut.jsonl"
     cut.write_text(complete[0] + complete[1] + complete[2][: len(complete[2]) // 2], encoding="utf-8")
-    result = tag("--in", str(posts), "--out", str(cut), "--batch-size", "3")
+    result = tag("--in", str(posts), "--out", str(cut), "--batch-size", "3", "--attributes")
     assert result.exit_code == 0, result.output
     assert "cut.jsonl: removed an incomplete last line" in result.stderr
     assert "cut.jsonl: 2 posts already there are skipped" in result.stderr

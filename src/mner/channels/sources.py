@@ -339,6 +339,20 @@ def unsourced_warning(channels: Sequence[str], sourced: set[str]) -> str | None:
     return "the model was trained with " + "; ".join(parts) if parts else None
 
 
+def image_readers(channels: Sequence[str], kg: bool) -> list[str]:
+    """The channels of ``channels`` (a model's) that ``ChannelSources.fill`` gives something from a post's image
+    features: an image channel (attributes, regions), a caption that stands in from the attribute labels, and
+    knowledge when a KG is given (``kg``: the image vector drives its image match). Empty: the model's tags never
+    depend on an image, and a Pipeline need not read one."""
+    return [
+        name
+        for name in channels
+        if CHANNELS[name].reads == "image"
+        or CHANNELS[name].from_attributes
+        or (CHANNELS[name].source == "kg" and kg)
+    ]
+
+
 def _unreadable(post: Post, spec: ChannelSpec) -> bool:
     """Whether the post carries a value for the channel from which its list cannot be read."""
     value = getattr(post, spec.field or spec.name, None)

@@ -14,6 +14,7 @@ import typer
 from mner.channels.spec import CHANNELS, text_fields
 from mner.cli.errors import fail, user_errors
 from mner.cli.options import (
+    AttributesOption,
     ChannelArgs,
     LabelMapOption,
     MinScoreOption,
@@ -230,18 +231,19 @@ def predict(
         bool,
         typer.Option(
             "--json",
-            help="Print {tokens, entities, attributes, knowledge, caption, context} as JSON (each entity with its "
-            "token and character offsets and its score), and 'warnings' (a list) when the model's channels had no "
+            help="Print {tokens, entities, attributes (null: the image was not read), knowledge, caption, context} as "
+            "JSON (each entity with its token and character offsets and its score), and 'warnings' (a list) when the model's channels had no "
             "source for the post.",
         ),
     ] = False,
     image: Annotated[
         Path | None,
         typer.Option(
-            help="The post's image: its ImageNet attributes are shown, and "
-            "used by models with image channels."
+            help="The post's image: read by models that use it, and for its ImageNet attributes with "
+            "--attributes."
         ),
     ] = None,
+    attributes: AttributesOption = False,
     threads: ThreadsOption = None,
     runtime: RuntimeOption = "auto",
     min_score: MinScoreOption = 0.0,
@@ -254,7 +256,9 @@ def predict(
 
     if not tokenize(text):
         fail("--text is empty: expected the words of a post")
-    pipeline = Pipeline(model, channels.files, runtime=runtime, threads=threads, min_score=min_score)
+    pipeline = Pipeline(
+        model, channels.files, runtime=runtime, threads=threads, min_score=min_score, attributes=attributes
+    )
     result = pipeline.tag(text, image=image, **channels.texts).to_dict()
     warning = pipeline.last_report.warning(pipeline.channels, PREDICT_HINTS)
     if warning is not None:
@@ -293,6 +297,8 @@ def read_as_line(reading: dict) -> str:
 def evidence_lines(result: dict, given_caption: str | None = None) -> list[str]:
     """Lines for the image attributes, a caption made from them, and the knowledge used (none if absent)."""
     lines = []
+    if result["attributes"] is None:  # the post's image was not opened
+        lines.append("image: not read: the model reads no image (--attributes to get its classes)")
     if result["attributes"]:
         lines.append(
             "attributes: " + ", ".join(f"{a['label']} {a['probability']:.2f}" for a in result["attributes"])

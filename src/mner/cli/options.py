@@ -86,6 +86,15 @@ LabelMapOption = Annotated[
         "OTHER, where a file's types are the benchmark's).",
     ),
 ]
+AttributesOption = Annotated[
+    bool,
+    typer.Option(
+        "--attributes",
+        help="Read each post's image for its top-5 ImageNet classes ('attributes'). Without it an image is read "
+        "only by a model that uses it (image channels, a caption from the image, a KG's image match); "
+        "otherwise it is not opened and 'attributes' is null.",
+    ),
+]
 RuntimeOption = Annotated[
     str,
     typer.Option(

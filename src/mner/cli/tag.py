@@ -23,6 +23,7 @@ import typer
 
 from mner.cli.errors import user_errors
 from mner.cli.options import (
+    AttributesOption,
     ChannelArgs,
     MinScoreOption,
     ModelOption,
@@ -41,6 +42,12 @@ class TagSummary:
     seconds: float = 0.0
     warned: int = 0  # tagged posts whose record carries warnings (a context that lists nothing readable)
     startup: float | None = None  # seconds loading the model (starting Ray too), apart from the tagging
+    unread: int = 0  # tagged posts whose image was not read (the model reads none, and no --attributes)
+
+
+def unread_images(records) -> int:
+    """Tagged records whose image was not read (their ``attributes`` is null)."""
+    return sum("attributes" in r and r["attributes"] is None for r in records)
 
 
 def summary_line(summary) -> str:
@@ -56,9 +63,14 @@ def summary_line(summary) -> str:
         if summary.warned
         else ""
     )
+    unread = (
+        f"; {summary.unread} images not read (the model reads none: --attributes reads them for their classes)"
+        if summary.unread
+        else ""
+    )
     return (
         f"tagged {summary.tagged}, errors {summary.errors}, skipped {summary.skipped} (already in the output)"
-        f"{warned}; {rate:.1f} posts/s"
+        f"{warned}{unread}; {rate:.1f} posts/s"
         + (f" tagging, after {summary.startup:.1f} s of start-up" if summary.startup is not None else "")
     )
 
@@ -105,12 +117,15 @@ def tag(
         typer.Option(help="With --engine ray: the cluster (auto, or ray://HOST:10001); none: a local Ray."),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+    attributes: AttributesOption = False,
     threads: ThreadsOption = None,
     runtime: RuntimeOption = "auto",
     min_score: MinScoreOption = 0.0,
     channels: ChannelArgs = None,
 ) -> None:
     """Tag every post of a JSONL or Parquet file; bad lines become error records, and a rerun resumes."""
+    from mner.channels.sources import image_readers
+    from mner.model.folder import open_model_folder
     from mner.runtime.ort import check_threads
     from mner.serving.jobs import plan_chunks, read_lines
     from mner.serving.outputs import open_output
@@ -119,6 +134,12 @@ def tag(
         raise MnerInputError(f"--engine {engine!r}: expected local or ray")
     threads = check_threads(threads)
     plan_chunks(input_file)  # a missing or unreadable input fails here, before the model loads
+    # an input given by URI has its images fetched as its lines are read: only where they will be read
+    images = (
+        attributes
+        or "://" not in input_file
+        or bool(image_readers(open_model_folder(model).config.channels, kg="knowledge" in channels.files))
+    )
     output = open_output(out, input_file)
     try:
         if output.cut:
@@ -135,7 +156,6 @@ def tag(
             except ImportError:
                 raise MnerInputError("--engine ray needs Ray: pip install 'mner[ray]'") from None
             from mner.channels.sources import unsourced_warning
-            from mner.model.folder import open_model_folder
 
             reads = open_model_folder(model).config.channels
             warning = unsourced_warning(reads, set(channels.files))
@@ -149,6 +169,7 @@ def tag(
                 runtime=runtime,
                 threads=threads,
                 min_score=min_score,
+                attributes=attributes,
                 images_root=images_root,
                 batch_size=batch_size,
                 workers=workers,
@@ -159,12 +180,12 @@ def tag(
             from mner.serving.pipeline import Pipeline
 
             def load() -> Pipeline:
-                pipeline = Pipeline(model, channels.files, runtime, threads, min_score)
+                pipeline = Pipeline(model, channels.files, runtime, threads, min_score, attributes)
                 for warning in pipeline.warnings():
                     typer.echo(f"warning: {warning}", err=True)
                 return pipeline
 
-            lines = read_lines(input_file, images_root)
+            lines = read_lines(input_file, images_root, images)
             summary = run_tagging(load, lines, input_file, output, batch_size, progress=progress)
     finally:
         output.close()
@@ -203,6 +224,7 @@ def run_tagging(load, lines, source: str, output, batch_size: int, progress: boo
             summary.errors += "error" in record
             summary.tagged += "error" not in record
             summary.warned += bool(record.get("warnings"))
+        summary.unread += unread_images(records)
         output.write(records)
         bar.update(len(todo))
 

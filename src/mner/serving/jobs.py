@@ -88,16 +88,17 @@ def post_input(obj: object, number: int, source: str, base: Path | str, confined
     )
 
 
-def read_lines(path: str | Path, images_root: Path | None = None) -> Iterator[InputLine]:
+def read_lines(path: str | Path, images_root: Path | None = None, images: bool = True) -> Iterator[InputLine]:
     """Each post of a JSONL file (non-blank lines) or a Parquet file (rows) as an ``InputLine``, streamed:
-    constant memory (a chunk's lines are read as they are used; a URI input's images one line at a time); a
-    JSONL line over ``mner.data.MAX_LINE_BYTES`` is that line's error, not a memory spike.
+    constant memory (a chunk's lines are read as they are used; a URI input's images one line at a time, none
+    with ``images`` false: the Pipeline will not read them); a JSONL line over ``mner.data.MAX_LINE_BYTES`` is
+    that line's error, not a memory spike.
 
     Raises:
         MnerInputError: the file cannot be opened (on the call, before the first line).
     """
     chunks = plan_chunks(path, per_chunk=1 << 62)  # opens the file: a missing input fails here
-    return (line for chunk in chunks for line in read_chunk(chunk, images_root))
+    return (line for chunk in chunks for line in read_chunk(chunk, images_root, images))
 
 
 # ------------------------------------------------------------------------------------------ inputs

@@ -7,6 +7,12 @@ through one encoder call (the encoder of the model's ``image_backbone``, loaded 
 the image vector, attributes and regions) and the model tags them. Each post gives a ``TagResult``: its entities
 with their probabilities (``Span.score``) and, for a post given as raw text, where each is in that text
 (``Span.start_char``/``end_char``; ``Span.text`` is then the text's own characters there).
+
+An image is read (decoded and encoded) only where something uses it: the model reads an image channel, a caption
+made from the attribute labels, or knowledge from a KG (its image match) — ``mner.channels.sources.image_readers`` —,
+or the image's classes are asked for (``Pipeline(attributes=True)``, ``PostInput.attributes``: ``--attributes``,
+the service's ``"attributes": true``). Otherwise the image is never opened (a file that is not an image fails
+nothing) and the result's ``attributes`` is None (``null``): not read.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mner.channels.posts import long_text_problem
-from mner.channels.sources import ChannelReport, ChannelSources
+from mner.channels.sources import ChannelReport, ChannelSources, image_readers
 from mner.channels.spec import CHANNELS, text_fields
 from mner.data import MnerInputError, Post, Span, tokenize_with_offsets
 from mner.serving.reading import context_reading
@@ -48,6 +54,7 @@ class PostInput:
     tokens: Sequence[str] | None = None
     caption: str | None = None  # a caption of the image
     context: str | None = None  # free text about the post (an LLM's notes on it)
+    attributes: bool = False  # read the image for its classes even where the model reads no image
 
 
 @dataclass
@@ -59,6 +66,7 @@ class Prepared:
     tokens: tuple[str, ...]
     pixels: np.ndarray | None  # shape: (input_size, input_size, 3) uint8
     offsets: list[tuple[int, int]] | None = None  # each token's (start, end) in item.text
+    unread: bool = False  # it has an image, left unread: nothing asked for it
 
 
 class Pipeline:
@@ -75,6 +83,7 @@ class Pipeline:
         runtime: str = "auto",
         threads: int | None = None,
         min_score: float = 0.0,
+        attributes: bool = False,
     ):
         """Load the model (``None``: the shipped default; a packaged model's name; a folder) and open the files
         that fill its channels (``files``: channel name → path, e.g. ``{"knowledge": "kg.sqlite", "context":
@@ -84,6 +93,9 @@ class Pipeline:
             threads: ONNX Runtime's threads (PyTorch's, a process-wide setting in torch, on that runtime) and the
                 threads that prepare posts (tokens, decoded images); default 1.
             min_score: entities whose probability (``Span.score``) is below it are left out of the results.
+            attributes: read every post's image for its top classes (``TagResult.attributes``); without it an
+                image is read only where the model uses it (``image_readers``), a post's own
+                ``PostInput.attributes`` aside.
 
         Raises:
             MnerInputError: a bad model folder or file, a ``min_score`` outside 0..1. A channel without a file (a 'knowledge' channel and no
@@ -112,6 +124,9 @@ class Pipeline:
             )
         self.files = {name: str(path) for name, path in given.items()}
         self.sources = ChannelSources.open(given)
+        self.attributes = attributes
+        # the model's channels that use a post's image (with these files): none, and an image is read on request
+        self.image_readers = image_readers(self.channels, kg=self.sources.kg is not None)
         self.encoder_config = EncoderConfig.for_backbone(self.runner.config.image_backbone)
         self.last_report = ChannelReport()  # what the last batch's channel filling found
         self._encoder: PixelEncoder | None = None
@@ -151,8 +166,22 @@ class Pipeline:
             "runtime": self.runner.runtime,
             "threads": self.threads,
             "min_score": self.min_score,
+            "images": self.images_line(),
             "warnings": self.warnings(),
         }
+
+    def reads_image(self, item: PostInput | None = None) -> bool:
+        """Whether a post's image is read: the model uses it, or its classes are asked for (by this Pipeline, or by
+        ``item``)."""
+        return bool(self.image_readers) or self.attributes or (item is not None and item.attributes)
+
+    def images_line(self) -> str:
+        """What this Pipeline does with posts' images, in words (``/health``'s ``images``)."""
+        if self.image_readers:
+            return "read: the model reads " + ", ".join(f"'{c}'" for c in self.image_readers)
+        if self.attributes:
+            return "read for their classes (attributes); the model reads no image"
+        return "not read: the model reads no image (a post asking for attributes has its image read)"
 
     def warnings(self) -> list[str]:
         """What this pipeline cannot fill for every post (``mner.channels.sources.unsourced_warning``): one line,
@@ -165,15 +194,17 @@ class Pipeline:
         text: str,
         image: str | Path | bytes | None = None,
         post_id: str | None = None,
+        attributes: bool = False,
         **fields: str | None,
     ) -> TagResult:
-        """Tag one post; ``fields``: its channels' text fields (``caption=``, ``context=``).
+        """Tag one post; ``fields``: its channels' text fields (``caption=``, ``context=``); ``attributes``: read
+        its image for its classes even where the model reads no image.
 
         Raises:
             MnerInputError: the text is empty.
             ImageError: the image cannot be used (the error names it and says why).
         """
-        result = self.tag_many([PostInput(text, image, post_id=post_id, **fields)])[0]
+        result = self.tag_many([PostInput(text, image, post_id=post_id, attributes=attributes, **fields)])[0]
         if isinstance(result, MnerInputError):
             raise result
         return result
@@ -196,7 +227,7 @@ class Pipeline:
 
     def prepare_many(self, items: Sequence[PostInput]) -> list[Prepared | MnerInputError]:
         """``prepare`` of every item; with several threads and images, on the Pipeline's threads. Needs no lock."""
-        with_images = sum(item.image is not None for item in items)
+        with_images = sum(item.image is not None and self.reads_image(item) for item in items)
         if self.threads < 2 or with_images < 2:
             return [self.prepare(item) for item in items]
         return list(self.pool.map(self.prepare, items))
@@ -217,7 +248,8 @@ class Pipeline:
     # -------------------------------------------------------------------------------------- stages
 
     def prepare(self, item: PostInput) -> Prepared | MnerInputError:
-        """A post's tokens and decoded pixels, or the error that says what is wrong with it.
+        """A post's tokens and decoded pixels, or the error that says what is wrong with it; an image nothing
+        reads (``reads_image``) is not opened.
 
         Needs no lock: call it from any thread, so that decoding the next posts' images overlaps tagging
         (the service and ``mner tag --threads 1`` do), then give the results to ``tag_prepared``.
@@ -238,16 +270,17 @@ class Pipeline:
             if not tokens:
                 raise MnerInputError(EMPTY_TEXT)
             pixels = None
-            if isinstance(item.image, bytes | bytearray | memoryview):
+            unread = item.image is not None and not self.reads_image(item)  # never opened
+            if not unread and isinstance(item.image, bytes | bytearray | memoryview):
                 pixels = pixels_from_bytes(bytes(item.image), self.encoder_config, UPLOAD_NAME)
-            elif item.image is not None:
+            elif not unread and item.image is not None:
                 pixels = load_pixels(item.image, self.encoder_config)
         except MnerInputError as err:
             # kept without its traceback and context: their frames hold the post (an image's bytes) in a cycle
             # that only a full garbage collection frees (60 posts with an 8 MB image held 120 MB)
             err.__context__ = None
             return err.with_traceback(None)
-        return Prepared(item, tokens, pixels, offsets)
+        return Prepared(item, tokens, pixels, offsets, unread)
 
     def _encode(self, pixels: list[np.ndarray | None]) -> list[ImageFeatures | None]:
         """Image features of each post (None where it has no image), from one encoder call."""
@@ -276,7 +309,7 @@ class Pipeline:
         spans = self.runner.predict(filled.posts, images=filled.images) if posts else []
         return [
             dataclasses.replace(
-                _result(d.item.post_id, post, self._entities(d, post_spans), feats, knowledge, unread),
+                _result(d, post, self._entities(d, post_spans), feats, knowledge, unread),
                 read_as=context_reading(self.runner, post.tokens, post.context),
             )
             for d, post, post_spans, feats, knowledge, unread in zip(
@@ -306,12 +339,21 @@ def _image_id(image: str | Path | bytes | None) -> str | None:
     return Path(image).stem if isinstance(image, str | Path) else None
 
 
-def _result(post_id: str | None, post: Post, spans: list[Span], features, knowledge, unread) -> TagResult:
-    attributes = (
-        () if features is None else tuple(ImageAttribute(label, p) for label, p in features.attributes)
-    )
+def _result(prepared: Prepared, post: Post, spans: list[Span], features, knowledge, unread) -> TagResult:
+    if prepared.unread:
+        attributes = None  # its image was not read
+    elif features is None:
+        attributes = ()
+    else:
+        attributes = tuple(ImageAttribute(label, p) for label, p in features.attributes)
     fields = {name: getattr(post, name) for name in text_fields()}
     warnings = tuple(f"the {c} lists no entity that can be read: tagged as a post without it" for c in unread)
     return TagResult(
-        post.tokens, tuple(spans), attributes, knowledge, id=post_id, warnings=warnings, **fields
+        post.tokens,
+        tuple(spans),
+        attributes,
+        knowledge,
+        id=prepared.item.post_id,
+        warnings=warnings,
+        **fields,
     )

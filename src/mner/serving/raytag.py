@@ -27,10 +27,12 @@ from mner.serving.jobs import Chunk, Resume, batches, plan_chunks, read_chunk, s
 class _ChunkWorker:
     """A Ray actor: one Pipeline, loaded when the actor starts, tagging chunks."""
 
-    def __init__(self, model, files, runtime, threads, images_root, batch_size, min_score=0.0):
+    def __init__(
+        self, model, files, runtime, threads, images_root, batch_size, min_score=0.0, attributes=False
+    ):
         from mner.serving.pipeline import Pipeline
 
-        self.pipeline = Pipeline(model, files, runtime, threads, min_score)
+        self.pipeline = Pipeline(model, files, runtime, threads, min_score, attributes)
         self.images_root, self.batch_size = images_root, batch_size
 
     def __call__(self, batch: dict) -> dict:
@@ -38,7 +40,8 @@ class _ChunkWorker:
         for chunk in batch["chunk"]:
             fields = json.loads(chunk)
             chunk = Chunk(**{**fields, "skip": tuple(map(tuple, fields["skip"]))})
-            lines = read_chunk(chunk, None if self.images_root is None else Path(self.images_root))
+            root = None if self.images_root is None else Path(self.images_root)
+            lines = read_chunk(chunk, root, images=self.pipeline.reads_image())
             for part in batches(lines, self.batch_size):
                 records += [json.dumps(r) for r in tag_lines(self.pipeline, part, chunk.path)]
         # the seconds this chunk took to tag, on the first of its records: the driver tells start-up from tagging
@@ -53,6 +56,7 @@ class RaySummary:
     skipped: int = 0
     seconds: float = 0.0  # tagging, from the first chunk's start (start-up apart)
     warned: int = 0
+    unread: int = 0  # tagged posts whose image was not read
     startup: float | None = (
         None  # starting Ray and loading the model on the workers, until the first chunk ran
     )
@@ -67,6 +71,7 @@ def run_ray(
     runtime: str = "auto",
     threads: int = 1,
     min_score: float = 0.0,
+    attributes: bool = False,
     images_root: Path | None = None,
     batch_size: int = 32,
     workers: int = 2,
@@ -94,6 +99,7 @@ def run_ray(
         absolute(images_root),
         batch_size,
         min_score,
+        attributes,
     )
     with _core_lines_aside():
         started_here = not ray.is_initialized()
@@ -133,6 +139,7 @@ def _run_chunks(ray, chunks, output, summary: RaySummary, job: tuple) -> None:
             summary.errors += "error" in record
             summary.tagged += "error" not in record
             summary.warned += bool(record.get("warnings"))
+            summary.unread += "attributes" in record and record["attributes"] is None
     summary.seconds = time.perf_counter() - start - (summary.startup or 0.0)  # Ray's shutdown apart
 
 

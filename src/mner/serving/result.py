@@ -4,7 +4,9 @@
     {"id": "...",                  # only when a post id was given
      "tokens": ["...", ...],
      "entities": [{"start": 0, "end": 2, "type": "PER", "text": "..."}],   # token offsets, end exclusive
-     "attributes": [{"label": "Egyptian cat", "probability": 0.8213}],    # top 5; [] without an image
+     "attributes": [{"label": "Egyptian cat", "probability": 0.8213}],    # top 5; [] without an image;
+                                   # null: the image was not read (the model reads none; --attributes,
+                                   # "attributes": true or attributes=True ask for it)
      "knowledge": {...} or null,   # Knowledge.to_dict() when a KG is open
      "caption": "..." or null,     # the caption the post was tagged with
      "context": "..." or null,     # the context text the post was tagged with
@@ -42,7 +44,8 @@ class TagResult:
 
     tokens: tuple[str, ...]
     entities: tuple[Span, ...]
-    attributes: tuple[ImageAttribute, ...] = ()
+    # its image's top classes; () without an image; None: the image was not read (mner.serving.pipeline)
+    attributes: tuple[ImageAttribute, ...] | None = ()
     knowledge: Knowledge | None = None  # None: no KG was open
     id: str | None = None
     # the channels' text fields the post was tagged with (mner.channels.spec.text_fields)
@@ -57,7 +60,7 @@ class TagResult:
         out: dict = {} if self.id is None else {"id": self.id}
         out["tokens"] = list(self.tokens)
         out["entities"] = [s.to_dict() for s in self.entities]
-        out["attributes"] = [a.to_dict() for a in self.attributes]
+        out["attributes"] = None if self.attributes is None else [a.to_dict() for a in self.attributes]
         out["knowledge"] = None if self.knowledge is None else self.knowledge.to_dict()
         for name in text_fields():
             out[name] = getattr(self, name)

@@ -40,6 +40,7 @@ from mner.serving.http.admission import Admission, Limits
 from mner.serving.http.batcher import Batcher
 from mner.serving.http.reading import read_post
 from mner.serving.http.schema import (
+    ATTRIBUTES_HELP,
     FIELDS,
     Attribute,
     Entity,
@@ -113,7 +114,8 @@ def create_app(pipeline, limits: Limits = DEFAULT_LIMITS) -> FastAPI:
         responses={code: {"model": ErrorResponse, "description": why} for code, why in _TAG_ERRORS.items()},
     )
     async def tag(request: Request) -> Response:
-        """Tag one post: JSON ``{text, image?, caption?}`` (image in base64) or multipart (image a file)."""
+        """Tag one post: JSON ``{text, image?, caption?, context?, attributes?}`` (image in base64) or multipart
+        (image a file)."""
         try:
             ticket = admission.admit(request)  # before a byte of the body is read
         except RequestError as err:
@@ -191,6 +193,11 @@ _TAG_REQUEST_DOC = {
                             }
                             for name, channel in field_channels().items()
                             if name != "text"
+                        },
+                        "attributes": {
+                            "type": "boolean",
+                            "default": False,
+                            "description": ATTRIBUTES_HELP + " In a form: true or false (1 or 0, on or off).",
                         },
                     },
                 }

@@ -13,7 +13,7 @@ character offsets (``doc.char_span(..., alignment_mode="expand")``: an entity th
 token covers that whole token; of entities that then overlap, the longest is kept). What the post carries besides
 its text goes in through ``doc._`` extensions named like mner's JSONL fields: ``doc._.image`` (a path, or the
 file's bytes) and each channel's text field (``doc._.caption``, ``doc._.context``); each entity's probability is
-``span._.score``. spaCy registers the factory from mner's ``spacy_factories`` entry point: ``import mner`` never
+``span._.score``. An image is read only by a model that uses it (``Pipeline.image_readers``). spaCy registers the factory from mner's ``spacy_factories`` entry point: ``import mner`` never
 imports spaCy, and importing this module loads no model (the factory does, when the component is added).
 """
 

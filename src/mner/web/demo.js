@@ -100,6 +100,10 @@ function renderReadAs(readAs) {
 }
 
 function renderAttributes(attributes) {
+  if (attributes === null) {
+    $("attributes").replaceChildren(element("li", {className: "muted", textContent: "Image not read."}));
+    return;
+  }
   if (!attributes || !attributes.length) {
     $("attributes").replaceChildren(element("li", {className: "muted", textContent: "No image sent."}));
     return;
@@ -143,7 +147,8 @@ async function submitPost(event) {
   const form = new FormData();
   form.append("text", text);
   const file = $("image").files[0];
-  if (file) form.append("image", file, file.name);
+  // the page shows the image's classes: asked for, whether the model reads the image or not
+  if (file) { form.append("image", file, file.name); form.append("attributes", "true"); }
   // the channels' text fields (caption, context): every input marked data-field, sent under its name
   for (const input of document.querySelectorAll("[data-field]")) {
     const value = input.value.trim();

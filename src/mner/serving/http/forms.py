@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mner.channels.spec import text_fields
-from mner.serving.http.schema import FIELDS, RequestError
+from mner.serving.http.schema import FIELDS, FLAGS, RequestError
 from mner.serving.pipeline import PostInput
 
 
@@ -18,7 +18,8 @@ class FormPart:
     data: bytearray = field(default_factory=bytearray)
 
 
-MAX_FORM_PARTS = 2 * len(FIELDS)  # more is not a post's form
+MAX_FORM_PARTS = 2 * len(FIELDS + FLAGS)  # more is not a post's form
+TRUE, FALSE = ("true", "1", "on", "yes"), ("false", "0", "off", "no", "")  # a flag's form values
 
 
 def form_parts(body: bytes, content_type: str) -> list[FormPart]:
@@ -133,12 +134,12 @@ def post_from_form(body: bytes, content_type: str) -> PostInput:
     """The post in a multipart/form-data body (``text``, the channels' text fields, an ``image`` file) or a
     urlencoded one (no image). Text fields must be UTF-8, as a JSON body must (never read as Latin-1)."""
     parts = form_parts(body, content_type)
-    unknown = sorted({p.name for p in parts} - set(FIELDS))
+    unknown = sorted({p.name for p in parts} - set(FIELDS + FLAGS))
     if unknown:
         raise RequestError(
             422,
             f"unknown form field(s) {', '.join(map(repr, unknown))}: expected "
-            f"'text', an 'image' file, {', '.join(map(repr, text_fields()))}",
+            f"'text', an 'image' file, {', '.join(map(repr, text_fields() + FLAGS))}",
         )
     given = {}
     for part in parts:
@@ -146,7 +147,7 @@ def post_from_form(body: bytes, content_type: str) -> PostInput:
             times = sum(p.name == part.name for p in parts)
             raise RequestError(422, f"form field {part.name!r} is given {times} times; expected it once")
         given[part.name] = part
-    for name in ("text", *text_fields()):
+    for name in ("text", *text_fields(), *FLAGS):
         if name in given and given[name].filename is not None:
             raise RequestError(422, f"form field {name!r} is a file: expected a text field")
     image = given.get("image")
@@ -162,5 +163,16 @@ def post_from_form(body: bytes, content_type: str) -> PostInput:
     return PostInput(
         _form_text(given["text"]),
         None if no_image else bytes(image.data),
+        attributes="attributes" in given and _form_flag(given["attributes"]),
         **{name: value or None for name, value in texts.items()},
     )
+
+
+def _form_flag(part: FormPart) -> bool:
+    """A flag's value: true, 1, on (a checked checkbox) or yes; false, 0, off, no or empty."""
+    value = _form_text(part).strip().lower()
+    if value not in TRUE + FALSE:
+        raise RequestError(
+            422, f"form field {part.name!r} is {value[:20]!r}: expected true or false (1 or 0, on or off)"
+        )
+    return value in TRUE

@@ -93,7 +93,12 @@ def post_from_body(body: bytes, limits: Limits) -> PostInput:
             "invalid request: " + validation_message(err) + "; expected " + EXPECTED_JSON,
         ) from None
     image = None if request.image is None else decode_base64_image(request.image, limits)
-    return PostInput(request.text, image, **{name: getattr(request, name) or None for name in text_fields()})
+    return PostInput(
+        request.text,
+        image,
+        attributes=request.attributes,
+        **{name: getattr(request, name) or None for name in text_fields()},
+    )
 
 
 def decode_base64_image(value: str, limits: Limits) -> bytes:

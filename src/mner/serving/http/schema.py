@@ -10,8 +10,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from mner.channels.spec import CHANNELS, text_fields
 
 FIELDS = ("text", "image", *text_fields())  # what a request may carry (mner.channels.spec)
+FLAGS = ("attributes",)  # what a request may ask for besides its post: a bool
 EXPECTED_JSON = (
-    '{"text": str, "image"?: base64 str' + "".join(f', "{name}"?: str' for name in text_fields()) + "}"
+    '{"text": str, "image"?: base64 str'
+    + "".join(f', "{name}"?: str' for name in text_fields())
+    + "".join(f', "{name}"?: bool' for name in FLAGS)
+    + "}"
+)
+ATTRIBUTES_HELP = (
+    "Read the image for its top-5 ImageNet classes ('attributes' of the answer). Without it the image is read only "
+    "by a model that uses it (GET /health's 'images' says), else it is not opened and 'attributes' is null."
 )
 
 
@@ -38,6 +46,7 @@ class _TagRequestBase(BaseModel):
     image: str | None = Field(
         None, description="The post's image file (JPEG, PNG, ...) as base64; a data: URL prefix is accepted."
     )
+    attributes: bool = Field(False, description=ATTRIBUTES_HELP)
 
 
 # the channels' text fields, each optional (mner.channels.spec)
@@ -85,7 +94,10 @@ class _TagResponseBase(BaseModel):
 
     tokens: list[str]
     entities: list[Entity]
-    attributes: list[Attribute] = Field(description="The image's top classes; empty without an image.")
+    attributes: list[Attribute] | None = Field(
+        description="The image's top classes; empty without an image; null: the image was not read (the model "
+        "reads none, and the request did not ask for attributes)."
+    )
     knowledge: dict[str, Any] | None = Field(description="The KG entity and triples used; null without a KG.")
     warnings: list[str] = Field(
         [],
@@ -119,6 +131,9 @@ class HealthResponse(BaseModel):
         {}, description="The file that fills each channel that has one, by channel."
     )
     image_backbone: Any = None
+    images: str | None = Field(
+        None, description="What is done with posts' images: read (the model uses them), or only on request."
+    )
     warnings: list[str] = Field(
         [], description="What the service cannot fill for every post, e.g. no KG for a 'knowledge' channel."
     )
