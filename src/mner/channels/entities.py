@@ -451,14 +451,13 @@ def prose_names(tokens: Sequence[str], prose: str | None) -> list[tuple[str, Non
                 continue
             run = tokens[i:j]
             k = 0
-            while k < len(run):  # the longest sub-run from k whose words all occur in the prose
-                best = 0
-                for m in range(len(run), k, -1):
-                    part = run[k:m]
-                    if all(w in exact for w in part) and not (len(part) == 1 and part[0].lower() in _STOP):
-                        best = m
-                        break
-                if best:
+            while k < len(run):  # the longest sub-run from k whose words all occur in the prose (linear)
+                best = k
+                while best < len(run) and run[best] in exact:
+                    best += 1
+                if best - k == 1 and run[k].lower() in _STOP:
+                    best = 0
+                if best > k:
                     out.append((" ".join(run[k:best]), None))
                     k = best
                 else:

@@ -251,7 +251,7 @@ def _read(tokens: tuple[str, ...], context: str, prose_fallback: bool) -> Contex
     global PARSES
     PARSES += 1
     try:
-        listed = read_entities(context)
+        listed = _listed(context)
         aligned = aligned_entities(tokens, context)
         found = _merged(tokens, listed, aligned)
         if found is not None:
@@ -263,6 +263,12 @@ def _read(tokens: tuple[str, ...], context: str, prose_fallback: bool) -> Contex
         return NOTHING
     except Exception:  # noqa: BLE001 - a context text is data: never let one stop a run
         return NOTHING
+
+
+@functools.lru_cache(maxsize=256)
+def _listed(context: str) -> list[tuple[str, str | None]]:
+    """The fast path's list of a context, read once for all the posts (or windows of a long post) it is given to."""
+    return read_entities(context)
 
 
 def _merged(tokens, listed, aligned) -> ContextReading | None:
@@ -296,11 +302,12 @@ def _placed(tokens: Sequence[str], entities) -> int:
 # ------------------------------------------------------------------------------------ the alignment
 
 
-def _words(token: str) -> list[str]:
+@functools.lru_cache(maxsize=1 << 16)
+def _words(token: str) -> tuple[str, ...]:
     """A token's normalised words: ``#NewYork`` → ``new york``, ``@KobeBryant`` → ``kobe bryant``."""
     if len(token) > 1 and token[0] in "#@＃＠":
         token = split_handle(token)
-    return [w.lower() for w in _WORD.findall(token)]
+    return tuple(w.lower() for w in _WORD.findall(token))
 
 
 def align(
@@ -324,6 +331,23 @@ def align_kinds(
 ) -> list[tuple[str, str | None]]:
     """``align``'s tag of each token with the listed kind of the entity it is in (None outside one). Linear in the
     post's words and the names' occurrences: each name is looked for only where its first word stands."""
+    return _aligned(tokens, entities, generic_tag, labels)[0]
+
+
+def placed_names(
+    tokens: Sequence[str], entities: Sequence[tuple[str, str | None]], labels: LabelSet | None = None
+) -> list[bool]:
+    """Whether the alignment places each listed name on the post's tokens (one pass for the whole list)."""
+    placed = _aligned(tokens, entities, False, labels)[1]
+    return [_words(name) in placed for name, _ in entities]
+
+
+def _aligned(
+    tokens: Sequence[str],
+    entities: Sequence[tuple[str, str | None]],
+    generic_tag: bool,
+    labels: LabelSet | None,
+) -> tuple[list[tuple[str, str | None]], set[tuple[str, ...]]]:
     words, owner, starts = [], [], set()
     for t, token in enumerate(tokens):
         starts.add(len(words))
@@ -349,6 +373,7 @@ def align_kinds(
         ),
         key=lambda item: -len(item[0]),
     )
+    placed: set[tuple[str, ...]] = set()
     for name, etype, kind in named:
         n = len(name)
         if not n:
@@ -360,7 +385,8 @@ def align_kinds(
                     tags[first] = (f"B-{etype}", kind)
                     for k in range(first + 1, last + 1):
                         tags[k] = (f"I-{etype}", kind)
-    return tags
+                    placed.add(name)
+    return tags, placed
 
 
 def is_generic(kind: str | None) -> bool:
@@ -403,6 +429,12 @@ def _segments(text: str, delims=_DELIMS) -> list[tuple[int, int]]:
     return out
 
 
+@functools.lru_cache(maxsize=64)
+def _context_index(text: str) -> tuple[dict[str, list[_Occurrence]], bool, frozenset[tuple[int, int]]]:
+    """A context's runs, whether it is cased and its items, made once for all the posts (or windows) it is given to."""
+    return _index(text), any(c.isupper() for c in text), frozenset(_items(text))
+
+
 def _index(text: str) -> dict[str, list[_Occurrence]]:
     """Every run of at most MAX_SPAN words inside one segment, by its words joined lower-case: where it occurs. A
     run may cross a comma, kept in its key ("fayetteville,nc"): it matches a post that has the comma too."""
@@ -433,7 +465,7 @@ def _list_region(context: str) -> str:
 
 
 def _name_like(
-    text: str, occ: _Occurrence, tokens: Sequence[str], i: int, cased: bool, items: set[tuple[int, int]]
+    text: str, occ: _Occurrence, tokens: Sequence[str], i: int, cased: bool, items: frozenset[tuple[int, int]]
 ) -> bool:
     """Whether a found run reads as a name: capitalised (or a handle, hashtag or number) in the context, or in the
     post where the context is all lower-case; or a whole item of the list on its own ("smartphone, coyote") that
@@ -485,7 +517,7 @@ def aligned_entities(tokens: Sequence[str], context: str) -> list[tuple[tuple[in
     text = _list_region(context)
     if not tokens or not text.strip():
         return []
-    index, cased, items = _index(text), any(c.isupper() for c in text), _items(text)
+    index, cased, items = _context_index(text)
     chosen: list[tuple[tuple[int, int], _Occurrence]] = []
     taken: set[int] = set()
     for i, j, key in _spans(tokens):

@@ -27,8 +27,8 @@ def context_reading(runner, tokens: Sequence[str], context: str | None) -> dict 
     """``read_as`` for a post (its ``tokens`` as tagged, its ``context``) under ``runner`` (a model on any runtime;
     ``mner.runtime.runners.RoutedRunner`` says its route); None when the model reads no context or none is
     given."""
-    from mner.channels.context import align_kinds, entity_type
-    from mner.channels.reading import read_context
+    from mner.channels.context import entity_type
+    from mner.channels.reading import placed_names, read_context
     from mner.inputs.markers import join
 
     config = runner.config
@@ -37,14 +37,10 @@ def context_reading(runner, tokens: Sequence[str], context: str | None) -> dict 
     read = tuple(join(tokens)[0]) if config.join_markers else tuple(tokens)
     reading = read_context(read, context, config.prose_fallback)
     labels = config.context_labels
+    placed = placed_names(read, [(name, kind or "") for name, kind in reading.entities], labels)
     entities = [
-        {
-            "name": name,
-            "kind": kind,
-            "type": entity_type(kind, labels),
-            "in_post": any(tag != "O" for tag, _ in align_kinds(read, [(name, kind or "")], labels=labels)),
-        }
-        for name, kind in reading.entities
+        {"name": name, "kind": kind, "type": entity_type(kind, labels), "in_post": in_post}
+        for (name, kind), in_post in zip(reading.entities, placed, strict=True)
     ]
     route = _route(runner, tokens, context)
     return {"entities": entities, "how": reading.how, "route": route, "path": ROUTE_WORDS[route]}
