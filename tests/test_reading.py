@@ -123,7 +123,10 @@ def test_a_label_set_of_its_own_maps_kinds_onto_its_types():
         None,
     ]
     assert BENCHMARK_LABELS.types == ("PER", "LOC", "ORG", "OTHER")
-    assert LabelSet.from_tags(["O", "B-LOC", "I-LOC", "B-PER"]).types == ("PER", "LOC")
+    assert LabelSet.from_tags(["O", "B-LOC", "I-LOC", "B-PER"]).types == ("LOC", "PER")  # the tags' own order
+    from mner.config import ModelConfig
+
+    assert ModelConfig(tags=LabelSet.of(["b", "a"]).tags, words=[], chars=[]).labels.types == ("a", "b")
 
 
 def test_each_post_is_read_once_per_prediction(monkeypatch):

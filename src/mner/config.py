@@ -231,6 +231,13 @@ class ModelConfig:
         return [] if self.words_after_post or not self.fusion else self.word_channels
 
     @property
+    def labels(self) -> LabelSet:
+        """The model's label set: its types in the order of its tags (``mner.labels.LabelSet``)."""
+        from mner.labels import LabelSet
+
+        return LabelSet.from_tags(self.tags)
+
+    @property
     def context_labels(self) -> LabelSet | None:
         """The label set a context's kinds map onto; None: the benchmark's (``context_types``)."""
         from mner.labels import LabelSet

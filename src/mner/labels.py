@@ -396,8 +396,12 @@ class LabelSet:
 
     @classmethod
     def from_tags(cls, tags: Iterable[str]) -> LabelSet:
-        """The label set of a model's tags (``O``, ``B-X``, ``I-X``...)."""
-        return cls.of(tag.partition("-")[2] for tag in tags if tag != "O")
+        """The label set of a model's tags (``O``, ``B-X``, ``I-X``...), its types in the tags' order."""
+        types = tuple(dict.fromkeys(tag.partition("-")[2] for tag in tags if tag != "O"))
+        words = tuple(
+            (t, tuple(BENCHMARK_KIND_WORDS.get(t, ())) or _type_words(t) + _borrowed(t)) for t in types
+        )
+        return cls(types, "BIO", words)
 
     @property
     def tags(self) -> list[str]:

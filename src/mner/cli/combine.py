@@ -80,7 +80,7 @@ def combine(
     sources = ChannelSources.open(channels.files, combined.config.image_backbone)
     for number, path in enumerate(test_files or []):
         test = fill(sources, gold(path, None), combined.config.channels, str(path)).posts
-        types = [t[2:] for t in combined.config.tags if t.startswith("B-")]
+        types = list(combined.config.labels.types)
         scored = entity_scores([list(p.tags) for p in test], runner.predict_tags(test), types)
         label = "test" if number == 0 else f"test {number + 1}"
         combined.record.setdefault("scores", {})[label] = {**scored.to_json(), "file": str(path)}

@@ -102,7 +102,7 @@ def train(
         )
 
     trainer = Trainer(filled["train"].posts, filled["dev"].posts, run, images=sources.images, on_epoch=report)
-    types = [t[2:] for t in trainer.model.config.tags if t.startswith("B-")]
+    types = list(trainer.model.config.labels.types)
     typer.echo(f"entity types (from the training data): {', '.join(types)}", err=True)
     for path in data["dev"]:
         unknown_types_warning(gold(path, label_map), types, path)
@@ -192,7 +192,7 @@ def evaluate(
     warning = filled.report.warning(runner.config.channels)
     if warning is not None:
         typer.echo(f"warning: {warning}", err=True)
-    types = [t[2:] for t in runner.config.tags if t.startswith("B-")]
+    types = list(runner.config.labels.types)
     unknown_types_warning(filled.posts, types, data)
     with progress_bar("evaluating", "post") as progress:
         predicted = runner.predict_tags(filled.posts, images=filled.images, progress=progress)

@@ -22,7 +22,7 @@ import torch
 from mner.config import ModelConfig
 from mner.data import MnerInputError, Post
 from mner.evaluate import entity_scores
-from mner.labels import BENCHMARK_TYPES, entity_types, tag_set
+from mner.labels import BENCHMARK_TYPES, LabelSet, entity_types
 from mner.model.network import as_tensors
 from mner.model.torch_model import TorchModel
 from mner.training.runconfig import RunConfig, TrainConfig
@@ -58,7 +58,7 @@ def make_model_config(posts: Sequence[Post], options: dict, min_word_count: int)
     try:
         config = ModelConfig.from_dict(
             {
-                "tags": tag_set(types),
+                "tags": LabelSet.of(types).tags,
                 "words": [PAD, UNK],
                 "chars": [PAD, UNK],
                 "join_markers": True,
