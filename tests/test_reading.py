@@ -181,22 +181,25 @@ def _made_up_posts(rng: random.Random, count: int, with_context: bool) -> list[P
     return posts
 
 
-def test_a_model_of_its_own_label_set_reads_a_context():
-    from mner.evaluate import entity_scores
+def _train_tiny_context_model(train_posts, dev, hidden: int, epochs: int):
+    """A tiny BiLSTM-CRF reading the context aligned to the post, trained on the posts given."""
     from mner.training.runconfig import RunConfig, TrainConfig
     from mner.training.trainer import train
 
+    model = {"char_dim": 8, "char_filters": 8, "hidden": hidden, "channels": ["text", "context"]}
+    run = RunConfig(
+        {**model, "context_alignment": True},
+        TrainConfig(epochs=epochs, batch_size=8, min_word_count=1, progress=False, seed=1),
+    )
+    return train(train_posts, dev, run)[0]
+
+
+def test_a_model_of_its_own_label_set_reads_a_context():
+    from mner.evaluate import entity_scores
+
     rng = random.Random(7)
     train_posts, dev = _made_up_posts(rng, 160, True), _made_up_posts(rng, 60, True)
-    model = {
-        "char_dim": 8,
-        "char_filters": 8,
-        "hidden": 16,
-        "channels": ["text", "context"],
-        "context_alignment": True,
-    }
-    run = RunConfig(model, TrainConfig(epochs=6, batch_size=8, min_word_count=1, progress=False, seed=1))
-    tagger = train(train_posts, dev, run)[0]
+    tagger = _train_tiny_context_model(train_posts, dev, hidden=16, epochs=6)
     assert tagger.config.context_types == ["ANIMAL", "FOOD"]
     gold = [list(p.tags) for p in dev]
     with_context = entity_scores(gold, tagger.predict_tags(dev)).f1
@@ -205,21 +208,11 @@ def test_a_model_of_its_own_label_set_reads_a_context():
 
 
 def test_training_reads_each_post_once_whatever_the_epochs():
-    from mner.training.runconfig import RunConfig, TrainConfig
-    from mner.training.trainer import train
 
     rng = random.Random(3)
     train_posts, dev = _made_up_posts(rng, 40, True), _made_up_posts(rng, 12, True)
-    model = {
-        "char_dim": 8,
-        "char_filters": 8,
-        "hidden": 8,
-        "channels": ["text", "context"],
-        "context_alignment": True,
-    }
-    run = RunConfig(model, TrainConfig(epochs=3, batch_size=8, min_word_count=1, progress=False, seed=1))
     before = reading.PARSES
-    train(train_posts, dev, run)
+    _train_tiny_context_model(train_posts, dev, hidden=8, epochs=3)
     # every post read once: by the first epoch's batches (and the dev scoring), never again in later epochs
     assert 0 < reading.PARSES - before <= len(train_posts) + len(dev)
 

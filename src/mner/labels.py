@@ -388,20 +388,21 @@ class LabelSet:
     @classmethod
     def of(cls, types: Iterable[str]) -> LabelSet:
         """The label set of these types, in ``ordered_types`` order."""
-        ordered = tuple(ordered_types(types))
-        words = tuple(
-            (t, tuple(BENCHMARK_KIND_WORDS.get(t, ())) or _type_words(t) + _borrowed(t)) for t in ordered
-        )
-        return cls(ordered, "BIO", words)
+        return cls.in_order(ordered_types(types))
 
     @classmethod
-    def from_tags(cls, tags: Iterable[str]) -> LabelSet:
-        """The label set of a model's tags (``O``, ``B-X``, ``I-X``...), its types in the tags' order."""
-        types = tuple(dict.fromkeys(tag.partition("-")[2] for tag in tags if tag != "O"))
+    def in_order(cls, types: Iterable[str]) -> LabelSet:
+        """The label set of these types, in the order given."""
+        types = tuple(dict.fromkeys(types))
         words = tuple(
             (t, tuple(BENCHMARK_KIND_WORDS.get(t, ())) or _type_words(t) + _borrowed(t)) for t in types
         )
         return cls(types, "BIO", words)
+
+    @classmethod
+    def from_tags(cls, tags: Iterable[str]) -> LabelSet:
+        """The label set of a model's tags (``O``, ``B-X``, ``I-X``...), its types in the tags' order."""
+        return cls.in_order(tag.partition("-")[2] for tag in tags if tag != "O")
 
     @property
     def tags(self) -> list[str]:

@@ -18,14 +18,13 @@ import re
 from collections.abc import Sequence
 
 from mner.channels.reading import align, align_kinds, is_generic, kind_word  # noqa: F401 - the alignment's API
-from mner.labels import BENCHMARK_LABELS, GENERIC_KIND_WORDS, LabelSet
+from mner.labels import BENCHMARK_LABELS, LabelSet
 
 ALIGN_TYPES = ("PER", "LOC", "ORG", "OTHER", "UNK")
 ALIGN_TAGS = ("O",) + tuple(f"{p}-{t}" for t in ALIGN_TYPES for p in ("B", "I"))
 # with ModelConfig.generic_tag: a kind that names no type at all (none given, "entity", "thing") is its own tag,
 # apart from kinds that name something other than an entity type ("date", "topic", "hashtag": UNK)
 ANY_TAGS = ("B-ANY", "I-ANY")
-GENERIC_WORDS = GENERIC_KIND_WORDS
 NO_CONTEXT = (
     0  # the feature id of every token of a post without context (the others are 1 + ALIGN_TAGS index)
 )

@@ -196,13 +196,12 @@ def readable(context: str, text: str = "") -> bool:
     """Whether a context's entity list can be read: the context parser finds an entity in it (a known form, or
     the post's ``text``'s names found in it whatever its markup: ``mner.channels.reading``), or it says that there
     is none ("Named entities:Reasoning:..."). The one place where mner decides it."""
-    from mner.channels.entities import read_entities
     from mner.channels.reading import read_context
     from mner.tokenizer import tokenize
 
-    if read_entities(context) or _SAYS_NONE.match(context) is not None:
+    if _SAYS_NONE.match(context) is not None:
         return True
-    return bool(text) and bool(read_context(tokenize(text[:MAX_POST_CHARS]), context).entities)
+    return bool(read_context(tokenize(text[:MAX_POST_CHARS]) if text else (), context).entities)
 
 
 def completions_url(endpoint: str) -> str:

@@ -275,14 +275,17 @@ def _merged(tokens, listed, aligned) -> ContextReading | None:
     """The fast path's list where it read several clean items (a known form), or places as many of the post's tokens
     as the alignment's names; else the alignment's names."""
     found = tuple(dict.fromkeys((name, kind) for _, name, kind in aligned))
+    if not found:
+        return ContextReading(tuple(listed), "list") if listed else None
+    if not listed:
+        return ContextReading(found, "aligned")
     clean = all(_clean(name) and _clean(kind or "") for name, kind in listed)
-    if listed and (
-        not found
-        or (clean and (len(listed) > 1 or _placed(tokens, listed) >= _placed(tokens, found)))
-        or _placed(tokens, listed) > _placed(tokens, found)
-    ):
+    if clean and len(listed) > 1:
         return ContextReading(tuple(listed), "list")
-    return ContextReading(found, "aligned") if found else None
+    by_list, by_alignment = _placed(tokens, listed), _placed(tokens, found)
+    if by_list > by_alignment or (clean and by_list == by_alignment):
+        return ContextReading(tuple(listed), "list")
+    return ContextReading(found, "aligned")
 
 
 _MARKUP_IN_NAME = regex.compile(r"\s[-–—]\s|\*\*|\s[-–—]$|^[-–—•]\s|:\s|\|")
@@ -600,9 +603,9 @@ def _short_item(chunk: str) -> bool:
 def _kind_like(chunk: str) -> bool:
     """A short run of words with no function word but "of"/"and" ("sports team", "body of water"), not a clause;
     and not a name ("Barack Obama": capitalised words none of which is a kind word, as "Person" is)."""
-    words = chunk.split()
-    if len(words) > MAX_KIND_WORDS or any(w.lower() in _STOP and w.lower() not in _IN_KINDS for w in words):
+    if not _short_item(chunk):
         return False
+    words = chunk.split()
     capitalised = all(w[:1].isupper() or w[:1].isdigit() for w in words)
     # a capitalised kind is a type's word or two ("Person", "Sports Team"); else it is a name ("Person 12")
     return not capitalised or (len(words) <= 2 and all(kind_word(w) for w in _WORD.findall(chunk)))
