@@ -1,4 +1,5 @@
-"""Test helpers for the HTTP service: a real uvicorn server on a free 127.0.0.1 port, and test photos."""
+"""Test helpers for the HTTP service: a real uvicorn server on a free 127.0.0.1 port, a stand-in chat endpoint's
+server, and test photos."""
 
 from __future__ import annotations
 
@@ -8,6 +9,22 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+
+@contextmanager
+def chat_endpoint(handler) -> Iterator[str]:
+    """Serve a ``BaseHTTPRequestHandler`` class (a stand-in chat-completions server) on a free 127.0.0.1 port, on a
+    thread; yields its OpenAI-style base URL (``http://127.0.0.1:PORT/v1``)."""
+    from http.server import ThreadingHTTPServer
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/v1"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
 
 
 @contextmanager

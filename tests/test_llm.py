@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 from typer.testing import CliRunner
@@ -19,6 +19,7 @@ from mner.channels.entities import read_entities
 from mner.channels.llm import prompt
 from mner.cli import app
 from mner.data import read_keyed_tsv
+from tests.serving import chat_endpoint
 
 runner = CliRunner()
 ANSWER = "Named entities:1. {name} (person)Reasoning:The post\tmentions {name}.\n"
@@ -129,14 +130,8 @@ class ChatServer:
 @contextmanager
 def chat_server() -> Iterator[tuple[ChatServer, str]]:
     state = ChatServer()
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), state.handler())
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield state, f"http://127.0.0.1:{httpd.server_address[1]}/v1"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with chat_endpoint(state.handler()) as endpoint:
+        yield state, endpoint
 
 
 def posts_file(tmp_path, texts):

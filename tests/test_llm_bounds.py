@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from types import SimpleNamespace
 
 import pytest
@@ -27,6 +27,7 @@ from mner.channels.entities import read_entities
 from mner.channels.llm import ChatClient, LLMError
 from mner.cli import app
 from mner.data import read_keyed_tsv
+from tests.serving import chat_endpoint
 from tests.test_llm import post_text
 from tests.test_llm_hostile import MEASURED
 
@@ -83,14 +84,8 @@ class Canned:
 @contextmanager
 def canned() -> Iterator[tuple[Canned, str]]:
     state = Canned()
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), state.handler())
-    httpd.daemon_threads = True
-    threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()
-    try:
-        yield state, f"http://127.0.0.1:{httpd.server_address[1]}/v1"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with chat_endpoint(state.handler()) as endpoint:
+        yield state, endpoint
 
 
 @pytest.fixture

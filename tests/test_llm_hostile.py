@@ -14,13 +14,14 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 from typer.testing import CliRunner
 
 from mner.cli import app
 from mner.data import read_keyed_tsv
+from tests.serving import chat_endpoint
 from tests.test_llm import post_text
 
 runner = CliRunner()
@@ -154,15 +155,8 @@ class Hostile:
 
 @contextmanager
 def serving(state) -> Iterator[str]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), state.handler())
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}/v1"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with chat_endpoint(state.handler()) as endpoint:
+        yield endpoint
 
 
 @pytest.fixture
