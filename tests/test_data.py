@@ -327,3 +327,22 @@ def test_a_line_of_flags_is_clustered_without_the_quadratic_scan(monkeypatch):
     assert seen_by_cluster_rule and not any(
         regex.search("[\U0001f1e6-\U0001f1ff]{2}", t) for t in seen_by_cluster_rule
     )
+
+
+def test_json_nested_too_deep_is_refused_before_the_decoder_recurses(monkeypatch):
+    """A RecursionError inside the C decoder can leave Python 3.11's recursion count askew (a later ``ast`` call then
+    raises SystemError): deep nesting is refused by a linear scan, the decoder never sees it."""
+    import json
+
+    from mner import data
+
+    calls = []
+    loads = json.loads
+    monkeypatch.setattr(data.json, "loads", lambda text: calls.append(len(text)) or loads(text))
+    with pytest.raises(ValueError, match="not usable JSON: nested too deeply"):
+        data.parse_json("[" * 100_000 + "]" * 100_000)
+    assert calls == []
+    deep_enough = "[" * data.MAX_JSON_DEPTH + "]" * data.MAX_JSON_DEPTH
+    assert (
+        data.parse_json(deep_enough) is not None and data.parse_json('["[[[[' + "[" * 600 + '"]') is not None
+    )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -342,10 +343,38 @@ def _jsonl_lines(handle, path: Path) -> Iterator[tuple[int, object | MnerInputEr
                 yield line_no, MnerInputError(str(err), path, line_no)
 
 
+MAX_JSON_DEPTH = 512  # of arrays and objects in untrusted JSON (Python's decoder recurses once a level)
+_JSON_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def _nested_too_deep(text: str | bytes) -> bool:
+    """Whether a JSON text opens more than ``MAX_JSON_DEPTH`` arrays or objects inside each other (strings
+    skipped); linear, and only walked when the text holds that many brackets at all."""
+    data = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
+    if data.count(b"[") + data.count(b"{") <= MAX_JSON_DEPTH:
+        return False
+    depth = 0
+    for token in _JSON_TOKEN.finditer(data):
+        mark = token.group()
+        if mark in (b"[", b"{"):
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                return True
+        elif mark in (b"]", b"}"):
+            depth -= 1
+    return False
+
+
 def parse_json(text: str | bytes) -> object:
     """``json.loads`` for untrusted input: every way a text can fail is a ValueError with one clear line —
     not JSON, nested too deep for Python, an integer too long to convert, a string that is not valid
     Unicode (a lone surrogate such as ``"\\udc80"``, which could never be written back as UTF-8)."""
+    if _nested_too_deep(
+        text
+    ):  # refused before the decoder recurses: a RecursionError inside the C decoder can leave
+        raise ValueError(
+            "not usable JSON: nested too deeply"
+        )  # the interpreter's own recursion count askew (3.11)
     try:
         value = json.loads(text)
     except json.JSONDecodeError as err:
