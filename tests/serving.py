@@ -12,13 +12,22 @@ from contextlib import contextmanager
 
 
 @contextmanager
-def chat_endpoint(handler) -> Iterator[str]:
+def chat_endpoint(handler, wait_for_handlers: bool = False) -> Iterator[str]:
     """Serve a ``BaseHTTPRequestHandler`` class (a stand-in chat-completions server) on a free 127.0.0.1 port, on a
-    thread; yields its OpenAI-style base URL (``http://127.0.0.1:PORT/v1``)."""
+    thread; yields its OpenAI-style base URL (``http://127.0.0.1:PORT/v1``). A client that hung up is no error of
+    the server's (nothing printed); ``wait_for_handlers``: closing waits for the requests still being answered, so
+    none writes to stderr while a later test captures it."""
+    import sys
     from http.server import ThreadingHTTPServer
 
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    httpd.daemon_threads = True
+    class Server(ThreadingHTTPServer):
+        daemon_threads = not wait_for_handlers
+
+        def handle_error(self, request, client_address):
+            if not isinstance(sys.exc_info()[1], BrokenPipeError | ConnectionResetError):
+                super().handle_error(request, client_address)
+
+    httpd = Server(("127.0.0.1", 0), handler)
     threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()
     try:
         yield f"http://127.0.0.1:{httpd.server_address[1]}/v1"

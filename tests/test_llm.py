@@ -130,7 +130,7 @@ class ChatServer:
 @contextmanager
 def chat_server() -> Iterator[tuple[ChatServer, str]]:
     state = ChatServer()
-    with chat_endpoint(state.handler()) as endpoint:
+    with chat_endpoint(state.handler(), wait_for_handlers=True) as endpoint:
         yield state, endpoint
 
 
