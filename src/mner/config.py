@@ -22,6 +22,7 @@ IMAGE_CHANNELS = channel_names("image")  # from the post's image features (mner.
 CAPTION_MODES = ("words", "attribute")
 # the context channel's words: the whole text, or only its entity list (mner.channels.context)
 CONTEXT_FORMS = ("full", "entities")
+FEATURE_MIXES = ("mean", "mix")  # how a frozen encoder's last four layers become one vector a token
 # config keys renamed in model folder format 3 (one word per meaning: "context" is the context channel only)
 RENAMED_KEYS = {
     "context_as_text": "words_after_post",
@@ -155,6 +156,17 @@ class ModelConfig:
     # networks of this config (trained with different seeds) combined as one: the mean of their emissions and of
     # their CRF scores (mner.model.network.EnsembleNetwork; ``mner combine`` makes one)
     ensemble: int = 1
+    # a frozen pretrained encoder's token features read beside the word vectors (a name in
+    # mner.inputs.frozen.FROZEN_ENCODERS: "mpnet", "minilm"); None: none
+    features: str | None = None
+    feature_mix: str = (
+        "mean"  # its last four layers: their "mean", or a learned "mix" (softmax weights, a scale)
+    )
+    glove: bool = True  # the GloVe vectors and tuned offsets (False: no word vectors, with frozen features)
+    char_cnn: bool = True  # the char-CNN over each word's characters
+    # the frozen encoder a model was trained on: its packages and versions and its weights' SHA-256 (set by
+    # training; a model refuses features from other weights)
+    features_record: dict | None = None
 
     def __post_init__(self):
         unknown = [c for c in self.channels if c not in CHANNELS]
@@ -186,6 +198,17 @@ class ModelConfig:
             raise ValueError(
                 f"encoder_lstm adds a BiLSTM over a transformer encoder: set encoder to one of {transformers}"
             )
+        if self.features is not None or not self.glove or not self.char_cnn:
+            if spec.kind != "glove":
+                raise ValueError("features, glove and char_cnn are options of the 'bilstm' encoder")
+            if self.features is not None:
+                from mner.inputs.frozen import FROZEN_ENCODERS
+
+                FROZEN_ENCODERS[self.features]  # an unknown name raises, naming the known ones
+            if self.feature_mix not in FEATURE_MIXES:
+                raise ValueError(f"feature_mix {self.feature_mix!r}: expected one of {list(FEATURE_MIXES)}")
+            if not self.glove and self.features is None:
+                raise ValueError("glove = false needs word features from elsewhere: set features")
         if self.context_form not in CONTEXT_FORMS:
             raise ValueError(f"context_form {self.context_form!r}: expected one of {list(CONTEXT_FORMS)}")
         if self.caption_mode not in CAPTION_MODES:
