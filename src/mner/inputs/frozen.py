@@ -57,6 +57,7 @@ class FrozenSpec:
     dim: int
     layers: int
     max_pieces: int
+    extra: str = "transformer"  # the mner extra that installs it (scripts/setup.sh)
     module: str | None = None  # a single package's import name; its model folder is <module>/model
     parts: bool = False
     zip_folder: str | None = None  # the folder inside the joined zip
@@ -76,6 +77,7 @@ FROZEN_ENCODERS.register(
         dim=768,
         layers=12,
         max_pieces=512,
+        extra="mpnet",
         parts=True,
         zip_folder="all-mpnet-base-v2",
     ),
@@ -96,7 +98,7 @@ FROZEN_ENCODERS.register(
 def _missing(name: str, spec: FrozenSpec, what: str) -> MnerInputError:
     return MnerInputError(
         f"the frozen encoder {name!r} ({spec.title}) {what}: install its weights with "
-        f"`{spec.install}` (or `bash scripts/setup.sh train,{name}`)"
+        f"`{spec.install}` (or `bash scripts/setup.sh train,{spec.extra}`)"
     )
 
 

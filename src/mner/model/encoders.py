@@ -192,8 +192,9 @@ class GloveBiLstmEncoder(TextEncoder):
 
 class FrozenFeatureMix(nn.Module):
     """A frozen encoder's last four layers of each token (``mner.inputs.frozen``) → one vector: their mean, or
-    a learned softmax-weighted sum times a learned scale (``feature_mix = "mix"``); zeros where a sequence has
-    none (a fusion's memory words, a context after the post)."""
+    a learned softmax-weighted sum times a learned scale (``feature_mix = "mix"``), through a learned linear
+    layer ``feature_dim`` wide where the config has one; zeros where a sequence has none (a fusion's memory
+    words, a context after the post)."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -204,14 +205,19 @@ class FrozenFeatureMix(nn.Module):
         if config.feature_mix == "mix":
             self.mix = nn.Parameter(torch.zeros(LAYERS))
             self.scale = nn.Parameter(torch.ones(()))
+        self.project = None
+        if config.feature_dim is not None:
+            self.project = nn.Linear(self.dim, config.feature_dim)
+            self.dim = config.feature_dim
 
     def forward(self, features: torch.Tensor | None, shape_ids: torch.Tensor) -> torch.Tensor:
         if features is None:
             return torch.zeros(*shape_ids.shape, self.dim, device=shape_ids.device)
         if self.mix is None:
-            return features.mean(2)
-        weights = torch.softmax(self.mix, 0).view(1, 1, -1, 1)
-        return self.scale * (features * weights).sum(2)
+            mixed = features.mean(2)
+        else:
+            mixed = self.scale * (features * torch.softmax(self.mix, 0).view(1, 1, -1, 1)).sum(2)
+        return mixed if self.project is None else self.project(mixed)
 
 
 class TransformerEncoder(TextEncoder):
