@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from runs import publish, report_option, report_path
 
 ROOT = Path(__file__).resolve().parents[1]
