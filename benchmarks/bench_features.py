@@ -62,11 +62,9 @@ def main() -> None:
             ms = out[f"{graph}-ms"]
             cos = f"{np.mean(cosines):.3f}" if graph == "int8" else "1"
             lines.append(f"| {FROZEN_ENCODERS[name].title} | {graph} | {ms:.1f} | {1000 / ms:.0f} | {cos} |")
-    lines += [
-        "",
-        f"{len(posts)} posts of Twitter-2015 test; {os.cpu_count()} cores. Command: `python benchmarks/bench_features.py "
-        f"--posts {args.posts} --threads {args.threads} --encoders {' '.join(args.encoders)}`",
-    ]
+    command = f"python benchmarks/bench_features.py --posts {args.posts} --threads {args.threads}"
+    command += f" --encoders {' '.join(args.encoders)}"
+    lines += ["", f"{len(posts)} posts of Twitter-2015 test; {os.cpu_count()} cores. Command: `{command}`"]
     publish(lines, args.report)
 
 
