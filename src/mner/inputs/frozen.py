@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 LAYERS = 4  # the last four layers' states of each token
 BATCH_POSTS = 16  # posts per encoder run (sorted by length, so little padding)
+INT8_GRAPH = "int8-ffn32"  # weights in int8 but the feed-forward outputs' (``_fp32_nodes``)
 
 
 @dataclass(frozen=True)
@@ -257,9 +258,8 @@ class FrozenFeatures:
         self.tokenizer = PieceTokenizer(folder)
         path = encoder_onnx(name, quantized)
         self.session = onnx_session(path, threads)
-        self.variant = (
-            f"{name}:{weights_hash(name)[:16]}:{'int8' if quantized else 'fp32'}:mean-pieces:last{LAYERS}"
-        )
+        graph = INT8_GRAPH if quantized else "fp32"
+        self.variant = f"{name}:{weights_hash(name)[:16]}:{graph}:mean-pieces:last{LAYERS}"
         self.store = FeatureStore(cache_folder() / "features" / f"{name}.sqlite") if cached else None
         self.computed = 0  # sequences run through the encoder (not found in the store)
         self._lock = threading.Lock()
@@ -358,10 +358,17 @@ class FeatureStore:
 
 
 def encoder_onnx_path(name: str, quantized: bool) -> Path:
-    return (
-        cache_folder()
-        / f"text-{name}-{weights_hash(name)[:12]}-last{LAYERS}{'-int8' if quantized else ''}.onnx"
-    )
+    graph = f"-{INT8_GRAPH}" if quantized else ""
+    return cache_folder() / f"text-{name}-{weights_hash(name)[:12]}-last{LAYERS}{graph}.onnx"
+
+
+def _fp32_nodes(path: Path) -> list[str]:
+    """The matrix products left in fp32 by the int8 graph: each layer's feed-forward output (the product after
+    GELU, whose inputs have the outliers int8 loses; measured in BENCHMARKS.md, "Frozen encoders")."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    return [n.name for n in graph.node if n.op_type == "MatMul" and "/output/dense/" in n.name]
 
 
 def encoder_onnx(name: str, quantized: bool) -> Path:
@@ -391,7 +398,13 @@ def encoder_onnx(name: str, quantized: bool) -> Path:
         level = root.level
         root.setLevel(logging.ERROR)  # onnxruntime's advice to pre-process, logged on the root logger
         try:
-            quantize_dynamic(str(fp32), str(partial), weight_type=QuantType.QInt8, per_channel=True)
+            quantize_dynamic(
+                str(fp32),
+                str(partial),
+                weight_type=QuantType.QInt8,
+                per_channel=True,
+                nodes_to_exclude=_fp32_nodes(fp32),
+            )
         finally:
             root.setLevel(level)
         partial.replace(path)
