@@ -313,3 +313,21 @@ def test_a_model_folder_of_before_loads(unit, tmp_path):
     assert loaded.config == config
     posts = sample_posts(config)[0] + [Post(("Paris",))]
     assert loaded.predict_tags(posts) == model.predict_tags(posts)
+
+
+def test_the_repos_configs_and_shipped_models_write_each_reading_as_its_block():
+    """configs/*.toml and the packaged models' config.json are in today's form: no reading's flat keys of before."""
+    import tomllib
+    from pathlib import Path
+
+    from mner.model.folder import FORMAT_VERSION, MODELS
+
+    flat = {key for unit in UNITS for key in unit.flat_keys}
+    root = Path(__file__).resolve().parents[1]
+    for path in sorted((root / "configs").glob("*.toml")):
+        model = tomllib.loads(path.read_text(encoding="utf-8")).get("model", {})
+        assert not flat & set(model), f"{path.name} writes {sorted(flat & set(model))} flat"
+    for name, packaged in MODELS.items():
+        record = json.loads((packaged.folder / "config.json").read_text(encoding="utf-8"))
+        assert not flat & set(record["model"]), f"packaged model {name!r} writes its reading's keys flat"
+        assert record["format_version"] == FORMAT_VERSION, name
