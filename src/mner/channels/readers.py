@@ -119,7 +119,7 @@ class ContextReader:
         return block.alignment
 
     def arrays(self, block: ContextReadingConfig) -> list[str]:
-        """The ``WordInputs`` arrays it adds to a batch's text (``mner.inputs.batching.batch_layout``); none when off."""
+        """The ``WordInputs`` arrays it adds to a batch's text (``mner.inputs.batching.batch_layout``); none if off."""
         return ["alignment_ids"] * block.alignment + ["kind_vectors"] * block.kind_vectors
 
     def entities(self, block: ContextReadingConfig, post: Post) -> list[tuple[str, str | None]] | None:
@@ -189,8 +189,8 @@ class ContextReader:
         if block.alignment:
             lines.append(
                 "- Context aligned: the context's named entities found in the post's tokens give each token a "
-                f"feature (inside a named span or not, B/I, the named kind as PER/LOC/ORG/OTHER), {block.alignment_dim} "
-                "wide."
+                "feature (inside a named span or not, B/I, the named kind as PER/LOC/ORG/OTHER), "
+                f"{block.alignment_dim} wide."
             )
         if block.kind_vectors:
             lines.append(
@@ -206,7 +206,7 @@ READERS.register("context", ContextReader())
 
 @functools.lru_cache(maxsize=4096)
 def mean_vector(kind: str, table: str) -> np.ndarray:
-    """The mean vector (of the word vectors ``table``) of a kind's words ("sports team"), zeros where none is known."""
+    """The mean vector (of the word vectors ``table``) of a kind's words ("sports team"); zeros where none is known."""
     from mner.inputs.embeddings import load_word_vectors, word_key
 
     vectors = load_word_vectors(table)

@@ -130,10 +130,10 @@ class OnnxRunner(Runner):
 
 class RoutedRunner(Runner):
     """A context model with its paths (``mner.model.combine``): each post goes to the model for what its context
-    gives (the context reading's route, ``mner.channels.readers``) — a typed list naming something in the post: the context
-    model; names but no kinds that name a type: the untyped path (a context model trained on lists with their
-    kinds hidden), where there is one; nothing (no context, one that cannot be read, one about another post): the
-    text path, a model of the text alone."""
+    gives (the context reading's route, ``mner.channels.readers``) — a typed list naming something in the post:
+    the context model; names but no kinds that name a type: the untyped path (a context model trained on lists
+    with their kinds hidden), where there is one; nothing (no context, one that cannot be read, one about another
+    post): the text path, a model of the text alone."""
 
     def __init__(self, context: Runner, text: Runner | None = None, untyped: Runner | None = None):
         self.paths = {"typed": context, "untyped": untyped or context, "none": text or context}
