@@ -264,7 +264,7 @@ def test_the_units_module_arrays_and_card_lines(unit):
     config = config_of_unit(unit)
     assert unit.name in TOKEN_FEATURES, f"no token-feature module registered for {unit.name!r}"
     network = TaggingNetwork(config)
-    module = network.encoder.features[unit.name]
+    module = network.encoder.token_features[unit.name]
     batch = TorchModel(network, {}).batches.build(sample_posts(config)[0])
     arrays = unit.arrays(unit.example)
     assert {f"text.{a}" for a in arrays} <= set(batch_layout(config)), f"{arrays} are not all in batch_layout"
@@ -301,8 +301,10 @@ def test_a_model_folder_of_before_loads(unit, tmp_path):
     folder = model.save(tmp_path / "m")
     state = load_file(str(folder / "model.safetensors"))
     for old in unit.old_weights:
-        assert any(k.startswith(f"encoder.features.{unit.name}.{old}.") for k in state), f"no weight {old!r}"
-    state = {k.replace(f"encoder.features.{unit.name}.", "encoder."): v for k, v in state.items()}
+        assert any(k.startswith(f"encoder.token_features.{unit.name}.{old}.") for k in state), (
+            f"no weight {old!r}"
+        )
+    state = {k.replace(f"encoder.token_features.{unit.name}.", "encoder."): v for k, v in state.items()}
     save_file(state, str(folder / "model.safetensors"))
     record = json.loads((folder / "config.json").read_text())
     block = record["model"].pop(unit.name)

@@ -60,13 +60,14 @@ class TextEncoder(nn.Module):
         """``words`` (batch, seq_len, d) joined with the char-CNN, the word shape and each reading unit's token
         features (``mner.model.features``: the context aligned to the post; zeros for sequences that have none)."""
         parts = [words, self.chars(inputs.char_ids), self.shape(inputs.shape_ids)]
-        parts += [unit(inputs) for unit in self.features.values()]  # each shape: (batch, seq_len, unit.dim)
+        # each unit's shape: (batch, seq_len, unit.dim)
+        parts += [unit(inputs) for unit in self.token_features.values()]
         return torch.cat(parts, dim=-1)
 
     def _add_token_features(self, config: ModelConfig) -> None:
         """The reading units' modules the config enables (``mner.model.features``); widen ``embed_dim``."""
-        self.features = build_token_features(config)
-        self.embed_dim += sum(unit.dim for unit in self.features.values())
+        self.token_features = build_token_features(config)
+        self.embed_dim += sum(unit.dim for unit in self.token_features.values())
 
     def forward(self, inputs: WordInputs, post_len: int) -> torch.Tensor:
         """States of the posts' own tokens, shape (batch, post_len, out_dim) (context positions dropped)."""

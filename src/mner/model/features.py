@@ -63,9 +63,9 @@ def build_token_features(config: ModelConfig) -> nn.ModuleDict:
 
 def migrate_feature_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Weights saved before model folder format 4 (a unit's weights held by the encoder itself:
-    ``encoder.alignment.weight``) under today's names (``encoder.features.context.alignment.weight``)."""
+    ``encoder.alignment.weight``) under today's names (``encoder.token_features.context.alignment.weight``)."""
     moved = {
-        f"encoder.{old}.": f"encoder.features.{name}.{old}."
+        f"encoder.{old}.": f"encoder.token_features.{name}.{old}."
         for name, unit in READERS.items()
         for old in unit.old_weights
     }
