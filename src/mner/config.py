@@ -21,6 +21,7 @@ CHANNELS = channel_names()  # every channel a model can read (mner.channels.spec
 WORD_CHANNELS = channel_names("words")  # word sequences a post carries besides its text
 IMAGE_CHANNELS = channel_names("image")  # from the post's image features (mner.vision)
 CAPTION_MODES = ("words", "attribute")
+FEATURE_MIXES = ("mean", "mix")  # how a frozen encoder's last four layers become one vector a token
 # config keys renamed in model folder format 3 (one word per meaning: "context" is the context channel only)
 RENAMED_KEYS = {
     "context_as_text": "words_after_post",
@@ -169,6 +170,17 @@ class ModelConfig:
     # networks of this config (trained with different seeds) combined as one: the mean of their emissions and of
     # their CRF scores (mner.model.network.EnsembleNetwork; ``mner combine`` makes one)
     ensemble: int = 1
+    # a frozen pretrained encoder's token features read beside the word vectors (a name in
+    # mner.inputs.frozen.FROZEN_ENCODERS: "mpnet", "minilm"); None: none
+    features: str | None = None
+    # its last four layers: their "mean", or a learned "mix" (softmax weights, a scale)
+    feature_mix: str = "mean"
+    feature_dim: int | None = None  # the features through a learned linear layer this wide; None: as they are
+    glove: bool = True  # the GloVe vectors and tuned offsets (False: no word vectors, with frozen features)
+    char_cnn: bool = True  # the char-CNN over each word's characters
+    # the frozen encoder a model was trained on: its packages and versions and its weights' SHA-256 (set by
+    # training; a model refuses features from other weights)
+    features_record: dict | None = None
 
     def __post_init__(self):
         for name, unit in READERS.items():
@@ -199,6 +211,19 @@ class ModelConfig:
             raise ValueError(
                 f"encoder_lstm adds a BiLSTM over a transformer encoder: set encoder to one of {transformers}"
             )
+        if self.features is not None or not self.glove or not self.char_cnn:
+            if spec.kind != "glove":
+                raise ValueError("features, glove and char_cnn are options of the 'bilstm' encoder")
+            if self.features is not None:
+                from mner.inputs.frozen import FROZEN_ENCODERS
+
+                FROZEN_ENCODERS[self.features]  # an unknown name raises, naming the known ones
+            if self.feature_mix not in FEATURE_MIXES:
+                raise ValueError(f"feature_mix {self.feature_mix!r}: expected one of {list(FEATURE_MIXES)}")
+            if self.feature_dim is not None and self.feature_dim < 1:
+                raise ValueError(f"feature_dim {self.feature_dim}: expected a positive width (or none)")
+            if not self.glove and self.features is None:
+                raise ValueError("glove = false needs word features from elsewhere: set features")
         if self.caption_mode not in CAPTION_MODES:
             raise ValueError(f"caption_mode {self.caption_mode!r}: expected one of {list(CAPTION_MODES)}")
         if self.ensemble < 1:

@@ -53,6 +53,9 @@ class GloveInputs(WordInputs):
     word_vectors: np.ndarray = None  # shape: (batch, seq_len, word_dim), frozen GloVe rows
     word_ids: np.ndarray = None  # shape: (batch, seq_len), tuned-vocabulary ids
     separator: np.ndarray | None = None  # shape: (batch, seq_len), bool; True at SEPARATOR positions
+    # shape: (batch, seq_len, 4, features dim); a frozen encoder's last four layers of each post token
+    # (ModelConfig.features; mner.inputs.frozen), zeros after the post; None: unused
+    features: np.ndarray | None = None
 
 
 @dataclass
@@ -111,11 +114,34 @@ def char_features(sequences: Sequence[Sequence[str]], config: ModelConfig) -> tu
 
 
 class GloveInputBuilder:
-    """Inputs of the GloVe encoder; context as text is joined after the post: post, SEPARATOR, words, ..."""
+    """Inputs of the GloVe encoder; context as text is joined after the post: post, SEPARATOR, words, ...
+    With ``features``, each post token's frozen-encoder features too (``mner.inputs.frozen``: ``threads`` for
+    its ONNX session; ``use_features`` picks the fp32 graph and the feature cache, as training does)."""
 
-    def __init__(self, config: ModelConfig):
+    def __init__(self, config: ModelConfig, threads: int = 1):
         self.config = config
         self.vectors = load_word_vectors(config.word_embeddings)
+        self.frozen = None
+        if config.features is not None:
+            self.use_features(threads)
+
+    def use_features(self, threads: int = 1, quantized: bool = True, cached: bool = False) -> None:
+        """Read the frozen encoder's features through the int8 graph (``quantized``) or the fp32 one, kept in
+        the feature cache or not (``cached``)."""
+        from mner.inputs.frozen import check_record, feature_source
+
+        self.frozen = feature_source(self.config.features, threads, quantized, cached)
+        check_record(self.config.features_record, self.config.features)
+
+    def features(self, tokens: Sequence[Sequence[str]], width: int) -> np.ndarray:
+        """(batch, width, 4, dim) frozen-encoder features of the posts, zeros after each post's tokens."""
+        from mner.inputs.frozen import LAYERS
+
+        found = self.frozen(tokens)
+        out = np.zeros((len(tokens), width, LAYERS, self.frozen.dim), dtype=np.float32)
+        for b, array in enumerate(found):
+            out[b, : len(array)] = array
+        return out
 
     def words(self, sequences: Sequence[Sequence[str]]) -> GloveInputs:
         char_ids, shape_ids, mask = char_features(sequences, self.config)
@@ -148,7 +174,10 @@ class GloveInputBuilder:
         self, tokens: Sequence[Sequence[str]], contexts: Sequence[Sequence[Sequence[str]]] | None
     ) -> GloveInputs:
         if contexts is None:
-            return self.words(tokens)
+            inputs = self.words(tokens)
+            if self.frozen is not None:
+                inputs.features = self.features(tokens, inputs.mask.shape[1])
+            return inputs
         joined, separators = [], []
         for words, channels in zip(tokens, contexts, strict=True):
             sequence, marks = list(words), [False] * len(words)
@@ -162,13 +191,15 @@ class GloveInputBuilder:
         inputs.separator = np.zeros(inputs.mask.shape, dtype=bool)
         for b, marks in enumerate(separators):
             inputs.separator[b, : len(marks)] = marks
+        if self.frozen is not None:
+            inputs.features = self.features(tokens, inputs.mask.shape[1])
         return inputs
 
 
 class PieceInputBuilder:
     """Inputs of a transformer encoder: ``[CLS] post [SEP] (context [SEP])*`` word pieces, and characters."""
 
-    def __init__(self, config: ModelConfig):
+    def __init__(self, config: ModelConfig, threads: int = 1):
         self.config = config
 
     def words(self, sequences: Sequence[Sequence[str]]) -> PieceInputs:
@@ -265,9 +296,9 @@ INPUT_BUILDERS.register("glove", GloveInputBuilder)
 INPUT_BUILDERS.register("transformer", PieceInputBuilder)
 
 
-def input_builder(config: ModelConfig) -> InputBuilder:
-    """The input builder for the config's encoder."""
-    return INPUT_BUILDERS[config.encoder_spec.kind](config)
+def input_builder(config: ModelConfig, threads: int = 1) -> InputBuilder:
+    """The input builder for the config's encoder (``threads``: a frozen encoder's ONNX session's)."""
+    return INPUT_BUILDERS[config.encoder_spec.kind](config, threads)
 
 
 def flat_arrays(value, path: str = "") -> dict[str, np.ndarray]:
@@ -330,6 +361,8 @@ def batch_layout(config: ModelConfig) -> list[str]:
         text += unit.arrays(getattr(config, name))
     if config.words_after_post and config.encoder_spec.kind == "glove":
         text.append("separator")
+    if config.features is not None:
+        text.append("features")
     names = [f"text.{name}" for name in text] + ["mask"]
     names += [f"memory.{channel}.{name}" for channel in config.memory_channels for name in words]
     if config.image_channels:

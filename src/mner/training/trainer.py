@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
 import os
 import random
 import sys
@@ -27,6 +28,8 @@ from mner.labels import BENCHMARK_TYPES, LabelSet, entity_types
 from mner.model.network import as_tensors
 from mner.model.torch_model import TorchModel
 from mner.training.runconfig import RunConfig, TrainConfig
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from mner.vision import ImageFeatures
@@ -136,11 +139,17 @@ class Trainer:
             torch.set_num_threads(cfg.threads)
         set_seed(cfg.seed)
         config = make_model_config(train_posts, run.model, cfg.min_word_count)
+        if config.features is not None:  # the frozen encoder's weights, recorded: a model refuses others
+            from mner.inputs.frozen import encoder_record
+
+            config = dataclasses.replace(config, features_record=encoder_record(config.features))
         _check_lengths(train_posts, config.max_post_tokens)
         self.device = torch.device(cfg.device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise MnerInputError(f"device {cfg.device!r}: this torch build sees no CUDA device")
         self.model = TorchModel.new(config)
+        if config.features is not None:
+            self._prepare_features(cfg.threads or 1)
         self.network = self.model.network.to(self.device)
         # fine-tuning a transformer on a CPU: ~3.7x faster with denormals flushed; a process-wide setting, so
         # ``fit`` sets it back when the training ends
@@ -163,6 +172,25 @@ class Trainer:
             self.parsed = [READERS["context"].entities(config.context, p) for p in self.train_posts]
         self.history: list[dict] = []
         self.best = {"f1": -1.0, "epoch": 0, "state": None}
+
+    def _prepare_features(self, threads: int) -> None:
+        """The frozen encoder's features of every training and dev post, computed once through its fp32 graph
+        into the feature cache (``mner.inputs.frozen``): every epoch, seed and rerun after reads them there."""
+        from mner.inputs.markers import join
+
+        inputs = self.model.batches.inputs
+        inputs.use_features(threads, quantized=False, cached=True)
+        dev = [join(p.tokens)[0] if self.model.config.join_markers else p.tokens for p in self.dev_posts]
+        started = time.monotonic()
+        inputs.frozen([p.tokens for p in self.train_posts] + dev, progress=True)
+        if inputs.frozen.computed:
+            log.info(
+                "features (%s): %d posts computed in %.0f s, kept in %s",
+                self.model.config.features,
+                inputs.frozen.computed,
+                time.monotonic() - started,
+                inputs.frozen.store.path,
+            )
 
     def step(self, posts: Sequence[Post]) -> float:
         """One optimisation step on a batch (loss, backward, clipped gradients, Adam, schedule); its loss."""
