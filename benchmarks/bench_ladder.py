@@ -41,12 +41,14 @@ ANCHORS = [  # Twitter-2015 test F1 reported by their papers (DESIGN.md / issue 
 def channels_of(config: Path) -> str:
     import tomllib
 
-    model = tomllib.loads(config.read_text()).get("model", {})
+    from mner.config import migrate_keys
+
+    model = migrate_keys(tomllib.loads(config.read_text()).get("model", {}))  # flat keys of before too
     channels = ["context (LLM)" if c == "context" else c for c in model.get("channels", ["text"])]
     return (
         " + ".join(channels)
         + (" (as text)" if model.get("words_after_post") else "")
-        + (" (aligned)" if model.get("context_alignment") else "")
+        + (" (aligned)" if model.get("context", {}).get("alignment") else "")
         + (" (fusion)" if model.get("fusion") else "")
     )
 

@@ -1,19 +1,27 @@
 """Every registered channel (``mner.channels.spec.CHANNELS``) is present wherever a channel must be: the command
 line, JSONL, Parquet, the service's schema, the web form, the model card, the export's sample posts and the
-typed fields. A channel added to the registry and forgotten in one place fails here, naming the place."""
+typed fields. A channel added to the registry and forgotten in one place fails here, naming the place.
+
+Every registered reading unit (``mner.channels.readers.READERS``) likewise: its config block round-trips through
+a TOML config and a model's config.json and is checked strictly, its flat keys of before migrate into it, its
+token-feature module is registered and as wide as it says, its arrays are in the batch layout, its card lines are
+on the card, and a model folder of before (flat keys, the encoder's weight names) loads."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from importlib import resources
 
 import pytest
 import typer
 
+from mner.channels.readers import READERS
 from mner.channels.spec import CHANNELS, text_fields
 from mner.cli import app
 from mner.config import ModelConfig
+from mner.data import MnerInputError
 
 SPECS = CHANNELS.values()
 IDS = [spec.name for spec in SPECS]
@@ -106,7 +114,7 @@ def test_the_card_and_the_export_samples_cover_the_channel(spec):
     assert spec.fill in model_card(config, {}), f"the model card does not say how {spec.name!r} is filled"
     posts, images = sample_posts(config)
     if spec.reads == "words":
-        assert all(spec.words(post, config.context_form) for post in posts), (
+        assert all(spec.words(post, config.reading(spec.name)) for post in posts), (
             f"no sample words for {spec.name!r}"
         )
     if spec.reads == "image":
@@ -139,3 +147,189 @@ class _Page:
 
     def read_text(self, encoding="utf-8"):
         return self.text
+
+
+# ------------------------------------------------------------------------------------------ reading units
+
+UNITS = READERS.values()
+
+
+def config_of_unit(unit, block=None, **changes) -> ModelConfig:
+    """A small model config whose reading unit ``unit`` is the unit's example block (or ``block``)."""
+    values = {
+        "tags": ["O", "B-PER", "I-PER"],
+        "words": ["<pad>", "<unk>"],
+        "chars": ["<pad>", "<unk>"],
+        "channels": ["text", unit.channel],
+        "char_dim": 8,
+        "char_filters": 8,
+        "hidden": 8,
+        unit.name: block or unit.example,
+    }
+    return ModelConfig(**(values | changes))
+
+
+def toml_value(value) -> str:
+    """A TOML literal of a config value (bool, number, string, list of strings)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return json.dumps(value)  # a number, a basic string and an array of them read the same in TOML
+
+
+@pytest.mark.parametrize("unit", UNITS, ids=lambda u: u.name)
+def test_the_units_example_sets_every_option_and_is_enabled(unit):
+    default, example = unit.config(), unit.example
+    same = [
+        f.name
+        for f in dataclasses.fields(unit.config)
+        if getattr(default, f.name) == getattr(example, f.name)
+    ]
+    assert not same, (
+        f"{unit.name}'s example leaves {same} at their defaults: the round trips would not see them"
+    )
+    assert unit.enabled(example) and unit.channel in CHANNELS
+    assert unit.name in {f.name for f in dataclasses.fields(ModelConfig)}, (
+        f"ModelConfig has no {unit.name!r} block"
+    )
+
+
+@pytest.mark.parametrize("unit", UNITS, ids=lambda u: u.name)
+def test_the_block_round_trips_through_toml_and_config_json(unit, tmp_path):
+    from mner.training.runconfig import read_run_config
+
+    example = dataclasses.asdict(unit.example)
+    lines = [f"{key} = {toml_value(value)}" for key, value in example.items() if value is not None]
+    path = tmp_path / "c.toml"
+    path.write_text(
+        f'[model]\nchannels = ["text", "{unit.channel}"]\n\n[model.{unit.name}]\n' + "\n".join(lines) + "\n"
+    )
+    read = read_run_config(path).model
+    config = ModelConfig.from_dict({"tags": ["O"], "words": [], "chars": [], **read})
+    assert getattr(config, unit.name) == unit.example, f"[model.{unit.name}] does not read back as written"
+    saved = json.loads(json.dumps(config.to_dict()))  # what a model folder's config.json holds
+    assert saved[unit.name] == example, f'config.json does not hold "{unit.name}" as one object'
+    assert ModelConfig.from_dict(saved) == config
+
+
+@pytest.mark.parametrize("unit", UNITS, ids=lambda u: u.name)
+def test_the_block_is_checked_strictly(unit, tmp_path):
+    from mner.training.runconfig import read_run_config
+
+    base = {"tags": ["O"], "words": [], "chars": [], "channels": ["text", unit.channel]}
+    name = rf"\[model\.{unit.name}\]"
+    with pytest.raises(ValueError, match=rf"unknown {name} key\(s\) \['colour'\]; expected some of"):
+        ModelConfig.from_dict({**base, unit.name: {"colour": 1}})
+    field = dataclasses.fields(unit.config)[0]
+    with pytest.raises(ValueError, match=rf"{name} key '{field.name}': expected {field.type}, got list"):
+        ModelConfig.from_dict({**base, unit.name: {field.name: [1]}})
+    with pytest.raises(ValueError, match=rf"{name}: expected a table, got int 3"):
+        ModelConfig.from_dict({**base, unit.name: 3})
+    path = tmp_path / "c.toml"
+    path.write_text(f"[model.{unit.name}]\ncolour = 1\n")
+    with pytest.raises(MnerInputError, match=rf"c.toml: unknown {name} key\(s\) \['colour'\]"):
+        read_run_config(path)
+
+
+@pytest.mark.parametrize("unit", UNITS, ids=lambda u: u.name)
+def test_an_old_flat_config_migrates_to_the_block(unit, tmp_path):
+    from mner.training.runconfig import read_run_config
+
+    flat = {old: getattr(unit.example, new) for old, new in unit.flat_keys.items()}
+    assert set(unit.flat_keys.values()) == {f.name for f in dataclasses.fields(unit.config)}
+    config = ModelConfig.from_dict(
+        {"tags": ["O"], "words": [], "chars": [], "channels": ["text", unit.channel], **flat}
+    )
+    assert getattr(config, unit.name) == unit.example
+    path = tmp_path / "c.toml"
+    path.write_text("[model]\n" + "".join(f"{k} = {toml_value(v)}\n" for k, v in flat.items()))
+    assert read_run_config(path).model == {unit.name: dataclasses.asdict(unit.example)}
+    old, new = next(iter(unit.flat_keys.items()))
+    with pytest.raises(ValueError, match=rf"\['{new}'\] given both flat and in \[model.{unit.name}\]"):
+        ModelConfig.from_dict(
+            {"tags": ["O"], "words": [], "chars": [], old: flat[old], unit.name: {new: flat[old]}}
+        )
+
+
+@pytest.mark.parametrize("unit", UNITS, ids=lambda u: u.name)
+def test_the_units_module_arrays_and_card_lines(unit):
+    import torch
+
+    from mner.inputs.batching import WordInputs, batch_layout, flat_arrays
+    from mner.model.card import model_card
+    from mner.model.features import TOKEN_FEATURES
+    from mner.model.network import TaggingNetwork, as_tensors
+    from mner.model.torch_model import TorchModel
+    from mner.runtime.export import sample_posts
+
+    config = config_of_unit(unit)
+    assert unit.name in TOKEN_FEATURES, f"no token-feature module registered for {unit.name!r}"
+    network = TaggingNetwork(config)
+    module = network.encoder.token_features[unit.name]
+    batch = TorchModel(network, {}).batches.build(sample_posts(config)[0])
+    arrays = unit.arrays(unit.example)
+    assert {f"text.{a}" for a in arrays} <= set(batch_layout(config)), f"{arrays} are not all in batch_layout"
+    assert {f"text.{a}" for a in arrays} <= set(flat_arrays(batch)), f"{arrays} are not all in a built batch"
+    assert set(arrays) <= {f.name for f in dataclasses.fields(WordInputs)}, "an array has no WordInputs field"
+    with torch.inference_mode():
+        out = module(as_tensors(batch).text)
+    assert out.shape == (2, batch.text.mask.shape[1], module.dim), (
+        f"{unit.name}'s module is not {module.dim} wide"
+    )
+    without = network.encoder.embed_dim - module.dim
+    assert TaggingNetwork(config_of_unit(unit, unit.config(), channels=["text"])).encoder.embed_dim == without
+    card = model_card(config, {})
+    lines = unit.card_lines(unit.example, False)
+    assert lines and all(line in card for line in lines), f"the card lacks {unit.name}'s lines"
+
+
+@pytest.mark.parametrize("unit", UNITS, ids=lambda u: u.name)
+def test_a_model_folder_of_before_loads(unit, tmp_path):
+    """A model saved before format 4: the block's keys flat in config.json, the module's weights held by the encoder
+    (``encoder.alignment.weight``); it loads, and tags as the model it was saved from."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from mner.data import Post
+    from mner.model.folder import file_sha256
+    from mner.model.network import TaggingNetwork
+    from mner.model.torch_model import TorchModel, load_torch_model
+    from mner.runtime.export import sample_posts
+
+    torch.manual_seed(0)
+    config = config_of_unit(unit)
+    model = TorchModel(TaggingNetwork(config), {})
+    folder = model.save(tmp_path / "m")
+    state = load_file(str(folder / "model.safetensors"))
+    for old in unit.old_weights:
+        assert any(k.startswith(f"encoder.token_features.{unit.name}.{old}.") for k in state), (
+            f"no weight {old!r}"
+        )
+    state = {k.replace(f"encoder.token_features.{unit.name}.", "encoder."): v for k, v in state.items()}
+    save_file(state, str(folder / "model.safetensors"))
+    record = json.loads((folder / "config.json").read_text())
+    block = record["model"].pop(unit.name)
+    record["model"] |= {old: block[new] for old, new in unit.flat_keys.items()}
+    record |= {"format_version": 3, "weights_sha256": file_sha256(folder / "model.safetensors")}
+    (folder / "config.json").write_text(json.dumps(record))
+    loaded = load_torch_model(folder)
+    assert loaded.config == config
+    posts = sample_posts(config)[0] + [Post(("Paris",))]
+    assert loaded.predict_tags(posts) == model.predict_tags(posts)
+
+
+def test_the_repos_configs_and_shipped_models_write_each_reading_as_its_block():
+    """configs/*.toml and the packaged models' config.json are in today's form: no reading's flat keys of before."""
+    import tomllib
+    from pathlib import Path
+
+    from mner.model.folder import FORMAT_VERSION, MODELS
+
+    flat = {key for unit in UNITS for key in unit.flat_keys}
+    root = Path(__file__).resolve().parents[1]
+    for path in sorted((root / "configs").glob("*.toml")):
+        model = tomllib.loads(path.read_text(encoding="utf-8")).get("model", {})
+        assert not flat & set(model), f"{path.name} writes {sorted(flat & set(model))} flat"
+    for name, packaged in MODELS.items():
+        record = json.loads((packaged.folder / "config.json").read_text(encoding="utf-8"))
+        assert not flat & set(record["model"]), f"packaged model {name!r} writes its reading's keys flat"
+        assert record["format_version"] == FORMAT_VERSION, name

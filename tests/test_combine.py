@@ -32,7 +32,7 @@ SMALL = {"char_dim": 8, "char_filters": 8, "hidden": 8}
 
 
 def trained(tmp_path, name: str, seed: int, context: bool = True):
-    model = {**SMALL, "channels": ["text", "context"], "context_alignment": True} if context else SMALL
+    model = {**SMALL, "channels": ["text", "context"], "context": {"alignment": True}} if context else SMALL
     run = RunConfig(model, TrainConfig(epochs=2, batch_size=2, min_word_count=1, progress=False, seed=seed))
     return train(POSTS, POSTS, run)[0].save(tmp_path / name)
 

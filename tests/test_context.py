@@ -133,19 +133,21 @@ def test_filling_takes_the_posts_own_context_first_and_reports_what_is_missing()
 def test_context_configs_are_checked():
     with pytest.raises(ValueError, match=r"channel\(s\) \['context'\] need fusion = true"):
         ModelConfig(tags=[], words=[], chars=[], channels=["text", "context"])
-    with pytest.raises(ValueError, match="context_alignment reads the 'context' channel: add it to channels"):
-        ModelConfig(tags=[], words=[], chars=[], context_alignment=True)
-    with pytest.raises(ValueError, match=r"context_form 'summary': expected one of \['full', 'entities'\]"):
+    with pytest.raises(
+        ValueError, match=r"\[model.context\] reads the 'context' channel: add it to channels"
+    ):
+        ModelConfig(tags=[], words=[], chars=[], context={"alignment": True})
+    with pytest.raises(ValueError, match=r"context form 'summary': expected one of \['full', 'entities'\]"):
         ModelConfig(
             tags=[],
             words=[],
             chars=[],
             channels=["text", "context"],
             words_after_post=True,
-            context_form="summary",
+            context={"form": "summary"},
         )
     ModelConfig(
-        tags=[], words=[], chars=[], channels=["text", "context"], context_alignment=True
+        tags=[], words=[], chars=[], channels=["text", "context"], context={"alignment": True}
     )  # no fusion needed
     with pytest.raises(ValueError, match=r"context_dropout 1.0: expected a fraction in \[0, 1\)"):
         TrainConfig(context_dropout=1.0)
@@ -201,9 +203,9 @@ def fit(epochs=60, lr=0.02, dropout=0.0, **model):
 @pytest.mark.parametrize(
     "model",
     [
-        {"context_alignment": True},
+        {"context": {"alignment": True}},
         # the BiLSTM carries the context back to "Bears" across the separator: slower than the aligned feature
-        {"words_after_post": True, "context_form": "entities", "epochs": 120, "lr": 0.01},
+        {"words_after_post": True, "context": {"form": "entities"}, "epochs": 120, "lr": 0.01},
     ],
     ids=["aligned", "as-text"],
 )
@@ -220,7 +222,7 @@ def test_the_context_decides_what_the_text_cannot(model, tmp_path):
 
 def test_context_dropout_hides_the_context_of_that_share_of_posts():
     run = RunConfig(
-        {**SMALL, "channels": ["text", "context"], "context_alignment": True},
+        {**SMALL, "channels": ["text", "context"], "context": {"alignment": True}},
         TrainConfig(epochs=1, batch_size=4, min_word_count=1, progress=False, context_dropout=0.5),
     )
     trainer = Trainer(POSTS * 50, POSTS, run)
@@ -239,8 +241,8 @@ def test_cli_trains_evaluates_predicts_and_tags_with_context(tmp_path):
         "image_id\tknowledge\n" + "".join(f"{p.id}\t{p.context}\n" for p in POSTS[:3]), encoding="utf-8"
     )
     (tmp_path / "m.toml").write_text(
-        '[model]\nchannels = ["text", "context"]\ncontext_alignment = true\nhidden = 24\n'
-        "dropout = 0.0\n[train]\nepochs = 60\nlr = 0.02\nbatch_size = 4\n"
+        '[model]\nchannels = ["text", "context"]\nhidden = 24\n'
+        "dropout = 0.0\n[model.context]\nalignment = true\n[train]\nepochs = 60\nlr = 0.02\nbatch_size = 4\n"
         "min_word_count = 1\nprogress = false\npatience = 60\n",
         encoding="utf-8",
     )
@@ -262,7 +264,9 @@ def test_cli_trains_evaluates_predicts_and_tags_with_context(tmp_path):
     assert result.exit_code == 0, result.output
     assert "train: 4 posts, 3 with context matched by image_id (1 without one)" in result.stderr
     record = json.loads((tmp_path / "out" / "config.json").read_text(encoding="utf-8"))
-    assert record["model"]["channels"] == ["text", "context"] and record["model"]["context_alignment"] is True
+    assert (
+        record["model"]["channels"] == ["text", "context"] and record["model"]["context"]["alignment"] is True
+    )
     scored = runner.invoke(
         app,
         [
@@ -377,7 +381,7 @@ def test_a_context_that_lists_nothing_readable_is_reported_and_tagged_as_without
 
     prose = "Reasoning: the post is about a football game in the rain."
     assert alignment_ids(("Bears", "win"), prose) == [NO_CONTEXT, NO_CONTEXT]
-    model = fit(epochs=2, context_alignment=True).save(tmp_path / "m")
+    model = fit(epochs=2, context={"alignment": True}).save(tmp_path / "m")
     conll = "".join(
         f"IMGID:{p.id}\n" + "".join(f"{t}\t{g}\n" for t, g in zip(p.tokens, p.tags, strict=True)) + "\n"
         for p in POSTS

@@ -71,7 +71,9 @@ class _Stub:
 def test_fallback_gives_posts_without_an_aligned_name_to_the_text_model():
     from mner.config import ModelConfig
 
-    config = ModelConfig(tags=["O"], words=[], chars=[], channels=["text", "context"], context_alignment=True)
+    config = ModelConfig(
+        tags=["O"], words=[], chars=[], channels=["text", "context"], context={"alignment": True}
+    )
     context_model, text_model = _Stub("B-PER", config), _Stub("B-LOC")
     posts = [
         Post(tuple(TOKENS), id="a", context=LISTED),
@@ -86,7 +88,9 @@ def test_fallback_gives_posts_without_an_aligned_name_to_the_text_model():
 def test_three_way_routing():
     from mner.config import ModelConfig
 
-    config = ModelConfig(tags=["O"], words=[], chars=[], channels=["text", "context"], context_alignment=True)
+    config = ModelConfig(
+        tags=["O"], words=[], chars=[], channels=["text", "context"], context={"alignment": True}
+    )
     typed, untyped, text = _Stub("B-PER", config), _Stub("B-ORG"), _Stub("B-LOC")
     posts = [
         Post(tuple(TOKENS), id="a", context=LISTED),
@@ -114,7 +118,7 @@ def test_kind_vectors_read_the_listed_kinds_words_and_export(tmp_path):
         Post(("flying", "to", "Chicago"), id="2", tags=("O", "O", "B-LOC")),
     ]
     model = {"char_dim": 8, "char_filters": 8, "hidden": 8, "channels": ["text", "context"]}
-    model |= {"context_alignment": True, "kind_vectors": True}
+    model |= {"context": {"alignment": True, "kind_vectors": True}}
     run = RunConfig(model, TrainConfig(epochs=2, batch_size=2, min_word_count=1, progress=False))
     trained = train(posts, posts, run)[0]
     batch = trained.batches.build(posts)

@@ -188,7 +188,7 @@ def _train_tiny_context_model(train_posts, dev, hidden: int, epochs: int):
 
     model = {"char_dim": 8, "char_filters": 8, "hidden": hidden, "channels": ["text", "context"]}
     run = RunConfig(
-        {**model, "context_alignment": True},
+        {**model, "context": {"alignment": True}},
         TrainConfig(epochs=epochs, batch_size=8, min_word_count=1, progress=False, seed=1),
     )
     return train(train_posts, dev, run)[0]
@@ -200,7 +200,7 @@ def test_a_model_of_its_own_label_set_reads_a_context():
     rng = random.Random(7)
     train_posts, dev = _made_up_posts(rng, 160, True), _made_up_posts(rng, 60, True)
     tagger = _train_tiny_context_model(train_posts, dev, hidden=16, epochs=6)
-    assert tagger.config.context_types == ["ANIMAL", "FOOD"]
+    assert tagger.config.context.types == ["ANIMAL", "FOOD"]
     gold = [list(p.tags) for p in dev]
     with_context = entity_scores(gold, tagger.predict_tags(dev)).f1
     without = entity_scores(gold, tagger.predict_tags([dataclasses.replace(p, context=None) for p in dev])).f1

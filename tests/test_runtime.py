@@ -153,15 +153,14 @@ def test_models_with_context_and_transformer_encoders_export_and_match(tmp_path)
         Post(("flying", "to", "Paris"), id="2", tags=("O", "O", "B-LOC")),
     ]
     for model in (
-        {"channels": ["text", "context"], "context_alignment": True, "hidden": 8},
+        {"channels": ["text", "context"], "context": {"alignment": True}, "hidden": 8},
         {
             "encoder": "minilm",
             "encoder_lstm": True,
             "hidden": 8,
             "channels": ["text", "context"],
             "words_after_post": True,
-            "context_alignment": True,
-            "context_form": "entities",
+            "context": {"alignment": True, "form": "entities"},
         },
     ):
         run = RunConfig(
@@ -241,7 +240,7 @@ def test_the_batch_layout_is_pinned():
         chars=["<pad>", "<unk>"],
         channels=["text", "caption", "knowledge", "context", "attributes", "image"],
         fusion=True,
-        context_alignment=True,
+        context={"alignment": True},
     )
     after = ModelConfig(
         tags=["O"],

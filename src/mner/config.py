@@ -10,6 +10,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from mner.channels.readers import READERS, ContextReadingConfig
 from mner.channels.spec import channel_names
 from mner.registry import Registry
 
@@ -20,8 +21,6 @@ CHANNELS = channel_names()  # every channel a model can read (mner.channels.spec
 WORD_CHANNELS = channel_names("words")  # word sequences a post carries besides its text
 IMAGE_CHANNELS = channel_names("image")  # from the post's image features (mner.vision)
 CAPTION_MODES = ("words", "attribute")
-# the context channel's words: the whole text, or only its entity list (mner.channels.context)
-CONTEXT_FORMS = ("full", "entities")
 FEATURE_MIXES = ("mean", "mix")  # how a frozen encoder's last four layers become one vector a token
 # config keys renamed in model folder format 3 (one word per meaning: "context" is the context channel only)
 RENAMED_KEYS = {
@@ -32,8 +31,40 @@ RENAMED_KEYS = {
 
 
 def migrate_keys(values: dict) -> dict:
-    """A model config written before format 3 (or a TOML ``[model]`` table) under today's key names."""
-    return {RENAMED_KEYS.get(key, key): value for key, value in values.items()}
+    """A model config written before format 4 (or a TOML ``[model]`` table) under today's key names: keys renamed
+    in format 3 renamed, and a reading unit's flat keys (``context_alignment``) moved into its block
+    (``context: {"alignment": ...}``, ``mner.channels.readers``).
+
+    Raises:
+        ValueError: a key given both flat and in its block, or a block that is not a table.
+    """
+    out = {RENAMED_KEYS.get(key, key): value for key, value in values.items()}
+    for name, unit in READERS.items():
+        flat = {key: out.pop(key) for key in list(out) if key in unit.flat_keys}
+        if not flat:
+            continue
+        block = out.get(name, {})
+        if not isinstance(block, dict):
+            raise _not_a_table(name, block)
+        moved = {unit.flat_keys[key]: value for key, value in flat.items()}
+        twice = sorted(set(moved) & set(block))
+        if twice:
+            raise ValueError(f"model config: {name} key(s) {twice} given both flat and in [model.{name}]")
+        out[name] = {**moved, **block}
+    return out
+
+
+def reading_block(unit, value):
+    """A reading unit's config block from its table (checked as ``build_strict`` does), or as it is."""
+    if isinstance(value, dict):
+        return build_strict(unit.config, value, f"[model.{unit.name}]")
+    if not isinstance(value, unit.config):
+        raise _not_a_table(unit.name, value)
+    return value
+
+
+def _not_a_table(name: str, value) -> ValueError:
+    return ValueError(f"[model.{name}]: expected a table, got {type(value).__name__} {value!r}")
 
 
 def build_strict(cls, values: dict, what: str):
@@ -121,7 +152,7 @@ class ModelConfig:
     max_post_tokens: int = 200
     channels: list[str] = field(default_factory=lambda: ["text"])
     fusion: bool = False
-    max_channel_words: int = 40  # words of a caption or knowledge channel kept (context: max_context_words)
+    max_channel_words: int = 40  # words of a caption or knowledge channel kept (context: its max_words)
     fusion_dim: int | None = None  # width of the fusion's memory and attention; None = 2·hidden
     caption_mode: str = "words"  # "words": each caption word is a memory item; "attribute": one item, as A
     image_backbone: str = "lite0"  # the mner.vision encoder whose features the image channels expect
@@ -130,29 +161,12 @@ class ModelConfig:
     words_after_post: bool = False  # word channels follow the post in the encoder input, not the fusion
     # a transformer encoder: a BiLSTM (``hidden`` wide) over its states + char-CNN + shape
     encoder_lstm: bool = False
-    context_form: str = "full"  # the 'context' channel's words: the whole text, or its entity list
-    max_context_words: int = 160  # words of the 'context' channel kept (others: max_channel_words)
-    context_alignment: bool = False  # the context's named entities found in the post: a feature per token
-    alignment_dim: int = 16  # width of that feature's embedding
+    # the context channel's reading (mner.channels.readers): a [model.context] table, "context" in config.json
+    context: ContextReadingConfig = field(default_factory=ContextReadingConfig)
     # a lone "@"/"#" token and the token after it are read as one token ("@" + "name" → "@name",
     # mner.inputs.markers); tags and spans stay on the post's own tokens. False in configs saved before it
     # (their models read posts as written); new models get True (mner.training.trainer.make_model_config)
     join_markers: bool = False
-    # a context with no readable entity list: the post's capitalised words, handles and hashtags that its
-    # prose names are aligned as entities of unknown type (mner.channels.context.post_entities); False: none
-    prose_fallback: bool = False
-    # a context none of whose listed names is found in the post is read as no context (feature 0), not as
-    # "context present, nothing here named" (1)
-    unaligned_as_none: bool = False
-    # a listed kind that names no type at all (none given, "entity") is aligned as its own tag (B-/I-ANY), apart
-    # from kinds that name something else than an entity type (UNK: "date", "hashtag")
-    generic_tag: bool = False
-    # the listed kind of the entity each token is in, read as words: the mean of the kind's word vectors (GloVe),
-    # through a learned layer, beside the fixed kind → type map of the alignment (issue #24)
-    kind_vectors: bool = False
-    # the entity types a context's kinds are mapped onto (mner.labels.LabelSet: the model's own, so a model of a
-    # user's label set reads contexts too); None: the benchmark's PER, LOC, ORG, OTHER (configs saved before it)
-    context_types: list[str] | None = None
     # networks of this config (trained with different seeds) combined as one: the mean of their emissions and of
     # their CRF scores (mner.model.network.EnsembleNetwork; ``mner combine`` makes one)
     ensemble: int = 1
@@ -169,6 +183,8 @@ class ModelConfig:
     features_record: dict | None = None
 
     def __post_init__(self):
+        for name, unit in READERS.items():
+            setattr(self, name, reading_block(unit, getattr(self, name)))
         unknown = [c for c in self.channels if c not in CHANNELS]
         if unknown:
             raise ValueError(f"unknown channel(s) {unknown}: expected some of {list(CHANNELS)}")
@@ -177,16 +193,13 @@ class ModelConfig:
         spec = TEXT_ENCODERS[self.encoder]
         if self.words_after_post and not self.word_channels:
             raise ValueError(f"words_after_post needs a word channel: some of {list(WORD_CHANNELS)}")
-        if self.kind_vectors and not self.context_alignment:
-            raise ValueError("kind_vectors reads the aligned context's kinds: set context_alignment = true")
-        if self.context_alignment and "context" not in self.channels:
-            raise ValueError("context_alignment reads the 'context' channel: add it to channels")
+        for name, unit in READERS.items():
+            if unit.enabled(getattr(self, name)) and unit.channel not in self.channels:
+                raise ValueError(f"[model.{name}] reads the {unit.channel!r} channel: add it to channels")
         needs_fusion = [
             c
             for c in self.channels
-            if c != "text"
-            and c not in self.channels_after_post
-            and not (c == "context" and self.context_alignment)
+            if c != "text" and c not in self.channels_after_post and c not in self.list_channels
         ]
         if needs_fusion and not self.fusion:
             raise ValueError(
@@ -211,8 +224,6 @@ class ModelConfig:
                 raise ValueError(f"feature_dim {self.feature_dim}: expected a positive width (or none)")
             if not self.glove and self.features is None:
                 raise ValueError("glove = false needs word features from elsewhere: set features")
-        if self.context_form not in CONTEXT_FORMS:
-            raise ValueError(f"context_form {self.context_form!r}: expected one of {list(CONTEXT_FORMS)}")
         if self.caption_mode not in CAPTION_MODES:
             raise ValueError(f"caption_mode {self.caption_mode!r}: expected one of {list(CAPTION_MODES)}")
         if self.ensemble < 1:
@@ -230,7 +241,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> ModelConfig:
-        """Build from a dict (keys of before format 3 renamed, ``migrate_keys``); unknown keys raise at once."""
+        """Build from a dict (keys of before format 4 moved, ``migrate_keys``); unknown keys raise at once."""
         return build_strict(cls, migrate_keys(values), "model config")
 
     def to_dict(self) -> dict:
@@ -263,25 +274,18 @@ class ModelConfig:
         return LabelSet.from_tags(self.tags)
 
     @property
-    def context_labels(self) -> LabelSet | None:
-        """The label set a context's kinds map onto; None: the benchmark's (``context_types``)."""
-        from mner.labels import LabelSet
-
-        if self.context_types is None:
-            return None
-        cache = self.__dict__.setdefault("_indexes", {})
-        if "context_labels" not in cache:
-            cache["context_labels"] = LabelSet.of(self.context_types)
-        return cache["context_labels"]
-
-    @property
     def list_channels(self) -> list[str]:
         """Channels the model reads as a structured list (the context's entity list, aligned to the post)."""
-        return ["context"] if self.context_alignment else []
+        return [unit.channel for name, unit in READERS.items() if unit.enabled(getattr(self, name))]
+
+    def reading(self, channel: str):
+        """The config block of the channel's reading unit (``mner.channels.readers``); None: it has none."""
+        return next((getattr(self, name) for name, unit in READERS.items() if unit.channel == channel), None)
 
     def word_limit(self, channel: str) -> int:
-        """The most words a word channel gives the model."""
-        return self.max_context_words if channel == "context" else self.max_channel_words
+        """The most words a word channel gives the model (its reading's ``max_words``, if it has one)."""
+        block = self.reading(channel)
+        return block.max_words if block is not None else self.max_channel_words
 
     @property
     def image_channels(self) -> list[str]:

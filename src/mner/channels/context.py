@@ -22,7 +22,7 @@ from mner.labels import BENCHMARK_LABELS, LabelSet
 
 ALIGN_TYPES = ("PER", "LOC", "ORG", "OTHER", "UNK")
 ALIGN_TAGS = ("O",) + tuple(f"{p}-{t}" for t in ALIGN_TYPES for p in ("B", "I"))
-# with ModelConfig.generic_tag: a kind that names no type at all (none given, "entity", "thing") is its own tag,
+# with the context reading's generic_tag: a kind that names no type at all (none given, "entity", "thing") is its own tag,
 # apart from kinds that name something other than an entity type ("date", "topic", "hashtag": UNK)
 ANY_TAGS = ("B-ANY", "I-ANY")
 NO_CONTEXT = (

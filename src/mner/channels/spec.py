@@ -16,11 +16,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mner.registry import Registry
 
 if TYPE_CHECKING:
+    from mner.channels.readers import ContextReadingConfig
     from mner.data import Post
 
 READS = ("text", "words", "image")  # the post's tokens; a word sequence beside them; the image's features
@@ -50,9 +51,9 @@ class ChannelSpec:
         False  # a post with an image and no value gets its image's attribute labels as words
     )
     fill: str = ""  # the model card's line: how it is filled when tagging, and what a post without it gets
-    # a words channel: the words the model reads of a post (its field, split); ``form`` is the model
-    # config's ``context_form`` (the context channel's reading)
-    words: Callable[[Post, str], tuple[str, ...]] | None = None
+    # a words channel: the words the model reads of a post (its field, split), given the model config's block of
+    # the channel's reading unit (mner.channels.readers: the context's ``form``), None where it has none
+    words: Callable[[Post, Any], tuple[str, ...]] | None = None
     # a channel a model may read as a structured list (the context's entity list): whether a value holds one
     readable: Callable[[str, Sequence[str]], bool] | None = None  # (its text, the post's tokens)
 
@@ -65,11 +66,11 @@ class ChannelSpec:
             raise ValueError(f"channel {self.name!r} reads words: give its words function")
 
 
-def _caption_words(post: Post, form: str) -> tuple[str, ...]:
+def _caption_words(post: Post, reading: None) -> tuple[str, ...]:
     return tuple(post.caption.split()) if post.caption else ()
 
 
-def _knowledge_words(post: Post, form: str) -> tuple[str, ...]:
+def _knowledge_words(post: Post, reading: None) -> tuple[str, ...]:
     return tuple(post.knowledge or ())
 
 
@@ -79,10 +80,10 @@ def _lists_entities(text: str, tokens: Sequence[str] = ()) -> bool:
     return bool(read_context(tokens, text).entities)
 
 
-def _context_words(post: Post, form: str) -> tuple[str, ...]:
+def _context_words(post: Post, reading: ContextReadingConfig | None) -> tuple[str, ...]:
     from mner.channels.context import context_words
 
-    return tuple(context_words(post.context, form))
+    return tuple(context_words(post.context, reading.form if reading is not None else "full"))
 
 
 CHANNELS: Registry[ChannelSpec] = Registry("channel")

@@ -10,14 +10,13 @@ arrays (``mner.model.network.as_tensors`` makes torch tensors of them; the ONNX 
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from mner.channels.context import alignment_ids, post_entities
+from mner.channels.readers import READERS
 from mner.channels.spec import CHANNELS
 from mner.config import ModelConfig
 from mner.data import Post
@@ -38,10 +37,12 @@ class WordInputs:
     char_ids: np.ndarray  # shape: (batch, seq_len, max_word_chars)
     shape_ids: np.ndarray  # shape: (batch, seq_len)
     mask: np.ndarray  # shape: (batch, seq_len), bool; a sequence with no words has no True
-    # shape: (batch, seq_len); the context's entities aligned to the post (mner.channels.context), 0 elsewhere; None: unused
+    # The arrays of the reading units (mner.channels.readers: each unit's ``arrays`` and ``fill``), fields here
+    # because their paths are the ONNX contract (``batch_layout``). None: the model has no such unit.
+    # shape: (batch, seq_len); the context's entities aligned to the post (mner.channels.context), 0 elsewhere
     alignment_ids: np.ndarray | None = None
     # shape: (batch, seq_len, word_dim); the mean word vector of the listed kind of the entity a token is in, 0
-    # elsewhere (ModelConfig.kind_vectors); None: unused
+    # elsewhere (the context reading's kind_vectors)
     kind_vectors: np.ndarray | None = None
 
 
@@ -216,8 +217,8 @@ class PieceInputBuilder:
 
 def channel_words(post: Post, channel: str, config: ModelConfig) -> tuple[str, ...]:
     """The words a post carries for a word channel (``ChannelSpec.words``: its caption, its knowledge triples,
-    its context in the config's ``context_form``), at most the config's limit for the channel."""
-    return CHANNELS[channel].words(post, config.context_form)[: config.word_limit(channel)]
+    its context in its reading's ``form``), at most the config's limit for the channel."""
+    return CHANNELS[channel].words(post, config.reading(channel))[: config.word_limit(channel)]
 
 
 class BatchBuilder:
@@ -242,22 +243,13 @@ class BatchBuilder:
         if config.words_after_post:
             as_text = [[channel_words(p, c, config) for c in config.channels_after_post] for p in posts]
         text = self.inputs.post(tokens, as_text)
-        if config.context_alignment:
-            if entities is None:  # each post's list read once, for the alignment and the kinds alike
-                entities = [post_entities(p.tokens, p.context, config.prose_fallback) for p in posts]
-            text.alignment_ids = np.zeros(text.mask.shape, dtype=np.int64)  # the post comes first
-            for b, post in enumerate(posts):
-                text.alignment_ids[b, : len(post.tokens)] = alignment_ids(
-                    post.tokens,
-                    post.context,
-                    entities[b],
-                    unaligned_as_none=config.unaligned_as_none,
-                    given=True,
-                    generic_tag=config.generic_tag,
-                    labels=config.context_labels,
-                )
-        if config.kind_vectors:
-            text.kind_vectors = self.kind_vectors(posts, text.mask.shape, entities)
+        for name, unit in READERS.items():  # the reading units' arrays (the context's alignment, its kinds)
+            block = getattr(config, name)
+            if unit.enabled(block):
+                given = entities if unit.channel == "context" else None  # lists given are the context's
+                arrays = unit.fill(block, posts, given, text.mask.shape, config.word_embeddings)
+                for key, array in arrays.items():
+                    setattr(text, key, array)
         mask = np.zeros((len(posts), max(1, *(len(t) for t in tokens))), dtype=bool)
         for b, post_tokens in enumerate(tokens):
             mask[b, : len(post_tokens)] = True
@@ -272,22 +264,6 @@ class BatchBuilder:
         }
         image = self.image_inputs(posts, images) if config.image_channels else None
         return TaggingBatch(text, mask, tags, memory, image)
-
-    def kind_vectors(self, posts: Sequence[Post], shape: tuple[int, int], entities) -> np.ndarray:
-        """(batch, seq_len, word_dim): each token's listed kind as the mean word vector of its words; ``entities``
-        is each post's list, already read (None: none)."""
-        from mner.channels.context import aligned_kinds
-
-        config = self.config
-        out = np.zeros((*shape, load_word_vectors(config.word_embeddings).dim), dtype=np.float32)
-        for b, post in enumerate(posts):
-            kinds = aligned_kinds(
-                post.tokens, post.context, entities[b], unaligned_as_none=config.unaligned_as_none, given=True
-            )
-            for t, kind in enumerate(kinds):
-                if kind:
-                    out[b, t] = _mean_vector(kind, config.word_embeddings)
-        return out
 
     def image_inputs(self, posts: Sequence[Post], images: Mapping[str, ImageFeatures] | None) -> ImageInputs:
         """Each post's image features (``images[post.image]``; missing ones masked)."""
@@ -313,20 +289,6 @@ class BatchBuilder:
                 regions[b, : feats.regions.shape[0]] = np.asarray(feats.regions, dtype=np.float32)
         has_image = np.array([f is not None for f in found], dtype=bool)
         return ImageInputs(has_image, self.inputs.words(labels), probs, regions)
-
-
-@functools.lru_cache(maxsize=4096)
-def _mean_vector(kind: str, table: str) -> np.ndarray:
-    """The mean vector (of the word vectors ``table``) of a kind's words ("sports team"), zeros where none is known."""
-    from mner.inputs.embeddings import word_key
-
-    vectors = load_word_vectors(table)
-    rows = [r for r in vectors.find([word_key(w) for w in tokenize_words(kind)]).tolist() if r >= 0]
-    return vectors.vectors[rows].mean(0).astype(np.float32) if rows else np.zeros(vectors.dim, np.float32)
-
-
-def tokenize_words(text: str) -> list[str]:
-    return [w for w in text.replace("/", " ").replace("-", " ").split() if w]
 
 
 INPUT_BUILDERS: Registry[type] = Registry("encoder kind")  # EncoderSpec.kind → the input builder it reads
@@ -395,10 +357,8 @@ def batch_layout(config: ModelConfig) -> list[str]:
     """The names of the arrays a prediction batch of ``config`` holds (``flat_arrays`` of ``BatchBuilder.build``)."""
     words = _words_arrays(config)
     text = list(words)
-    if config.context_alignment:
-        text.append("alignment_ids")
-    if config.kind_vectors:
-        text.append("kind_vectors")
+    for name, unit in READERS.items():  # the reading units' arrays (none where a unit is off)
+        text += unit.arrays(getattr(config, name))
     if config.words_after_post and config.encoder_spec.kind == "glove":
         text.append("separator")
     if config.features is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from mner.channels.readers import READERS
 from mner.channels.spec import CHANNELS
 from mner.config import ModelConfig
 
@@ -120,7 +121,7 @@ def _encoder_text(config: ModelConfig, record: dict) -> str:
 
 
 def _context_text_lines(config: ModelConfig) -> list[str]:
-    """How the model reads its word channels: after the post, and the context channel's own options."""
+    """How the model reads its word channels: after the post, and each reading unit's lines (its options)."""
     lines = []
     if config.words_after_post:
         limits = ", ".join(f"{c} {config.word_limit(c)}" for c in config.channels_after_post)
@@ -128,19 +129,10 @@ def _context_text_lines(config: ModelConfig) -> list[str]:
             f"- Words after the post: the {' and '.join(config.channels_after_post)} words (at most {limits}) "
             "follow the post in the encoder input after a separator; the CRF tags the post's own tokens only."
         )
-    if "context" in config.channels and "context" in config.channels_after_post + config.memory_channels:
-        form = "its entity list only" if config.context_form == "entities" else "the whole text"
-        lines.append(f"- Context read as words: {form}.")
-    if config.context_alignment:
-        lines.append(
-            "- Context aligned: the context's named entities found in the post's tokens give each token a feature "
-            f"(inside a named span or not, B/I, the named kind as PER/LOC/ORG/OTHER), {config.alignment_dim} wide."
-        )
-    if config.kind_vectors:
-        lines.append(
-            '- Kind read as words: each token\'s named kind ("sports team", "city") also goes in as the mean '
-            f"GloVe vector of its words through a learned layer, {config.alignment_dim} wide."
-        )
+    as_words = config.channels_after_post + config.memory_channels
+    for name, unit in READERS.items():
+        if unit.channel in config.channels:
+            lines += unit.card_lines(getattr(config, name), unit.channel in as_words)
     return lines
 
 

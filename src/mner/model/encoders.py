@@ -18,7 +18,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mner.channels.context import ANY_TAGS, NO_CONTEXT, align_tags
 from mner.config import ModelConfig
 from mner.inputs.batching import (
     GloveInputs,
@@ -26,6 +25,7 @@ from mner.inputs.batching import (
     WordInputs,
 )
 from mner.inputs.embeddings import SHAPES
+from mner.model.features import build_token_features
 from mner.registry import Registry
 
 
@@ -57,35 +57,20 @@ class TextEncoder(nn.Module):
         raise NotImplementedError
 
     def _token_features(self, words: torch.Tensor, inputs: WordInputs) -> torch.Tensor:
-        """``words`` (batch, seq_len, d) joined with the char-CNN, the word shape and, where the model reads
-        the context aligned to the post, its per-token feature (zero for sequences that have none)."""
+        """``words`` (batch, seq_len, d) joined with the char-CNN, the word shape and each reading unit's token
+        features (``mner.model.features``: the context aligned to the post; zeros for sequences that have none)."""
         parts = [words] if words is not None else []
         if self.chars is not None:
             parts.append(self.chars(inputs.char_ids))
         parts.append(self.shape(inputs.shape_ids))
-        if self.alignment is not None:
-            ids = inputs.alignment_ids
-            parts.append(self.alignment(ids if ids is not None else torch.zeros_like(inputs.shape_ids)))
-        if self.kinds is not None:
-            kinds = inputs.kind_vectors  # shape: (batch, seq_len, word_dim); zeros where no kind
-            if kinds is None:
-                kinds = torch.zeros(
-                    *inputs.shape_ids.shape, self.kinds.in_features, device=inputs.shape_ids.device
-                )
-            parts.append(torch.tanh(self.kinds(kinds)))
+        # each unit's shape: (batch, seq_len, unit.dim)
+        parts += [unit(inputs) for unit in self.token_features.values()]
         return torch.cat(parts, dim=-1)
 
-    def _add_alignment(self, config: ModelConfig) -> None:
-        """The aligned context's embedding (mner.channels.context), when the config reads it; widens ``embed_dim``."""
-        self.alignment = None
-        if config.context_alignment:
-            size = 1 + len(align_tags(config.context_labels)) - (0 if config.generic_tag else len(ANY_TAGS))
-            self.alignment = nn.Embedding(size, config.alignment_dim, padding_idx=NO_CONTEXT)
-            self.embed_dim += config.alignment_dim
-        self.kinds = None
-        if config.kind_vectors:  # the listed kind's words, read through a learned layer
-            self.kinds = nn.Linear(config.word_dim, config.alignment_dim)
-            self.embed_dim += config.alignment_dim
+    def _add_token_features(self, config: ModelConfig) -> None:
+        """The reading units' modules the config enables (``mner.model.features``); widen ``embed_dim``."""
+        self.token_features = build_token_features(config)
+        self.embed_dim += sum(unit.dim for unit in self.token_features.values())
 
     def forward(self, inputs: WordInputs, post_len: int) -> torch.Tensor:
         """States of the posts' own tokens, shape (batch, post_len, out_dim) (context positions dropped)."""
@@ -167,7 +152,7 @@ class GloveBiLstmEncoder(TextEncoder):
         if config.features is not None:
             self.features = FrozenFeatureMix(config)
             self.embed_dim += self.features.dim
-        self._add_alignment(config)
+        self._add_token_features(config)
         self.dropout = nn.Dropout(config.dropout)
         self.lstm = nn.LSTM(self.embed_dim, config.hidden, batch_first=True, bidirectional=True)
         self.out_dim = 2 * config.hidden
@@ -231,7 +216,7 @@ class TransformerEncoder(TextEncoder):
         self.chars = CharCNN(len(config.chars), config.char_dim, config.char_filters, config.char_kernel)
         self.shape = nn.Embedding(len(SHAPES), config.shape_dim, padding_idx=0)
         self.embed_dim = self.transformer.dim + config.char_filters + config.shape_dim
-        self._add_alignment(config)
+        self._add_token_features(config)
         self.dropout = nn.Dropout(config.dropout)
         self.out_dim = self.embed_dim
         self.lstm = None

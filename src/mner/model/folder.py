@@ -16,8 +16,11 @@ from mner.data import MnerInputError
 from mner.registry import Registry
 
 # 2: the encoder's weights under "encoder." (format 1 files are read and renamed); 3: config keys renamed, one word
-# a meaning (mner.config.RENAMED_KEYS: format 2 configs are read with their keys renamed)
-FORMAT_VERSION = 3
+# a meaning (mner.config.RENAMED_KEYS: format 2 configs are read with their keys renamed); 4: a reading unit's keys
+# are one block ("context": {...}; flat keys are moved into it, mner.config.migrate_keys) and its weights are its
+# module's ("encoder.token_features.context.alignment.weight"; older names are renamed on load wherever found,
+# mner.model.features.migrate_feature_keys)
+FORMAT_VERSION = 4
 PACKAGED = Path(__file__).resolve().parents[1] / "models"
 
 

@@ -18,6 +18,7 @@ from mner.decoding import CrfScores
 from mner.inputs.batching import BatchBuilder, input_builder
 from mner.model.card import model_card
 from mner.model.encoders import migrate_v1_keys
+from mner.model.features import migrate_feature_keys
 from mner.model.folder import (
     CONFIG_KEYS,
     FORMAT_VERSION,
@@ -155,6 +156,7 @@ def load_torch_model(folder: str | Path | None = None) -> TorchModel:
         raise MnerInputError(f"weight {bad!r} holds NaN or infinite values: a damaged model", weights_path)
     if record.get("format_version", 1) < 2:
         state = migrate_v1_keys(state)
+    state = migrate_feature_keys(state)  # a reading unit's weights of before format 4 (renamed where found)
     _check_shapes(config, state, config_path, weights_path)
     try:
         network = build_network(config, pretrained=False)  # every weight comes from model.safetensors

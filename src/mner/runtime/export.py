@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mner.channels.readers import READERS
 from mner.channels.spec import CHANNELS
 from mner.data import MnerInputError, Post
 from mner.inputs.batching import BATCH_LAYOUT, flat_arrays, with_arrays
@@ -88,12 +89,9 @@ def export_model(model, folder: str | Path) -> Path:
     arrays = flat_arrays(sample)
     names = list(arrays)
     dynamic = {}  # every axis may vary but a width the config fixes (characters a word, vector sizes)
+    widths = ("char_ids", "word_vectors", "regions", *(a for u in READERS.values() for a in u.fixed_width))
     for name, array in arrays.items():
-        fixed = (
-            {array.ndim - 1}
-            if name.endswith(("char_ids", "word_vectors", "kind_vectors", "regions"))
-            else set()
-        )
+        fixed = {array.ndim - 1} if name.endswith(widths) else set()
         if name.endswith(".features"):  # (batch, tokens, layers, dim): the last two fixed
             fixed = {array.ndim - 2, array.ndim - 1}
         dynamic[name] = {d: f"{name}_{d}" for d in range(array.ndim) if d not in fixed}

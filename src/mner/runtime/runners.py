@@ -130,10 +130,10 @@ class OnnxRunner(Runner):
 
 class RoutedRunner(Runner):
     """A context model with its paths (``mner.model.combine``): each post goes to the model for what its context
-    gives (``mner.channels.context.context_route``) — a typed list naming something in the post: the context
-    model; names but no kinds that name a type: the untyped path (a context model trained on lists with their
-    kinds hidden), where there is one; nothing (no context, one that cannot be read, one about another post): the
-    text path, a model of the text alone."""
+    gives (the context reading's route, ``mner.channels.readers``) — a typed list naming something in the post:
+    the context model; names but no kinds that name a type: the untyped path (a context model trained on lists
+    with their kinds hidden), where there is one; nothing (no context, one that cannot be read, one about another
+    post): the text path, a model of the text alone."""
 
     def __init__(self, context: Runner, text: Runner | None = None, untyped: Runner | None = None):
         self.paths = {"typed": context, "untyped": untyped or context, "none": text or context}
@@ -145,11 +145,11 @@ class RoutedRunner(Runner):
         return list({id(r): r for r in self.paths.values()}.values())
 
     def route(self, post: Post) -> str:
-        from mner.channels.context import context_route
+        from mner.channels.readers import READERS
         from mner.inputs.markers import join
 
         tokens = join(post.tokens)[0] if self.config.join_markers else post.tokens
-        return context_route(tokens, post.context, self.config.prose_fallback, self.config.context_labels)
+        return READERS["context"].route(self.config.context, tokens, post.context)
 
     def uses_context(self, post: Post) -> bool:
         return self.paths[self.route(post)] is not self.text

@@ -35,8 +35,8 @@ def context_reading(runner, tokens: Sequence[str], context: str | None) -> dict 
     if "context" not in config.channels or not context:
         return None
     read = tuple(join(tokens)[0]) if config.join_markers else tuple(tokens)
-    reading = read_context(read, context, config.prose_fallback)
-    labels = config.context_labels
+    reading = read_context(read, context, config.context.prose_fallback)
+    labels = config.context.labels
     placed = placed_names(read, [(name, kind or "") for name, kind in reading.entities], labels)
     entities = [
         {"name": name, "kind": kind, "type": entity_type(kind, labels), "in_post": in_post}

@@ -7,7 +7,8 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mner.config import ModelConfig, build_strict, migrate_keys
+from mner.channels.readers import READERS
+from mner.config import ModelConfig, build_strict, migrate_keys, reading_block
 from mner.data import MnerInputError
 
 _MODEL_FIELDS_FROM_DATA = ("tags", "words", "chars")
@@ -96,7 +97,8 @@ class RunConfig:
 
 
 def read_run_config(path: str | Path | None) -> RunConfig:
-    """Parse a TOML config file with optional ``[model]`` and ``[train]`` tables; unknown keys raise."""
+    """Parse a TOML config file with optional ``[model]`` and ``[train]`` tables (and a reading unit's
+    ``[model.context]``; its flat keys of before are moved into it); unknown keys raise."""
     if path is None:
         return RunConfig()
     path = Path(path)
@@ -109,7 +111,13 @@ def read_run_config(path: str | Path | None) -> RunConfig:
     unknown = sorted(set(values) - {"model", "train"})
     if unknown:
         raise MnerInputError(f"unknown section(s) {unknown}; expected [model] and/or [train]", path)
-    model = migrate_keys(dict(values.get("model", {})))
+    try:
+        model = migrate_keys(dict(values.get("model", {})))
+        for name, unit in READERS.items():  # a reading unit's [model.NAME] table, checked as it is read
+            if name in model:
+                reading_block(unit, model[name])
+    except ValueError as err:
+        raise MnerInputError(str(err), path) from None
     known = {f.name for f in dataclasses.fields(ModelConfig)} - set(_MODEL_FIELDS_FROM_DATA)
     bad = sorted(set(model) - known)
     if bad:

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from mner.config import ModelConfig
+from mner.channels.readers import READERS
+from mner.config import ModelConfig, migrate_keys
 from mner.data import MnerInputError, Post
 from mner.evaluate import entity_scores
 from mner.labels import BENCHMARK_TYPES, LabelSet, entity_types
@@ -56,18 +57,15 @@ def make_model_config(posts: Sequence[Post], options: dict, min_word_count: int)
             f"the training data hold {len(types):,} entity types; a model tags at most {MAX_ENTITY_TYPES} (the "
             "CRF's memory grows with the square of the number of tags): merge types with --label-map FILE"
         )
-    # a context's kinds map onto the model's own types (the benchmark's, the default, need no key)
-    context_types = None if types == list(BENCHMARK_TYPES) else list(types)
     try:
+        options = migrate_keys(options)
+        context = options.get("context")
+        if isinstance(context, dict) and context.get("alignment") and types != list(BENCHMARK_TYPES):
+            # a context's kinds map onto the model's own types (the benchmark's, the default, need no key)
+            options = {**options, "context": {"types": list(types), **context}}
         config = ModelConfig.from_dict(
-            {
-                "tags": LabelSet.of(types).tags,
-                "words": [PAD, UNK],
-                "chars": [PAD, UNK],
-                "join_markers": True,
-                **({"context_types": context_types} if options.get("context_alignment") else {}),
-                **options,
-            }
+            {"tags": LabelSet.of(types).tags, "words": [PAD, UNK], "chars": [PAD, UNK], "join_markers": True}
+            | options
         )
     except ValueError as err:
         raise MnerInputError(f"bad [model] config: {err}") from None
@@ -171,12 +169,8 @@ class Trainer:
         self.rates = cfg.corruption_rates()
         self.corruption_rng = random.Random(cfg.seed + 2)  # likewise: no draws without corruption
         self.parsed: list | None = None
-        if self.rates.active and config.context_alignment:
-            from mner.channels.context import post_entities
-
-            self.parsed = [
-                post_entities(p.tokens, p.context, config.prose_fallback) for p in self.train_posts
-            ]
+        if self.rates.active and config.context.alignment:
+            self.parsed = [READERS["context"].entities(config.context, p) for p in self.train_posts]
         self.history: list[dict] = []
         self.best = {"f1": -1.0, "epoch": 0, "state": None}
 
@@ -223,16 +217,15 @@ class Trainer:
     def _corrupted(self, posts: Sequence[Post]) -> list:
         """Each post's parsed entity list, corrupted (``mner.training.corruption``); another training post's list
         is the source of swapped and spurious names."""
-        from mner.channels.context import post_entities
         from mner.labels import BENCHMARK_LABELS
         from mner.training.corruption import corrupt
 
         config, rng = self.model.config, self.corruption_rng
         out = []
         for post in posts:
-            entities = post_entities(post.tokens, post.context, config.prose_fallback)
+            entities = READERS["context"].entities(config.context, post)
             other = self.parsed[rng.randrange(len(self.parsed))]
-            labels = config.context_labels or BENCHMARK_LABELS
+            labels = config.context.labels or BENCHMARK_LABELS
             out.append(corrupt(entities, self.rates, rng, other, kind_type=labels.kind_type))
         return out
 
