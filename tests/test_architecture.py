@@ -25,6 +25,9 @@ LAYERS = [
             "mner.inputs.embeddings",
             "mner.inputs.markers",
             "mner.labels",
+            # ONNX Runtime sessions and thread counts: every layer that runs a graph (a frozen text encoder's
+            # features are inputs; the models and the image encoder run above)
+            "mner.runtime.ort",
             "mner.decoding",
             "mner.evaluate",
         ],

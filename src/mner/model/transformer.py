@@ -7,28 +7,10 @@ all-MiniLM-L6-v2 (uncased, 6 layers, 384 wide) is read offline from the folder t
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 from torch import nn
 
-from mner.inputs.pieces import WordPieces, encoder_folder
-
-
-@contextlib.contextmanager
-def _quiet_transformers():
-    """Silence transformers' load report and progress bar; this module checks the loaded keys itself."""
-    from transformers.utils import logging as hf_logging
-
-    verbosity, bar = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        if bar:
-            hf_logging.enable_progress_bar()
+from mner.inputs.pieces import WordPieces, encoder_folder, quiet_transformers
 
 
 class PretrainedTransformer(nn.Module):
@@ -39,7 +21,7 @@ class PretrainedTransformer(nn.Module):
         from transformers import AutoConfig, AutoModel
 
         folder = encoder_folder(name)
-        with _quiet_transformers():
+        with quiet_transformers():
             if pretrained:
                 self.model, info = AutoModel.from_pretrained(
                     folder,
