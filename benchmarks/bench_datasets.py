@@ -133,10 +133,10 @@ def with_paths(context_model: Path, text_model: Path, out: Path, untyped_model: 
     return out
 
 
-def scores(model: Path, threads: int, features: str = "int8") -> dict:
+def scores(model: Path, threads: int, features: str = "model") -> dict:
     """{"t15": {"context": s, "none": s}, "t17": {...}} for a model folder (cached in it); a model reading a frozen
     encoder's features reads them through its int8 graph (as tagging does) or the fp32 one (as training did)."""
-    cache = model / ("datasets.json" if features == "int8" else f"datasets-{features}.json")
+    cache = model / ("datasets.json" if features == "model" else f"datasets-{features}.json")
     if cache.exists():
         return json.loads(cache.read_text())
     from mner.channels.sources import ChannelSources
@@ -145,7 +145,7 @@ def scores(model: Path, threads: int, features: str = "int8") -> dict:
     from mner.runtime.runners import load_runner
 
     runner = load_runner(model, "auto", threads)
-    runner.use_features(threads, quantized=features == "int8", cached=True)
+    runner.use_features(threads, quantized=None if features == "model" else features == "int8", cached=True)
     out = {}
     for name, folder in (("t15", T15), ("t17", T17)):
         posts = read_gold(folder / "test.txt")  # Twitter-2017's MISC read as OTHER, as mner evaluate does
@@ -177,9 +177,9 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1, help="trainings at once (1 on a CPU)")
     parser.add_argument(
         "--features",
-        default="int8",
-        choices=["int8", "fp32"],
-        help="a frozen encoder's graph at scoring: int8 (as tagging) or fp32 (as training)",
+        default="model",
+        choices=["model", "int8", "fp32"],
+        help="a frozen encoder's graph at scoring: the model's own (features_graph, as tagging), int8 or fp32",
     )
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "datasets")
     report_option(parser, "datasets.md")
@@ -269,7 +269,7 @@ def report(rows, args) -> list[str]:
         + f" --text-config {args.text_config}"
         + (f" --untyped-config {args.untyped_config}" if args.untyped_config else "")
         + f" --data {' '.join(args.data)} --seeds {seeds} --threads {args.threads}"
-        + (f" --features {args.features}`" if args.features != "int8" else "`"),
+        + (f" --features {args.features}`" if args.features != "model" else "`"),
     ]
     return lines
 

@@ -138,6 +138,9 @@ def test_a_model_on_frozen_features_records_its_encoder_and_tags_alike_on_both_r
     onnx = load_runner(folder, "onnx")
     assert "text.features" in onnx.names
     torch_model = load_runner(folder, "torch")
+    assert (
+        config["features_graph"] == "int8" and onnx.batches.inputs.frozen.quantized
+    )  # trained and tagged alike
     for runner in (onnx, torch_model):
         runner.use_features(quantized=False)
     posts = POSTS + [Post(("Sarah", "flies", "to", "London", "with", "Google"), id="5")]

@@ -125,11 +125,13 @@ class GloveInputBuilder:
         if config.features is not None:
             self.use_features(threads)
 
-    def use_features(self, threads: int = 1, quantized: bool = True, cached: bool = False) -> None:
-        """Read the frozen encoder's features through the int8 graph (``quantized``) or the fp32 one, kept in
-        the feature cache or not (``cached``)."""
+    def use_features(self, threads: int = 1, quantized: bool | None = None, cached: bool = False) -> None:
+        """Read the frozen encoder's features through the graph the model was trained on (``features_graph``;
+        ``quantized`` True/False: int8/fp32 instead), kept in the feature cache or not (``cached``)."""
         from mner.inputs.frozen import check_record, feature_source
 
+        if quantized is None:
+            quantized = self.config.features_graph == "int8"
         self.frozen = feature_source(self.config.features, threads, quantized, cached)
         check_record(self.config.features_record, self.config.features)
 

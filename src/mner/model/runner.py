@@ -42,10 +42,10 @@ class Runner:
         """The CRF's scores, BIO-constrained over the model's tags."""
         raise NotImplementedError
 
-    def use_features(self, threads: int = 1, quantized: bool = True, cached: bool = False) -> None:
-        """A model reading a frozen encoder's features (``ModelConfig.features``): read them through its int8
-        graph (``quantized``, the default) or the fp32 one that training used, kept in the feature cache or not
-        (``mner.inputs.frozen``). Nothing for other models."""
+    def use_features(self, threads: int = 1, quantized: bool | None = None, cached: bool = False) -> None:
+        """A model reading a frozen encoder's features (``ModelConfig.features``): read them through the graph it
+        was trained on (``features_graph``), or ``quantized`` True/False: int8/fp32, kept in the feature cache or
+        not (``mner.inputs.frozen``). Nothing for other models."""
         for runner in self.runners():
             if runner.config.features is not None:
                 runner.batches.inputs.use_features(threads, quantized, cached)

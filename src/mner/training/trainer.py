@@ -175,12 +175,13 @@ class Trainer:
         self.best = {"f1": -1.0, "epoch": 0, "state": None}
 
     def _prepare_features(self, threads: int) -> None:
-        """The frozen encoder's features of every training and dev post, computed once through its fp32 graph
-        into the feature cache (``mner.inputs.frozen``): every epoch, seed and rerun after reads them there."""
+        """The frozen encoder's features of every training and dev post, computed once through the graph the model
+        reads (``features_graph``, as tagging does) into the feature cache (``mner.inputs.frozen``): every epoch, seed
+        and rerun after reads them there."""
         from mner.inputs.markers import join
 
         inputs = self.model.batches.inputs
-        inputs.use_features(threads, quantized=False, cached=True)
+        inputs.use_features(threads, cached=True)
         dev = [join(p.tokens)[0] if self.model.config.join_markers else p.tokens for p in self.dev_posts]
         started = time.monotonic()
         inputs.frozen([p.tokens for p in self.train_posts] + dev, progress=True)
