@@ -187,6 +187,9 @@ def evaluate(
     from mner.runtime.runners import load_runner
 
     runner = load_runner(model, runtime, threads or 1)
+    # a frozen encoder's features of the data are kept in the feature cache (~/.cache/mner/features): a data
+    # file is scored again and again (each runtime, with and without context, each model on the same encoder)
+    runner.use_features(threads or 1, cached=True)
     sources = ChannelSources.open(channels.files, runner.config.image_backbone)
     filled = fill(sources, gold(data, label_map), runner.config.channels, "data", runner.config.list_channels)
     warning = filled.report.warning(runner.config.channels)
