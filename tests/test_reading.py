@@ -154,12 +154,16 @@ def test_a_json_list_with_kinds_outside_the_table_gives_their_types():
     context = json.dumps([{"name": n, "type": k} for n, k in listed])
     tags = align(tokens, post_entities_of(tokens, context))
     assert [t for t in tags if t != "O"] == ["B-ORG", "B-ORG", "B-OTHER", "B-ORG", "B-UNK"]
-    # the shipped default follows them where its text alone is wrong: a coffee chain is no place
-    runner = load_runner(None, "onnx")
+    # a GloVe model follows them where its text alone is wrong: a coffee chain is no place
+    runner = load_runner("fast", "onnx")
     post = Post(("Morning", "coffee", "at", "Starbucks", "before", "work"))
     with_list = dataclasses.replace(post, context=json.dumps([{"name": "Starbucks", "type": "coffee chain"}]))
     assert [(s.text, s.type) for s in runner.predict([post])[0]] == [("Starbucks", "LOC")]
     assert [(s.text, s.type) for s in runner.predict([with_list])[0]] == [("Starbucks", "ORG")]
+    # the default's text path, on MPNet's features, knows the brand without a list (issue #31)
+    default = load_runner(None, "onnx")
+    assert [(s.text, s.type) for s in default.predict([post, with_list])[1]] == [("Starbucks", "ORG")]
+    assert [(s.text, s.type) for s in default.predict([post])[0]] == [("Starbucks", "ORG")]
 
 
 def post_entities_of(tokens, context):

