@@ -29,6 +29,7 @@ FILES = {"context": DATA / "llm_knowledge.tsv", "caption": DATA / "image_caption
 def scored_entities(model: str, threads: int) -> tuple[list[tuple[float, bool]], int]:
     """(score, correct) of every entity the model finds in the test posts, and the number of gold entities."""
     runner = load_runner(model, "auto", threads)
+    runner.use_features(threads, cached=True)  # a frozen encoder's features: computed once a post
     channels = runner.config.channels
     sources = ChannelSources.open({c: FILES[c] for c in channels if c in FILES})
     posts = sources.fill(read_conll(DATA / "test.txt"), channels).posts

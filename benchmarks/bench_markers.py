@@ -91,6 +91,7 @@ def main() -> None:
     for item in args.model:
         name, _, folder = item.partition("=")
         runner = load_runner(folder or name, "auto", args.threads)
+        runner.use_features(args.threads, cached=True)  # a frozen encoder's features: computed once a post
         runners = [runner, *getattr(runner, "paths", {}).values()]
         for join_on in (True, False):
             for r in runners:

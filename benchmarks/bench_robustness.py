@@ -166,6 +166,7 @@ def evaluate_model(model: str, sets: list[str], threads: int) -> dict:
     todo = [s for s in sets if s not in done]
     if todo:
         runner = load_runner(folder, "auto", threads)
+        runner.use_features(threads, cached=True)  # a frozen encoder's features: computed once a post
     for name in todo:
         start = time.perf_counter()
         posts = read_gold(SETS[name] / "test.txt")  # Twitter-2017's MISC read as OTHER, as mner evaluate does

@@ -170,3 +170,11 @@ def test_a_model_refuses_features_from_other_weights(trained):
 
 def test_feature_source_is_shared_within_a_process():
     assert feature_source("minilm", 1, True, False) is feature_source("minilm", 1, True, False)
+
+
+def test_a_posts_int8_features_do_not_depend_on_the_posts_run_with_it():
+    """The int8 graph scales activations per run: a post's features alone and among others are the same."""
+    source = FrozenFeatures("minilm")
+    alone = source([POSTS[0].tokens])[0]
+    among = source([p.tokens for p in POSTS] + [("a", "much", "longer", "post", "about", "Paris") * 20])[0]
+    np.testing.assert_array_equal(alone, among)

@@ -40,8 +40,12 @@ from mner.paths import cache_folder
 log = logging.getLogger(__name__)
 
 LAYERS = 4  # the last four layers' states of each token
-BATCH_POSTS = 16  # posts per encoder run (sorted by length, so little padding)
-INT8_GRAPH = "int8-ffn32"  # weights in int8 but the feed-forward outputs' (``_fp32_nodes``)
+BATCH_POSTS = 16  # posts per fp32 encoder run (sorted by length, so little padding)
+# weights in int8 but the feed-forward outputs' (``_fp32_nodes``); each post run alone: the int8 graph quantizes its
+# activations with one scale per run, so posts run together would change each other's features (a post's features
+# then depended on its batch, its route and what the cache already held: the same model scored 78.13 or 78.2)
+INT8_GRAPH = "int8-ffn32-single"
+INT8_FILE = "int8-ffn32"  # the int8 graph's file name part
 
 
 def _missing(name: str, spec: FrozenSpec, what: str) -> MnerInputError:
@@ -205,18 +209,28 @@ class FrozenFeatures:
     one float16 array ``(len(sequence), LAYERS, dim)`` each (see the module docstring)."""
 
     def __init__(self, name: str, threads: int = 1, quantized: bool = True, cached: bool = False):
-        from mner.runtime.ort import onnx_session
-
-        self.name, self.spec, self.quantized = name, FROZEN_ENCODERS[name], quantized
+        self.name, self.spec, self.quantized, self.threads = name, FROZEN_ENCODERS[name], quantized, threads
         folder = encoder_folder(name)
         self.tokenizer = PieceTokenizer(folder)
-        path = encoder_onnx(name, quantized)
-        self.session = onnx_session(path, threads)
+        self.path = encoder_onnx(name, quantized)
+        self._session = None  # loaded at the first post that needs it (0.6 s for MPNet's int8 graph)
         graph = INT8_GRAPH if quantized else "fp32"
         self.variant = f"{name}:{weights_hash(name)[:16]}:{graph}:mean-pieces:last{LAYERS}"
         self.store = FeatureStore(cache_folder() / "features" / f"{name}.sqlite") if cached else None
         self.computed = 0  # sequences run through the encoder (not found in the store)
         self._lock = threading.Lock()
+
+    @property
+    def session(self):
+        if self._session is None:
+            from mner.runtime.ort import onnx_session
+
+            self._session = onnx_session(self.path, self.threads)
+        return self._session
+
+    @session.setter
+    def session(self, value) -> None:
+        self._session = value
 
     @property
     def dim(self) -> int:
@@ -237,8 +251,9 @@ class FrozenFeatures:
                 out[i] = np.zeros((0, LAYERS, self.dim), np.float16)
         todo.sort(key=lambda i: len(sequences[i]))
         started, last = time.monotonic(), time.monotonic()
-        for at in range(0, len(todo), BATCH_POSTS):
-            chunk = todo[at : at + BATCH_POSTS]
+        size = 1 if self.quantized else BATCH_POSTS
+        for at in range(0, len(todo), size):
+            chunk = todo[at : at + size]
             with self._lock:
                 computed = self._run([sequences[i] for i in chunk])
             self.computed += len(chunk)
@@ -312,7 +327,7 @@ class FeatureStore:
 
 
 def encoder_onnx_path(name: str, quantized: bool) -> Path:
-    graph = f"-{INT8_GRAPH}" if quantized else ""
+    graph = f"-{INT8_FILE}" if quantized else ""
     return cache_folder() / f"text-{name}-{weights_hash(name)[:12]}-last{LAYERS}{graph}.onnx"
 
 
