@@ -4,8 +4,8 @@ side on the same posts, and how close int8's features are to fp32's.
 Usage: python benchmarks/bench_features.py [--posts 500] [--threads 2] [--encoders mpnet minilm]
        [--report FILE | --update]
 
-Posts: the first N of Twitter-2015 test, as the model reads them (``@``/``#`` joined), in batches of 16 posts
-sorted by length (as training's extraction and tagging batches run them), no feature cache. Each graph is loaded
+Posts: the first N of Twitter-2015 test, as the model reads them (``@``/``#`` joined), sorted by length, as mner
+runs them: 16 posts a run through the fp32 graph, one post a run through the int8 one; no feature cache. Each graph is loaded
 and warmed on 16 posts first; the ms a post is wall time over the N posts. "cos" is the mean cosine between a
 token's int8 and fp32 vectors (the mean of the last four layers, what ``feature_mix = "mean"`` reads).
 """

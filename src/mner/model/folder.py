@@ -37,8 +37,8 @@ MODELS.register(
     "default",
     PackagedModel(
         PACKAGED / "default",
-        "a BiLSTM-CRF on frozen all-mpnet-base-v2 features + GloVe reading the post's context (an LLM's entity "
-        "list) aligned to it, with a text and an untyped path; Twitter-2015 + Twitter-2017",
+        "3 GloVe BiLSTM-CRFs reading the post's context (an LLM's entity list) aligned to it, an untyped path and "
+        "a text path on frozen all-mpnet-base-v2 features; Twitter-2015 + Twitter-2017",
     ),
 )
 # the default's text path, which tags its posts without a usable context: one copy of its weights
@@ -53,8 +53,8 @@ MODELS.register(
     "fast",
     PackagedModel(
         PACKAGED / "fast",
-        "the default before the pretrained encoder: 3 BiLSTM-CRFs on GloVe reading the context, with a text and "
-        "an untyped path; several times faster, no MPNet needed",
+        "the default before the pretrained encoder: the same context and untyped paths, a GloVe text path; "
+        "faster, no MPNet needed",
     ),
 )
 MODELS.register(
