@@ -302,3 +302,13 @@ def test_a_glove_model_has_one_optimiser_group_at_lr():
     groups = net.configure_optimiser(lr=0.01, encoder_lr=5e-5).param_groups
     assert [g["lr"] for g in groups] == [0.01]
     assert sum(p.numel() for p in groups[0]["params"]) == sum(p.numel() for p in net.parameters())
+
+
+def test_the_default_sends_a_list_without_types_to_its_text_path():
+    """The default's untyped path is its text path (one folder, loaded once): with MPNet features the text alone
+    beats a GloVe model reading names without types (issue #31)."""
+    from mner.runtime.runners import load_runner
+
+    runner = load_runner(None, "onnx")
+    assert runner.paths["untyped"] is runner.paths["none"] is runner.text
+    assert runner.text.config.features == "mpnet" and runner.context.config.features is None

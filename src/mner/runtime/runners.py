@@ -205,7 +205,8 @@ def load_runner(folder: str | Path | None = None, runtime: str = "auto", threads
             raise MnerInputError(
                 f"'{key}_path' {name!r}: expected the name of a folder inside it", model.path
             )
-        loaded[key] = load_runner(model.path / name, runtime, threads)
+        same = [loaded[k] for k, n in paths.items() if k in loaded and n == name]  # one folder for two paths
+        loaded[key] = same[0] if same else load_runner(model.path / name, runtime, threads)
     return RoutedRunner(_load_one(model, runtime, threads), loaded.get("text"), loaded.get("untyped"))
 
 
