@@ -13,9 +13,7 @@ from torch import nn
 
 from mner.data import MnerInputError
 from mner.inputs.pieces import quiet_transformers
-from mner.runtime.ort import onnx_session
-
-OPSET = 17
+from mner.runtime.ort import OPSET, onnx_session
 
 
 class _LastLayers(nn.Module):

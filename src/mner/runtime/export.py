@@ -28,9 +28,8 @@ from mner.data import MnerInputError, Post
 from mner.inputs.batching import BATCH_LAYOUT, flat_arrays, with_arrays
 from mner.model.folder import file_sha256
 from mner.model.network import as_tensors
-from mner.runtime.ort import image_encoder_path, onnx_session
+from mner.runtime.ort import OPSET, image_encoder_path, onnx_session
 
-OPSET = 17
 ONNX_FORMAT = 2  # 2: the batch layout is recorded and checked; the CRF's scores come from the weights
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from mner.data import MnerInputError
 from mner.paths import cache_folder
 
+OPSET = 17  # the ONNX opset of every graph mner exports (models, the image and text encoders)
 DEFAULT_THREADS = 1  # measured best when other jobs share the CPU (BENCHMARKS.md, "Threads")
 
 
