@@ -30,6 +30,10 @@ CONDITIONS = {  # name: (row label, channels used)
     "caption-words": ("+ caption words as their own channel", "text + caption"),
     "knowledge": ("+ knowledge (KG isA triples, text candidates)", "text + knowledge"),
     "full": ("+ caption + knowledge (full model here)", "text + caption + knowledge"),
+    "full-mpnet": (
+        "+ caption + knowledge, frozen MPNet features beside GloVe",
+        "text (+ MPNet features) + caption + knowledge",
+    ),
 }
 PAPER = [  # (row, channels, PER, LOC, ORG, OTHER, P, R, F1); Table 3 gives no P and R
     ("paper Table 2: BiLSTM-CRF", "text", 76.77, 72.56, 41.33, 26.80, 68.14, 61.09, 64.42),
@@ -115,7 +119,7 @@ def main() -> None:
         sys.exit(f"Twitter-2015 not found at {args.data}: pass --data")
     kg = args.out / "kg.sqlite"
     args.out.mkdir(parents=True, exist_ok=True)
-    if {"knowledge", "full"} & set(args.conditions):
+    if {"knowledge", "full", "full-mpnet"} & set(args.conditions):
         build_kg(kg, SHARED / "kg")
     runs = [
         run_one(c, s, args, kg) for s in args.seeds for c in args.conditions

@@ -129,3 +129,72 @@ def test_the_untyped_path_tags_the_posts_whose_context_gives_names_without_types
     assert "- Untyped path: a post whose context names something in it but gives no kind" in card
     with pytest.raises(MnerInputError, match="an untyped path must read the context"):
         combine([typed], tmp_path / "d", untyped_model=text)
+
+
+def test_float16_weights_halve_the_folder_and_tag_alike_on_both_runtimes(tmp_path):
+    from safetensors.numpy import load_file
+
+    from mner.model.folder import read_config
+
+    folders = [trained(tmp_path, f"s{seed}", seed) for seed in (1, 2)]
+    result = CliRunner().invoke(
+        app, ["combine", *(a for f in folders for a in ("--member", str(f))), "--out", str(tmp_path / "f32")]
+    )
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(
+        app,
+        [
+            "combine",
+            *(a for f in folders for a in ("--member", str(f))),
+            "--float16",
+            "--out",
+            str(tmp_path / "f16"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    full, half = tmp_path / "f32", tmp_path / "f16"
+    weights = load_file(str(half / "model.safetensors"))
+    assert {str(v.dtype) for v in weights.values()} <= {"float16", "int64"} and "float16" in {
+        str(v.dtype) for v in weights.values()
+    }
+    assert (half / "model.safetensors").stat().st_size < 0.6 * (full / "model.safetensors").stat().st_size
+    import onnx
+
+    def weight_bytes(graph):  # the initializers: the graph's structure dominates so small a model's file
+        return {
+            i.data_type: sum(len(x.raw_data) for x in graph.graph.initializer if x.data_type == i.data_type)
+            for i in graph.graph.initializer
+        }
+
+    f32, f16 = (weight_bytes(onnx.load(str(f / "model.onnx"))) for f in (full, half))
+    assert sum(f16.values()) < 0.6 * sum(f32.values())
+    assert f16[onnx.TensorProto.FLOAT16] > f16.get(onnx.TensorProto.FLOAT, 0)
+    record = read_config(half / "config.json")
+    assert record["weights_dtype"] == "float16" and "--float16" in record["training"]["command"]
+    assert "float16" in (half / "README.md").read_text(encoding="utf-8")
+    # the stored weights are the float32 ensemble's rounded once: emissions within float16's rounding
+    rounded, exact = load_torch_model(half), load_torch_model(full)
+    batch = exact.batches.build(POSTS)
+    assert np.allclose(rounded.emissions(batch), exact.emissions(batch), atol=2e-2)
+    assert not np.array_equal(rounded.emissions(batch), exact.emissions(batch))
+    # ONNX Runtime reads the same float16 weights (cast back to float32): PyTorch's emissions and tags
+    onnx = load_runner(half, "onnx")
+    assert isinstance(onnx, OnnxRunner)
+    assert np.allclose(onnx.emissions(batch), rounded.emissions(batch), atol=1e-5)
+    longer = [*POSTS, Post(("Kobe",), context=CONTEXT), Post(("a", "b", "c", "d", "Paris"))]
+    assert onnx.predict_tags(longer) == rounded.predict_tags(longer)
+    again = tmp_path / "again"  # a re-save keeps float16
+    rounded.save(again)
+    assert load_file(str(again / "model.safetensors")).keys() == weights.keys()
+    assert all(str(v.dtype) != "float32" for v in load_file(str(again / "model.safetensors")).values())
+
+
+def test_a_weights_dtype_mner_does_not_know_is_refused(tmp_path):
+    import json
+
+    folder = trained(tmp_path, "s1", 1)
+    record = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    record["weights_dtype"] = "bfloat16"
+    (folder / "config.json").write_text(json.dumps(record), encoding="utf-8")
+    with pytest.raises(MnerInputError, match="weights_dtype 'bfloat16'"):
+        load_torch_model(folder)

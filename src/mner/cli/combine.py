@@ -42,6 +42,14 @@ def combine(
             "--test", help="Score this CoNLL file with the combined model into its card (once per file)."
         ),
     ] = None,
+    float16: Annotated[
+        bool,
+        typer.Option(
+            "--float16",
+            help="Store the weights as float16: half the folder; each weight rounded once, the network still "
+            "computes in float32 (the card's scores are the rounded model's).",
+        ),
+    ] = False,
     threads: ThreadsOption = None,
     channels: ChannelArgs = None,
 ) -> None:
@@ -61,7 +69,7 @@ def combine(
     from mner.runtime.ort import torch_threads
 
     torch_threads(threads or 1)
-    combined = combine_models(members, out, text_model, untyped_model)
+    combined = combine_models(members, out, text_model, untyped_model, float16=float16)
     export_model(combined, out)
     runner = combined
     paths = {key: combined.record.get(f"{key}_path") for key in ("text", "untyped")}
@@ -91,11 +99,15 @@ def combine(
         ("--untyped-model", untyped_model),
         *(("--test", t) for t in test_files or []),
     ]
+    if float16:
+        given.append(("--float16", True))
     given += [
         (f, v) for f, value in channels.flags.items() for v in (value if isinstance(value, list) else [value])
     ]
     combined.record.setdefault("training", {})["command"] = "mner combine " + " ".join(
-        f"{flag} {shlex.quote(str(v))}" for flag, v in [*given, ("--out", out)] if v is not None
+        flag if v is True else f"{flag} {shlex.quote(str(v))}"
+        for flag, v in [*given, ("--out", out)]
+        if v is not None
     )
     combined.save(out)  # the same weights (the export stays current), the record with its scores and command
     typer.echo(

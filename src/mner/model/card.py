@@ -73,6 +73,11 @@ def _combined_lines(record: dict) -> list[str]:
             + ", ".join(f"`{m['folder']}`" for m in members)
             + ")."
         )
+    if record.get("weights_dtype") == "float16":
+        lines.append(
+            "- Weights: stored as float16 (`mner combine --float16`: each weight rounded once, half the folder); "
+            "the network computes in float32, and the scores here are the rounded model's."
+        )
     if record.get("untyped_path"):
         lines.append(
             "- Untyped path: a post whose context names something in it but gives no kind that names a type "

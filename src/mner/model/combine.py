@@ -34,10 +34,12 @@ def combine(
     out: str | Path,
     text_model: str | Path | None = None,
     untyped_model: str | Path | None = None,
+    float16: bool = False,
 ) -> TorchModel:
     """Write the model of ``members`` (one: a copy; several: their ensemble) to ``out``, with ``text_model``
     (a model folder reading text alone) as its text path and ``untyped_model`` (a context model trained on lists
-    with their kinds hidden) as its untyped path; returns the combined model (saved, not exported).
+    with their kinds hidden) as its untyped path; returns the combined model (saved, not exported). ``float16``:
+    its weights rounded to float16 and stored so (``TorchModel.round_to_float16``; the paths as they are).
 
     Raises:
         MnerInputError: no member; members of different configs (vocabularies, sizes, channels, labels); an
@@ -61,6 +63,8 @@ def combine(
     if untyped_model is not None:
         _check_untyped_path(load_torch_model(untyped_model), config, untyped_model)
         combined.record["untyped_path"] = UNTYPED_PATH
+    if float16:
+        combined.round_to_float16()
     combined.save(out)
     for path, name in ((text_model, TEXT_PATH), (untyped_model, UNTYPED_PATH)):
         if path is not None:  # the model's folder as it is: weights, card, its ONNX export

@@ -75,6 +75,7 @@ CONFIG_KEYS = {
     "members",  # an ensemble's members: where each came from and what it scored (mner.model.combine)
     "text_path",  # a folder inside this one holding the text-only model that tags posts the context names nothing in
     "untyped_path",  # ... the context model that tags posts whose context gives names but no kinds that name a type
+    "weights_dtype",  # "float16": model.safetensors and model.onnx store the weights as float16 (mner combine --float16)
 }
 
 
@@ -188,6 +189,10 @@ def read_config(path: Path) -> dict:
     unknown = sorted(set(record) - CONFIG_KEYS)
     if unknown:
         raise MnerInputError(f"unknown key(s) {unknown}; expected some of {sorted(CONFIG_KEYS)}", path)
+    if record.get("weights_dtype", "float32") not in ("float32", "float16"):
+        raise MnerInputError(
+            f'weights_dtype {record["weights_dtype"]!r}: expected "float32" or "float16"', path
+        )
     if record.get("format_version", FORMAT_VERSION) > FORMAT_VERSION:
         raise MnerInputError(
             f"format_version {record['format_version']} is newer than this mner "

@@ -71,6 +71,15 @@ class TorchModel(Runner):
     def crf_scores(self) -> CrfScores:
         return self.network.crf.scores()
 
+    def round_to_float16(self) -> None:
+        """Round every float32 weight to the nearest float16 value, in place, and save the weights as float16 from
+        now on (half the folder; the network still computes in float32, on weights float16 can hold exactly)."""
+        with torch.no_grad():
+            for tensor in self.network.state_dict().values():
+                if tensor.dtype == torch.float32:
+                    tensor.copy_(tensor.half().float())
+        self.record["weights_dtype"] = "float16"
+
     def save(self, folder: str | Path, card: str | None = None) -> Path:
         """Write ``config.json``, ``model.safetensors`` and the model card (``card``, or one made from the
         config and the record) into ``folder``.
@@ -91,6 +100,10 @@ class TorchModel(Runner):
             # the tokenizer and the architecture are read from this package again at load time
             record["encoder"] = self.record.get("encoder") or encoder_record(self.config.encoder)
         state = {k: v.detach().cpu().contiguous() for k, v in self.network.state_dict().items()}
+        if (
+            self.record.get("weights_dtype") == "float16"
+        ):  # rounded once (round_to_float16): stored losslessly
+            state = {k: v.half() if v.dtype == torch.float32 else v for k, v in state.items()}
         save_file(state, str(folder / "model.safetensors"))
         config = {
             "format_version": FORMAT_VERSION,
