@@ -230,6 +230,9 @@ class ModelConfig:
     # the encoder's graph the features come from, in training and tagging alike: "int8" (weights in int8 but the
     # feed-forward outputs'; 2-3x faster) or "fp32"
     features_graph: str = "int8"
+    # the post's context as the frozen encoder's second segment: each post token's features from the run of post +
+    # context, PGIM's way (mner.inputs.frozen); needs features and the "context" channel
+    feature_context: bool = False
     glove: bool = True  # the GloVe vectors and tuned offsets (False: no word vectors, with frozen features)
     char_cnn: bool = True  # the char-CNN over each word's characters
     # the frozen encoder a model was trained on: its packages and versions and its weights' SHA-256 (set by
@@ -250,10 +253,20 @@ class ModelConfig:
         for name, unit in READERS.items():
             if unit.enabled(getattr(self, name)) and unit.channel not in self.channels:
                 raise ValueError(f"[model.{name}] reads the {unit.channel!r} channel: add it to channels")
+        if self.feature_context and self.features is None:
+            raise ValueError(
+                "feature_context reads the post's context through the frozen encoder: set features"
+            )
+        if self.feature_context and "context" not in self.channels:
+            raise ValueError("feature_context reads the 'context' channel: add it to channels")
+        read_by_features = ["context"] if self.feature_context else []  # needs no other reading of its own
         needs_fusion = [
             c
             for c in self.channels
-            if c != "text" and c not in self.channels_after_post and c not in self.list_channels
+            if c != "text"
+            and c not in self.channels_after_post
+            and c not in self.list_channels
+            and c not in read_by_features
         ]
         if needs_fusion and not self.fusion:
             raise ValueError(

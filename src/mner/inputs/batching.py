@@ -93,9 +93,13 @@ class InputBuilder(Protocol):
         """Inputs of word sequences (any may be empty), each on its own."""
 
     def post(
-        self, tokens: Sequence[Sequence[str]], contexts: Sequence[Sequence[Sequence[str]]] | None
+        self,
+        tokens: Sequence[Sequence[str]],
+        contexts: Sequence[Sequence[Sequence[str]]] | None,
+        seconds: Sequence[Sequence[str] | None] | None = None,
     ) -> WordInputs:
-        """Inputs of posts, each followed by its context channels' words (``contexts[b]``) if given."""
+        """Inputs of posts, each followed by its context channels' words (``contexts[b]``) if given; ``seconds``:
+        each post's second segment of the frozen encoder (``ModelConfig.feature_context``), if given."""
 
 
 def char_features(sequences: Sequence[Sequence[str]], config: ModelConfig) -> tuple[np.ndarray, ...]:
@@ -135,11 +139,17 @@ class GloveInputBuilder:
         self.frozen = feature_source(self.config.features, threads, quantized, cached)
         check_record(self.config.features_record, self.config.features)
 
-    def features(self, tokens: Sequence[Sequence[str]], width: int) -> np.ndarray:
-        """(batch, width, 4, dim) frozen-encoder features of the posts, zeros after each post's tokens."""
+    def features(
+        self,
+        tokens: Sequence[Sequence[str]],
+        width: int,
+        seconds: Sequence[Sequence[str] | None] | None = None,
+    ) -> np.ndarray:
+        """(batch, width, 4, dim) frozen-encoder features of the posts (each run with its second segment, where
+        ``seconds`` gives one), zeros after each post's tokens."""
         from mner.inputs.frozen import LAYERS
 
-        found = self.frozen(tokens)
+        found = self.frozen(tokens, seconds)
         out = np.zeros((len(tokens), width, LAYERS, self.frozen.dim), dtype=np.float32)
         for b, array in enumerate(found):
             out[b, : len(array)] = array
@@ -173,12 +183,15 @@ class GloveInputBuilder:
         )
 
     def post(
-        self, tokens: Sequence[Sequence[str]], contexts: Sequence[Sequence[Sequence[str]]] | None
+        self,
+        tokens: Sequence[Sequence[str]],
+        contexts: Sequence[Sequence[Sequence[str]]] | None,
+        seconds: Sequence[Sequence[str] | None] | None = None,
     ) -> GloveInputs:
         if contexts is None:
             inputs = self.words(tokens)
             if self.frozen is not None:
-                inputs.features = self.features(tokens, inputs.mask.shape[1])
+                inputs.features = self.features(tokens, inputs.mask.shape[1], seconds)
             return inputs
         joined, separators = [], []
         for words, channels in zip(tokens, contexts, strict=True):
@@ -194,7 +207,7 @@ class GloveInputBuilder:
         for b, marks in enumerate(separators):
             inputs.separator[b, : len(marks)] = marks
         if self.frozen is not None:
-            inputs.features = self.features(tokens, inputs.mask.shape[1])
+            inputs.features = self.features(tokens, inputs.mask.shape[1], seconds)
         return inputs
 
 
@@ -208,8 +221,12 @@ class PieceInputBuilder:
         return self.post(sequences, None)
 
     def post(
-        self, tokens: Sequence[Sequence[str]], contexts: Sequence[Sequence[Sequence[str]]] | None
+        self,
+        tokens: Sequence[Sequence[str]],
+        contexts: Sequence[Sequence[Sequence[str]]] | None,
+        seconds: Sequence[Sequence[str] | None] | None = None,
     ) -> PieceInputs:
+        """``seconds`` is unused: a transformer encoder reads no frozen features (``ModelConfig`` refuses them)."""
         from mner.inputs.pieces import encode_pieces
 
         char_ids, shape_ids, mask = char_features(tokens, self.config)
@@ -244,7 +261,12 @@ class BatchBuilder:
         as_text = None
         if config.words_after_post:
             as_text = [[channel_words(p, c, config) for c in config.channels_after_post] for p in posts]
-        text = self.inputs.post(tokens, as_text)
+        seconds = None
+        if config.feature_context:  # each post's context as the frozen encoder's second segment (PGIM's way)
+            from mner.inputs.frozen import second_segment
+
+            seconds = [second_segment(p.context) for p in posts]
+        text = self.inputs.post(tokens, as_text, seconds)
         for name, unit in READERS.items():  # the reading units' arrays (the context's alignment, its kinds)
             block = getattr(config, name)
             if unit.enabled(block):

@@ -12,8 +12,15 @@ A token's features are the encoder's **last four layers**, each the mean over th
 (``quantize_dynamic``) that tagging uses. Word pieces come from the package's ``tokenizer.json`` (the Rust
 ``tokenizers``), so tagging needs neither torch nor transformers.
 
+With ``ModelConfig.feature_context`` (PGIM's way of reading an LLM's context), a post's context is the encoder's
+**second segment**: ``[CLS] post [SEP] [SEP] context [SEP]`` for MPNet (``[CLS] post [SEP] context [SEP]`` for a
+BERT-style tokenizer: the special pieces of the tokenizer's pair template), so its words' features see the context;
+only the post's tokens get features. The exported graph reads no token types: MiniLM's second segment goes in with
+type 0 (MPNet has none).
+
 ``FrozenFeatures`` keeps features per post in a SQLite file keyed by the encoder's weights hash, the graph
-(fp32 or int8) and the post's tokens, so training seeds and reruns compute them once (``cached=True``).
+(fp32 or int8), the post's tokens and its second segment, so training seeds and reruns compute them once
+(``cached=True``).
 """
 
 from __future__ import annotations
@@ -172,6 +179,18 @@ class PieceTokenizer:
         if len(special) != 2:
             raise ValueError(f"{folder}: expected [CLS] and [SEP] around an empty text, got {special}")
         self.cls_id, self.sep_id = special
+        # the special pieces of the pair template (before the post, between the segments, after the context)
+        pair = self.tokenizer.encode("a", "b", add_special_tokens=True)
+        groups: list[list[int]] = [[], [], []]
+        part = 0
+        for piece, sequence in zip(pair.ids, pair.sequence_ids, strict=True):
+            if sequence is None:
+                groups[part].append(piece)
+            else:
+                part = sequence + 1
+        self.pair_specials = tuple(tuple(g) for g in groups)
+        if groups[0] != [self.cls_id]:
+            raise ValueError(f"{folder}: expected the pair template to start with [CLS], got {groups[0]}")
         config = json.loads((folder / "config.json").read_text())
         self.pad_id = int(config.get("pad_token_id") or 0)
         self.unk_id = self.tokenizer.token_to_id("[UNK]") or 0
@@ -204,8 +223,14 @@ def _windows(pieces: list[tuple[int, ...]], budget: int) -> list[tuple[int, int,
     return out
 
 
+def second_segment(context: str | None) -> tuple[str, ...]:
+    """A post's context as the frozen encoder's second segment: its words, split on whitespace (the word pieces
+    split punctuation off); none for a post without context."""
+    return tuple(context.split()) if context else ()
+
+
 class FrozenFeatures:
-    """Token features of word sequences from a frozen encoder on ONNX Runtime: ``__call__(sequences)`` →
+    """Token features of word sequences from a frozen encoder on ONNX Runtime: ``__call__(sequences, seconds)`` →
     one float16 array ``(len(sequence), LAYERS, dim)`` each (see the module docstring)."""
 
     def __init__(self, name: str, threads: int = 1, quantized: bool = True, cached: bool = False):
@@ -236,12 +261,32 @@ class FrozenFeatures:
     def dim(self) -> int:
         return self.spec.dim
 
-    def key(self, tokens: Sequence[str]) -> str:
-        return hashlib.sha256(("\x1f".join([self.variant, *tokens])).encode()).hexdigest()
+    def key(self, tokens: Sequence[str], second: Sequence[str] | None = None) -> str:
+        """The cache key of a post's features; with no second segment, the key of the post alone."""
+        parts = [self.variant, *tokens]
+        if second:
+            parts += ["\x1d", *second]  # a group separator, found in no token, before the second segment
+        return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 
-    def __call__(self, sequences: Sequence[Sequence[str]], progress: bool = False) -> list[np.ndarray]:
+    def __call__(
+        self,
+        sequences: Sequence[Sequence[str]],
+        seconds: Sequence[Sequence[str] | None] | None = None,
+        progress: bool = False,
+    ) -> list[np.ndarray]:
+        """Each sequence's token features; ``seconds[i]``, where given, is its second segment (``second_segment``:
+        a post's context words; None or empty: the sequence alone)."""
+        if seconds is None:
+            seconds = [()] * len(sequences)
+        if len(seconds) != len(sequences):
+            raise ValueError(f"{len(sequences)} sequences but {len(seconds)} second segments")
+        seconds = [tuple(s or ()) for s in seconds]
         out: list[np.ndarray | None] = [None] * len(sequences)
-        keys = [self.key(s) for s in sequences] if self.store is not None else None
+        keys = (
+            [self.key(s, c) for s, c in zip(sequences, seconds, strict=True)]
+            if self.store is not None
+            else None
+        )
         if self.store is not None:
             for i, found in enumerate(self.store.get_many(keys)):
                 out[i] = found
@@ -249,13 +294,13 @@ class FrozenFeatures:
         for i, s in enumerate(sequences):
             if len(s) == 0:
                 out[i] = np.zeros((0, LAYERS, self.dim), np.float16)
-        todo.sort(key=lambda i: len(sequences[i]))
+        todo.sort(key=lambda i: len(sequences[i]) + len(seconds[i]))
         started, last = time.monotonic(), time.monotonic()
         size = 1 if self.quantized else BATCH_POSTS
         for at in range(0, len(todo), size):
             chunk = todo[at : at + size]
             with self._lock:
-                computed = self._run([sequences[i] for i in chunk])
+                computed = self._run([sequences[i] for i in chunk], [seconds[i] for i in chunk])
             self.computed += len(chunk)
             for i, features in zip(chunk, computed, strict=True):
                 out[i] = features
@@ -270,29 +315,48 @@ class FrozenFeatures:
                 )
         return out  # type: ignore[return-value]
 
-    def _run(self, sequences: Sequence[Sequence[str]]) -> list[np.ndarray]:
-        """Features of sequences, each split into windows that fit the encoder."""
-        budget = self.spec.max_pieces - 2
-        rows: list[tuple[int, int, int, list[tuple[int, ...]]]] = []  # (sequence, start, end, pieces)
-        for s, words in enumerate(sequences):
-            for start, end, pieces in _windows(self.tokenizer.pieces(list(words)), budget):
-                rows.append((s, start, end, pieces))
-        width = max(2 + sum(map(len, r[3])) for r in rows)
+    def _run(self, sequences: Sequence[Sequence[str]], seconds: Sequence[Sequence[str]]) -> list[np.ndarray]:
+        """Features of sequences, each split into windows that fit the encoder, or run with its second segment."""
+        rows: list[
+            tuple[int, int, list[tuple[int, ...]], list[int]]
+        ] = []  # (sequence, start, pieces, run's ids)
+        for s, (words, second) in enumerate(zip(sequences, seconds, strict=True)):
+            rows += self._rows(s, self.tokenizer.pieces(list(words)), second)
+        width = max(len(r[3]) for r in rows)
         ids = np.full((len(rows), width), self.tokenizer.pad_id, dtype=np.int64)
         mask = np.zeros((len(rows), width), dtype=np.int64)
-        for r, (_, _, _, pieces) in enumerate(rows):
-            flat = [self.tokenizer.cls_id, *(p for w in pieces for p in w), self.tokenizer.sep_id]
+        for r, (_, _, _, flat) in enumerate(rows):
             ids[r, : len(flat)], mask[r, : len(flat)] = flat, 1
         (states,) = self.session.run(
             None, {"input_ids": ids, "attention_mask": mask}
         )  # (rows, width, L, dim)
         out = [np.zeros((len(words), LAYERS, self.dim), np.float32) for words in sequences]
-        for r, (s, start, _, pieces) in enumerate(rows):
-            at = 1
+        for r, (s, start, pieces, _) in enumerate(rows):
+            at = 1  # after [CLS], alone or in a pair
             for t, word in enumerate(pieces):
                 out[s][start + t] = states[r, at : at + len(word)].mean(0)
                 at += len(word)
         return [o.astype(np.float16) for o in out]
+
+    def _rows(
+        self, s: int, pieces: list[tuple[int, ...]], second: Sequence[str]
+    ) -> list[tuple[int, int, list[tuple[int, ...]], list[int]]]:
+        """The encoder runs of sequence ``s``: (s, first token, the tokens' pieces, the run's piece ids). With a
+        second segment, one run of the pair, the second's end dropped to fit ``max_pieces``."""
+        tokenizer, limit = self.tokenizer, self.spec.max_pieces
+        windows = _windows(pieces, limit - 2)
+        lead, middle, tail = tokenizer.pair_specials
+        post = [p for w in pieces for p in w]
+        room = limit - len(lead) - len(post) - len(middle) - len(tail)
+        # a post that needs windows (longer than the encoder) is read without its second segment, as is one that
+        # leaves no room for it: its features are then those of the post alone
+        if not second or len(windows) > 1 or room < 1:
+            return [
+                (s, start, window, [tokenizer.cls_id, *(p for w in window for p in w), tokenizer.sep_id])
+                for start, _, window in windows
+            ]
+        context = [p for w in tokenizer.pieces(list(second)) for p in w][:room]
+        return [(s, 0, pieces, [*lead, *post, *middle, *context, *tail])]
 
 
 class FeatureStore:

