@@ -190,7 +190,11 @@ def evaluate_model(model: str, sets: list[str], threads: int) -> dict:
 
 
 def _weights_hash(folder: Path) -> str:
-    return json.loads((folder / "config.json").read_text()).get("weights_sha256", "")
+    """The weights' SHA-256 of the folder and of its text and untyped paths (a changed path is a new model)."""
+    record = json.loads((folder / "config.json").read_text())
+    paths = [record.get(f"{key}_path") for key in ("text", "untyped")]
+    inner = [_weights_hash(folder / p) for p in dict.fromkeys(paths) if p]
+    return ":".join([record.get("weights_sha256", ""), *inner])
 
 
 def main() -> None:
