@@ -479,6 +479,7 @@ def test_paper_full_model_reproduces_its_card_with_captions_and_knowledge(tmp_pa
     )
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
+    assert recorded.pop("file").endswith("twitter2015/test.txt")  # the file training scored, then its scores
     assert out == recorded
     assert (
         f"| overall | {out['precision']:.2f} | {out['recall']:.2f} | {out['f1']:.2f} | 5207 |"

@@ -106,10 +106,11 @@ def test_a_stale_or_damaged_export_is_never_used(tmp_path, caplog):
     from mner.model.torch_model import load_torch_model as load_torch
 
     folder = tmp_path / "m"
-    shutil.copytree(MODELS["text"].folder, folder)  # one network (the default routes between three)
+    shutil.copytree(MODELS["text"].folder, folder)  # one folder, no paths (the default routes between three)
     torch_model = load_torch(folder)
+    bias = next(p for name, p in torch_model.network.named_parameters() if name.endswith("emit.bias"))
     with __import__("torch").no_grad():
-        torch_model.network.emit.bias[0] += 1.0  # other weights, saved without a new export
+        bias[0] += 1.0  # other weights, saved without a new export
     torch_model.save(folder, card="# changed\n")
     with caplog.at_level("WARNING", logger="mner.runtime"):
         assert type(load_runner(folder)).__name__ == "TorchModel"  # auto: PyTorch, the export is stale
