@@ -223,6 +223,10 @@ def _windows(pieces: list[tuple[int, ...]], budget: int) -> list[tuple[int, int,
     return out
 
 
+# an encoder run: (sequence, its first token in the run, the tokens' pieces, the run's piece ids)
+_Row = tuple[int, int, list[tuple[int, ...]], list[int]]
+
+
 def second_segment(context: str | None) -> tuple[str, ...]:
     """A post's context as the frozen encoder's second segment: its words, split on whitespace (the word pieces
     split punctuation off); none for a post without context."""
@@ -317,9 +321,7 @@ class FrozenFeatures:
 
     def _run(self, sequences: Sequence[Sequence[str]], seconds: Sequence[Sequence[str]]) -> list[np.ndarray]:
         """Features of sequences, each split into windows that fit the encoder, or run with its second segment."""
-        rows: list[
-            tuple[int, int, list[tuple[int, ...]], list[int]]
-        ] = []  # (sequence, start, pieces, run's ids)
+        rows: list[_Row] = []
         for s, (words, second) in enumerate(zip(sequences, seconds, strict=True)):
             rows += self._rows(s, self.tokenizer.pieces(list(words)), second)
         width = max(len(r[3]) for r in rows)
@@ -338,9 +340,7 @@ class FrozenFeatures:
                 at += len(word)
         return [o.astype(np.float16) for o in out]
 
-    def _rows(
-        self, s: int, pieces: list[tuple[int, ...]], second: Sequence[str]
-    ) -> list[tuple[int, int, list[tuple[int, ...]], list[int]]]:
+    def _rows(self, s: int, pieces: list[tuple[int, ...]], second: Sequence[str]) -> list[_Row]:
         """The encoder runs of sequence ``s``: (s, first token, the tokens' pieces, the run's piece ids). With a
         second segment, one run of the pair, the second's end dropped to fit ``max_pieces``."""
         tokenizer, limit = self.tokenizer, self.spec.max_pieces

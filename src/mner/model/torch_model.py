@@ -100,9 +100,8 @@ class TorchModel(Runner):
             # the tokenizer and the architecture are read from this package again at load time
             record["encoder"] = self.record.get("encoder") or encoder_record(self.config.encoder)
         state = {k: v.detach().cpu().contiguous() for k, v in self.network.state_dict().items()}
-        if (
-            self.record.get("weights_dtype") == "float16"
-        ):  # rounded once (round_to_float16): stored losslessly
+        if self.record.get("weights_dtype") == "float16":
+            # rounded once (round_to_float16), so float16 holds every weight exactly
             state = {k: v.half() if v.dtype == torch.float32 else v for k, v in state.items()}
         save_file(state, str(folder / "model.safetensors"))
         config = {
