@@ -242,7 +242,7 @@ class FrozenFeatures:
         folder = encoder_folder(name)
         self.tokenizer = PieceTokenizer(folder)
         self.path = encoder_onnx(name, quantized)
-        self._session = None  # loaded at the first post that needs it (0.6 s for MPNet's int8 graph)
+        self._session = None  # loaded at the first post that needs it
         graph = INT8_GRAPH if quantized else "fp32"
         self.variant = f"{name}:{weights_hash(name)[:16]}:{graph}:mean-pieces:last{LAYERS}"
         self.store = FeatureStore(cache_folder() / "features" / f"{name}.sqlite") if cached else None
@@ -252,9 +252,9 @@ class FrozenFeatures:
     @property
     def session(self):
         if self._session is None:
-            from mner.runtime.ort import onnx_session
+            from mner.runtime.ort import optimized_session
 
-            self._session = onnx_session(self.path, self.threads)
+            self._session = optimized_session(self.path, self.threads)
         return self._session
 
     @session.setter
