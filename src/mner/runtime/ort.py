@@ -81,6 +81,7 @@ def optimized_session(path: Path, threads: int = DEFAULT_THREADS):
     refused = (state.Fail, state.InvalidArgument, state.InvalidGraph, state.InvalidProtobuf, state.NoSuchFile)
     folder = optimized_path(path)
     saved = folder / "model.onnx"
+    replace = folder.exists()  # stale or damaged when not opened below
     try:
         if saved.is_file() and saved.stat().st_mtime >= path.stat().st_mtime:
             return onnx_session(saved, threads, optimize=False)
@@ -94,10 +95,11 @@ def optimized_session(path: Path, threads: int = DEFAULT_THREADS):
         shutil.rmtree(partial, ignore_errors=True)
         return onnx_session(path, threads)
     try:
-        shutil.rmtree(folder, ignore_errors=True)  # a stale or damaged form
+        if replace:
+            shutil.rmtree(folder, ignore_errors=True)
         os.rename(partial, folder)
     except OSError:
-        pass  # another process kept its form first
+        pass  # another process kept its form first: that one stays
     finally:
         shutil.rmtree(partial, ignore_errors=True)
     return session
