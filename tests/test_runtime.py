@@ -328,7 +328,7 @@ def _product_graph(path, seed: int = 0):
 
 
 def test_a_large_graph_keeps_its_optimized_form_and_opens_it_unoptimized(tmp_path, monkeypatch):
-    """MPNet's session opened in 0.53 s, 0.2 s from the kept form (start-up ≤ 1 s): the form is kept the first
+    """MPNet's optimized form, kept, is what brought start-up under 1 s: the form is kept the first
     time, opened as it is after, gives the same outputs, and is made again when stale, damaged or unwritable."""
     from mner.runtime import ort as runtime_ort
 

@@ -74,8 +74,8 @@ def optimized_path(path: Path) -> Path:
 
 def optimized_session(path: Path, threads: int = DEFAULT_THREADS):
     """A session of a large graph made in mner's cache (a text encoder), whose optimized form is kept beside it
-    the first time, its weights in a file of their own: opening MPNet's int8 graph takes 0.53 s, its optimized
-    form 0.2 s (BENCHMARKS.md, "Start-up"). Made again when ``path`` is newer or the kept form is unreadable;
+    the first time, its weights in a file of their own: what brought ``mner predict``'s start-up under 1 s
+    (BENCHMARKS.md, "Start-up since then"). Made again when ``path`` is newer or the kept form is unreadable;
     where it cannot be written, the session is opened as ``onnx_session`` opens it."""
     state = _onnxruntime().capi.onnxruntime_pybind11_state
     refused = (state.Fail, state.InvalidArgument, state.InvalidGraph, state.InvalidProtobuf, state.NoSuchFile)
@@ -85,8 +85,8 @@ def optimized_session(path: Path, threads: int = DEFAULT_THREADS):
     try:
         if saved.is_file() and saved.stat().st_mtime >= path.stat().st_mtime:
             return onnx_session(saved, threads, optimize=False)
-    except refused:
-        pass  # damaged: optimized again below
+    except (OSError, *refused):
+        pass  # damaged, or removed meanwhile: optimized again below
     partial = folder.with_name(f"{folder.name}.{os.getpid()}.part")
     try:
         partial.mkdir(parents=True, exist_ok=True)
